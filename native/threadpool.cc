@@ -1,0 +1,145 @@
+#include "threadpool.h"
+#include "registry.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace frugal {
+namespace {
+class Pool {
+ public:
+  explicit Pool(int n) { resize(n); }
+  ~Pool() { stop(); }
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void resize(int n) {
+    stop();
+    stopping_ = false;
+    for (int i = 1; i < n; i++) workers_.emplace_back([this] { loop(); });
+  }
+
+  void run(int64_t ntasks, const std::function<void(int64_t)>& fn) {
+    if (ntasks <= 0) return;
+    if (ntasks == 1 || workers_.empty()) {
+      for (int64_t t = 0; t < ntasks; t++) fn(t);
+      return;
+    }
+    std::lock_guard<std::mutex> serial(run_mutex_);  // one parallel region at a time
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &fn;
+      ntasks_ = ntasks;
+      next_.store(0);
+      pending_ = static_cast<int>(workers_.size());
+      generation_++;
+    }
+    cv_.notify_all();
+    drain();
+    std::unique_lock<std::mutex> lk(m_);
+    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void drain() {
+    for (;;) {
+      int64_t t = next_.fetch_add(1);
+      if (t >= ntasks_) break;
+      (*job_)(t);
+    }
+  }
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+      }
+      drain();
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex m_, run_mutex_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t ntasks_ = 0;
+  std::atomic<int64_t> next_{0};
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+Pool& pool() {
+  static Pool p(std::max(1u, std::thread::hardware_concurrency()));
+  return p;
+}
+}  // namespace
+
+int num_threads() { return pool().size(); }
+void set_num_threads(int n) { pool().resize(std::max(1, n)); }
+
+void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& fn) { pool().run(ntasks, fn); }
+
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  int64_t nt = std::min<int64_t>(num_threads(), n);
+  int64_t chunk = (n + nt - 1) / nt;
+  pool().run(nt, [&](int64_t t) {
+    int64_t b = t * chunk, e = std::min(n, b + chunk);
+    if (b < e) fn(b, e);
+  });
+}
+
+bool has_avx512() {
+#if defined(__x86_64__)
+  static bool v = __builtin_cpu_supports("avx512f") && !std::getenv("FRUGAL_NO_AVX512");
+  return v;
+#else
+  return false;
+#endif
+}
+bool has_avx2() {
+#if defined(__x86_64__)
+  static bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !std::getenv("FRUGAL_NO_AVX2");
+  return v;
+#else
+  return false;
+#endif
+}
+
+static Napi::Value js_num_threads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), num_threads());
+}
+static Napi::Value js_set_num_threads(const Napi::CallbackInfo& info) {
+  set_num_threads(static_cast<int>(num(info, 0)));
+  return info.Env().Undefined();
+}
+static Napi::Value js_cpu_features(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("avx512", has_avx512());
+  o.Set("avx2", has_avx2());
+  return o;
+}
+FRUGAL_EXPORT("numThreads", js_num_threads)
+FRUGAL_EXPORT("setNumThreads", js_set_num_threads)
+FRUGAL_EXPORT("cpuFeatures", js_cpu_features)
+}  // namespace frugal
