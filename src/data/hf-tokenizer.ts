@@ -46,6 +46,7 @@ export class HfTokenizer implements Tokenizer {
           'was the model trained with a different tokenizer?');
       }
     }
+    if (ids.length === 0) return '';
     return this.runtime.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 
