@@ -1,0 +1,434 @@
+// CPU kernels for the generic ops. Memory-bound elementwise kernels are plain typed-array loops
+// (V8 compiles them well); compute-bound ones (GEMM, attention) call the native addon.
+import type { BinaryOp, Kernels, ReduceOp, Strided, TypedArray, UnaryOp } from '../types.ts';
+import { sgemmBatched } from './gemm.ts';
+import { attentionBackward, attentionForward } from './attention.ts';
+
+type A = TypedArray;
+const SQRT1_2 = Math.SQRT1_2;
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+// erf with |error| < 1.5e-7 (Abramowitz-Stegun 7.1.26 is too coarse for gradient checks, so use a
+// Chebyshev-fitted erfc from Numerical Recipes, relative error < 1.2e-7).
+export function erf(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r =
+    t *
+    Math.exp(
+      -z * z - 1.26551223 +
+        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+        t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
+  return x >= 0 ? 1 - r : r - 1;
+}
+
+function unaryFn(op: UnaryOp | 'identity'): (x: number) => number {
+  switch (op) {
+    case 'identity': return (x) => x;
+    case 'neg': return (x) => -x;
+    case 'exp': return Math.exp;
+    case 'log': return Math.log;
+    case 'sqrt': return Math.sqrt;
+    case 'rsqrt': return (x) => 1 / Math.sqrt(x);
+    case 'tanh': return Math.tanh;
+    case 'sigmoid': return (x) => 1 / (1 + Math.exp(-x));
+    case 'relu': return (x) => (x > 0 ? x : 0);
+    case 'silu': return (x) => x / (1 + Math.exp(-x));
+    case 'gelu': return (x) => 0.5 * x * (1 + erf(x * SQRT1_2));
+    case 'gelu_tanh': return (x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
+    case 'abs': return Math.abs;
+    case 'sign': return (x) => (x > 0 ? 1 : x < 0 ? -1 : 0);
+    case 'square': return (x) => x * x;
+    case 'reciprocal': return (x) => 1 / x;
+  }
+}
+
+/** d op(x) / dx given x and y = op(x). */
+function unaryGrad(op: UnaryOp): (x: number, y: number) => number {
+  switch (op) {
+    case 'neg': return () => -1;
+    case 'exp': return (_x, y) => y;
+    case 'log': return (x) => 1 / x;
+    case 'sqrt': return (_x, y) => 0.5 / y;
+    case 'rsqrt': return (x, y) => -0.5 * y / x;
+    case 'tanh': return (_x, y) => 1 - y * y;
+    case 'sigmoid': return (_x, y) => y * (1 - y);
+    case 'relu': return (x) => (x > 0 ? 1 : 0);
+    case 'silu': return (x) => { const s = 1 / (1 + Math.exp(-x)); return s * (1 + x * (1 - s)); };
+    case 'gelu': return (x) => 0.5 * (1 + erf(x * SQRT1_2)) + x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+    case 'gelu_tanh': return (x) => {
+      const u = GELU_C * (x + 0.044715 * x * x * x);
+      const t = Math.tanh(u);
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x);
+    };
+    case 'abs': return (x) => (x > 0 ? 1 : x < 0 ? -1 : 0);
+    case 'sign': return () => 0;
+    case 'square': return (x) => 2 * x;
+    case 'reciprocal': return (_x, y) => -y * y;
+  }
+}
+
+function binaryFn(op: BinaryOp): (a: number, b: number) => number {
+  switch (op) {
+    case 'add': return (a, b) => a + b;
+    case 'sub': return (a, b) => a - b;
+    case 'mul': return (a, b) => a * b;
+    case 'div': return (a, b) => a / b;
+    case 'pow': return Math.pow;
+    case 'maximum': return (a, b) => (a >= b ? a : b);
+    case 'minimum': return (a, b) => (a <= b ? a : b);
+    case 'eq': return (a, b) => (a === b ? 1 : 0);
+    case 'gt': return (a, b) => (a > b ? 1 : 0);
+  }
+}
+
+/** Calls fn(outIndex, srcIndex) over a strided view, innermost axis fastest. */
+function forStrided(v: Strided, fn: (o: number, s: number) => void): void {
+  const nd = v.shape.length;
+  const total = v.shape.reduce((p, x) => p * x, 1);
+  if (total === 0) return;
+  if (nd === 0) { fn(0, v.offset); return; }
+  const idx = new Array(nd).fill(0);
+  const inner = v.shape[nd - 1];
+  const innerStride = v.strides[nd - 1];
+  let base = v.offset;
+  for (let o = 0; o < total; o += inner) {
+    for (let j = 0, s = base; j < inner; j++, s += innerStride) fn(o + j, s);
+    for (let ax = nd - 2; ax >= 0; ax--) {
+      idx[ax]++;
+      base += v.strides[ax];
+      if (idx[ax] < v.shape[ax]) break;
+      base -= v.strides[ax] * v.shape[ax];
+      idx[ax] = 0;
+    }
+  }
+}
+
+function isContiguousFull(v: Strided, n: number): boolean {
+  let expect = 1;
+  for (let i = v.shape.length - 1; i >= 0; i--) {
+    if (v.shape[i] !== 1 && v.strides[i] !== expect) return false;
+    expect *= v.shape[i];
+  }
+  return v.offset === 0 && expect === n;
+}
+
+export const cpuKernels: Kernels = {
+  fill(out, value) { (out as unknown as A).fill(value); },
+
+  copy(src, so, dst, d0, n) {
+    (dst as unknown as A).set((src as unknown as A).subarray(so, so + n), d0);
+  },
+
+  copyStrided(src, view, dst) {
+    const s = src as unknown as A, d = dst as unknown as A;
+    forStrided(view, (o, i) => { d[o] = s[i]; });
+  },
+
+  binary(op, a, av, b, bv, out) {
+    const x = a as unknown as A, y = b as unknown as A, o = out as unknown as A;
+    const n = o.length;
+    const ac = isContiguousFull(av, n), bc = isContiguousFull(bv, n);
+    if (ac && bc) {
+      switch (op) {
+        case 'add': for (let i = 0; i < n; i++) o[i] = x[i] + y[i]; return;
+        case 'sub': for (let i = 0; i < n; i++) o[i] = x[i] - y[i]; return;
+        case 'mul': for (let i = 0; i < n; i++) o[i] = x[i] * y[i]; return;
+        case 'div': for (let i = 0; i < n; i++) o[i] = x[i] / y[i]; return;
+      }
+    }
+    const f = binaryFn(op);
+    // Broadcast: materialize b's index per element by walking both views in lockstep.
+    const bi = new Int32Array(n);
+    forStrided(bv, (k, j) => { bi[k] = j; });
+    if (ac) for (let i = 0; i < n; i++) o[i] = f(x[i], y[bi[i]]);
+    else forStrided(av, (k, i) => { o[k] = f(x[i], y[bi[k]]); });
+  },
+
+  unary(op, a, out, alpha, beta) {
+    const x = a as unknown as A, o = out as unknown as A;
+    const n = o.length;
+    if (op === 'identity') { for (let i = 0; i < n; i++) o[i] = alpha * x[i] + beta; return; }
+    const f = unaryFn(op);
+    if (alpha === 1 && beta === 0) for (let i = 0; i < n; i++) o[i] = f(x[i]);
+    else for (let i = 0; i < n; i++) o[i] = f(alpha * x[i] + beta);
+  },
+
+  unaryBackward(op, x, y, dy, dx) {
+    const xs = x as unknown as A, ys = y as unknown as A, g = dy as unknown as A, o = dx as unknown as A;
+    const f = unaryGrad(op);
+    for (let i = 0; i < o.length; i++) o[i] = g[i] * f(xs[i], ys[i]);
+  },
+
+  reduce(op: ReduceOp, a, outer, n, inner, out) {
+    const x = a as unknown as A, o = out as unknown as A;
+    for (let p = 0; p < outer; p++) {
+      for (let q = 0; q < inner; q++) {
+        let base = p * n * inner + q;
+        let acc = op === 'sum' ? 0 : x[base];
+        if (op === 'sum') for (let j = 0; j < n; j++, base += inner) acc += x[base];
+        else if (op === 'max') for (let j = 0; j < n; j++, base += inner) acc = x[base] > acc ? x[base] : acc;
+        else for (let j = 0; j < n; j++, base += inner) acc = x[base] < acc ? x[base] : acc;
+        o[p * inner + q] = acc;
+      }
+    }
+  },
+
+  argmax(a, outer, n, inner, out) {
+    const x = a as unknown as A, o = out as unknown as A;
+    for (let p = 0; p < outer; p++) {
+      for (let q = 0; q < inner; q++) {
+        const base = p * n * inner + q;
+        let best = 0, bv = x[base];
+        for (let j = 1; j < n; j++) { const v = x[base + j * inner]; if (v > bv) { bv = v; best = j; } }
+        o[p * inner + q] = best;
+      }
+    }
+  },
+
+  matmul(a, b, c, p) {
+    const lda = p.transA ? p.m : p.k, ldb = p.transB ? p.k : p.n;
+    sgemmBatched(p.batch, p.transA, p.transB, p.m, p.n, p.k, p.alpha, a as unknown as Float32Array, 0, lda, p.strideA,
+      b as unknown as Float32Array, 0, ldb, p.strideB, p.beta, c as unknown as Float32Array, 0, p.n, p.strideC);
+  },
+
+  softmax(a, rows, n, out, log) {
+    const x = a as unknown as A, o = out as unknown as A;
+    for (let r = 0; r < rows; r++) {
+      const base = r * n;
+      let mx = -Infinity;
+      for (let j = 0; j < n; j++) if (x[base + j] > mx) mx = x[base + j];
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += Math.exp(x[base + j] - mx);
+      if (log) { const lse = mx + Math.log(sum); for (let j = 0; j < n; j++) o[base + j] = x[base + j] - lse; }
+      else { const inv = 1 / sum; for (let j = 0; j < n; j++) o[base + j] = Math.exp(x[base + j] - mx) * inv; }
+    }
+  },
+
+  softmaxBackward(y, dy, rows, n, dx, log) {
+    const ys = y as unknown as A, g = dy as unknown as A, o = dx as unknown as A;
+    for (let r = 0; r < rows; r++) {
+      const base = r * n;
+      let s = 0;
+      if (log) {
+        for (let j = 0; j < n; j++) s += g[base + j];
+        for (let j = 0; j < n; j++) o[base + j] = g[base + j] - Math.exp(ys[base + j]) * s;
+      } else {
+        for (let j = 0; j < n; j++) s += g[base + j] * ys[base + j];
+        for (let j = 0; j < n; j++) o[base + j] = ys[base + j] * (g[base + j] - s);
+      }
+    }
+  },
+
+  crossEntropy(logits, target, rows, n, soft, ignoreIndex, loss, dlogits) {
+    const x = logits as unknown as A, t = target as unknown as A, l = loss as unknown as A;
+    const d = dlogits as unknown as A | null;
+    for (let r = 0; r < rows; r++) {
+      const base = r * n;
+      let mx = -Infinity;
+      for (let j = 0; j < n; j++) if (x[base + j] > mx) mx = x[base + j];
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += Math.exp(x[base + j] - mx);
+      const lse = mx + Math.log(sum);
+      if (!soft) {
+        const y = t[r];
+        if (y === ignoreIndex) { l[r] = 0; if (d) d.fill(0, base, base + n); continue; }
+        l[r] = lse - x[base + y];
+        if (d) { for (let j = 0; j < n; j++) d[base + j] = Math.exp(x[base + j] - lse); d[base + y] -= 1; }
+      } else {
+        // Teacher distribution p = softmax(t_row); loss = -sum p log q; dlogits = q - p.
+        let tm = -Infinity;
+        for (let j = 0; j < n; j++) if (t[base + j] > tm) tm = t[base + j];
+        let ts = 0;
+        for (let j = 0; j < n; j++) ts += Math.exp(t[base + j] - tm);
+        const tinv = 1 / ts;
+        let acc = 0;
+        for (let j = 0; j < n; j++) {
+          const p = Math.exp(t[base + j] - tm) * tinv;
+          acc -= p * (x[base + j] - lse);
+          if (d) d[base + j] = Math.exp(x[base + j] - lse) - p;
+        }
+        l[r] = acc;
+      }
+    }
+  },
+
+  norm(kind, x, weight, bias, rows, n, eps, out, rstd, mean) {
+    const xs = x as unknown as A, w = weight as unknown as A | null, bb = bias as unknown as A | null;
+    const o = out as unknown as A, rs = rstd as unknown as A, mu = mean as unknown as A | null;
+    for (let r = 0; r < rows; r++) {
+      const base = r * n;
+      let m = 0;
+      if (kind === 'layer') { for (let j = 0; j < n; j++) m += xs[base + j]; m /= n; }
+      let v = 0;
+      for (let j = 0; j < n; j++) { const c = xs[base + j] - m; v += c * c; }
+      const inv = 1 / Math.sqrt(v / n + eps);
+      rs[r] = inv;
+      if (mu) mu[r] = m;
+      for (let j = 0; j < n; j++) {
+        let y = (xs[base + j] - m) * inv;
+        if (w) y *= w[j];
+        if (bb) y += bb[j];
+        o[base + j] = y;
+      }
+    }
+  },
+
+  normBackward(kind, x, weight, rstd, mean, dy, rows, n, dx, dweight, dbias) {
+    const xs = x as unknown as A, w = weight as unknown as A | null, rs = rstd as unknown as A;
+    const mu = mean as unknown as A | null, g = dy as unknown as A, o = dx as unknown as A;
+    const dw = dweight as unknown as A | null, db = dbias as unknown as A | null;
+    if (dw) dw.fill(0);
+    if (db) db.fill(0);
+    for (let r = 0; r < rows; r++) {
+      const base = r * n, inv = rs[r], m = mu ? mu[r] : 0;
+      // xhat = (x - m) * inv; gh = dy * w; dx = inv * (gh - mean(gh) [layer] - xhat * mean(gh * xhat))
+      let sg = 0, sgx = 0;
+      for (let j = 0; j < n; j++) {
+        const xh = (xs[base + j] - m) * inv;
+        const gh = g[base + j] * (w ? w[j] : 1);
+        sg += gh;
+        sgx += gh * xh;
+        if (dw) dw[j] += g[base + j] * xh;
+        if (db) db[j] += g[base + j];
+      }
+      sg /= n;
+      sgx /= n;
+      for (let j = 0; j < n; j++) {
+        const xh = (xs[base + j] - m) * inv;
+        const gh = g[base + j] * (w ? w[j] : 1);
+        o[base + j] = inv * (gh - (kind === 'layer' ? sg : 0) - xh * sgx);
+      }
+    }
+  },
+
+  rope(x, pos, b, l, h, d, theta, interleaved, sign, out) {
+    const xs = x as unknown as A, ps = pos as unknown as A, o = out as unknown as A;
+    const half = d / 2;
+    const cos = new Float64Array(half), sin = new Float64Array(half);
+    for (let t = 0; t < l; t++) {
+      for (let i = 0; i < half; i++) {
+        const ang = ps[t] * Math.pow(theta, (-2 * i) / d);
+        cos[i] = Math.cos(ang);
+        sin[i] = sign * Math.sin(ang);
+      }
+      for (let bi = 0; bi < b; bi++) {
+        for (let hh = 0; hh < h; hh++) {
+          const base = ((bi * l + t) * h + hh) * d;
+          for (let i = 0; i < half; i++) {
+            const i0 = interleaved ? base + 2 * i : base + i;
+            const i1 = interleaved ? i0 + 1 : i0 + half;
+            const x0 = xs[i0], x1 = xs[i1];
+            o[i0] = x0 * cos[i] - x1 * sin[i];
+            o[i1] = x1 * cos[i] + x0 * sin[i];
+          }
+        }
+      }
+    }
+  },
+
+  gather(table, idx, n, width, out) {
+    const t = table as unknown as A, ix = idx as unknown as A, o = out as unknown as A;
+    const rows = t.length / width;
+    for (let i = 0; i < n; i++) {
+      const r = ix[i];
+      if (r < 0 || r >= rows) throw new Error(`index ${r} out of range [0, ${rows})`);
+      o.set(t.subarray(r * width, r * width + width), i * width);
+    }
+  },
+
+  scatterAdd(src, idx, n, width, table) {
+    const s = src as unknown as A, ix = idx as unknown as A, t = table as unknown as A;
+    for (let i = 0; i < n; i++) {
+      const base = ix[i] * width, sb = i * width;
+      for (let j = 0; j < width; j++) t[base + j] += s[sb + j];
+    }
+  },
+
+  conv1d(x, w, bias, b, l, c, k, out) {
+    const xs = x as unknown as A, ws = w as unknown as A, bs = bias as unknown as A | null, o = out as unknown as A;
+    for (let bi = 0; bi < b; bi++)
+      for (let t = 0; t < l; t++)
+        for (let ch = 0; ch < c; ch++) {
+          let acc = bs ? bs[ch] : 0;
+          for (let j = 0; j < k; j++) {
+            const src = t - (k - 1) + j;
+            if (src >= 0) acc += ws[ch * k + j] * xs[(bi * l + src) * c + ch];
+          }
+          o[(bi * l + t) * c + ch] = acc;
+        }
+  },
+
+  conv1dBackward(x, w, dy, b, l, c, k, dx, dw, dbias) {
+    const xs = x as unknown as A, ws = w as unknown as A, g = dy as unknown as A;
+    const gx = dx as unknown as A, gw = dw as unknown as A, gb = dbias as unknown as A | null;
+    gx.fill(0); gw.fill(0); if (gb) gb.fill(0);
+    for (let bi = 0; bi < b; bi++)
+      for (let t = 0; t < l; t++)
+        for (let ch = 0; ch < c; ch++) {
+          const gy = g[(bi * l + t) * c + ch];
+          if (gb) gb[ch] += gy;
+          for (let j = 0; j < k; j++) {
+            const src = t - (k - 1) + j;
+            if (src < 0) continue;
+            gw[ch * k + j] += gy * xs[(bi * l + src) * c + ch];
+            gx[(bi * l + src) * c + ch] += gy * ws[ch * k + j];
+          }
+        }
+  },
+
+  topk(a, rows, n, k, values, indices) {
+    const x = a as unknown as A, v = values as unknown as A, ix = indices as unknown as A;
+    // Partial selection keeping a sorted list of the best k (k is small in every use here).
+    const bv = new Float64Array(k), bi = new Int32Array(k);
+    for (let r = 0; r < rows; r++) {
+      let cnt = 0;
+      const base = r * n;
+      for (let j = 0; j < n; j++) {
+        const val = x[base + j];
+        if (cnt === k && !(val > bv[k - 1])) continue;
+        let p = cnt < k ? cnt++ : k - 1;
+        while (p > 0 && bv[p - 1] < val) { bv[p] = bv[p - 1]; bi[p] = bi[p - 1]; p--; }
+        bv[p] = val; bi[p] = j;
+      }
+      for (let i = 0; i < k; i++) { v[r * k + i] = bv[i]; ix[r * k + i] = bi[i]; }
+    }
+  },
+
+  adamw(param, grad, m, v, rows, nRows, width, h) {
+    const w = param as unknown as A, g = grad as unknown as A, ms = m as unknown as A, vs = v as unknown as A;
+    const ix = rows as unknown as A | null;
+    const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
+    const stepSize = h.lr / bc1, decay = 1 - h.lr * h.weightDecay, b1 = h.beta1, b2 = h.beta2, s = h.gradScale;
+    const update = (pi: number, gi: number) => {
+      const gg = g[gi] * s;
+      ms[pi] = b1 * ms[pi] + (1 - b1) * gg;
+      vs[pi] = b2 * vs[pi] + (1 - b2) * gg * gg;
+      w[pi] = w[pi] * decay - stepSize * ms[pi] / (Math.sqrt(vs[pi] / bc2) + h.eps);
+    };
+    if (!ix) { for (let i = 0; i < w.length; i++) update(i, i); return; }
+    for (let r = 0; r < nRows; r++) {
+      const base = ix[r] * width;
+      for (let j = 0; j < width; j++) update(base + j, r * width + j);
+    }
+  },
+
+  sumSquares(a, n, out) {
+    const x = a as unknown as A;
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i] * x[i];
+    (out as unknown as A)[0] = s;
+  },
+
+  attentionForward(q, k, v, o, lse, p) {
+    attentionForward(q as unknown as Float32Array, k as unknown as Float32Array, v as unknown as Float32Array,
+      o as unknown as Float32Array, lse as unknown as Float32Array, p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+  },
+
+  attentionBackward(q, k, v, o, dO, lse, dq, dk, dv, p) {
+    const f = (t: unknown) => t as Float32Array;
+    attentionBackward(f(q), f(k), f(v), f(o), f(dO), f(lse), f(dq), f(dk), f(dv),
+      p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+  },
+};

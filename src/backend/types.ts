@@ -1,0 +1,111 @@
+// The backend contract: a backend owns buffers and runs named kernels; ops own the semantics.
+// Every kernel writes into preallocated outputs and works on contiguous row-major buffers.
+export type DType = 'f32' | 'i32';
+export type DeviceName = 'cpu' | 'webgpu';
+export type TypedArray = Float32Array | Int32Array;
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'eq' | 'gt';
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'tanh' | 'sigmoid' | 'relu' | 'silu'
+  | 'gelu' | 'gelu_tanh' | 'abs' | 'sign' | 'square' | 'reciprocal';
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+/** Opaque device buffer. */
+export interface Buf {
+  readonly length: number;
+}
+
+/** Strided view description used by copy and broadcast kernels (all in elements). */
+export interface Strided {
+  shape: number[];
+  strides: number[];
+  offset: number;
+}
+
+export interface Kernels {
+  fill(out: Buf, value: number): void;
+  /** out[i] = a[i] (flat, with optional element offsets), for concat/slice fast paths. */
+  copy(src: Buf, srcOffset: number, dst: Buf, dstOffset: number, n: number): void;
+  /** Gathers a strided view of src into contiguous dst (permute, slice, expand). */
+  copyStrided(src: Buf, view: Strided, dst: Buf): void;
+  /** out = a (op) b with a and b given as broadcast views onto out's shape. */
+  binary(op: BinaryOp, a: Buf, av: Strided, b: Buf, bv: Strided, out: Buf): void;
+  /** out = op(alpha * a + beta) elementwise; alpha=1, beta=0 for plain op. */
+  unary(op: UnaryOp | 'identity', a: Buf, out: Buf, alpha: number, beta: number): void;
+  /** dx = dy * op'(x) (given x and y = op(x)). */
+  unaryBackward(op: UnaryOp, x: Buf, y: Buf, dy: Buf, dx: Buf): void;
+  /** Reduces [outer, n, inner] over the middle axis into [outer, inner]. */
+  reduce(op: ReduceOp, a: Buf, outer: number, n: number, inner: number, out: Buf): void;
+  /** Index of the max over the middle axis of [outer, n, inner], as i32. */
+  argmax(a: Buf, outer: number, n: number, inner: number, out: Buf): void;
+  /** Batched C = alpha * op(A) op(B) + beta * C, row-major; stride 0 broadcasts. */
+  matmul(
+    a: Buf, b: Buf, c: Buf,
+    p: { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean;
+      strideA: number; strideB: number; strideC: number; alpha: number; beta: number },
+  ): void;
+  /** Row softmax / log-softmax over the last axis of [rows, n]. */
+  softmax(a: Buf, rows: number, n: number, out: Buf, log: boolean): void;
+  /** dx from y (softmax or log-softmax output) and dy. */
+  softmaxBackward(y: Buf, dy: Buf, rows: number, n: number, dx: Buf, log: boolean): void;
+  /**
+   * Cross-entropy per row of logits [rows, n]. Hard targets (i32 [rows], ignoreIndex skipped) or
+   * soft targets given as teacher logits (f32 [rows, n], softmax taken inside). Writes the per-row
+   * loss and, when dlogits is given, d(loss_row)/dlogits (unscaled).
+   */
+  crossEntropy(
+    logits: Buf, target: Buf, rows: number, n: number, soft: boolean, ignoreIndex: number,
+    loss: Buf, dlogits: Buf | null,
+  ): void;
+  /** RMSNorm / LayerNorm over the last axis; saves per-row 1/std (and mean) for backward. */
+  norm(kind: 'rms' | 'layer', x: Buf, weight: Buf | null, bias: Buf | null, rows: number, n: number, eps: number,
+    out: Buf, rstd: Buf, mean: Buf | null): void;
+  normBackward(kind: 'rms' | 'layer', x: Buf, weight: Buf | null, rstd: Buf, mean: Buf | null, dy: Buf,
+    rows: number, n: number, dx: Buf, dweight: Buf | null, dbias: Buf | null): void;
+  /**
+   * Rotary embedding on x [B, L, H, D] with positions pos (i32 [L]); interleaved = pairs (2i, 2i+1),
+   * else half-split (i, i + D/2). sign = -1 applies the inverse rotation (the backward).
+   */
+  rope(x: Buf, pos: Buf, b: number, l: number, h: number, d: number, theta: number, interleaved: boolean,
+    sign: number, out: Buf): void;
+  /** out[i, :] = table[idx[i], :]. */
+  gather(table: Buf, idx: Buf, n: number, width: number, out: Buf): void;
+  /** table[idx[i], :] += src[i, :]. */
+  scatterAdd(src: Buf, idx: Buf, n: number, width: number, table: Buf): void;
+  /** Causal depthwise conv1d over x [B, L, C] with weight [C, K] and bias [C]. */
+  conv1d(x: Buf, w: Buf, bias: Buf | null, b: number, l: number, c: number, k: number, out: Buf): void;
+  conv1dBackward(x: Buf, w: Buf, dy: Buf, b: number, l: number, c: number, k: number,
+    dx: Buf, dw: Buf, dbias: Buf | null): void;
+  /** Top-k over the last axis of [rows, n]: values (f32) and indices (i32), sorted descending. */
+  topk(a: Buf, rows: number, n: number, k: number, values: Buf, indices: Buf): void;
+  /**
+   * AdamW step in place (PyTorch semantics: decoupled weight decay, bias-corrected moments). With
+   * rows (i32 [n]) the update touches only those rows of a [*, width] parameter (lazy Adam): grad is
+   * then [n, width] and rows must be unique.
+   */
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, rows: Buf | null, nRows: number, width: number,
+    h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }): void;
+  /** Sum of squares of all elements (for gradient clipping), written to out[0]. */
+  sumSquares(a: Buf, n: number, out: Buf): void;
+  /** Fused causal attention; q/o [B,L,H,D], k/v [B,S,Hkv,D], lse [B,H,L]. */
+  attentionForward(q: Buf, k: Buf, v: Buf, o: Buf, lse: Buf,
+    p: { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }): void;
+  attentionBackward(q: Buf, k: Buf, v: Buf, o: Buf, dO: Buf, lse: Buf, dq: Buf, dk: Buf, dv: Buf,
+    p: { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }): void;
+}
+
+export interface Backend {
+  readonly name: DeviceName;
+  alloc(length: number, dtype: DType): Buf;
+  upload(data: TypedArray): Buf;
+  /** Synchronous readback (CPU); backends that cannot read synchronously throw. */
+  readSync(buf: Buf): TypedArray;
+  read(buf: Buf): Promise<TypedArray>;
+  free(buf: Buf): void;
+  readonly kernels: Kernels;
+  /**
+   * Layer-specific kernels (FBI, TTT, PEER, ...) registered by name; the op that owns them documents
+   * the argument list.
+   */
+  readonly extra: Record<string, (...args: any[]) => any>;
+}

@@ -1,0 +1,107 @@
+// CausalLM: embedding -> blocks -> final RMSNorm -> LM head (tied or untied), built from a config.
+import * as op from '../ops/index.ts';
+import { Embedding, type InitOpts, Linear, RMSNorm } from '../nn/layers.ts';
+import { Module } from '../nn/module.ts';
+import { Rng } from '../tensor/rng.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import type { DeviceName } from '../backend/types.ts';
+import { ffnKindAt, type ModelConfig, resolveConfig } from './config.ts';
+import { type FeedForward, ffnPlugin, type LayerState, linearPlugin, mixerPlugin, type SequenceMixer } from './registry.ts';
+
+class Block extends Module {
+  readonly pre?: SequenceMixer;
+  readonly norm: RMSNorm;
+  readonly mixer: SequenceMixer;
+  readonly ffnNorm: RMSNorm;
+  readonly ffn: FeedForward;
+  constructor(cfg: ModelConfig, layer: number, init: InitOpts) {
+    super();
+    const mp = mixerPlugin(cfg.mixer);
+    const makeLinear = (i: number, o: number) => linearPlugin(cfg.linear)(cfg, i, o, init);
+    const eps = mp.normEps(cfg);
+    const pre = typeof mp.pre === 'object' ? mp.pre : undefined;
+    if (pre && cfg.ttt?.backbone === 'mamba') this.pre = this.child(pre.name, pre.create(cfg, init));
+    this.norm = this.child(mp.names.norm, new RMSNorm(cfg.hiddenSize, eps, init.device));
+    this.mixer = this.child(mp.names.mixer, mp.create(cfg, layer, makeLinear, init));
+    this.ffnNorm = this.child(mp.names.ffnNorm, new RMSNorm(cfg.hiddenSize, eps, init.device));
+    this.ffn = this.child('mlp', ffnPlugin(ffnKindAt(cfg, layer)).create(cfg, layer, makeLinear, init));
+  }
+  forward(h: Tensor, state?: { pre?: LayerState; mixer?: LayerState }): Tensor {
+    if (this.pre) h = op.add(h, this.pre.forward(h, state?.pre));
+    h = op.add(h, this.mixer.forward(this.norm.forward(h), state?.mixer));
+    return op.add(h, this.ffn.forward(this.ffnNorm.forward(h)));
+  }
+  createState(batch: number, capacity: number) {
+    return { pre: this.pre?.createState(batch, capacity), mixer: this.mixer.createState(batch, capacity) };
+  }
+}
+
+/** Decoding state for all layers; its size is set by the mixers (KV cache grows, TTT state is fixed). */
+export interface ModelState {
+  layers: { pre?: LayerState; mixer?: LayerState }[];
+  position: number;
+}
+
+class Backbone extends Module {
+  readonly embed: Embedding;
+  readonly layers: Block[] = [];
+  readonly norm: RMSNorm;
+  constructor(cfg: ModelConfig, init: InitOpts) {
+    super();
+    this.embed = this.child('embed_tokens', new Embedding(cfg.vocabSize, cfg.hiddenSize, init));
+    for (let i = 0; i < cfg.numLayers; i++) this.layers.push(this.child(`layers.${i}`, new Block(cfg, i, init)));
+    this.norm = this.child('norm', new RMSNorm(cfg.hiddenSize, mixerPlugin(cfg.mixer).normEps(cfg), init.device));
+  }
+}
+
+export interface BuildOpts {
+  seed?: number;
+  device?: DeviceName;
+}
+
+export class CausalLM extends Module {
+  readonly config: ModelConfig;
+  readonly model: Backbone;
+  readonly lmHead?: Linear;
+  readonly device: DeviceName;
+  constructor(config: Partial<ModelConfig>, opts: BuildOpts = {}) {
+    super();
+    this.config = resolveConfig(config);
+    this.device = opts.device ?? 'cpu';
+    const init: InitOpts = { rng: new Rng(opts.seed ?? 0), std: 0.02, device: this.device };
+    this.model = this.child('model', new Backbone(this.config, init));
+    if (!this.config.tieEmbeddings) this.lmHead = this.child('lm_head', new Linear(this.config.hiddenSize, this.config.vocabSize, init));
+  }
+
+  /** Final hidden states [B, L, C] for ids [B, L]; with state, continues from its position. */
+  hidden(ids: Tensor, state?: ModelState): Tensor {
+    if (ids.ndim !== 2) throw new Error(`model input must be token ids [batch, length], got [${ids.shape}]`);
+    let h = this.model.embed.forward(ids);
+    this.model.layers.forEach((layer, i) => {
+      h = layer.forward(h, state?.layers[i]);
+    });
+    if (state) state.position += ids.shape[1];
+    return this.model.norm.forward(h);
+  }
+
+  logitsFromHidden(h: Tensor): Tensor {
+    if (this.lmHead) return this.lmHead.forward(h);
+    const c = this.config.hiddenSize;
+    const lead = h.shape.slice(0, -1);
+    return op.reshape(op.matmul(op.reshape(h, [-1, c]), this.model.embed.weight, { transB: true }), [...lead, this.config.vocabSize]);
+  }
+
+  /** Logits [B, L, V]. */
+  forward(ids: Tensor, state?: ModelState): Tensor {
+    return this.logitsFromHidden(this.hidden(ids, state));
+  }
+
+  /** Mean next-token loss of ids [B, L+1] style: inputs and targets given separately. */
+  loss(inputs: Tensor, targets: Tensor): Tensor {
+    return op.crossEntropy(this.forward(inputs), targets);
+  }
+
+  createState(batch = 1, capacity = this.config.maxPositions): ModelState {
+    return { layers: this.model.layers.map((l) => l.createState(batch, capacity)), position: 0 };
+  }
+}

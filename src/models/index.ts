@@ -1,0 +1,7 @@
+// Importing this module registers every available layer family.
+import '../tensor/index.ts';
+import './attention-plugin.ts';
+
+export * from './config.ts';
+export * from './causal-lm.ts';
+export * from './registry.ts';

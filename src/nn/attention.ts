@@ -1,0 +1,76 @@
+// LLaMA-style multi-head self-attention (grouped KV heads allowed) over the fused attention op, with
+// a preallocated KV cache for decoding.
+import * as op from '../ops/index.ts';
+import { fromArray, Tensor, zeros } from '../tensor/tensor.ts';
+import type { LinearLike } from './layers.ts';
+import { Module } from './module.ts';
+
+export interface AttentionConfig {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  ropeTheta: number;
+  ropeStyle: 'half' | 'interleaved';
+}
+
+/** Keys and values of past positions; grows in place up to its capacity (batch 1), else by concat. */
+export class KVCache {
+  k: Tensor | null = null;
+  v: Tensor | null = null;
+  length = 0;
+  constructor(readonly capacity = 0) {}
+
+  append(k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
+    const [b, l, h, d] = k.shape;
+    if (b === 1 && this.capacity >= this.length + l) {
+      if (!this.k) {
+        this.k = zeros([1, this.capacity, h, d], { device: k.device });
+        this.v = zeros([1, this.capacity, h, d], { device: k.device });
+      }
+      const kern = k.backend.kernels;
+      kern.copy(k.buf, 0, this.k.buf, this.length * h * d, k.size);
+      kern.copy(v.buf, 0, this.v!.buf, this.length * h * d, v.size);
+      this.length += l;
+      // Views over the filled prefix (the buffer is longer than the view; kernels read the prefix).
+      const view = (t: Tensor) => new Tensor(t.buf, [1, this.length, h, d], 'f32', t.device);
+      return { k: view(this.k), v: view(this.v!) };
+    }
+    this.k = this.k ? op.concat([this.k, k], 1) : k;
+    this.v = this.v ? op.concat([this.v, v], 1) : v;
+    this.length += l;
+    return { k: this.k, v: this.v! };
+  }
+}
+
+export class SelfAttention extends Module {
+  readonly q: LinearLike;
+  readonly k: LinearLike;
+  readonly v: LinearLike;
+  readonly o: LinearLike;
+  readonly headDim: number;
+  constructor(readonly cfg: AttentionConfig, makeLinear: (i: number, o: number) => LinearLike) {
+    super();
+    const { hiddenSize: c, numHeads: h, numKvHeads: hkv } = cfg;
+    if (c % h !== 0 || h % hkv !== 0) throw new Error(`attention: hidden ${c}, heads ${h}, kv heads ${hkv} do not divide`);
+    this.headDim = c / h;
+    this.q = this.child('q_proj', makeLinear(c, c));
+    this.k = this.child('k_proj', makeLinear(c, hkv * this.headDim));
+    this.v = this.child('v_proj', makeLinear(c, hkv * this.headDim));
+    this.o = this.child('o_proj', makeLinear(c, c));
+  }
+
+  forward(x: Tensor, cache?: KVCache): Tensor {
+    const [b, l] = x.shape;
+    const { numHeads: h, numKvHeads: hkv, ropeTheta, ropeStyle } = this.cfg;
+    const d = this.headDim;
+    const start = cache?.length ?? 0;
+    const pos = fromArray(Int32Array.from({ length: l }, (_, i) => start + i), [l], x.device);
+    const rope = { theta: ropeTheta, style: ropeStyle } as const;
+    const q = op.rope(op.reshape(this.q.forward(x), [b, l, h, d]), pos, rope);
+    let k = op.rope(op.reshape(this.k.forward(x), [b, l, hkv, d]), pos, rope);
+    let v = op.reshape(this.v.forward(x), [b, l, hkv, d]);
+    if (cache) ({ k, v } = cache.append(k, v));
+    const a = op.attention(q, k, v, { causal: true });
+    return this.o.forward(op.reshape(a, [b, l, h * d]));
+  }
+}

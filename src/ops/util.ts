@@ -1,0 +1,48 @@
+// Shared helpers for op definitions: output allocation, views and shape checks.
+import type { Kernels, Strided } from '../backend/types.ts';
+import { contiguousStrides } from '../tensor/autograd.ts';
+import { empty, type Shape, Tensor } from '../tensor/tensor.ts';
+
+export function kernelsOf(t: Tensor): Kernels {
+  t.assertAlive();
+  return t.backend.kernels;
+}
+
+export function like(t: Tensor, shape: Shape = t.shape, dtype = t.dtype): Tensor {
+  return empty(shape, { dtype, device: t.device });
+}
+
+export function contiguousView(shape: Shape): Strided {
+  return { shape: [...shape], strides: contiguousStrides(shape), offset: 0 };
+}
+
+export function sameDevice(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) {
+    if (t.device !== ts[0].device) {
+      throw new Error(`${op}: tensors are on different devices (${ts.map((x) => x.device).join(', ')}); move them first`);
+    }
+  }
+}
+
+export function expectDtype(op: string, t: Tensor, dtype: 'f32' | 'i32', what = 'input'): void {
+  if (t.dtype !== dtype) throw new Error(`${op}: ${what} must be ${dtype}, got ${t.dtype} [${t.shape}]`);
+}
+
+export function fmt(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Normalizes a possibly negative axis. */
+export function axisOf(op: string, axis: number, ndim: number): number {
+  const a = axis < 0 ? axis + ndim : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new Error(`${op}: axis ${axis} out of range for ${ndim} dims`);
+  return a;
+}
+
+/** Product of dims before, at, and after an axis. */
+export function splitAt(shape: Shape, axis: number): [number, number, number] {
+  let outer = 1, inner = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i];
+  for (let i = axis + 1; i < shape.length; i++) inner *= shape[i];
+  return [outer, shape[axis], inner];
+}

@@ -1,0 +1,201 @@
+// Tensor: shape + dtype + device + contiguous storage, with an optional autograd node.
+import type { Backend, Buf, DType, DeviceName, TypedArray } from '../backend/types.ts';
+import { getBackend } from '../backend/registry.ts';
+import { Rng } from './rng.ts';
+import { currentScope } from './scope.ts';
+
+export type Shape = readonly number[];
+
+/** A gradient that touches only some rows of a [rows, width] parameter. */
+export class RowSparse {
+  constructor(
+    readonly indices: Tensor, // i32 [n]
+    readonly values: Tensor, // f32 [n, width]
+  ) {}
+}
+
+export type Grad = Tensor | RowSparse | null;
+
+export interface Node {
+  readonly op: string;
+  readonly inputs: Tensor[];
+  /** Maps the output's gradient to one gradient per input (null where not needed). */
+  backward(grad: Tensor): Grad[];
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: DeviceName;
+  buf: Buf;
+  requiresGrad = false;
+  /** Parameters whose gradient may stay row-sparse (embedding tables, PEER experts). */
+  sparseGrad = false;
+  grad: Tensor | null = null;
+  sparseGrads: RowSparse[] = [];
+  node: Node | null = null;
+  name = '';
+  private disposed = false;
+
+  constructor(buf: Buf, shape: Shape, dtype: DType, device: DeviceName) {
+    this.buf = buf;
+    this.shape = [...shape];
+    this.dtype = dtype;
+    this.device = device;
+    const n = numel(shape);
+    if (buf.length < n) throw new Error(`internal: buffer of ${buf.length} elements for shape [${shape}]`);
+    currentScope()?.track(this);
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get backend(): Backend {
+    return getBackend(this.device);
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Synchronous readback; CPU only (WebGPU readback is asynchronous: use data()). */
+  dataSync(): TypedArray {
+    this.assertAlive();
+    const a = this.backend.readSync(this.buf);
+    return a.length === this.size ? a : a.subarray(0, this.size);
+  }
+  /** Host data when the backend can read synchronously (CPU), else null. */
+  dataSyncMaybe(): TypedArray | null {
+    return this.device === 'cpu' ? this.dataSync() : null;
+  }
+  async data(): Promise<TypedArray> {
+    this.assertAlive();
+    const a = await this.backend.read(this.buf);
+    return a.length === this.size ? a : a.subarray(0, this.size);
+  }
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new Error(`item(): tensor has ${this.size} elements, expected 1`);
+    return (await this.data())[0];
+  }
+  itemSync(): number {
+    if (this.size !== 1) throw new Error(`item(): tensor has ${this.size} elements, expected 1`);
+    return this.dataSync()[0];
+  }
+  toArraySync(): number[] {
+    return Array.from(this.dataSync());
+  }
+
+  /** Frees device memory now (CPU memory is left to the garbage collector). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend.free(this.buf);
+  }
+  assertAlive(): void {
+    if (this.disposed) throw new Error(`tensor ${this.name || this.id} [${this.shape}] was disposed`);
+  }
+
+  /** Marks as a trainable leaf. */
+  param(name = ''): this {
+    this.requiresGrad = true;
+    this.name = name;
+    return this;
+  }
+  zeroGrad(): void {
+    this.grad?.dispose();
+    this.grad = null;
+    for (const s of this.sparseGrads) { s.indices.dispose(); s.values.dispose(); }
+    this.sparseGrads = [];
+  }
+  toString(): string {
+    return `Tensor(${this.dtype}[${this.shape.join(', ')}] on ${this.device})`;
+  }
+}
+
+export function numel(shape: Shape): number {
+  let n = 1;
+  for (const s of shape) n *= s;
+  return n;
+}
+
+export function checkShape(shape: Shape, what = 'shape'): void {
+  for (const s of shape) {
+    if (!Number.isInteger(s) || s < 0) throw new Error(`${what} [${shape.join(', ')}] has an invalid dimension ${s}`);
+  }
+}
+
+export interface CreateOpts {
+  dtype?: DType;
+  device?: DeviceName;
+}
+
+/** Allocates an uninitialized (zeroed on CPU) tensor. */
+export function empty(shape: Shape, opts: CreateOpts = {}): Tensor {
+  checkShape(shape);
+  const dtype = opts.dtype ?? 'f32';
+  const device = opts.device ?? 'cpu';
+  const b = getBackend(device);
+  return new Tensor(b.alloc(Math.max(1, numel(shape)), dtype), shape, dtype, device);
+}
+
+export function full(shape: Shape, value: number, opts: CreateOpts = {}): Tensor {
+  const t = empty(shape, opts);
+  t.backend.kernels.fill(t.buf, value);
+  return t;
+}
+export const zeros = (shape: Shape, opts: CreateOpts = {}) => full(shape, 0, opts);
+export const ones = (shape: Shape, opts: CreateOpts = {}) => full(shape, 1, opts);
+
+/** Creates a tensor from values (copied). */
+export function tensor(values: ArrayLike<number>, shape?: Shape, opts: CreateOpts = {}): Tensor {
+  const s = shape ?? [values.length];
+  checkShape(s);
+  if (numel(s) !== values.length) {
+    throw new Error(`tensor(): ${values.length} values do not fill shape [${s.join(', ')}]`);
+  }
+  const dtype = opts.dtype ?? (values instanceof Int32Array ? 'i32' : 'f32');
+  const arr = dtype === 'f32' ? Float32Array.from(values) : Int32Array.from(values);
+  return fromArray(arr, s, opts.device);
+}
+
+/** Wraps a typed array (taken over without a copy on CPU). */
+export function fromArray(arr: TypedArray, shape: Shape, device: DeviceName = 'cpu'): Tensor {
+  checkShape(shape);
+  if (numel(shape) !== arr.length) {
+    throw new Error(`fromArray(): ${arr.length} values do not fill shape [${shape.join(', ')}]`);
+  }
+  const dtype: DType = arr instanceof Float32Array ? 'f32' : 'i32';
+  const b = getBackend(device);
+  return new Tensor(b.upload(arr), shape, dtype, device);
+}
+
+export function randn(shape: Shape, rng: Rng, std = 1, opts: CreateOpts = {}): Tensor {
+  const a = new Float32Array(numel(shape));
+  for (let i = 0; i < a.length; i++) a[i] = rng.normal() * std;
+  return fromArray(a, shape, opts.device);
+}
+
+export function rand(shape: Shape, rng: Rng, lo = 0, hi = 1, opts: CreateOpts = {}): Tensor {
+  const a = new Float32Array(numel(shape));
+  for (let i = 0; i < a.length; i++) a[i] = lo + (hi - lo) * rng.uniform();
+  return fromArray(a, shape, opts.device);
+}
+
+export function arange(n: number, opts: CreateOpts = {}): Tensor {
+  const dtype = opts.dtype ?? 'i32';
+  const a = dtype === 'i32' ? new Int32Array(n) : new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  return fromArray(a, [n], opts.device);
+}
+
+/** Moves (copies) a tensor to another device. */
+export async function toDevice(t: Tensor, device: DeviceName): Promise<Tensor> {
+  if (t.device === device) return t;
+  const data = await t.data();
+  return fromArray(data.slice(), t.shape, device);
+}
