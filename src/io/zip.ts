@@ -73,7 +73,8 @@ export class ZipArchive {
     } else if (e.method === 8) {
       try {
         // maxOutputLength bounds the work a hostile entry can cause to its declared size.
-        data = inflateRawSync(packed, { maxOutputLength: Math.max(1, e.size) });
+        const out = inflateRawSync(packed, { maxOutputLength: Math.max(1, e.size) });
+        data = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       } catch (err) {
         throw this.error(`entry "${e.name}" does not inflate (${(err as Error).message})`);
       }
