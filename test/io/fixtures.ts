@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { crc32, deflateRawSync } from 'node:zlib';
+import type { TensorMap } from '../../src/io/raw.ts';
 
 export const GOLDEN_DIR = resolve(process.env.FRUGAL_GOLDEN_DIR ?? resolve(import.meta.dirname, '..', '..', '..', 'shared', 'golden'));
 
@@ -26,6 +27,25 @@ export function throwsClear(fn: () => unknown, ...patterns: RegExp[]): Error {
   assert.ok(caught instanceof Error && caught.constructor === Error, `expected a plain Error, got ${String(caught)}`);
   for (const p of patterns) assert.match(caught.message, p);
   return caught;
+}
+
+/** Every tensor of `loaded` must equal `param.<name>` of the reference file bit for bit. */
+export function assertMatchesGoldenParams(loaded: TensorMap, reference: TensorMap): void {
+  const params = [...reference.keys()].filter((k) => k.startsWith('param.'));
+  assert.ok(params.length > 0, 'reference has no param.* tensors');
+  for (const p of params) {
+    const name = p.slice('param.'.length);
+    const got = loaded.get(name);
+    assert.ok(got, `checkpoint lacks ${name}`);
+    const want = reference.get(p)!;
+    assert.equal(got.dtype, want.dtype, name);
+    assert.deepEqual(got.shape, want.shape, name);
+    assert.deepEqual(bytesOf(got.data), bytesOf(want.data), `${name}: values differ`);
+  }
+  // Anything else in the checkpoint must be a non-parameter buffer (e.g. rotary inv_freq).
+  for (const k of loaded.keys()) {
+    if (!reference.has(`param.${k}`)) assert.match(k, /inv_freq|buffer/, `unexpected extra tensor ${k}`);
+  }
 }
 
 // ---- zip -----------------------------------------------------------------------------------
