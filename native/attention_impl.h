@@ -1,0 +1,238 @@
+// Fused attention tiles, written once with GCC vector types and included by attention.cc inside
+// three `#pragma GCC target` regions (AVX-512, AVX2+FMA, baseline), one namespace each: the same
+// source becomes zmm, ymm or xmm code. No includes here: attention.cc includes what this needs
+// before opening the namespaces. Needs `AttnParams` and `kBQ`, `kBK` from attention.cc.
+//
+// Scores are kept in base 2: Q is pre-multiplied by scale * log2(e) so p = exp2(s - m) and
+// lse2 = lse * log2(e); lse itself is stored in natural-log units of scale * q.k.
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+typedef int32_t i16v __attribute__((vector_size(64)));
+
+static inline v16 ld(const float* p) { return *reinterpret_cast<const v16u*>(p); }
+static inline void st(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+
+// 2^x for x <= 0 (scores minus their running max), relative error ~2e-7; below -126 it returns
+// 2^-126 instead of a denormal/zero, which callers mask where exact zeros matter.
+static inline v16 exp2v(v16 x) {
+  const v16 lo = v16{} - 126.0f;
+  x = x < lo ? lo : x;
+  const v16 magic = v16{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  v16 t = x + magic;
+  i16v n = (i16v)t - (i16v)magic;  // vector casts reinterpret the bits
+  v16 f = x - (t - magic);  // in [-0.5, 0.5]
+  v16 p = 1.5403530e-4f + f * 0.0f;
+  p = p * f + 1.3333558e-3f;
+  p = p * f + 9.6181291e-3f;
+  p = p * f + 5.5504109e-2f;
+  p = p * f + 2.4022651e-1f;
+  p = p * f + 6.9314718e-1f;
+  p = p * f + 1.0f;
+  return (v16)((i16v)p + (n << 23));
+}
+
+// C[m, n] (+)= sum_k A(i, k) * B[k, :], A(i, k) = A[i * sam + k * sak] (so A may be read transposed),
+// B row-major with ldb, n a multiple of 16. Two rows at a time keep 2 * NV independent FMA chains.
+template <int NV>
+static inline void mm_cols(int64_t m, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B,
+                           int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  int64_t i = 0;
+  for (; i + 2 <= m; i += 2) {
+    v16 c0[NV], c1[NV];
+    for (int v = 0; v < NV; v++) {
+      c0[v] = accumulate ? ld(C + i * ldc + 16 * v) : v16{};
+      c1[v] = accumulate ? ld(C + (i + 1) * ldc + 16 * v) : v16{};
+    }
+    const float* a0 = A + i * sam;
+    const float* a1 = a0 + sam;
+    for (int64_t k = 0; k < kk; k++) {
+      const float* bk = B + k * ldb;
+      float x0 = a0[k * sak], x1 = a1[k * sak];
+      for (int v = 0; v < NV; v++) {
+        v16 b = ld(bk + 16 * v);
+        c0[v] += x0 * b;
+        c1[v] += x1 * b;
+      }
+    }
+    for (int v = 0; v < NV; v++) {
+      st(C + i * ldc + 16 * v, c0[v]);
+      st(C + (i + 1) * ldc + 16 * v, c1[v]);
+    }
+  }
+  if (i < m) {
+    v16 c0[NV];
+    for (int v = 0; v < NV; v++) c0[v] = accumulate ? ld(C + i * ldc + 16 * v) : v16{};
+    const float* a0 = A + i * sam;
+    for (int64_t k = 0; k < kk; k++) {
+      float x0 = a0[k * sak];
+      for (int v = 0; v < NV; v++) c0[v] += x0 * ld(B + k * ldb + 16 * v);
+    }
+    for (int v = 0; v < NV; v++) st(C + i * ldc + 16 * v, c0[v]);
+  }
+}
+
+static inline void mm(int64_t m, int64_t n, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B,
+                      int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  for (int64_t j = 0; j < n; j += 64) {
+    switch (std::min<int64_t>(4, (n - j) / 16)) {
+      case 4: mm_cols<4>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
+      case 3: mm_cols<3>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
+      case 2: mm_cols<2>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
+      default: mm_cols<1>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
+    }
+  }
+}
+
+// Copies `rows` rows of D floats (stride `ld`) into a [rows, Dp] tile scaled by `mul`, zero padded
+// to `prows` rows; transposed = true writes the [D, prows] transpose instead.
+static inline void load_tile(const float* src, int64_t ld, int64_t rows, int64_t prows, int64_t D, int64_t Dp,
+                             float mul, float* dst, bool transposed) {
+  if (transposed) {
+    for (int64_t d = 0; d < D; d++)
+      for (int64_t r = 0; r < prows; r++) dst[d * prows + r] = r < rows ? mul * src[r * ld + d] : 0.0f;
+    return;
+  }
+  for (int64_t r = 0; r < prows; r++) {
+    float* o = dst + r * Dp;
+    if (r < rows) {
+      for (int64_t d = 0; d < D; d++) o[d] = mul * src[r * ld + d];
+      for (int64_t d = D; d < Dp; d++) o[d] = 0.0f;
+    } else {
+      for (int64_t d = 0; d < Dp; d++) o[d] = 0.0f;
+    }
+  }
+}
+
+// Number of keys of block [j0, j0 + nk) that query row i may see.
+static inline int64_t visible(const AttnParams& p, int64_t i, int64_t j0, int64_t nk) {
+  if (!p.causal) return nk;
+  return std::max<int64_t>(0, std::min<int64_t>(nk, i + (p.S - p.L) + 1 - j0));
+}
+
+// Scratch sized for one task; thread_local so persistent pool threads reuse it.
+struct Tiles {
+  std::vector<float> q, kt, vt, k, v, s, dp, acc, dk, dv, dqb, rowm, rowl;
+  void fit(int64_t Dp) {
+    q.resize(kBQ * Dp); acc.resize(kBQ * Dp); dqb.resize(kBQ * Dp);
+    kt.resize(Dp * kBK); vt.resize(Dp * kBK); k.resize(kBK * Dp); v.resize(kBK * Dp);
+    dk.resize(kBK * Dp); dv.resize(kBK * Dp); s.resize(kBQ * kBK); dp.resize(kBQ * kBK);
+    rowm.resize(kBQ); rowl.resize(kBQ);
+  }
+};
+
+// One (b, h, query block) of the forward pass with an online softmax over key blocks.
+static void forward_task(const AttnParams& p, int64_t b, int64_t h, int64_t i0) {
+  static thread_local Tiles t;
+  const int64_t D = p.D, Dp = (D + 15) / 16 * 16, kvh = h / (p.H / p.Hkv);
+  t.fit(Dp);
+  const int64_t nq = std::min<int64_t>(kBQ, p.L - i0);
+  const int64_t qld = p.H * D, kld = p.Hkv * D;
+  const float c = p.scale * 1.4426950408889634f;
+  load_tile(p.q + (b * p.L + i0) * qld + h * D, qld, nq, kBQ, D, Dp, c, t.q.data(), false);
+  std::fill(t.acc.begin(), t.acc.end(), 0.0f);
+  std::fill(t.rowm.begin(), t.rowm.end(), -INFINITY);
+  std::fill(t.rowl.begin(), t.rowl.end(), 0.0f);
+  const int64_t kend = p.causal ? std::min<int64_t>(p.S, i0 + nq + (p.S - p.L)) : p.S;
+  const float* kbase = p.k + b * p.S * kld + kvh * D;
+  const float* vbase = p.v + b * p.S * kld + kvh * D;
+  for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
+    const int64_t nk = std::min<int64_t>(kBK, kend - j0);
+    load_tile(kbase + j0 * kld, kld, nk, kBK, D, Dp, 1.0f, t.kt.data(), true);
+    load_tile(vbase + j0 * kld, kld, nk, kBK, D, Dp, 1.0f, t.v.data(), false);
+    mm(nq, kBK, D, t.q.data(), Dp, 1, t.kt.data(), kBK, t.s.data(), kBK, false);
+    for (int64_t i = 0; i < nq; i++) {
+      float* s = t.s.data() + i * kBK;
+      const int64_t vis = visible(p, i0 + i, j0, nk);
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < vis; j++) mx = std::max(mx, s[j]);
+      const float mnew = std::max(t.rowm[i], mx);
+      if (mnew == -INFINITY) {  // nothing visible yet: the row contributes nothing
+        std::fill(s, s + kBK, 0.0f);
+        continue;
+      }
+      const float corr = std::exp2(t.rowm[i] - mnew);
+      v16 sum{};
+      for (int64_t j = 0; j < kBK; j += 16) {
+        v16 e = exp2v(ld(s + j) - mnew);
+        st(s + j, e);
+      }
+      for (int64_t j = vis; j < kBK; j++) s[j] = 0.0f;
+      for (int64_t j = 0; j < kBK; j += 16) sum += ld(s + j);
+      float l = 0.0f;
+      for (int z = 0; z < 16; z++) l += sum[z];
+      t.rowl[i] = t.rowl[i] * corr + l;
+      t.rowm[i] = mnew;
+      float* a = t.acc.data() + i * Dp;
+      for (int64_t d = 0; d < Dp; d += 16) st(a + d, ld(a + d) * corr);
+    }
+    mm(nq, Dp, nk, t.s.data(), kBK, 1, t.v.data(), Dp, t.acc.data(), Dp, true);
+  }
+  for (int64_t i = 0; i < nq; i++) {
+    float* o = p.o + (b * p.L + i0 + i) * qld + h * D;
+    const float inv = 1.0f / t.rowl[i];
+    for (int64_t d = 0; d < D; d++) o[d] = t.acc[i * Dp + d] * inv;
+    p.lse[(b * p.H + h) * p.L + i0 + i] = (t.rowm[i] + std::log2(t.rowl[i])) * 0.6931471805599453f;
+  }
+}
+
+// One (b, kv head, key block) of the backward pass: dk and dv of these keys are complete when it
+// ends (it visits every query head of the group and every query row that sees the keys); dq
+// contributions go to `dq`, the calling thread's private accumulator.
+static void backward_task(const AttnParams& p, const float* dsum, float* dq, int64_t b, int64_t kvh, int64_t j0) {
+  static thread_local Tiles t;
+  const int64_t D = p.D, Dp = (D + 15) / 16 * 16, G = p.H / p.Hkv;
+  t.fit(Dp);
+  const int64_t nk = std::min<int64_t>(kBK, p.S - j0);
+  const int64_t qld = p.H * D, kld = p.Hkv * D;
+  const float c = p.scale * 1.4426950408889634f;
+  const float* kb = p.k + (b * p.S + j0) * kld + kvh * D;
+  const float* vb = p.v + (b * p.S + j0) * kld + kvh * D;
+  load_tile(kb, kld, nk, kBK, D, Dp, 1.0f, t.k.data(), false);
+  load_tile(kb, kld, nk, kBK, D, Dp, 1.0f, t.kt.data(), true);
+  load_tile(vb, kld, nk, kBK, D, Dp, 1.0f, t.vt.data(), true);
+  std::fill(t.dk.begin(), t.dk.end(), 0.0f);
+  std::fill(t.dv.begin(), t.dv.end(), 0.0f);
+  const int64_t ifirst = p.causal ? std::max<int64_t>(0, j0 - (p.S - p.L)) : 0;
+  for (int64_t h = kvh * G; h < (kvh + 1) * G; h++) {
+    for (int64_t i0 = ifirst; i0 < p.L; i0 += kBQ) {
+      const int64_t nq = std::min<int64_t>(kBQ, p.L - i0);
+      const float* qrow = p.q + (b * p.L + i0) * qld + h * D;
+      const float* dorow = p.dout + (b * p.L + i0) * qld + h * D;
+      const float* lse = p.lse + (b * p.H + h) * p.L + i0;
+      const float* di = dsum + (b * p.H + h) * p.L + i0;
+      load_tile(qrow, qld, nq, kBQ, D, Dp, c, t.q.data(), false);
+      load_tile(dorow, qld, nq, kBQ, D, Dp, 1.0f, t.acc.data(), false);  // acc holds dO here
+      mm(nq, kBK, D, t.q.data(), Dp, 1, t.kt.data(), kBK, t.s.data(), kBK, false);      // S (base 2)
+      mm(nq, kBK, D, t.acc.data(), Dp, 1, t.vt.data(), kBK, t.dp.data(), kBK, false);   // dP = dO V^T
+      for (int64_t i = 0; i < nq; i++) {
+        float* s = t.s.data() + i * kBK;
+        float* dp = t.dp.data() + i * kBK;
+        const float l2 = lse[i] * 1.4426950408889634f, dii = di[i];
+        for (int64_t j = 0; j < kBK; j += 16) {
+          v16 pr = exp2v(ld(s + j) - l2);
+          st(s + j, pr);
+          st(dp + j, pr * (ld(dp + j) - dii));  // dS = P * (dP - D_i)
+        }
+        for (int64_t j = visible(p, i0 + i, j0, nk); j < kBK; j++) s[j] = dp[j] = 0.0f;
+      }
+      mm(nk, Dp, nq, t.s.data(), 1, kBK, t.acc.data(), Dp, t.dv.data(), Dp, true);   // dV += P^T dO
+      mm(nk, Dp, nq, t.dp.data(), 1, kBK, t.q.data(), Dp, t.dk.data(), Dp, true);    // dK += dS^T Qc
+      mm(nq, Dp, nk, t.dp.data(), kBK, 1, t.k.data(), Dp, t.dqb.data(), Dp, false);  // dQ = dS K
+      for (int64_t i = 0; i < nq; i++) {
+        float* out = dq + (b * p.L + i0 + i) * qld + h * D;
+        const float* src = t.dqb.data() + i * Dp;
+        for (int64_t d = 0; d < D; d++) out[d] += p.scale * src[d];
+      }
+    }
+  }
+  // Q was scaled by scale * log2(e); dK wants scale alone.
+  for (int64_t j = 0; j < nk; j++) {
+    float* dk = p.dk + (b * p.S + j0 + j) * kld + kvh * D;
+    float* dv = p.dv + (b * p.S + j0 + j) * kld + kvh * D;
+    for (int64_t d = 0; d < D; d++) {
+      dk[d] = t.dk[j * Dp + d] * 0.6931471805599453f;
+      dv[d] = t.dv[j * Dp + d];
+    }
+  }
+}
