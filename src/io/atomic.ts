@@ -31,6 +31,7 @@ function writeAndSync(path: string, data: FileData): void {
   try {
     const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
     for (const chunk of chunks) {
+      if (!(chunk instanceof Uint8Array)) throw new Error('data to write must be a string, bytes, or a list of byte chunks');
       let done = 0;
       while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done);
     }

@@ -30,7 +30,7 @@ test('golden .bin truncated at many cut points or with a damaged byte fails clea
   throwsClear(() => readTorchBin(damaged), /CRC-32|not a readable zip archive/);
 });
 
-test('strided and offset views become contiguous copies; shared storages are read once per tensor', () => {
+test('strided and offset views become contiguous copies; tensors sharing a storage get independent data', () => {
   // Storage 0 holds a 2x3 matrix; "t" is its transpose (3x2, strides [1, 3]); "row" is row 1 (offset 3).
   const m = [0, 1, 2, 10, 11, 12];
   const pkl = stateDictPickle([
