@@ -104,34 +104,37 @@ export function isFileDType(s: unknown): s is FileDType {
 }
 
 /**
- * Decodes `count` little-endian elements of `dtype` starting at element `start` of `bytes`
- * into a fresh f32 or i32 array. 64-bit integers outside the int32 range are an error, not a wrap.
+ * Decodes the little-endian elements of `dtype` in `bytes` into a new f32 or i32 array.
+ * `owned` says the caller hands `bytes` over, so F32/I32 data may be viewed instead of copied.
+ * 64-bit integers outside the int32 range are an error, not a wrap.
  */
-export function decodeElements(bytes: Uint8Array, dtype: FileDType, what: string): Float32Array | Int32Array {
+export function decodeElements(bytes: Uint8Array, dtype: FileDType, what: string, owned = false): Float32Array | Int32Array {
   const size = ITEM_SIZE[dtype];
   const n = bytes.byteLength / size;
-  // Copy into an aligned buffer so the typed-array views below are legal whatever the file offset.
-  const aligned = new Uint8Array(bytes.byteLength);
-  aligned.set(bytes);
+  // Typed-array views need element alignment; a file offset may not provide it, so copy then.
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
   const buf = aligned.buffer;
+  const at = aligned.byteOffset;
+  // F32/I32 results are views, so they must not alias memory the caller still uses.
+  const mine = () => (owned || aligned !== bytes ? aligned : aligned.slice());
   switch (dtype) {
-    case 'F32': return new Float32Array(buf);
-    case 'I32': return new Int32Array(buf);
-    case 'F64': return Float32Array.from(new Float64Array(buf));
+    case 'F32': { const m = mine(); return new Float32Array(m.buffer, m.byteOffset, n); }
+    case 'I32': { const m = mine(); return new Int32Array(m.buffer, m.byteOffset, n); }
+    case 'F64': return Float32Array.from(new Float64Array(buf, at, n));
     case 'F16': {
-      const src = new Uint16Array(buf);
+      const src = new Uint16Array(buf, at, n);
       const out = new Float32Array(n);
       for (let i = 0; i < n; i++) out[i] = f16BitsToF32(src[i]);
       return out;
     }
     case 'BF16': {
-      const src = new Uint16Array(buf);
+      const src = new Uint16Array(buf, at, n);
       const out = new Uint32Array(n);
       for (let i = 0; i < n; i++) out[i] = src[i] << 16;
       return new Float32Array(out.buffer);
     }
     case 'I64': {
-      const src = new BigInt64Array(buf);
+      const src = new BigInt64Array(buf, at, n);
       const out = new Int32Array(n);
       for (let i = 0; i < n; i++) {
         const v = src[i];
@@ -142,8 +145,8 @@ export function decodeElements(bytes: Uint8Array, dtype: FileDType, what: string
       }
       return out;
     }
-    case 'I16': return Int32Array.from(new Int16Array(buf));
-    case 'I8': return Int32Array.from(new Int8Array(buf));
+    case 'I16': return Int32Array.from(new Int16Array(buf, at, n));
+    case 'I8': return Int32Array.from(new Int8Array(buf, at, n));
     case 'U8': return Int32Array.from(aligned);
     case 'BOOL': {
       const out = new Int32Array(n);
@@ -162,6 +165,8 @@ export function decodeElements(bytes: Uint8Array, dtype: FileDType, what: string
 export interface ByteSource {
   readonly name: string;
   readonly size: number;
+  /** True when `read` returns new memory the caller may keep (file reads), false for views of a shared buffer. */
+  readonly fresh: boolean;
   /** Exactly `length` bytes at `offset`; the caller has already checked the range. */
   read(offset: number, length: number): Uint8Array;
   close(): void;
@@ -171,6 +176,7 @@ export function bufferSource(bytes: Uint8Array, name = '<buffer>'): ByteSource {
   return {
     name,
     size: bytes.byteLength,
+    fresh: false,
     read: (offset, length) => bytes.subarray(offset, offset + length),
     close: () => {},
   };
@@ -188,6 +194,7 @@ export function fileSource(path: string): ByteSource {
   return {
     name: path,
     size,
+    fresh: true,
     read(offset, length) {
       if (!open) throw new Error(`${path}: read after close`);
       const out = new Uint8Array(length);

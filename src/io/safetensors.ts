@@ -132,7 +132,7 @@ export function openSafetensors(input: string | Uint8Array): SafetensorsFile {
     read(tensorName) {
       const e = header.entries.get(tensorName);
       if (!e) throw new Error(`${src.name} has no tensor named "${tensorName}"`);
-      const data = decodeElements(src.read(header.dataStart + e.begin, e.end - e.begin), e.dtype, `${src.name}: tensor "${tensorName}"`);
+      const data = decodeElements(src.read(header.dataStart + e.begin, e.end - e.begin), e.dtype, `${src.name}: tensor "${tensorName}"`, src.fresh);
       return { dtype: data instanceof Float32Array ? 'f32' : 'i32', shape: [...e.shape], data };
     },
     close: () => src.close(),

@@ -204,7 +204,7 @@ test('each header defect is reported clearly', () => {
   // A huge header inside an equally huge (virtual) file is refused by size, without reading it.
   const hugeLen = new Uint8Array(8);
   Buffer.from(hugeLen.buffer).writeBigUInt64LE(200_000_000n);
-  const virtual = { name: 'virtual.safetensors', size: 8 + 300_000_000, read: (o: number, n: number) => (o === 0 ? hugeLen : new Uint8Array(n)), close() {} };
+  const virtual = { name: 'virtual.safetensors', size: 8 + 300_000_000, fresh: true, read: (o: number, n: number) => (o === 0 ? hugeLen : new Uint8Array(n)), close() {} };
   throwsClear(() => parseSafetensorsHeader(virtual), /virtual\.safetensors is not a valid safetensors file: the header is 200000000 bytes, more than the \d+ allowed/);
   for (const [what, bytes, pattern] of cases) {
     const e = throwsClear(() => readSafetensors(bytes), /is not a valid safetensors file/, pattern);
