@@ -189,7 +189,12 @@ export function fileSource(path: string): ByteSource {
   } catch (e) {
     throw new Error(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
   }
-  const size = fstatSync(fd).size;
+  const st = fstatSync(fd);
+  if (st.isDirectory()) {
+    closeSync(fd);
+    throw new Error(`${path} is a folder, not a file; pass the weight file itself (or load the folder as a checkpoint)`);
+  }
+  const size = st.size;
   let open = true;
   return {
     name: path,

@@ -114,4 +114,5 @@ test('legacy (non-zip) torch.save files and other formats get a clear error', ()
     throwsClear(() => readTorchBin(b), /is not a PyTorch checkpoint|not a readable zip archive|legacy/);
   }
   throwsClear(() => readTorchBin('/nonexistent/pytorch_model.bin'), /cannot open \/nonexistent\/pytorch_model\.bin: file not found/);
+  throwsClear(() => readTorchBin(golden('fbi_checkpoint')), /fbi_checkpoint is a folder, not a file/);
 });
