@@ -1,6 +1,7 @@
 // Importing this module registers every available layer family.
 import '../tensor/index.ts';
 import './attention-plugin.ts';
+import './fbi-plugin.ts';
 
 export * from './config.ts';
 export * from './causal-lm.ts';

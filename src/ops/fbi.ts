@@ -1,0 +1,125 @@
+// FBI-Linear (FBI-LLM `BinaryLinearWscales`) as one fused op with a hand-written backward:
+//   w = alpha * sign(W) + beta   (alpha, beta broadcast from [1,in] "column", [out,1] "row" or [1,1] "single")
+//   y = x @ w^T
+// Straight-through estimator (identity, no clipping): the gradient that reaches sign(W) inside
+// alpha*sign(W) is passed to W unchanged, so dW = dw * alpha with dw = dL/dw.
+// Everything runs on the generic kernels (sign, broadcast multiply/add, reduce, matmul), so the op
+// works on every backend without a layer-specific kernel.
+import type { Kernels } from '../backend/types.ts';
+import { record } from '../tensor/autograd.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { broadcastView } from './shape.ts';
+import { contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+
+export type FbiScalePattern = 'column' | 'row' | 'single';
+
+/** Shape of wscale / wbias for a weight [out, in] under a scale pattern. */
+export function fbiScaleShape(pattern: FbiScalePattern, outF: number, inF: number): [number, number] {
+  switch (pattern) {
+    case 'column': return [1, inF];
+    case 'row': return [outF, 1];
+    case 'single': return [1, 1];
+    default: throw new Error(`FBI scale pattern must be 'column' | 'row' | 'single', got ${JSON.stringify(pattern)}`);
+  }
+}
+
+/** The scale pattern implied by a wscale shape for a weight [out, in] (null if it fits none). */
+export function fbiPatternOf(scaleShape: readonly number[], outF: number, inF: number): FbiScalePattern | null {
+  const [a, b] = scaleShape.length === 2 ? scaleShape : [-1, -1];
+  if (a === 1 && b === inF && inF !== 1) return 'column';
+  if (a === outF && b === 1 && outF !== 1) return 'row';
+  if (a === 1 && b === 1) return 'single';
+  return null;
+}
+
+// [outer, n, inner] split of the [out, in] weight grid for summing a gradient down to the scale shape.
+function reduceSplit(pattern: FbiScalePattern, outF: number, inF: number): [number, number, number] {
+  if (pattern === 'column') return [1, outF, inF];
+  if (pattern === 'row') return [outF, inF, 1];
+  return [1, outF * inF, 1];
+}
+
+function check(x: Tensor, weight: Tensor, alpha: Tensor, beta: Tensor): { outF: number; inF: number; pattern: FbiScalePattern } {
+  sameDevice('fbiLinear', x, weight, alpha, beta);
+  for (const [t, what] of [[x, 'x'], [weight, 'weight'], [alpha, 'wscale'], [beta, 'wbias']] as const) expectDtype('fbiLinear', t, 'f32', what);
+  if (weight.ndim !== 2) throw new Error(`fbiLinear: weight must be [out, in], got ${fmt(weight.shape)}`);
+  const [outF, inF] = weight.shape;
+  if (x.ndim !== 2 || x.shape[1] !== inF) throw new Error(`fbiLinear: x must be [rows, ${inF}], got ${fmt(x.shape)}`);
+  const pattern = fbiPatternOf(alpha.shape, outF, inF);
+  if (!pattern) throw new Error(`fbiLinear: wscale ${fmt(alpha.shape)} fits no scale pattern for weight ${fmt(weight.shape)} (use [1,${inF}], [${outF},1] or [1,1])`);
+  if (beta.shape.length !== 2 || beta.shape[0] !== alpha.shape[0] || beta.shape[1] !== alpha.shape[1]) {
+    throw new Error(`fbiLinear: wbias ${fmt(beta.shape)} must have the shape of wscale ${fmt(alpha.shape)}`);
+  }
+  return { outF, inF, pattern };
+}
+
+/** sign(W) [out, in] (sign(0) = 0, as torch). */
+function signOf(k: Kernels, weight: Tensor): Tensor {
+  const s = like(weight);
+  k.unary('sign', weight.buf, s.buf, 1, 0);
+  return s;
+}
+
+/** alpha * s + beta, with alpha and beta broadcast onto s's [out, in]. */
+function binarized(k: Kernels, s: Tensor, alpha: Tensor, beta: Tensor): Tensor {
+  const w = like(s);
+  const full = contiguousView(s.shape);
+  k.binary('mul', s.buf, full, alpha.buf, broadcastView(alpha.shape, s.shape), w.buf);
+  k.binary('add', w.buf, full, beta.buf, broadcastView(beta.shape, s.shape), w.buf);
+  return w;
+}
+
+/** The binarized weight alpha*sign(W)+beta [out, in] (no gradient; for export and inspection). */
+export function fbiBinarizedWeight(weight: Tensor, alpha: Tensor, beta: Tensor): Tensor {
+  const k = kernelsOf(weight);
+  return binarized(k, signOf(k, weight), alpha, beta);
+}
+
+/**
+ * y [rows, out] = x [rows, in] @ (alpha * sign(W) + beta)^T, W [out, in]; alpha and beta shaped by
+ * the scale pattern. Gradients: dx = g @ w; dw = g^T @ x; dW = dw * alpha (STE); dalpha = sum of
+ * dw * sign(W) and dbeta = sum of dw over the axes alpha and beta are broadcast along.
+ */
+export function fbiLinear(x: Tensor, weight: Tensor, alpha: Tensor, beta: Tensor): Tensor {
+  const { outF, inF, pattern } = check(x, weight, alpha, beta);
+  const k = kernelsOf(x);
+  const rows = x.shape[0];
+  const s = signOf(k, weight);
+  const w = binarized(k, s, alpha, beta);
+  const y = like(x, [rows, outF]);
+  k.matmul(x.buf, w.buf, y.buf, {
+    batch: 1, m: rows, n: outF, k: inF, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0,
+  });
+  return record(y, 'fbiLinear', [x, weight, alpha, beta], (g) => {
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = like(x);
+      k.matmul(g.buf, w.buf, dx.buf, {
+        batch: 1, m: rows, n: inF, k: outF, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0,
+      });
+    }
+    if (!weight.requiresGrad && !alpha.requiresGrad && !beta.requiresGrad) return [dx, null, null, null];
+    const dw = like(weight);
+    k.matmul(g.buf, x.buf, dw.buf, {
+      batch: 1, m: outF, n: inF, k: rows, transA: true, transB: false, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0,
+    });
+    const full = contiguousView(weight.shape);
+    const [outer, n, inner] = reduceSplit(pattern, outF, inF);
+    let dW: Tensor | null = null, dAlpha: Tensor | null = null, dBeta: Tensor | null = null;
+    if (weight.requiresGrad) {
+      dW = like(weight);
+      k.binary('mul', dw.buf, full, alpha.buf, broadcastView(alpha.shape, weight.shape), dW.buf);
+    }
+    if (alpha.requiresGrad) {
+      const ds = like(weight);
+      k.binary('mul', dw.buf, full, s.buf, full, ds.buf);
+      dAlpha = like(alpha);
+      k.reduce('sum', ds.buf, outer, n, inner, dAlpha.buf);
+    }
+    if (beta.requiresGrad) {
+      dBeta = like(beta);
+      k.reduce('sum', dw.buf, outer, n, inner, dBeta.buf);
+    }
+    return [dx, dW, dAlpha, dBeta];
+  });
+}
