@@ -10,6 +10,7 @@ import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
 import { loadTokenizer, type Tokenizer } from '../data/index.ts';
 import type { BatchIteratorState } from '../data/index.ts';
 import { CausalLM, type ModelConfig, resolveConfig } from '../models/index.ts';
+import { configFromHf, configToHf, loadStateDict, type WeightShapes } from '../models/llama-hf.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { fromArray, type Tensor } from '../tensor/index.ts';
 
@@ -41,53 +42,41 @@ export interface SaveOpts {
   files?: Record<string, FileData>;
 }
 
-/** HF-style config.json: LLaMA field names for interoperability plus the exact frugal config. */
+/**
+ * HF-style config.json: LlamaForCausalLM fields when the model has the LLaMA layout (dense or FBI),
+ * otherwise the same common fields under a frugal architecture name; the exact frugal config is
+ * embedded under "frugal" so every variant (TTT, PEER) reloads identically.
+ */
 export function toHfConfig(cfg: ModelConfig): Record<string, unknown> {
-  return {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    vocab_size: cfg.vocabSize,
-    hidden_size: cfg.hiddenSize,
-    num_hidden_layers: cfg.numLayers,
-    num_attention_heads: cfg.numHeads,
-    num_key_value_heads: cfg.numKvHeads,
-    intermediate_size: cfg.intermediateSize,
-    max_position_embeddings: cfg.maxPositions,
-    rms_norm_eps: cfg.rmsNormEps,
-    rope_theta: cfg.ropeTheta,
-    tie_word_embeddings: cfg.tieEmbeddings,
-    hidden_act: 'silu',
-    torch_dtype: 'float32',
-    ...(cfg.bosTokenId !== undefined ? { bos_token_id: cfg.bosTokenId } : {}),
-    ...(cfg.eosTokenId !== undefined ? { eos_token_id: cfg.eosTokenId } : {}),
-    frugal: cfg,
-  };
+  let hf: Record<string, unknown>;
+  try {
+    hf = configToHf(cfg);
+  } catch {
+    hf = {
+      architectures: ['FrugalForCausalLM'],
+      model_type: 'frugal',
+      vocab_size: cfg.vocabSize,
+      hidden_size: cfg.hiddenSize,
+      num_hidden_layers: cfg.numLayers,
+      num_attention_heads: cfg.numHeads,
+      num_key_value_heads: cfg.numKvHeads,
+      intermediate_size: cfg.intermediateSize,
+      max_position_embeddings: cfg.maxPositions,
+      rms_norm_eps: cfg.rmsNormEps,
+      tie_word_embeddings: cfg.tieEmbeddings,
+      torch_dtype: 'float32',
+    };
+  }
+  return { ...hf, frugal: cfg };
 }
 
-/** ModelConfig from config.json: the embedded frugal config when present, else the LLaMA fields. */
-export function fromHfConfig(json: Record<string, unknown>, source = 'config.json'): ModelConfig {
+/** ModelConfig from config.json: the embedded frugal config when present, else the HF Llama mapping. */
+export function fromHfConfig(json: Record<string, unknown>, weights?: WeightShapes, source = 'config.json'): ModelConfig {
   if (json.frugal !== undefined) {
-    if (typeof json.frugal !== 'object' || json.frugal === null) throw new Error(`${source}: "frugal" must be an object`);
+    if (typeof json.frugal !== 'object' || json.frugal === null || Array.isArray(json.frugal)) throw new Error(`${source}: "frugal" must be an object`);
     return resolveConfig(json.frugal as Partial<ModelConfig>);
   }
-  const need = (k: string) => {
-    if (json[k] === undefined) throw new Error(`${source} has no "${k}"; it is not a LLaMA-style config this build can read`);
-    return json[k] as number;
-  };
-  return resolveConfig({
-    vocabSize: need('vocab_size'),
-    hiddenSize: need('hidden_size'),
-    numLayers: need('num_hidden_layers'),
-    numHeads: need('num_attention_heads'),
-    numKvHeads: (json.num_key_value_heads as number | undefined) ?? need('num_attention_heads'),
-    intermediateSize: need('intermediate_size'),
-    maxPositions: (json.max_position_embeddings as number | undefined) ?? 2048,
-    rmsNormEps: (json.rms_norm_eps as number | undefined) ?? 1e-6,
-    ropeTheta: (json.rope_theta as number | undefined) ?? 10000,
-    tieEmbeddings: Boolean(json.tie_word_embeddings),
-    bosTokenId: json.bos_token_id as number | undefined,
-    eosTokenId: json.eos_token_id as number | undefined,
-  });
+  return resolveConfig(configFromHf(json, weights));
 }
 
 function toRaw(t: Tensor): RawTensor {
@@ -140,22 +129,10 @@ export interface LoadOpts {
 /** Builds the model described by a checkpoint folder and loads its weights (all names must match). */
 export function loadModel(dir: string, opts: LoadOpts = {}): CausalLM {
   const abs = resolveModelDir(dir);
-  const cfg = fromHfConfig(readConfig(abs), join(abs, 'config.json'));
-  const model = new CausalLM(cfg, { device: opts.device ?? 'cpu' });
+  const hf = readConfig(abs);
   const { tensors } = loadWeights(abs);
-  const own = new Map([...model.namedParameters(), ...model.namedBuffers()]);
-  for (const [name, t] of own) {
-    const raw = tensors.get(name);
-    if (!raw) throw new Error(`checkpoint ${abs} has no tensor "${name}"; the weights do not match config.json`);
-    if (raw.dtype !== t.dtype) throw new Error(`checkpoint tensor "${name}" is ${raw.dtype}, the model expects ${t.dtype}`);
-    model.setTensor(name, fromArray(raw.data, raw.shape, model.device));
-  }
-  for (const name of tensors.keys()) {
-    // A tied head may still be stored by other writers; anything else unknown means a config mismatch.
-    if (!own.has(name) && !(name === 'lm_head.weight' && cfg.tieEmbeddings)) {
-      throw new Error(`checkpoint ${abs} has tensor "${name}" that this config does not use; config.json and weights disagree`);
-    }
-  }
+  const model = new CausalLM(fromHfConfig(hf, tensors, join(abs, 'config.json')), { device: opts.device ?? 'cpu' });
+  loadStateDict(model, tensors, `checkpoint ${abs}`);
   return model;
 }
 

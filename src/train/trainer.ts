@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { loadWeights } from '../io/hf-folder.ts';
 import type { BatchIterator, PackedDataset, Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
+import { loadStateDict } from '../models/llama-hf.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor, tidy } from '../tensor/index.ts';
 import {
   loadOptimizerState, loadTrainerState, type OptimizerSnapshot, saveCheckpoint, type TrainerState,
@@ -28,7 +29,7 @@ export interface Optimizer {
 export interface TrainHook {
   beforeUpdate?(): void;
   /** Extra per-step metrics, merged into the step record. */
-  afterUpdate?(): Record<string, number>;
+  afterUpdate?(): Record<string, number> | Promise<Record<string, number>>;
 }
 
 /** Loss of one micro-batch; default: the model's next-token cross-entropy. */
@@ -165,7 +166,7 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
     opt.update(clipFactor(norm, clip) / accum);
     opt.zeroGrad();
     const extras: Record<string, number> = {};
-    for (const h of hooks) Object.assign(extras, h.afterUpdate?.());
+    for (const h of hooks) Object.assign(extras, await h.afterUpdate?.());
     step++;
     tokens += stepTokens;
     tokensThisCall += stepTokens;
@@ -200,12 +201,7 @@ function resumeInto(dir: string, model: CausalLM, opt: Optimizer, o: TrainOpts, 
     throw new Error(`cannot resume ${dir}: it was trained with a different tokenizer (${st.tokenizerId} vs ${o.tokenizer.id()})`);
   }
   // Weights come from the checkpoint (the caller's model supplies the architecture).
-  const { tensors } = loadWeights(dir);
-  for (const [name, t] of [...model.namedParameters(), ...model.namedBuffers()]) {
-    const raw = tensors.get(name);
-    if (!raw) throw new Error(`cannot resume ${dir}: checkpoint has no tensor "${name}"; it belongs to a different model`);
-    model.setTensor(name, fromArray(raw.data, raw.shape, t.device));
-  }
+  loadStateDict(model, loadWeights(dir).tensors, `cannot resume ${dir}: checkpoint`);
   // setTensor swapped the parameter tensors: rebind the optimizer's parameter list.
   const fresh = new Map(model.namedParameters());
   const params = (opt as { params?: [string, Tensor][] }).params;
