@@ -1,0 +1,160 @@
+// CPU kernels of the PEER layer (native/peer.cc for the hot loops, SGEMM for sub-key scores) and of
+// BatchNorm1d. Registered in the CPU backend's extra table under the names src/ops/peer.ts calls.
+import { cpuExtra } from './index.ts';
+import { sgemm } from './gemm.ts';
+import { nativeAddon } from './native.ts';
+
+type F32 = Float32Array;
+type I32 = Int32Array;
+
+/** Rows of sub-key scores computed per SGEMM call: bounds the scratch memory to ~2 x 16 MiB. */
+const SCORE_SCRATCH = 4 << 20;
+
+/**
+ * Product-key retrieval. q [T, H, 2, dh] (the two halves of every head's query), keys [Hk, 2, n, dh]
+ * (Hk = 1 shared by all heads, or Hk = H). Writes idx (i32 [T, H, k], expert id i*n + j), score
+ * (f32 [T, H, k], q0.c_i + q1.c'_j, descending) and sub (i32 [T, H, k, 2], the pair (i, j)).
+ */
+export function peerRetrieve(q: F32, keys: F32, T: number, H: number, Hk: number, n: number, dh: number, k: number,
+  idx: I32, score: F32, sub: I32): void {
+  const addon = nativeAddon();
+  const tb = Math.max(1, Math.min(T, Math.floor(SCORE_SCRATCH / n)));
+  const s0 = new Float32Array(tb * n), s1 = new Float32Array(tb * n);
+  const ld = H * 2 * dh;
+  for (let t0 = 0; t0 < T; t0 += tb) {
+    const rows = Math.min(tb, T - t0);
+    for (let h = 0; h < H; h++) {
+      const kh = Hk === 1 ? 0 : h;
+      // Rows t of head h are H*2*dh apart in q: one strided GEMM per half.
+      sgemm(false, true, rows, n, dh, 1, q, (t0 * H + h) * 2 * dh, ld, keys, (kh * 2) * n * dh, dh, 0, s0, 0, n);
+      sgemm(false, true, rows, n, dh, 1, q, (t0 * H + h) * 2 * dh + dh, ld, keys, (kh * 2 + 1) * n * dh, dh, 0, s1, 0, n);
+      addon.peerTopkPairs(s0, s1, rows, n, k, idx, score, sub, t0 * H + h, H);
+    }
+  }
+}
+
+/** Gradients of the retrieved scores w.r.t. q and keys (dz [T, H, k]); overwrites dq and dkeys. */
+export function peerRetrieveBackward(q: F32, keys: F32, sub: I32, dz: F32, T: number, H: number, Hk: number, n: number,
+  dh: number, k: number, dq: F32, dkeys: F32): void {
+  nativeAddon().peerRetrieveBackward(q, keys, sub, dz, T, H, Hk, n, dh, k, dq, dkeys);
+}
+
+/**
+ * Naive reference for retrieval: scores every one of the N = n^2 full keys [c_i ; c'_j] with one
+ * GEMM per chunk of keys and keeps a running top-k. Cost O(N dk) per query instead of O(sqrt(N) dk).
+ * q [R, dk] (rows = token-head pairs), c0/c1 [n, dh] (one head's sub-keys). Returns idx/score [R, k].
+ */
+export function peerRetrieveBruteForce(q: F32, c0: F32, c1: F32, R: number, n: number, dh: number, k: number): { idx: I32; score: F32; gemmMs: number } {
+  const addon = nativeAddon();
+  const dk = 2 * dh;
+  const chunkI = Math.max(1, Math.floor((1 << 16) / n)); // 64k keys per chunk
+  const keysChunk = new Float32Array(chunkI * n * dk);
+  const scores = new Float32Array(R * chunkI * n);
+  const idx = new Int32Array(R * k), score = new Float32Array(R * k);
+  let gemmMs = 0;
+  for (let i0 = 0; i0 < n; i0 += chunkI) {
+    const ci = Math.min(chunkI, n - i0), m = ci * n;
+    for (let i = 0; i < ci; i++) {
+      for (let j = 0; j < n; j++) {
+        const row = (i * n + j) * dk;
+        keysChunk.set(c0.subarray((i0 + i) * dh, (i0 + i + 1) * dh), row);
+        keysChunk.set(c1.subarray(j * dh, (j + 1) * dh), row + dh);
+      }
+    }
+    const t0 = performance.now();
+    sgemm(false, true, R, m, dk, 1, q, 0, dk, keysChunk, 0, dk, 0, scores, 0, m);
+    addon.peerTopkMerge(scores, R, m, k, i0 * n, score, idx, i0 === 0);
+    gemmMs += performance.now() - t0;
+  }
+  return { idx, score, gemmMs };
+}
+
+export interface ExpertSaved {
+  g: F32;
+  pre: F32;
+}
+
+/** y [T, C] = sum over the T*H*k retrievals of g * act(u_e . x_t) * v_e; fills g and pre. */
+export function peerExpertsForward(x: F32, u: F32, v: F32, idx: I32, z: F32, T: number, C: number, N: number, H: number,
+  k: number, actKind: number, scoreKind: number, y: F32, g: F32, pre: F32): void {
+  nativeAddon().peerExpertsForward(x, u, v, idx, z, T, C, N, H, k, actKind, scoreKind, y, g, pre);
+}
+
+/**
+ * Backward of the expert mixture: dx [T, C], dz [T, H, k] (raw router scores) and row-sparse du/dv
+ * over the touched expert rows only ([U, C] each, rows listed once in `rows`).
+ */
+export function peerExpertsBackward(x: F32, u: F32, v: F32, idx: I32, g: F32, pre: F32, dy: F32, T: number, C: number,
+  N: number, H: number, k: number, actKind: number, scoreKind: number, dx: F32, dz: F32,
+): { rows: I32; du: F32; dv: F32 } {
+  const addon = nativeAddon();
+  const E = T * H * k;
+  const ds = new Float32Array(E), w = new Float32Array(E);
+  addon.peerExpertsBackwardTokens(u, v, idx, g, pre, dy, T, C, N, H, k, actKind, scoreKind, dx, dz, ds, w);
+  const rowsAll = new Int32Array(E), offsets = new Int32Array(E + 1), occ = new Int32Array(E);
+  const U = addon.peerGroupRows(idx, E, N, rowsAll, offsets, occ) as number;
+  const du = new Float32Array(U * C), dv = new Float32Array(U * C);
+  addon.peerRowGrads(offsets, occ, U, ds, w, x, dy, C, H * k, du, dv);
+  return { rows: rowsAll.slice(0, U), du, dv };
+}
+
+/**
+ * BatchNorm1d forward over x [rows, F]. Training: batch mean and biased variance normalize, and
+ * running stats (when given) move by momentum with the unbiased variance (PyTorch semantics).
+ * Eval: running stats normalize. Saves xhat-free state: mean and 1/std per feature.
+ */
+export function batchNormForward(x: F32, weight: F32 | null, bias: F32 | null, runMean: F32 | null, runVar: F32 | null,
+  rows: number, F: number, training: boolean, momentum: number, eps: number, y: F32, mean: F32, rstd: F32): void {
+  if (training) {
+    const s = new Float64Array(F), ss = new Float64Array(F);
+    for (let r = 0; r < rows; r++) for (let f = 0; f < F; f++) s[f] += x[r * F + f];
+    for (let f = 0; f < F; f++) mean[f] = s[f] / rows;
+    for (let r = 0; r < rows; r++) for (let f = 0; f < F; f++) { const d = x[r * F + f] - mean[f]; ss[f] += d * d; }
+    for (let f = 0; f < F; f++) {
+      const varB = ss[f] / rows;
+      rstd[f] = 1 / Math.sqrt(varB + eps);
+      if (runMean && runVar) {
+        runMean[f] = (1 - momentum) * runMean[f] + momentum * mean[f];
+        runVar[f] = (1 - momentum) * runVar[f] + momentum * (rows > 1 ? ss[f] / (rows - 1) : varB);
+      }
+    }
+  } else {
+    if (!runMean || !runVar) throw new Error('batchNorm1d: eval mode needs running mean and variance');
+    for (let f = 0; f < F; f++) { mean[f] = runMean[f]; rstd[f] = 1 / Math.sqrt(runVar[f] + eps); }
+  }
+  for (let r = 0; r < rows; r++) {
+    for (let f = 0; f < F; f++) {
+      const i = r * F + f;
+      y[i] = (x[i] - mean[f]) * rstd[f] * (weight ? weight[f] : 1) + (bias ? bias[f] : 0);
+    }
+  }
+}
+
+/** dx (and dweight/dbias when given); `training` selects the batch-statistics backward. */
+export function batchNormBackward(x: F32, weight: F32 | null, mean: F32, rstd: F32, dy: F32, rows: number, F: number,
+  training: boolean, dx: F32, dweight: F32 | null, dbias: F32 | null): void {
+  const sdy = new Float64Array(F), sdyx = new Float64Array(F);
+  for (let r = 0; r < rows; r++) {
+    for (let f = 0; f < F; f++) {
+      const i = r * F + f;
+      sdy[f] += dy[i];
+      sdyx[f] += dy[i] * (x[i] - mean[f]) * rstd[f];
+    }
+  }
+  for (let f = 0; f < F; f++) {
+    if (dweight) dweight[f] = sdyx[f];
+    if (dbias) dbias[f] = sdy[f];
+  }
+  for (let r = 0; r < rows; r++) {
+    for (let f = 0; f < F; f++) {
+      const i = r * F + f, wf = weight ? weight[f] : 1;
+      if (!training) { dx[i] = dy[i] * wf * rstd[f]; continue; }
+      const xhat = (x[i] - mean[f]) * rstd[f];
+      dx[i] = wf * rstd[f] * (dy[i] - sdy[f] / rows - xhat * sdyx[f] / rows);
+    }
+  }
+}
+
+Object.assign(cpuExtra, {
+  peerRetrieve, peerRetrieveBackward, peerExpertsForward, peerExpertsBackward, batchNormForward, batchNormBackward,
+});
