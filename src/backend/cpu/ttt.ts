@@ -321,6 +321,19 @@ class HeadWork {
   get last(): InnerLayer { return this.layers[this.layers.length - 1]; }
 }
 
+// Workspaces are reused across calls (decoding calls the kernel once per token and layer).
+const workCache = new Map<string, HeadWork>();
+function workFor(d: TttDims): HeadWork {
+  const key = `${d.mlp}:${d.dim}:${d.hidden}:${d.miniBatch}:${d.heads}:${d.length}`;
+  let w = workCache.get(key);
+  if (!w) {
+    w = new HeadWork({ ...d });
+    if (workCache.size > 16) workCache.clear();
+    workCache.set(key, w);
+  }
+  return w;
+}
+
 /** Loads a segment's inputs (rows t0..t0+n-1 of head (bi, hh)) into the workspace. */
 function loadSegment(w: HeadWork, x: TttInputs, bh: number, seg: Segment): void {
   const { dim: f, length: L } = w.d;
@@ -417,7 +430,7 @@ export function tttForward(
   d: TttDims, x: TttInputs, out: F32, start: number, state: TttStateBufs | null, saved: TttSaved | null,
 ): void {
   const segs = segmentsOf(start, d.length, d.miniBatch);
-  const w = new HeadWork(d);
+  const w = workFor(d);
   // A state at position 0 has seen nothing: start from the parameters.
   const resume = state !== null && start > 0;
   for (let bi = 0; bi < d.batch; bi++) {
@@ -472,7 +485,7 @@ export interface TttGrads {
 export function tttBackward(d: TttDims, x: TttInputs, saved: TttSaved, dOut: F32, g: TttGrads): void {
   const { dim: f, heads: nh, length: L, miniBatch: K } = d;
   const segs = segmentsOf(0, L, K);
-  const w = new HeadWork(d);
+  const w = workFor(d);
   const dTe = new Float64Array(K);
   const dlnW = new Float64Array(nh * f), dlnB = new Float64Array(nh * f);
   const dParams = WEIGHTS.map(([key]) => (g[('d' + key) as 'dw1'] ? new Float64Array(g[('d' + key) as 'dw1']!.length) : null));

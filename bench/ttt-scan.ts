@@ -1,0 +1,96 @@
+// TTT scan: dual form over whole mini-batches against the token-by-token primal loop (one token per
+// call through the decoding state, the naive formulation), same kernel code path, batch 1, forward.
+// Also times the forward + hand-written backward of the fused op.
+// Usage: node --import tsx bench/ttt-scan.ts [--len 2048] [--heads 12] [--dim 64] [--kind linear|mlp]
+import { fileURLToPath } from 'node:url';
+import { type TttDims, tttBackward, tttForward } from '../src/backend/cpu/ttt.ts';
+import { Rng } from '../src/tensor/rng.ts';
+
+function time(fn: () => void, reps: number): number {
+  fn();
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best;
+}
+
+export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
+  const L = Number(args.len ?? 2048), nh = Number(args.heads ?? 12), f = Number(args.dim ?? 64), K = 16;
+  const mlp = args.kind === 'mlp';
+  const h = mlp ? 4 * f : f;
+  const rng = new Rng(1);
+  const rnd = (n: number, s: number) => Float32Array.from({ length: n }, () => rng.normal() * s);
+  const n = nh * L * f;
+  const x = {
+    xq: rnd(n, 1), xk: rnd(n, 1), xv: rnd(n, 1),
+    lr: Float32Array.from({ length: nh * L }, () => 0.5 / f), tokenEta: Float32Array.from({ length: K }, (_, i) => 1 / (i + 1)),
+    w1: rnd(nh * f * h, 0.02), b1: new Float32Array(nh * h), w2: mlp ? rnd(nh * h * f, 0.02) : null, b2: mlp ? new Float32Array(nh * f) : null,
+    lnW: new Float32Array(nh * f).fill(1), lnB: new Float32Array(nh * f),
+  };
+  const d: TttDims = { mlp, batch: 1, heads: nh, length: L, dim: f, hidden: h, miniBatch: K };
+  const outDual = new Float32Array(n);
+  const dualMs = time(() => tttForward(d, x, outDual, 0, null, null), 2);
+
+  // Token-by-token: L calls of one token each, carrying the state (weights + running gradient sums).
+  const outPrimal = new Float32Array(n);
+  const primalMs = time(() => {
+    const z = (m: number) => new Float32Array(m);
+    const st = { w1: z(nh * f * h), b1: z(nh * h), w2: mlp ? z(nh * h * f) : null, b2: mlp ? z(nh * f) : null,
+      gw1: z(nh * f * h), gb1: z(nh * h), gw2: mlp ? z(nh * h * f) : null, gb2: mlp ? z(nh * f) : null };
+    const one: TttDims = { ...d, length: 1 };
+    const tok = { ...x };
+    const o1 = new Float32Array(nh * f);
+    for (let t = 0; t < L; t++) {
+      // Gather token t of every head ([nh, 1, f] slices of [nh, L, f]).
+      const pick = (a: Float32Array) => {
+        const r = new Float32Array(nh * f);
+        for (let hh = 0; hh < nh; hh++) r.set(a.subarray((hh * L + t) * f, (hh * L + t + 1) * f), hh * f);
+        return r;
+      };
+      tok.xq = pick(x.xq); tok.xk = pick(x.xk); tok.xv = pick(x.xv);
+      tok.lr = Float32Array.from({ length: nh }, (_, hh) => x.lr[hh * L + t]);
+      tttForward(one, tok, o1, t, st, null);
+      outPrimal.set(o1, t * nh * f);
+    }
+  }, 1);
+  let maxDiff = 0, maxRef = 0;
+  for (let i = 0; i < n; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(outDual[i] - outPrimal[i]));
+    maxRef = Math.max(maxRef, Math.abs(outDual[i]));
+  }
+
+  const nSeg = Math.ceil(L / K);
+  const saved = { w1: new Float32Array(nh * nSeg * f * h), b1: new Float32Array(nh * nSeg * h),
+    w2: mlp ? new Float32Array(nh * nSeg * h * f) : null, b2: mlp ? new Float32Array(nh * nSeg * f) : null };
+  const dOut = rnd(n, 1);
+  const grads = { dxq: new Float32Array(n), dxk: new Float32Array(n), dxv: new Float32Array(n), dlr: new Float32Array(nh * L),
+    dTokenEta: new Float32Array(K), dw1: new Float32Array(nh * f * h), db1: new Float32Array(nh * h),
+    dw2: mlp ? new Float32Array(nh * h * f) : null, db2: mlp ? new Float32Array(nh * f) : null,
+    dlnW: new Float32Array(nh * f), dlnB: new Float32Array(nh * f) };
+  const fwdBwdMs = time(() => {
+    tttForward(d, x, outDual, 0, null, saved);
+    tttBackward(d, x, saved, dOut, grads);
+  }, 1);
+  return {
+    kind: mlp ? 'mlp' : 'linear', implementation: 'TypeScript loops (float64 accumulation), 1 thread',
+    len: L, heads: nh, head_dim: f, mini_batch: K,
+    dual_forward_ms: +dualMs.toFixed(1), primal_token_loop_ms: +primalMs.toFixed(1),
+    primal_over_dual: +(primalMs / dualMs).toFixed(2),
+    max_rel_diff: maxDiff / maxRef,
+    forward_backward_ms: +fwdBwdMs.toFixed(1),
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args: Record<string, string | boolean> = {};
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    if (!argv[i].startsWith('--')) continue;
+    const next = argv[i + 1];
+    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
+  }
+  console.log(JSON.stringify(await run(args), null, 2));
+}
