@@ -35,6 +35,16 @@ def rope(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
 
 
+def attend(q, k, v):
+    # Fused SDPA where this torch has it; the materialized causal softmax otherwise.
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    t = q.shape[-2]
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(s, -1) @ v
+
+
 class Block(nn.Module):
     def __init__(self):
         super().__init__()
@@ -50,7 +60,7 @@ class Block(nn.Module):
         k = self.k(h).view(b, t, H, -1).transpose(1, 2)
         v = self.v(h).view(b, t, H, -1).transpose(1, 2)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        a = attend(q, k, v)
         x = x + self.o(a.transpose(1, 2).reshape(b, t, D))
         h = self.n2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))

@@ -3,6 +3,7 @@
 import type { BinaryOp, Kernels, ReduceOp, Strided, TypedArray, UnaryOp } from '../types.ts';
 import { sgemmBatched } from './gemm.ts';
 import { attentionBackward, attentionForward } from './attention.ts';
+import { nativeElementwise } from './elementwise.ts';
 
 type A = TypedArray;
 const SQRT1_2 = Math.SQRT1_2;
@@ -114,6 +115,8 @@ function isContiguousFull(v: Strided, n: number): boolean {
   return v.offset === 0 && expect === n;
 }
 
+const NATIVE_BINARY: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
+
 export const cpuKernels: Kernels = {
   fill(out, value) { (out as unknown as A).fill(value); },
 
@@ -130,16 +133,19 @@ export const cpuKernels: Kernels = {
     const x = a as unknown as A, y = b as unknown as A, o = out as unknown as A;
     const n = o.length;
     const ac = isContiguousFull(av, n), bc = isContiguousFull(bv, n);
-    if (ac && bc) {
-      switch (op) {
-        case 'add': for (let i = 0; i < n; i++) o[i] = x[i] + y[i]; return;
-        case 'sub': for (let i = 0; i < n; i++) o[i] = x[i] - y[i]; return;
-        case 'mul': for (let i = 0; i < n; i++) o[i] = x[i] * y[i]; return;
-        case 'div': for (let i = 0; i < n; i++) o[i] = x[i] / y[i]; return;
-      }
+    // Contiguous a with b the same shape, a scalar, or a vector along the last axis: native.
+    const nd = bv.shape.length;
+    const bn = bc ? n
+      : bv.strides.every((st) => st === 0) ? 1
+      : nd > 0 && bv.strides[nd - 1] === 1 && bv.strides.slice(0, -1).every((st) => st === 0) ? bv.shape[nd - 1] : 0;
+    const code = NATIVE_BINARY[op];
+    if (ac && bn > 0 && code !== undefined && x instanceof Float32Array && n > 0) {
+      const yb = bv.offset === 0 ? (y as Float32Array) : (y as Float32Array).subarray(bv.offset);
+      nativeElementwise().binary(code, x, yb, o as Float32Array, n, bn);
+      return;
     }
     const f = binaryFn(op);
-    // Broadcast: materialize b's index per element by walking both views in lockstep.
+    // General case: materialize b's index per element by walking its view.
     const bi = new Int32Array(n);
     forStrided(bv, (k, j) => { bi[k] = j; });
     if (ac) for (let i = 0; i < n; i++) o[i] = f(x[i], y[bi[i]]);
@@ -150,6 +156,10 @@ export const cpuKernels: Kernels = {
     const x = a as unknown as A, o = out as unknown as A;
     const n = o.length;
     if (op === 'identity') { for (let i = 0; i < n; i++) o[i] = alpha * x[i] + beta; return; }
+    if (op === 'silu' && alpha === 1 && beta === 0 && x instanceof Float32Array) {
+      nativeElementwise().silu(x, o as Float32Array, n);
+      return;
+    }
     const f = unaryFn(op);
     if (alpha === 1 && beta === 0) for (let i = 0; i < n; i++) o[i] = f(x[i]);
     else for (let i = 0; i < n; i++) o[i] = f(alpha * x[i] + beta);
@@ -157,6 +167,10 @@ export const cpuKernels: Kernels = {
 
   unaryBackward(op, x, y, dy, dx) {
     const xs = x as unknown as A, ys = y as unknown as A, g = dy as unknown as A, o = dx as unknown as A;
+    if (op === 'silu') {
+      nativeElementwise().siluBackward(xs as Float32Array, g as Float32Array, o as Float32Array, o.length);
+      return;
+    }
     const f = unaryGrad(op);
     for (let i = 0; i < o.length; i++) o[i] = g[i] * f(xs[i], ys[i]);
   },
@@ -222,36 +236,8 @@ export const cpuKernels: Kernels = {
   },
 
   crossEntropy(logits, target, rows, n, soft, ignoreIndex, loss, dlogits) {
-    const x = logits as unknown as A, t = target as unknown as A, l = loss as unknown as A;
-    const d = dlogits as unknown as A | null;
-    for (let r = 0; r < rows; r++) {
-      const base = r * n;
-      let mx = -Infinity;
-      for (let j = 0; j < n; j++) if (x[base + j] > mx) mx = x[base + j];
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += Math.exp(x[base + j] - mx);
-      const lse = mx + Math.log(sum);
-      if (!soft) {
-        const y = t[r];
-        if (y === ignoreIndex) { l[r] = 0; if (d) d.fill(0, base, base + n); continue; }
-        l[r] = lse - x[base + y];
-        if (d) { for (let j = 0; j < n; j++) d[base + j] = Math.exp(x[base + j] - lse); d[base + y] -= 1; }
-      } else {
-        // Teacher distribution p = softmax(t_row); loss = -sum p log q; dlogits = q - p.
-        let tm = -Infinity;
-        for (let j = 0; j < n; j++) if (t[base + j] > tm) tm = t[base + j];
-        let ts = 0;
-        for (let j = 0; j < n; j++) ts += Math.exp(t[base + j] - tm);
-        const tinv = 1 / ts;
-        let acc = 0;
-        for (let j = 0; j < n; j++) {
-          const p = Math.exp(t[base + j] - tm) * tinv;
-          acc -= p * (x[base + j] - lse);
-          if (d) d[base + j] = Math.exp(x[base + j] - lse) - p;
-        }
-        l[r] = acc;
-      }
-    }
+    nativeElementwise().crossEntropy(logits as unknown as Float32Array, target as unknown as Int32Array | Float32Array,
+      rows, n, soft, ignoreIndex, loss as unknown as Float32Array, dlogits as unknown as Float32Array | null);
   },
 
   norm(kind, x, weight, bias, rows, n, eps, out, rstd, mean) {
@@ -407,7 +393,11 @@ export const cpuKernels: Kernels = {
       vs[pi] = b2 * vs[pi] + (1 - b2) * gg * gg;
       w[pi] = w[pi] * decay - stepSize * ms[pi] / (Math.sqrt(vs[pi] / bc2) + h.eps);
     };
-    if (!ix) { for (let i = 0; i < w.length; i++) update(i, i); return; }
+    if (!ix) {
+      nativeElementwise().adamw(w as Float32Array, g as Float32Array, ms as Float32Array, vs as Float32Array, w.length,
+        h.lr, b1, b2, h.eps, h.weightDecay, h.step, s);
+      return;
+    }
     for (let r = 0; r < nRows; r++) {
       const base = ix[r] * width;
       for (let j = 0; j < width; j++) update(base + j, r * width + j);
@@ -415,10 +405,7 @@ export const cpuKernels: Kernels = {
   },
 
   sumSquares(a, n, out) {
-    const x = a as unknown as A;
-    let s = 0;
-    for (let i = 0; i < n; i++) s += x[i] * x[i];
-    (out as unknown as A)[0] = s;
+    (out as unknown as A)[0] = nativeElementwise().sumSquares(a as unknown as Float32Array, n);
   },
 
   attentionForward(q, k, v, o, lse, p) {
