@@ -3,8 +3,12 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import type { DeviceName } from '../src/backend/types.ts';
 import { backward, fromArray, noGrad, Rng, tidy, type Tensor } from '../src/tensor/index.ts';
+import { initWebGPU } from '../src/backend/webgpu/index.ts';
 
 export const DEVICE = (process.env.FRUGAL_DEVICE ?? 'cpu') as DeviceName;
+// The webgpu backend needs an asynchronous device request before any tensor is made; a failure here
+// fails the run with the reason (no silent fallback to the CPU).
+if (DEVICE === 'webgpu') await initWebGPU();
 export const GOLDEN_DIR = resolve(process.env.FRUGAL_GOLDEN_DIR ?? resolve(import.meta.dirname, '..', '..', 'shared', 'golden'));
 
 export function randArray(n: number, rng: Rng, scale = 1): Float32Array {

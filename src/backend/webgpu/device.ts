@@ -1,0 +1,63 @@
+// Device acquisition: Dawn through the `webgpu` package in Node, navigator.gpu in browsers. The device
+// is requested with the adapter's maximum limits so large buffers and workgroups are usable.
+/// <reference types="@webgpu/types" />
+
+export interface AcquireOpts {
+  /** 'high-performance' by default. */
+  powerPreference?: GPUPowerPreference;
+  /** Dawn toggles for create() in Node, e.g. ['enable-dawn-features=allow_unsafe_apis']. */
+  dawnOptions?: string[];
+}
+
+export interface Acquired {
+  device: GPUDevice;
+  adapterName: string;
+  /** Releases Node's Dawn instance reference (nothing to do in browsers). */
+  gpu: GPU;
+}
+
+async function gpuEntry(opts: AcquireOpts): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  if (typeof process === 'undefined' || !process.versions?.node) {
+    throw new Error('this browser does not expose navigator.gpu (WebGPU is disabled or unsupported)');
+  }
+  let mod: { create: (o: string[]) => GPU; globals: object };
+  try {
+    mod = (await import('webgpu')) as unknown as typeof mod;
+  } catch (e) {
+    throw new Error(`the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}; run 'npm install webgpu'`);
+  }
+  // Dawn's classes (GPUBufferUsage, ...) are expected as globals by WebGPU code.
+  for (const [k, v] of Object.entries(mod.globals)) {
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  }
+  return mod.create(opts.dawnOptions ?? []);
+}
+
+export async function acquireDevice(opts: AcquireOpts = {}): Promise<Acquired> {
+  const gpu = await gpuEntry(opts);
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+  if (!adapter) {
+    const hint = typeof process !== 'undefined' && process.versions?.node
+      ? ' (on a machine without a GPU install SwiftShader, e.g. Debian chromium, and set VK_DRIVER_FILES=/usr/lib/chromium/vk_swiftshader_icd.json)'
+      : '';
+    throw new Error(`no WebGPU adapter was found${hint}`);
+  }
+  const limits: Record<string, number> = {};
+  const wanted = [
+    'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup',
+    'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupsPerDimension',
+    'maxStorageBuffersPerShaderStage',
+  ] as const;
+  for (const k of wanted) {
+    const v = (adapter.limits as unknown as Record<string, number>)[k];
+    if (typeof v === 'number') limits[k] = v;
+  }
+  const features: GPUFeatureName[] = [];
+  if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+  const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
+  const info = adapter.info;
+  const adapterName = [info?.vendor, info?.architecture, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
+  return { device, adapterName, gpu };
+}

@@ -1,0 +1,151 @@
+// The WebGPU backend: `await initWebGPU()` acquires a device and registers the backend under
+// 'webgpu'; when no adapter can be had, the backend is marked unavailable with the reason (tensors
+// asking for it then fail with that reason) and the promise rejects with it.
+import { getBackend, hasBackend, markUnavailable, registerBackend } from '../registry.ts';
+import type { Backend, Buf, DType, Kernels, TypedArray } from '../types.ts';
+import { type AcquireOpts, acquireDevice } from './device.ts';
+import { GpuBuf, type PoolStats } from './pool.ts';
+import { Runtime } from './runtime.ts';
+import * as ew from './kernels/elementwise.ts';
+import * as rows from './kernels/rows.ts';
+import { matmul } from './kernels/matmul.ts';
+import { attentionBackward, attentionForward } from './kernels/attention.ts';
+
+export type { AcquireOpts } from './device.ts';
+export type { PoolStats } from './pool.ts';
+
+let runtime: Runtime | null = null;
+// Dawn's instance must stay reachable while the device lives: collecting it tears the device down.
+let instance: unknown = null;
+let adapterName = '';
+let pendingInit: Promise<Backend> | null = null;
+
+function g(b: Buf): GpuBuf {
+  if (!(b instanceof GpuBuf)) throw new Error('webgpu: got a buffer from another backend; move the tensor with toDevice() first');
+  if (b.released) throw new Error('webgpu: buffer used after it was freed (a disposed tensor was read)');
+  return b;
+}
+const gn = (b: Buf | null) => (b === null ? null : g(b));
+
+function makeKernels(rt: Runtime): Kernels {
+  return {
+    fill: (out, value) => ew.fill(rt, g(out), value),
+    copy: (src, so, dst, d0, n) => ew.copy(rt, g(src), so, g(dst), d0, n),
+    copyStrided: (src, view, dst) => ew.copyStrided(rt, g(src), view, g(dst)),
+    binary: (op, a, av, b, bv, out) => ew.binary(rt, op, g(a), av, g(b), bv, g(out)),
+    unary: (op, a, out, alpha, beta) => ew.unary(rt, op, g(a), g(out), alpha, beta),
+    unaryBackward: (op, x, y, dy, dx) => ew.unaryBackward(rt, op, g(x), g(y), g(dy), g(dx)),
+    reduce: (op, a, outer, n, inner, out) => rows.reduce(rt, op, g(a), outer, n, inner, g(out)),
+    argmax: (a, outer, n, inner, out) => rows.argmax(rt, g(a), outer, n, inner, g(out)),
+    matmul: (a, b, c, p) => matmul(rt, g(a), g(b), g(c), p),
+    softmax: (a, r, n, out, log) => rows.softmax(rt, g(a), r, n, g(out), log),
+    softmaxBackward: (y, dy, r, n, dx, log) => rows.softmaxBackward(rt, g(y), g(dy), r, n, g(dx), log),
+    crossEntropy: (logits, target, r, n, soft, ignoreIndex, loss, dlogits) =>
+      rows.crossEntropy(rt, g(logits), g(target), r, n, soft, ignoreIndex, g(loss), gn(dlogits)),
+    norm: (kind, x, w, b, r, n, eps, out, rstd, mean) => rows.norm(rt, kind, g(x), gn(w), gn(b), r, n, eps, g(out), g(rstd), gn(mean)),
+    normBackward: (kind, x, w, rstd, mean, dy, r, n, dx, dw, db) =>
+      rows.normBackward(rt, kind, g(x), gn(w), g(rstd), gn(mean), g(dy), r, n, g(dx), gn(dw), gn(db)),
+    rope: (x, pos, b, l, h, d, theta, inter, sign, out) => ew.rope(rt, g(x), g(pos), b, l, h, d, theta, inter, sign, g(out)),
+    gather: (table, idx, n, width, out) => ew.gather(rt, g(table), g(idx), n, width, g(out)),
+    scatterAdd: (src, idx, n, width, table) => ew.scatterAdd(rt, g(src), g(idx), n, width, g(table)),
+    conv1d: (x, w, bias, b, l, c, k, out) => ew.conv1d(rt, g(x), g(w), gn(bias), b, l, c, k, g(out)),
+    conv1dBackward: (x, w, dy, b, l, c, k, dx, dw, db) => ew.conv1dBackward(rt, g(x), g(w), g(dy), b, l, c, k, g(dx), g(dw), gn(db)),
+    topk: (a, r, n, k, values, indices) => rows.topk(rt, g(a), r, n, k, g(values), g(indices)),
+    adamw: (param, grad, m, v, rws, nRows, width, h) => ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h),
+    sumSquares: (a, n, out) => rows.sumSquares(rt, g(a), n, g(out)),
+    attentionForward: (q, k, v, o, lse, p) => attentionForward(rt, g(q), g(k), g(v), g(o), g(lse), p),
+    attentionBackward: (q, k, v, o, dO, lse, dq, dk, dv, p) =>
+      attentionBackward(rt, g(q), g(k), g(v), g(o), g(dO), g(lse), g(dq), g(dk), g(dv), p),
+  };
+}
+
+/** Layer-specific kernels for the webgpu backend (filled by the modules that own them). */
+export const webgpuExtra: Record<string, (...args: any[]) => any> = {};
+
+function makeBackend(rt: Runtime): Backend {
+  return {
+    name: 'webgpu',
+    alloc(length: number, dtype: DType): Buf {
+      const b = rt.alloc(length, dtype);
+      // Zeroed like CPU allocations, so no op can observe a previous tensor's values.
+      rt.clear(b);
+      return b;
+    },
+    upload(data: TypedArray): Buf {
+      const b = rt.alloc(data.length, data instanceof Float32Array ? 'f32' : 'i32');
+      if (data.length) rt.write(b, data);
+      return b;
+    },
+    readSync(): TypedArray {
+      throw new Error('webgpu tensors cannot be read synchronously: use `await t.data()` or `await t.item()` instead of dataSync()/itemSync()');
+    },
+    read: (b: Buf) => rt.read(g(b)),
+    free(b: Buf): void {
+      if (b instanceof GpuBuf) rt.pool.release(b);
+    },
+    kernels: makeKernels(rt),
+    extra: webgpuExtra,
+  };
+}
+
+/** Acquires a GPU device and registers the 'webgpu' backend (idempotent). */
+export function initWebGPU(opts: AcquireOpts = {}): Promise<Backend> {
+  if (hasBackend('webgpu')) return Promise.resolve(getBackend('webgpu'));
+  pendingInit ??= (async () => {
+    try {
+      const acq = await acquireDevice(opts);
+      instance = acq.gpu;
+      runtime = new Runtime(acq.device);
+      adapterName = acq.adapterName;
+      const backend = makeBackend(runtime);
+      registerBackend(backend);
+      return backend;
+    } catch (e) {
+      const reason = (e as Error).message;
+      markUnavailable('webgpu', reason);
+      pendingInit = null;
+      throw new Error(`webgpu backend unavailable: ${reason}`);
+    }
+  })();
+  return pendingInit;
+}
+
+export function webgpuRuntime(): Runtime {
+  if (!runtime) throw new Error("webgpu is not initialized: call 'await initWebGPU()' first");
+  return runtime;
+}
+
+/** Adapter description (vendor, architecture, driver) of the initialized device. */
+export function webgpuAdapterName(): string {
+  return adapterName;
+}
+
+/** Live and pooled GPU buffers. */
+export function webgpuPoolStats(): PoolStats {
+  return webgpuRuntime().pool.stats();
+}
+
+/** Submits pending work and waits for the GPU to finish it. */
+export function syncWebGPU(): Promise<void> {
+  return webgpuRuntime().sync();
+}
+
+/** Overwrites a buffer's contents in place (inputs of a captured step, see replay.ts). */
+export function writeBuffer(b: Buf, data: TypedArray): void {
+  const gb = g(b);
+  if (data.length > gb.length) throw new Error(`writeBuffer: ${data.length} values do not fit a buffer of ${gb.length}`);
+  webgpuRuntime().write(gb, data);
+}
+
+/**
+ * Waits for submitted work, frees pooled buffers and destroys the device (call before the process
+ * exits: tearing Dawn down with work in flight has crashed at exit).
+ */
+export async function destroyWebGPU(): Promise<void> {
+  if (!runtime) return;
+  await runtime.sync();
+  runtime.pool.trim();
+  runtime.device.destroy();
+  instance = null;
+  markUnavailable('webgpu', 'the device was destroyed by destroyWebGPU()');
+}

@@ -1,0 +1,353 @@
+// Elementwise and indexing kernels: fill, strided copies, broadcast binary ops, unary ops and their
+// derivatives, gather/scatter-add, rotary embedding, causal depthwise conv1d, AdamW.
+import type { BinaryOp, Strided, UnaryOp } from '../../types.ts';
+import type { GpuBuf } from '../pool.ts';
+import { type Runtime, Uniform } from '../runtime.ts';
+import { flatMain, ty, WG } from './common.ts';
+
+const MAX_DIMS = 8;
+
+export const mathFns = `
+fn erf_(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+// exp(-2|x|) never overflows, unlike a direct (e^x - e^-x) / (e^x + e^-x).
+fn tanh_(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e) / (1.0 + e); }
+fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+// Math.pow semantics for the cases that matter: negative bases with integer exponents, zero bases.
+fn pow_(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (a == 0.0) { return select(0.0, posInf(), b < 0.0); }
+  if (a < 0.0) {
+    if (b != floor(b)) { return nanF(); }
+    let r = exp2(b * log2(-a));
+    return select(r, -r, (abs(b) % 2.0) == 1.0);
+  }
+  return exp2(b * log2(a));
+}
+const GELU_C: f32 = 0.7978845608028654;
+`;
+
+const unaryExpr: Record<UnaryOp | 'identity', string> = {
+  identity: 'x', neg: '-x', exp: 'exp(x)', log: 'log(x)', sqrt: 'sqrt(x)', rsqrt: '1.0 / sqrt(x)', tanh: 'tanh_(x)',
+  sigmoid: 'sigmoid_(x)', relu: 'select(0.0, x, x > 0.0)', silu: 'x / (1.0 + exp(-x))',
+  gelu: '0.5 * x * (1.0 + erf_(x * 0.7071067811865476))',
+  gelu_tanh: '0.5 * x * (1.0 + tanh_(GELU_C * (x + 0.044715 * x * x * x)))',
+  abs: 'abs(x)', sign: 'sign(x)', square: 'x * x', reciprocal: '1.0 / x',
+};
+
+const gradExpr: Record<UnaryOp, string> = {
+  neg: '-1.0', exp: 'y', log: '1.0 / x', sqrt: '0.5 / y', rsqrt: '-0.5 * y / x', tanh: '1.0 - y * y',
+  sigmoid: 'y * (1.0 - y)', relu: 'select(0.0, 1.0, x > 0.0)',
+  silu: '(1.0 / (1.0 + exp(-x))) * (1.0 + x * (1.0 - 1.0 / (1.0 + exp(-x))))',
+  gelu: '0.5 * (1.0 + erf_(x * 0.7071067811865476)) + x * exp(-0.5 * x * x) * 0.3989422804014327',
+  gelu_tanh: 'gtanh(x)', abs: 'sign(x)', sign: '0.0', square: '2.0 * x', reciprocal: '-y * y',
+};
+
+// Builtin sin/cos may be off by 2^-11 (Vulkan's bound); rotary angles need ~1e-7. Reduce by pi/2
+// with a three-part constant (Cody-Waite, exact products for |q| < 2^12) and evaluate Taylor polynomials on [-pi/4, pi/4].
+const sincosFn = `
+fn sincos(x: f32) -> vec2<f32> {
+  let q = round(x * 0.6366197723675814);
+  let r = ((x - q * 1.5703125) - q * 0.0004838705062866211) - q * -4.371138828673793e-08;
+  let r2 = r * r;
+  let s = r * (1.0 + r2 * (-1.0 / 6.0 + r2 * (1.0 / 120.0 + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362880.0)))));
+  let c = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24.0 + r2 * (-1.0 / 720.0 + r2 * (1.0 / 40320.0 - r2 / 3628800.0))));
+  let qi = i32(q) & 3;
+  if (qi == 0) { return vec2<f32>(s, c); }
+  if (qi == 1) { return vec2<f32>(c, -s); }
+  if (qi == 2) { return vec2<f32>(-s, -c); }
+  return vec2<f32>(-c, s);
+}`;
+
+const gtanh = `
+fn gtanh(x: f32) -> f32 {
+  let t = tanh_(GELU_C * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+}`;
+
+const binaryExpr: Record<BinaryOp, string> = {
+  add: 'a + b', sub: 'a - b', mul: 'a * b', div: 'a / b', pow: 'pow_(a, b)',
+  maximum: 'select(b, a, a >= b)', minimum: 'select(b, a, a <= b)',
+  eq: 'select(0.0, 1.0, a == b)', gt: 'select(0.0, 1.0, a > b)',
+};
+
+function groups(rt: Runtime, n: number): [number, number] {
+  return rt.grid(Math.ceil(n / WG));
+}
+
+function checkDims(v: Strided): void {
+  if (v.shape.length > MAX_DIMS) throw new Error(`webgpu: views of more than ${MAX_DIMS} dimensions are not supported (got ${v.shape.length}); reshape first`);
+}
+
+function pad8(a: number[]): number[] {
+  return [...a, ...new Array(MAX_DIMS - a.length).fill(0)];
+}
+
+export function fill(rt: Runtime, out: GpuBuf, value: number): void {
+  if (value === 0) { rt.clear(out); return; }
+  const bits = new Uint32Array(out.dtype === 'f32' ? new Float32Array([value]).buffer : new Int32Array([value]).buffer)[0];
+  const spec = { key: 'fill', access: 'w', code: () => `
+@group(0) @binding(0) var<storage, read_write> o: array<u32>;
+struct P { n: u32, bits: u32 }
+@group(0) @binding(1) var<uniform> p: P;
+${flatMain('  if (i < p.n) { o[i] = p.bits; }')}` };
+  rt.dispatch(spec, [out], new Uniform().u(out.length, bits), groups(rt, out.length));
+}
+
+export function copy(rt: Runtime, src: GpuBuf, so: number, dst: GpuBuf, d0: number, n: number): void {
+  if (src.buffer !== dst.buffer) { rt.copyBytes(src.buffer, so * 4, dst.buffer, d0 * 4, n * 4); return; }
+  // Same buffer (possibly overlapping ranges): go through a scratch copy, like memmove.
+  const t = rt.temp(n, src.dtype);
+  rt.copyBytes(src.buffer, so * 4, t.buffer, 0, n * 4);
+  rt.copyBytes(t.buffer, 0, dst.buffer, d0 * 4, n * 4);
+}
+
+const stridedIndex = `
+fn srcIndex(o: u32, shape: array<vec4<u32>, 2>, strides: array<vec4<i32>, 2>, offset: i32, nd: u32) -> u32 {
+  var rem = o;
+  var s = offset;
+  for (var d = i32(nd) - 1; d >= 0; d--) {
+    let ext = shape[d / 4][d % 4];
+    let c = rem % ext;
+    rem = rem / ext;
+    s += i32(c) * strides[d / 4][d % 4];
+  }
+  return u32(s);
+}`;
+
+export function copyStrided(rt: Runtime, src: GpuBuf, view: Strided, dst: GpuBuf): void {
+  checkDims(view);
+  const n = view.shape.reduce((p, s) => p * s, 1);
+  if (n === 0) return;
+  const spec = { key: 'copyStrided', access: 'rw', code: () => `
+@group(0) @binding(0) var<storage, read> s: array<u32>;
+@group(0) @binding(1) var<storage, read_write> o: array<u32>;
+struct P { shape: array<vec4<u32>, 2>, strides: array<vec4<i32>, 2>, offset: i32, nd: u32, n: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+${stridedIndex}
+${flatMain('  if (i >= p.n) { return; }\n  o[i] = s[srcIndex(i, p.shape, p.strides, p.offset, p.nd)];')}` };
+  const u = new Uniform().u(...pad8(view.shape.map((x) => Math.max(x, 1)))).i(...pad8(view.strides)).i(view.offset).u(view.shape.length, n);
+  rt.dispatch(spec, [src, dst], u, groups(rt, n));
+}
+
+export function binary(rt: Runtime, op: BinaryOp, a: GpuBuf, av: Strided, b: GpuBuf, bv: Strided, out: GpuBuf): void {
+  checkDims(av); checkDims(bv);
+  const n = out.length;
+  const spec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}`, access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> A: array<${ty(a.dtype)}>;
+@group(0) @binding(1) var<storage, read> B: array<${ty(b.dtype)}>;
+@group(0) @binding(2) var<storage, read_write> O: array<${ty(out.dtype)}>;
+struct P { shape: array<vec4<u32>, 2>, sa: array<vec4<i32>, 2>, sb: array<vec4<i32>, 2>, oa: i32, ob: i32, nd: u32, n: u32 }
+@group(0) @binding(3) var<uniform> p: P;
+${mathFns}
+${stridedIndex}
+${flatMain(`  if (i >= p.n) { return; }
+  let a = f32(A[srcIndex(i, p.shape, p.sa, p.oa, p.nd)]);
+  let b = f32(B[srcIndex(i, p.shape, p.sb, p.ob, p.nd)]);
+  O[i] = ${ty(out.dtype)}(${binaryExpr[op]});`)}` };
+  const u = new Uniform().u(...pad8(av.shape.map((x) => Math.max(x, 1)))).i(...pad8(av.strides)).i(...pad8(bv.strides))
+    .i(av.offset, bv.offset).u(av.shape.length, n);
+  rt.dispatch(spec, [a, b, out], u, groups(rt, n));
+}
+
+export function unary(rt: Runtime, op: UnaryOp | 'identity', a: GpuBuf, out: GpuBuf, alpha: number, beta: number): void {
+  const n = out.length;
+  const spec = { key: `unary:${op}:${a.dtype}${out.dtype}`, access: 'rw', code: () => `
+@group(0) @binding(0) var<storage, read> A: array<${ty(a.dtype)}>;
+@group(0) @binding(1) var<storage, read_write> O: array<${ty(out.dtype)}>;
+struct P { n: u32, alpha: f32, beta: f32 }
+@group(0) @binding(2) var<uniform> p: P;
+${mathFns}
+${flatMain(`  if (i >= p.n) { return; }
+  let x = p.alpha * f32(A[i]) + p.beta;
+  O[i] = ${ty(out.dtype)}(${unaryExpr[op]});`)}` };
+  rt.dispatch(spec, [a, out], new Uniform().u(n).f(alpha, beta), groups(rt, n));
+}
+
+export function unaryBackward(rt: Runtime, op: UnaryOp, x: GpuBuf, y: GpuBuf, dy: GpuBuf, dx: GpuBuf): void {
+  const n = dx.length;
+  const spec = { key: `unaryBackward:${op}`, access: 'rrrw', code: () => `
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> Y: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+struct P { n: u32 }
+@group(0) @binding(4) var<uniform> p: P;
+${mathFns}
+${gtanh}
+${flatMain(`  if (i >= p.n) { return; }
+  let x = X[i];
+  let y = Y[i];
+  O[i] = G[i] * (${gradExpr[op]});`)}` };
+  rt.dispatch(spec, [x, y, dy, dx], new Uniform().u(n), groups(rt, n));
+}
+
+/** Rows whose index is out of range are written as zeros (a GPU kernel cannot throw). */
+export function gather(rt: Runtime, table: GpuBuf, idx: GpuBuf, n: number, width: number, out: GpuBuf): void {
+  const rows = Math.floor(table.length / width);
+  const spec = { key: 'gather', access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> T: array<u32>;
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read_write> O: array<u32>;
+struct P { total: u32, width: u32, rows: i32 }
+@group(0) @binding(3) var<uniform> p: P;
+${flatMain(`  if (i >= p.total) { return; }
+  let r = I[i / p.width];
+  O[i] = select(0u, T[u32(r) * p.width + i % p.width], r >= 0 && r < p.rows);`)}` };
+  rt.dispatch(spec, [table, idx, out], new Uniform().u(n * width, width).i(rows), groups(rt, n * width));
+}
+
+/** One thread per column walks the indices in order, so duplicates add up deterministically. */
+export function scatterAdd(rt: Runtime, src: GpuBuf, idx: GpuBuf, n: number, width: number, table: GpuBuf): void {
+  const spec = { key: 'scatterAdd', access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> S: array<f32>;
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read_write> T: array<f32>;
+struct P { n: u32, width: u32 }
+@group(0) @binding(3) var<uniform> p: P;
+${flatMain(`  if (i >= p.width) { return; }
+  for (var r = 0u; r < p.n; r++) {
+    let dst = u32(I[r]) * p.width + i;
+    T[dst] = T[dst] + S[r * p.width + i];
+  }`)}` };
+  rt.dispatch(spec, [src, idx, table], new Uniform().u(n, width), groups(rt, width));
+}
+
+export function rope(rt: Runtime, x: GpuBuf, pos: GpuBuf, b: number, l: number, h: number, d: number, theta: number,
+  interleaved: boolean, sign: number, out: GpuBuf): void {
+  const half = d / 2;
+  const total = b * l * h * half;
+  const spec = { key: `rope:${interleaved}`, access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> POS: array<i32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+struct P { total: u32, l: u32, h: u32, d: u32, log2theta: f32, sign: f32 }
+@group(0) @binding(3) var<uniform> p: P;
+${sincosFn}
+${flatMain(`  if (i >= p.total) { return; }
+  let half = p.d / 2u;
+  let k = i % half;
+  let row = i / half;
+  let t = (row / p.h) % p.l;
+  let cs = sincos(f32(POS[t]) * exp2(-2.0 * f32(k) / f32(p.d) * p.log2theta));
+  let c = cs.y;
+  let s = p.sign * cs.x;
+  let base = row * p.d;
+  ${interleaved ? 'let i0 = base + 2u * k; let i1 = i0 + 1u;' : 'let i0 = base + k; let i1 = i0 + half;'}
+  let x0 = X[i0];
+  let x1 = X[i1];
+  O[i0] = x0 * c - x1 * s;
+  O[i1] = x1 * c + x0 * s;`)}` };
+  rt.dispatch(spec, [x, pos, out], new Uniform().u(total, l, h, d).f(Math.log2(theta), sign), groups(rt, total));
+}
+
+export function conv1d(rt: Runtime, x: GpuBuf, w: GpuBuf, bias: GpuBuf | null, b: number, l: number, c: number, k: number, out: GpuBuf): void {
+  const total = b * l * c;
+  const hasBias = bias !== null;
+  const spec = { key: `conv1d:${hasBias}`, access: hasBias ? 'rrrw' : 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+${hasBias ? '@group(0) @binding(2) var<storage, read> BIAS: array<f32>;' : ''}
+@group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> O: array<f32>;
+struct P { total: u32, l: u32, c: u32, k: u32 }
+@group(0) @binding(${hasBias ? 4 : 3}) var<uniform> p: P;
+${flatMain(`  if (i >= p.total) { return; }
+  let ch = i % p.c;
+  let t = (i / p.c) % p.l;
+  let bi = i / (p.c * p.l);
+  var acc = ${hasBias ? 'BIAS[ch]' : '0.0'};
+  for (var j = 0u; j < p.k; j++) {
+    let src = i32(t) - i32(p.k - 1u) + i32(j);
+    if (src >= 0) { acc += W[ch * p.k + j] * X[(bi * p.l + u32(src)) * p.c + ch]; }
+  }
+  O[i] = acc;`)}` };
+  rt.dispatch(spec, hasBias ? [x, w, bias!, out] : [x, w, out], new Uniform().u(total, l, c, k), groups(rt, total));
+}
+
+export function conv1dBackward(rt: Runtime, x: GpuBuf, w: GpuBuf, dy: GpuBuf, b: number, l: number, c: number, k: number,
+  dx: GpuBuf, dw: GpuBuf, dbias: GpuBuf | null): void {
+  const u = () => new Uniform().u(b, l, c, k);
+  const head = `
+struct P { b: u32, l: u32, c: u32, k: u32 }`;
+  // dx[src] = sum_j dy[src + (k - 1) - j] * w[j]: each thread owns one dx element.
+  rt.dispatch({ key: 'conv1dBackward:dx', access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> W: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read_write> DX: array<f32>;
+${head}
+@group(0) @binding(3) var<uniform> p: P;
+${flatMain(`  if (i >= p.b * p.l * p.c) { return; }
+  let ch = i % p.c;
+  let s = (i / p.c) % p.l;
+  let bi = i / (p.c * p.l);
+  var acc = 0.0;
+  for (var j = 0u; j < p.k; j++) {
+    let t = s + (p.k - 1u) - j;
+    if (t < p.l) { acc += G[(bi * p.l + t) * p.c + ch] * W[ch * p.k + j]; }
+  }
+  DX[i] = acc;`)}` }, [w, dy, dx], u(), groups(rt, b * l * c));
+  rt.dispatch({ key: 'conv1dBackward:dw', access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read_write> DW: array<f32>;
+${head}
+@group(0) @binding(3) var<uniform> p: P;
+${flatMain(`  if (i >= p.c * p.k) { return; }
+  let ch = i / p.k;
+  let j = i % p.k;
+  var acc = 0.0;
+  for (var bi = 0u; bi < p.b; bi++) {
+    for (var t = 0u; t < p.l; t++) {
+      let src = i32(t) - i32(p.k - 1u) + i32(j);
+      if (src >= 0) { acc += G[(bi * p.l + t) * p.c + ch] * X[(bi * p.l + u32(src)) * p.c + ch]; }
+    }
+  }
+  DW[i] = acc;`)}` }, [x, dy, dw], u(), groups(rt, c * k));
+  if (!dbias) return;
+  rt.dispatch({ key: 'conv1dBackward:db', access: 'rw', code: () => `
+@group(0) @binding(0) var<storage, read> G: array<f32>;
+@group(0) @binding(1) var<storage, read_write> DB: array<f32>;
+${head}
+@group(0) @binding(2) var<uniform> p: P;
+${flatMain(`  if (i >= p.c) { return; }
+  var acc = 0.0;
+  for (var r = 0u; r < p.b * p.l; r++) { acc += G[r * p.c + i]; }
+  DB[i] = acc;`)}` }, [dy, dbias], u(), groups(rt, c));
+}
+
+export interface AdamHyper { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }
+
+/** The uniform block of an AdamW update (also rebuilt by replays whose step or lr changes). */
+export function adamUniform(n: number, width: number, h: AdamHyper): Uniform {
+  const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
+  return new Uniform().u(n, width).f(h.beta1, h.beta2, h.lr / bc1, 1 - h.lr * h.weightDecay, bc2, h.eps, h.gradScale);
+}
+
+export function adamw(rt: Runtime, param: GpuBuf, grad: GpuBuf, m: GpuBuf, v: GpuBuf, rows: GpuBuf | null, nRows: number,
+  width: number, h: AdamHyper): void {
+  const sparse = rows !== null;
+  const n = sparse ? nRows * width : param.length;
+  const spec = { key: `adamw:${sparse}`, access: sparse ? 'wrwwr' : 'wrww', code: () => `
+@group(0) @binding(0) var<storage, read_write> W: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read_write> M: array<f32>;
+@group(0) @binding(3) var<storage, read_write> V: array<f32>;
+${sparse ? '@group(0) @binding(4) var<storage, read> R: array<i32>;' : ''}
+struct P { n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32 }
+@group(0) @binding(${sparse ? 5 : 4}) var<uniform> p: P;
+${flatMain(`  if (i >= p.n) { return; }
+  let pi = ${sparse ? 'u32(R[i / p.width]) * p.width + i % p.width' : 'i'};
+  let g = G[i] * p.scale;
+  let m = p.b1 * M[pi] + (1.0 - p.b1) * g;
+  let v = p.b2 * V[pi] + (1.0 - p.b2) * g * g;
+  M[pi] = m;
+  V[pi] = v;
+  W[pi] = W[pi] * p.decay - p.stepSize * m / (sqrt(v / p.bc2) + p.eps);`)}` };
+  rt.dispatch(spec, sparse ? [param, grad, m, v, rows!] : [param, grad, m, v], adamUniform(n, width, h), groups(rt, n),
+    { kind: 'adamw', n, width, h: { ...h } });
+}

@@ -1,0 +1,131 @@
+// Batched SGEMM, C = alpha * op(A) op(B) + beta * C, row-major, with register tiling: a workgroup of
+// 256 threads computes a TM x TN tile of C, each thread an RM x RN block held in registers; BK-deep
+// slices of A and B are staged in workgroup memory (k-major, so the inner loop reads contiguous rows).
+// Global loads use vec4 along an operand's contiguous axis when its sizes and strides allow.
+import type { GpuBuf } from '../pool.ts';
+import { type Runtime, Uniform } from '../runtime.ts';
+
+export interface MatmulParams {
+  batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean;
+  strideA: number; strideB: number; strideC: number; alpha: number; beta: number;
+}
+
+interface Tile { tm: number; tn: number; bk: number; rm: number; rn: number }
+const BIG: Tile = { tm: 128, tn: 128, bk: 16, rm: 8, rn: 8 };
+const SMALL: Tile = { tm: 64, tn: 64, bk: 16, rm: 4, rn: 4 };
+
+/**
+ * WGSL for staging one operand tile into workgroup memory `dst[k * T + outer]`. `kContig` says the
+ * operand's rows are along k in memory (A without transpose, B transposed).
+ */
+function loadTile(name: string, dst: string, t: number, bk: number, kContig: boolean, vec: boolean, dim: string, ld: string, base: string, outer0: string): string {
+  const total = t * bk;
+  if (!vec) {
+    return `
+  for (var i = 0u; i < ${total / 256}u; i++) {
+    let idx = tid + i * 256u;
+    ${kContig ? `let kk = idx % ${bk}u; let oo = idx / ${bk}u;` : `let oo = idx % ${t}u; let kk = idx / ${t}u;`}
+    let go = ${outer0} + oo;
+    let gk = k0 + kk;
+    var v = 0.0;
+    if (go < ${dim} && gk < p.k) { v = ${name}[${base} + ${kContig ? `go * ${ld} + gk` : `gk * ${ld} + go`}]; }
+    ${dst}[kk * ${t}u + oo] = v;
+  }`;
+  }
+  return `
+  for (var i = 0u; i < ${total / 1024}u; i++) {
+    let idx = tid + i * 256u;
+    ${kContig ? `let kk = (idx % ${bk / 4}u) * 4u; let oo = idx / ${bk / 4}u;` : `let oo = (idx % ${t / 4}u) * 4u; let kk = idx / ${t / 4}u;`}
+    let go = ${outer0} + oo;
+    let gk = k0 + kk;
+    var v = vec4<f32>(0.0);
+    if (go < ${dim} && gk < p.k) { v = ${name}[(${base} + ${kContig ? `go * ${ld} + gk` : `gk * ${ld} + go`}) / 4u]; }
+    ${kContig
+    ? `${dst}[kk * ${t}u + oo] = v.x; ${dst}[(kk + 1u) * ${t}u + oo] = v.y; ${dst}[(kk + 2u) * ${t}u + oo] = v.z; ${dst}[(kk + 3u) * ${t}u + oo] = v.w;`
+    : `let o4 = kk * ${t}u + oo; ${dst}[o4] = v.x; ${dst}[o4 + 1u] = v.y; ${dst}[o4 + 2u] = v.z; ${dst}[o4 + 3u] = v.w;`}
+  }`;
+}
+
+function code(tile: Tile, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): string {
+  const { tm, tn, bk, rm, rn } = tile;
+  const tx = tn / rn;
+  return `
+@group(0) @binding(0) var<storage, read> A: array<${vecA ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> B: array<${vecB ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+struct P { m: u32, n: u32, k: u32, sa: u32, sb: u32, sc: u32, alpha: f32, beta: f32 }
+@group(0) @binding(3) var<uniform> p: P;
+var<workgroup> As: array<f32, ${tm * bk}>;
+var<workgroup> Bs: array<f32, ${tn * bk}>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let m0 = wid.y * ${tm}u;
+  let n0 = wid.x * ${tn}u;
+  let aBase = wid.z * p.sa;
+  let bBase = wid.z * p.sb;
+  let ty = tid / ${tx}u;
+  let tx = tid % ${tx}u;
+  var acc: array<f32, ${rm * rn}>;
+  var a: array<f32, ${rm}>;
+  var b: array<f32, ${rn}>;
+  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
+    ${loadTile('A', 'As', tm, bk, !transA, vecA, 'p.m', transA ? 'p.m' : 'p.k', 'aBase', 'm0')}
+    ${loadTile('B', 'Bs', tn, bk, transB, vecB, 'p.n', transB ? 'p.k' : 'p.n', 'bBase', 'n0')}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${bk}u; kk++) {
+      for (var r = 0u; r < ${rm}u; r++) { a[r] = As[kk * ${tm}u + ty * ${rm}u + r]; }
+      for (var c = 0u; c < ${rn}u; c++) { b[c] = Bs[kk * ${tn}u + tx * ${rn}u + c]; }
+      for (var r = 0u; r < ${rm}u; r++) {
+        for (var c = 0u; c < ${rn}u; c++) { acc[r * ${rn}u + c] = fma(a[r], b[c], acc[r * ${rn}u + c]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  let cBase = wid.z * p.sc;
+  for (var r = 0u; r < ${rm}u; r++) {
+    let gm = m0 + ty * ${rm}u + r;
+    if (gm >= p.m) { break; }
+    for (var c = 0u; c < ${rn}u; c++) {
+      let gn = n0 + tx * ${rn}u + c;
+      if (gn >= p.n) { break; }
+      let ci = cBase + gm * p.n + gn;
+      var v = p.alpha * acc[r * ${rn}u + c];
+      if (p.beta != 0.0) { v += p.beta * C[ci]; }
+      C[ci] = v;
+    }
+  }
+}`;
+}
+
+export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
+  const { batch, m, n, k } = q;
+  if (batch === 0 || m === 0 || n === 0) return;
+  if (k === 0 || q.alpha === 0) {
+    // Nothing to multiply: C = beta * C (BLAS semantics; beta = 0 clears without reading).
+    scaleC(rt, c, batch, m * n, q.strideC, q.beta);
+    return;
+  }
+  const tile = m * n * batch >= 256 * 256 ? BIG : SMALL;
+  // vec4 loads along the contiguous axis need that axis, the batch stride and the row pitch in multiples of 4.
+  const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
+  const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
+  const key = `matmul:${tile.tm}:${q.transA}:${q.transB}:${vecA}:${vecB}`;
+  const u = new Uniform().u(m, n, k, q.strideA, q.strideB, q.strideC).f(q.alpha, q.beta);
+  rt.dispatch({ key, access: 'rrw', code: () => code(tile, q.transA, q.transB, vecA, vecB) }, [a, b, c], u,
+    [Math.ceil(n / tile.tn), Math.ceil(m / tile.tm), batch]);
+}
+
+function scaleC(rt: Runtime, c: GpuBuf, batch: number, per: number, stride: number, beta: number): void {
+  rt.dispatch({ key: 'matmul:scaleC', access: 'w', code: () => `
+@group(0) @binding(0) var<storage, read_write> C: array<f32>;
+struct P { total: u32, per: u32, stride: u32, beta: f32 }
+@group(0) @binding(1) var<uniform> p: P;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + lid.x;
+  if (i >= p.total) { return; }
+  let ci = (i / p.per) * p.stride + i % p.per;
+  C[ci] = select(0.0, p.beta * C[ci], p.beta != 0.0);
+}` }, [c], new Uniform().u(batch * per, per, stride).f(beta), rt.grid(Math.ceil((batch * per) / 256)));
+}

@@ -1,0 +1,316 @@
+// Row-wise kernels (one workgroup of 256 threads per row, tree reductions in workgroup memory):
+// reductions, argmax, softmax, cross-entropy, RMSNorm/LayerNorm, sum of squares, top-k.
+import type { ReduceOp } from '../../types.ts';
+import type { GpuBuf } from '../pool.ts';
+import { type Runtime, Uniform } from '../runtime.ts';
+import { flatMain, NEG_INF, POS_INF, reduceFns, rowMain, WG } from './common.ts';
+
+const combine: Record<ReduceOp, string> = { sum: 'a + b', max: 'select(a, b, b > a)', min: 'select(a, b, b < a)' };
+const identity: Record<ReduceOp, string> = { sum: '0.0', max: NEG_INF, min: POS_INF };
+
+export function reduce(rt: Runtime, op: ReduceOp, a: GpuBuf, outer: number, n: number, inner: number, out: GpuBuf): void {
+  const head = `
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read_write> O: array<f32>;
+struct P { outer: u32, n: u32, inner: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+fn comb(a: f32, b: f32) -> f32 { return ${combine[op]}; }`;
+  const u = new Uniform().u(outer, n, inner);
+  if (inner === 1) {
+    rt.dispatch({ key: `reduceRow:${op}`, access: 'rw', code: () => `${head}
+var<workgroup> red: array<f32, ${WG}>;
+${rowMain(`  if (row >= p.outer) { return; }
+  var acc = ${identity[op]};
+  for (var j = t; j < p.n; j += ${WG}u) { acc = comb(acc, A[row * p.n + j]); }
+  red[t] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (t < s) { red[t] = comb(red[t], red[t + s]); }
+    workgroupBarrier();
+  }
+  if (t == 0u) { O[row] = red[0]; }`)}` }, [a, out], u, rt.grid(outer));
+    return;
+  }
+  rt.dispatch({ key: `reduceCol:${op}`, access: 'rw', code: () => `${head}
+${flatMain(`  if (i >= p.outer * p.inner) { return; }
+  let q = i % p.inner;
+  var base = (i / p.inner) * p.n * p.inner + q;
+  var acc = ${identity[op]};
+  for (var j = 0u; j < p.n; j++) { acc = comb(acc, A[base]); base += p.inner; }
+  O[i] = acc;`)}` }, [a, out], u, rt.grid(Math.ceil((outer * inner) / WG)));
+}
+
+/** First index of the maximum (ties go to the lower index, like the CPU kernel). */
+export function argmax(rt: Runtime, a: GpuBuf, outer: number, n: number, inner: number, out: GpuBuf): void {
+  const head = `
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read_write> O: array<i32>;
+struct P { outer: u32, n: u32, inner: u32 }
+@group(0) @binding(2) var<uniform> p: P;`;
+  const u = new Uniform().u(outer, n, inner);
+  if (inner === 1) {
+    rt.dispatch({ key: 'argmaxRow', access: 'rw', code: () => `${head}
+var<workgroup> rv: array<f32, ${WG}>;
+var<workgroup> ri: array<u32, ${WG}>;
+${rowMain(`  if (row >= p.outer) { return; }
+  var bv = ${NEG_INF};
+  var bi = 0xffffffffu;
+  for (var j = t; j < p.n; j += ${WG}u) {
+    let v = A[row * p.n + j];
+    if (v > bv || bi == 0xffffffffu) { bv = v; bi = j; }
+  }
+  rv[t] = bv;
+  ri[t] = bi;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (t < s) {
+      let v2 = rv[t + s];
+      let i2 = ri[t + s];
+      if (i2 != 0xffffffffu && (ri[t] == 0xffffffffu || v2 > rv[t] || (v2 == rv[t] && i2 < ri[t]))) { rv[t] = v2; ri[t] = i2; }
+    }
+    workgroupBarrier();
+  }
+  if (t == 0u) { O[row] = i32(ri[0]); }`)}` }, [a, out], u, rt.grid(outer));
+    return;
+  }
+  rt.dispatch({ key: 'argmaxCol', access: 'rw', code: () => `${head}
+${flatMain(`  if (i >= p.outer * p.inner) { return; }
+  let base = (i / p.inner) * p.n * p.inner + i % p.inner;
+  var bv = A[base];
+  var best = 0u;
+  for (var j = 1u; j < p.n; j++) { let v = A[base + j * p.inner]; if (v > bv) { bv = v; best = j; } }
+  O[i] = i32(best);`)}` }, [a, out], u, rt.grid(Math.ceil((outer * inner) / WG)));
+}
+
+export function softmax(rt: Runtime, a: GpuBuf, rows: number, n: number, out: GpuBuf, log: boolean): void {
+  rt.dispatch({ key: `softmax:${log}`, access: 'rw', code: () => `
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read_write> O: array<f32>;
+struct P { rows: u32, n: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  if (row >= p.rows) { return; }
+  let base = row * p.n;
+  var m = ${NEG_INF};
+  for (var j = t; j < p.n; j += ${WG}u) { m = max(m, X[base + j]); }
+  m = wgMax(m, t);
+  var s = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { s += exp(X[base + j] - m); }
+  s = wgSum(s, t);
+  ${log ? 'let lse = m + log(s);\n  for (var j = t; j < p.n; j += 256u) { O[base + j] = X[base + j] - lse; }'
+    : 'let inv = 1.0 / s;\n  for (var j = t; j < p.n; j += 256u) { O[base + j] = exp(X[base + j] - m) * inv; }'}`)}` },
+  [a, out], new Uniform().u(rows, n), rt.grid(rows));
+}
+
+export function softmaxBackward(rt: Runtime, y: GpuBuf, dy: GpuBuf, rows: number, n: number, dx: GpuBuf, log: boolean): void {
+  rt.dispatch({ key: `softmaxBackward:${log}`, access: 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> Y: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+struct P { rows: u32, n: u32 }
+@group(0) @binding(3) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  if (row >= p.rows) { return; }
+  let base = row * p.n;
+  var s = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { s += G[base + j]${log ? '' : ' * Y[base + j]'}; }
+  s = wgSum(s, t);
+  for (var j = t; j < p.n; j += ${WG}u) {
+    O[base + j] = ${log ? 'G[base + j] - exp(Y[base + j]) * s' : 'Y[base + j] * (G[base + j] - s)'};
+  }`)}` }, [y, dy, dx], new Uniform().u(rows, n), rt.grid(rows));
+}
+
+export function crossEntropy(rt: Runtime, logits: GpuBuf, target: GpuBuf, rows: number, n: number, soft: boolean,
+  ignoreIndex: number, loss: GpuBuf, dlogits: GpuBuf | null): void {
+  const withGrad = dlogits !== null;
+  const body = soft ? `
+  var tm = ${NEG_INF};
+  for (var j = t; j < p.n; j += ${WG}u) { tm = max(tm, T[base + j]); }
+  tm = wgMax(tm, t);
+  var ts = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { ts += exp(T[base + j] - tm); }
+  let tinv = 1.0 / wgSum(ts, t);
+  var acc = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) {
+    let pj = exp(T[base + j] - tm) * tinv;
+    acc -= pj * (X[base + j] - lse);
+    ${withGrad ? 'D[base + j] = exp(X[base + j] - lse) - pj;' : ''}
+  }
+  acc = wgSum(acc, t);
+  if (t == 0u) { L[row] = acc; }` : `
+  let y = T[row];
+  if (y == p.ignore) {
+    if (t == 0u) { L[row] = 0.0; }
+    ${withGrad ? `for (var j = t; j < p.n; j += ${WG}u) { D[base + j] = 0.0; }` : ''}
+    return;
+  }
+  if (t == 0u) { L[row] = lse - X[base + u32(y)]; }
+  ${withGrad ? `for (var j = t; j < p.n; j += ${WG}u) { D[base + j] = exp(X[base + j] - lse) - select(0.0, 1.0, j == u32(y)); }` : ''}`;
+  const spec = { key: `crossEntropy:${soft}:${withGrad}`, access: withGrad ? 'rrww' : 'rrw', code: () => `
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> T: array<${soft ? 'f32' : 'i32'}>;
+@group(0) @binding(2) var<storage, read_write> L: array<f32>;
+${withGrad ? '@group(0) @binding(3) var<storage, read_write> D: array<f32>;' : ''}
+struct P { rows: u32, n: u32, ignore: i32 }
+@group(0) @binding(${withGrad ? 4 : 3}) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  if (row >= p.rows) { return; }
+  let base = row * p.n;
+  var m = ${NEG_INF};
+  for (var j = t; j < p.n; j += ${WG}u) { m = max(m, X[base + j]); }
+  m = wgMax(m, t);
+  var s = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { s += exp(X[base + j] - m); }
+  let lse = m + log(wgSum(s, t));
+${body}`)}` };
+  rt.dispatch(spec, withGrad ? [logits, target, loss, dlogits!] : [logits, target, loss], new Uniform().u(rows, n).i(ignoreIndex), rt.grid(rows));
+}
+
+export function norm(rt: Runtime, kind: 'rms' | 'layer', x: GpuBuf, weight: GpuBuf | null, bias: GpuBuf | null, rows: number,
+  n: number, eps: number, out: GpuBuf, rstd: GpuBuf, mean: GpuBuf | null): void {
+  const layer = kind === 'layer';
+  const bufs: GpuBuf[] = [x];
+  const decl: string[] = ['@group(0) @binding(0) var<storage, read> X: array<f32>;'];
+  let access = 'r';
+  const add = (b: GpuBuf | null, name: string, rw: boolean) => {
+    if (!b) return;
+    decl.push(`@group(0) @binding(${bufs.length}) var<storage, ${rw ? 'read_write' : 'read'}> ${name}: array<f32>;`);
+    bufs.push(b);
+    access += rw ? 'w' : 'r';
+  };
+  add(weight, 'Wt', false); add(bias, 'Bs', false); add(out, 'O', true); add(rstd, 'RS', true); add(mean, 'MU', true);
+  const spec = { key: `norm:${kind}:${!!weight}:${!!bias}:${!!mean}`, access, code: () => `
+${decl.join('\n')}
+struct P { rows: u32, n: u32, eps: f32 }
+@group(0) @binding(${bufs.length}) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  if (row >= p.rows) { return; }
+  let base = row * p.n;
+  var m = 0.0;
+  ${layer ? `for (var j = t; j < p.n; j += ${WG}u) { m += X[base + j]; }\n  m = wgSum(m, t) / f32(p.n);` : ''}
+  var v = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { let c = X[base + j] - m; v += c * c; }
+  let inv = 1.0 / sqrt(wgSum(v, t) / f32(p.n) + p.eps);
+  if (t == 0u) { RS[row] = inv; ${mean ? 'MU[row] = m;' : ''} }
+  for (var j = t; j < p.n; j += ${WG}u) {
+    var y = (X[base + j] - m) * inv;
+    ${weight ? 'y *= Wt[j];' : ''}
+    ${bias ? 'y += Bs[j];' : ''}
+    O[base + j] = y;
+  }`)}` };
+  rt.dispatch(spec, bufs, new Uniform().u(rows, n).f(eps), rt.grid(rows));
+}
+
+export function normBackward(rt: Runtime, kind: 'rms' | 'layer', x: GpuBuf, weight: GpuBuf | null, rstd: GpuBuf, mean: GpuBuf | null,
+  dy: GpuBuf, rows: number, n: number, dx: GpuBuf, dweight: GpuBuf | null, dbias: GpuBuf | null): void {
+  const layer = kind === 'layer';
+  const hasMean = mean !== null;
+  const xhat = hasMean ? '(X[base + j] - MU[row]) * RS[row]' : 'X[base + j] * RS[row]';
+  const inputs = [x, rstd, dy, ...(hasMean ? [mean!] : []), ...(weight ? [weight] : [])];
+  const decl = ['X', 'RS', 'G', ...(hasMean ? ['MU'] : []), ...(weight ? ['Wt'] : [])]
+    .map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`).join('\n');
+  const u = () => new Uniform().u(rows, n);
+  rt.dispatch({ key: `normBackward:dx:${kind}:${hasMean}:${!!weight}`, access: 'r'.repeat(inputs.length) + 'w', code: () => `
+${decl}
+@group(0) @binding(${inputs.length}) var<storage, read_write> DX: array<f32>;
+struct P { rows: u32, n: u32 }
+@group(0) @binding(${inputs.length + 1}) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  if (row >= p.rows) { return; }
+  let base = row * p.n;
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) {
+    let gh = G[base + j]${weight ? ' * Wt[j]' : ''};
+    sg += gh;
+    sgx += gh * ${xhat};
+  }
+  sg = wgSum(sg, t) / f32(p.n);
+  sgx = wgSum(sgx, t) / f32(p.n);
+  for (var j = t; j < p.n; j += ${WG}u) {
+    let gh = G[base + j]${weight ? ' * Wt[j]' : ''};
+    DX[base + j] = RS[row] * (gh - ${layer ? 'sg' : '0.0'} - ${xhat} * sgx);
+  }`)}` }, [...inputs, dx], u(), rt.grid(rows));
+  if (!dweight && !dbias) return;
+  // Column sums over rows, one thread per column (deterministic order).
+  const cols = [x, rstd, dy, ...(hasMean ? [mean!] : [])];
+  const outs = [...(dweight ? [dweight] : []), ...(dbias ? [dbias] : [])];
+  const cdecl = ['X', 'RS', 'G', ...(hasMean ? ['MU'] : [])]
+    .map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`).join('\n');
+  const odecl = [...(dweight ? ['DW'] : []), ...(dbias ? ['DB'] : [])]
+    .map((name, i) => `@group(0) @binding(${cols.length + i}) var<storage, read_write> ${name}: array<f32>;`).join('\n');
+  rt.dispatch({ key: `normBackward:dw:${hasMean}:${!!dweight}:${!!dbias}`, access: 'r'.repeat(cols.length) + 'w'.repeat(outs.length), code: () => `
+${cdecl}
+${odecl}
+struct P { rows: u32, n: u32 }
+@group(0) @binding(${cols.length + outs.length}) var<uniform> p: P;
+${flatMain(`  if (i >= p.n) { return; }
+  let j = i;
+  var dw = 0.0;
+  var db = 0.0;
+  for (var row = 0u; row < p.rows; row++) {
+    let base = row * p.n;
+    let g = G[base + j];
+    dw += g * ${xhat};
+    db += g;
+  }
+  ${dweight ? 'DW[j] = dw;' : ''}
+  ${dbias ? 'DB[j] = db;' : ''}`)}` }, [...cols, ...outs], u(), rt.grid(Math.ceil(n / WG)));
+}
+
+/** Two passes: per-workgroup partial sums, then one workgroup adds the partials. */
+export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf): void {
+  const groups = Math.max(1, Math.min(1024, Math.ceil(n / WG)));
+  const partial = rt.temp(groups, 'f32');
+  rt.dispatch({ key: 'sumSquares:partial', access: 'rw', code: () => `
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read_write> O: array<f32>;
+struct P { n: u32, groups: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  var s = 0.0;
+  for (var j = row * ${WG}u + t; j < p.n; j += p.groups * ${WG}u) { let v = A[j]; s += v * v; }
+  s = wgSum(s, t);
+  if (t == 0u) { O[row] = s; }`)}` }, [a, partial], new Uniform().u(n, groups), [groups]);
+  rt.dispatch({ key: 'sumSquares:final', access: 'rw', code: () => `
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read_write> O: array<f32>;
+struct P { n: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+${reduceFns}
+${rowMain(`  var s = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { s += A[j]; }
+  s = wgSum(s, t);
+  if (t == 0u) { O[0] = s; }`)}` }, [partial, out], new Uniform().u(groups), [1]);
+}
+
+/** One thread per row keeps a sorted list of the best k (insertion, earlier index wins ties). */
+export function topk(rt: Runtime, a: GpuBuf, rows: number, n: number, k: number, values: GpuBuf, indices: GpuBuf): void {
+  const K = 2 ** Math.ceil(Math.log2(Math.max(k, 1)));
+  if (K > 256) throw new Error(`webgpu topk supports k <= 256, got ${k}`);
+  rt.dispatch({ key: `topk:${K}`, access: 'rww', code: () => `
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read_write> VAL: array<f32>;
+@group(0) @binding(2) var<storage, read_write> IDX: array<i32>;
+struct P { rows: u32, n: u32, k: u32 }
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = (wid.x + wid.y * nwg.x) * 64u + lid.x;
+  if (r >= p.rows) { return; }
+  var bv: array<f32, ${K}>;
+  var bi: array<i32, ${K}>;
+  var cnt = 0u;
+  let base = r * p.n;
+  for (var j = 0u; j < p.n; j++) {
+    let val = A[base + j];
+    if (cnt == p.k && !(val > bv[p.k - 1u])) { continue; }
+    var q = p.k - 1u;
+    if (cnt < p.k) { q = cnt; cnt++; }
+    while (q > 0u && bv[q - 1u] < val) { bv[q] = bv[q - 1u]; bi[q] = bi[q - 1u]; q--; }
+    bv[q] = val;
+    bi[q] = i32(j);
+  }
+  for (var i = 0u; i < p.k; i++) { VAL[r * p.k + i] = bv[i]; IDX[r * p.k + i] = bi[i]; }
+}` }, [a, values, indices], new Uniform().u(rows, n, k), rt.grid(Math.ceil(rows / 64)));
+}

@@ -1,0 +1,253 @@
+// The command runtime: pipelines (cached by kernel key), one open command encoder that collects
+// dispatches and copies until a readback, an upload or a size limit submits it, per-dispatch uniform
+// buffers, and a hook that lets a capture (replay.ts) record every command it encodes.
+/// <reference types="@webgpu/types" />
+import type { DType } from '../types.ts';
+import { BufferPool, GpuBuf } from './pool.ts';
+
+export interface KernelSpec {
+  /** Unique per WGSL source: pipelines are cached under it. */
+  key: string;
+  /** Builds the WGSL (called once per key). */
+  code: () => string;
+  /** Access per storage binding, in binding order: 'r' read-only, 'w' read-write. */
+  access: string;
+}
+
+/** Host-side meaning of a dispatch's uniform block, for replays that change it (AdamW step and lr). */
+export interface DispatchTag { kind: 'adamw'; n: number; width: number; h: AdamHyperLike }
+export interface AdamHyperLike { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }
+
+export type Command =
+  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; wg: [number, number, number]; uniform: GPUBuffer | null; tag?: DispatchTag }
+  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
+  | { kind: 'clear'; buf: GPUBuffer; bytes: number };
+
+export interface Recorder {
+  commands: Command[];
+  /** Uniform buffers owned by the recorded sequence. */
+  uniforms: GPUBuffer[];
+  /** Scratch buffers owned by the recorded sequence. */
+  temps: GpuBuf[];
+}
+
+const UNIFORM_BYTES = 256;
+const MAX_PENDING = 512;
+
+/** Packs uniform fields as 32-bit words in declaration order (the WGSL struct must match). */
+export class Uniform {
+  private readonly words: number[] = [];
+  private readonly kinds: ('f' | 'i' | 'u')[] = [];
+  f(...v: number[]): this { for (const x of v) { this.words.push(x); this.kinds.push('f'); } return this; }
+  i(...v: number[]): this { for (const x of v) { this.words.push(x); this.kinds.push('i'); } return this; }
+  u(...v: number[]): this { for (const x of v) { this.words.push(x); this.kinds.push('u'); } return this; }
+  bytes(): ArrayBuffer {
+    const n = Math.max(4, Math.ceil(this.words.length / 4) * 4);
+    const buf = new ArrayBuffer(n * 4);
+    const f = new Float32Array(buf), i = new Int32Array(buf), u = new Uint32Array(buf);
+    this.words.forEach((w, j) => {
+      if (this.kinds[j] === 'f') f[j] = w;
+      else if (this.kinds[j] === 'i') i[j] = w;
+      else u[j] = w >>> 0;
+    });
+    return buf;
+  }
+}
+
+export class Runtime {
+  readonly pool: BufferPool;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pending = 0;
+  private uniformsInFlight: GPUBuffer[] = [];
+  private uniformFree: GPUBuffer[] = [];
+  private tempsInFlight: GpuBuf[] = [];
+  recorder: Recorder | null = null;
+  readonly maxWorkgroups: number;
+  readonly maxWorkgroupStorage: number;
+  readonly maxInvocations: number;
+  private lost: string | null = null;
+  private error: string | null = null;
+
+  constructor(readonly device: GPUDevice) {
+    const lim = device.limits;
+    this.pool = new BufferPool(device, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+    this.maxWorkgroups = lim.maxComputeWorkgroupsPerDimension;
+    this.maxWorkgroupStorage = lim.maxComputeWorkgroupStorageSize;
+    this.maxInvocations = lim.maxComputeInvocationsPerWorkgroup;
+    device.lost.then((info) => { this.lost = `${info.reason}: ${info.message}`; });
+    // Validation errors are asynchronous: keep the first and raise it at the next readback.
+    device.onuncapturederror = (e: GPUUncapturedErrorEvent) => { this.error ??= e.error.message; };
+  }
+
+  alloc(length: number, dtype: DType): GpuBuf {
+    if (this.lost) throw new Error(`webgpu: the device was lost (${this.lost})`);
+    return this.pool.acquire(length, dtype);
+  }
+
+  pipeline(spec: KernelSpec, hasUniform: boolean): GPUComputePipeline {
+    let p = this.pipelines.get(spec.key);
+    if (p) return p;
+    const entries: GPUBindGroupLayoutEntry[] = [...spec.access].map((a, i) => ({
+      binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: a === 'w' ? 'storage' : 'read-only-storage' },
+    }));
+    if (hasUniform) entries.push({ binding: spec.access.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+    const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries })] });
+    const module = this.device.createShaderModule({ code: spec.code(), label: spec.key });
+    p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: spec.key });
+    this.pipelines.set(spec.key, p);
+    return p;
+  }
+
+  private enc(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    return this.encoder;
+  }
+  private endPass(): void {
+    if (this.pass) { this.pass.end(); this.pass = null; }
+  }
+
+  private uniformBuffer(data: ArrayBuffer): GPUBuffer {
+    if (data.byteLength > UNIFORM_BYTES) throw new Error('internal: uniform block too large');
+    const b = this.recorder ? null : this.uniformFree.pop();
+    const u = b ?? this.device.createBuffer({ size: UNIFORM_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    // The buffer is unused by any unsubmitted command, so the queue-ordered write lands before the dispatch.
+    this.device.queue.writeBuffer(u, 0, data);
+    if (this.recorder) this.recorder.uniforms.push(u);
+    else this.uniformsInFlight.push(u);
+    return u;
+  }
+
+  /** Encodes one dispatch; a read-only binding that aliases a written one is read from a copy. */
+  dispatch(spec: KernelSpec, bufs: GpuBuf[], uniform: Uniform | null, wg: [number, number?, number?], tag?: DispatchTag): void {
+    const [x, y = 1, z = 1] = wg;
+    if (x === 0 || y === 0 || z === 0) return;
+    if (x > this.maxWorkgroups || y > this.maxWorkgroups || z > this.maxWorkgroups) {
+      throw new Error(`webgpu: ${spec.key} needs ${x}x${y}x${z} workgroups, above this adapter's ${this.maxWorkgroups} per dimension`);
+    }
+    const gpuBufs = bufs.map((b) => b.buffer);
+    for (let i = 0; i < bufs.length; i++) {
+      if (spec.access[i] !== 'r') continue;
+      const clash = bufs.some((o, j) => j !== i && spec.access[j] === 'w' && o.buffer === bufs[i].buffer);
+      if (clash) {
+        const t = this.temp(bufs[i].length, bufs[i].dtype);
+        this.copyBytes(bufs[i].buffer, 0, t.buffer, 0, bufs[i].length * 4);
+        gpuBufs[i] = t.buffer;
+      }
+    }
+    const pipeline = this.pipeline(spec, uniform !== null);
+    const entries: GPUBindGroupEntry[] = gpuBufs.map((b, i) => ({ binding: i, resource: { buffer: b } }));
+    const ub = uniform ? this.uniformBuffer(uniform.bytes()) : null;
+    if (ub) entries.push({ binding: gpuBufs.length, resource: { buffer: ub } });
+    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    this.encodeDispatch(pipeline, group, [x, y, z]);
+    this.recorder?.commands.push({ kind: 'dispatch', pipeline, group, wg: [x, y, z], uniform: ub, tag });
+    this.tick();
+  }
+
+  private encodeDispatch(p: GPUComputePipeline, g: GPUBindGroup, wg: [number, number, number]): void {
+    if (!this.pass) this.pass = this.enc().beginComputePass();
+    this.pass.setPipeline(p);
+    this.pass.setBindGroup(0, g);
+    this.pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
+  }
+
+  copyBytes(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.endPass();
+    this.enc().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.recorder?.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, bytes });
+    this.tick();
+  }
+
+  clear(b: GpuBuf): void {
+    this.endPass();
+    this.enc().clearBuffer(b.buffer, 0, b.bytes);
+    this.recorder?.commands.push({ kind: 'clear', buf: b.buffer, bytes: b.bytes });
+    this.tick();
+  }
+
+  /** A scratch buffer that returns to the pool once the current commands are submitted. */
+  temp(length: number, dtype: DType): GpuBuf {
+    const t = this.alloc(length, dtype);
+    if (this.recorder) this.recorder.temps.push(t);
+    else this.tempsInFlight.push(t);
+    return t;
+  }
+
+  private tick(): void {
+    if (++this.pending >= MAX_PENDING && !this.recorder) this.flush();
+  }
+
+  get hasPending(): boolean {
+    return this.encoder !== null;
+  }
+
+  /** Submits everything encoded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.pending = 0;
+    this.uniformFree.push(...this.uniformsInFlight);
+    this.uniformsInFlight = [];
+    for (const t of this.tempsInFlight) this.pool.release(t);
+    this.tempsInFlight = [];
+  }
+
+  /** Re-encodes recorded commands into one command buffer and submits it. */
+  submitCommands(cmds: Command[]): void {
+    this.flush();
+    const enc = this.device.createCommandEncoder();
+    let pass: GPUComputePassEncoder | null = null;
+    for (const c of cmds) {
+      if (c.kind === 'dispatch') {
+        if (!pass) pass = enc.beginComputePass();
+        pass.setPipeline(c.pipeline);
+        pass.setBindGroup(0, c.group);
+        pass.dispatchWorkgroups(c.wg[0], c.wg[1], c.wg[2]);
+        continue;
+      }
+      if (pass) { pass.end(); pass = null; }
+      if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+      else enc.clearBuffer(c.buf, 0, c.bytes);
+    }
+    if (pass) pass.end();
+    this.device.queue.submit([enc.finish()]);
+  }
+
+  write(b: GpuBuf, data: ArrayBufferView, dstOffsetBytes = 0): void {
+    // Pending commands may still read this storage: submit them first so the write is ordered after.
+    this.flush();
+    this.device.queue.writeBuffer(b.buffer, dstOffsetBytes, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  async read(b: GpuBuf): Promise<Float32Array | Int32Array> {
+    const bytes = b.length * 4;
+    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.flush();
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(b.buffer, 0, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    if (this.error) { staging.destroy(); throw new Error(`webgpu: a kernel failed: ${this.error}`); }
+    const copy = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    return b.dtype === 'f32' ? new Float32Array(copy) : new Int32Array(copy);
+  }
+
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Workgroup grid for `groups` workgroups: x up to the per-dimension limit, the rest in y. */
+  grid(groups: number): [number, number] {
+    if (groups <= this.maxWorkgroups) return [Math.max(groups, 0), 1];
+    const y = Math.ceil(groups / this.maxWorkgroups);
+    return [Math.ceil(groups / y), y];
+  }
+}
