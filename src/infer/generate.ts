@@ -2,7 +2,7 @@
 // state for TTT), then decode one token at a time, streaming text as soon as it is complete.
 import type { Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
-import { fromArray, noGrad, Rng, tidy } from '../tensor/index.ts';
+import { fromArray, keep, noGrad, Rng, Tensor, tidy } from '../tensor/index.ts';
 import { checkSampling, sampleToken, type SamplingOpts } from './sampling.ts';
 
 export interface GenerateOpts extends SamplingOpts {
@@ -26,10 +26,28 @@ export interface GenerateResult {
 /** Logits of the last position for ids [1, L], continuing the state. */
 async function step(model: CausalLM, ids: number[], state: ReturnType<CausalLM['createState']>): Promise<Float32Array> {
   const v = model.config.vocabSize;
-  const logits = tidy(() => noGrad(() => model.forward(fromArray(Int32Array.from(ids), [1, ids.length], model.device), state)));
+  const logits = tidy(() => {
+    const out = noGrad(() => model.forward(fromArray(Int32Array.from(ids), [1, ids.length], model.device), state));
+    keepAll(state, new Set());
+    return out;
+  });
   const all = await logits.data();
   logits.dispose();
   return Float32Array.from(all.subarray(all.length - v));
+}
+
+/**
+ * The decoding state outlives each step's memory scope: whatever tensors the layers stored in it
+ * (KV caches, TTT weights, conv tails) are kept past tidy(), the rest of the step is released.
+ */
+function keepAll(x: unknown, seen: Set<unknown>): void {
+  if (x === null || typeof x !== 'object' || seen.has(x)) return;
+  seen.add(x);
+  if (x instanceof Tensor) {
+    keep(x);
+    return;
+  }
+  for (const v of Array.isArray(x) ? x : Object.values(x)) keepAll(v, seen);
 }
 
 export async function generate(model: CausalLM, tokenizer: Tokenizer, prompt: string, o: GenerateOpts = {}): Promise<GenerateResult> {

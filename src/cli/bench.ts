@@ -1,0 +1,49 @@
+// frugal bench NAME: runs bench/NAME.ts; with --json the result object is the last line on stdout.
+import { existsSync, readdirSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { type CommandSpec, type Flags, UsageError } from './args.ts';
+
+const BENCH_DIR = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bench');
+
+export const spec: CommandSpec = {
+  name: 'bench',
+  summary: 'run a benchmark from bench/ (each compares against a peer measured in the same run)',
+  usage: 'frugal bench NAME [--json] [-- benchmark options as --key value]',
+  positionals: ['NAME'],
+  flags: { json: { type: 'bool', help: 'print the result as one JSON line (last on stdout)' } },
+};
+
+export function benchNames(): string[] {
+  return existsSync(BENCH_DIR) ? readdirSync(BENCH_DIR).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).sort() : [];
+}
+
+/** Benchmark options pass through untouched: --key value pairs, strings (each benchmark parses them). */
+export function splitBenchArgs(argv: string[]): { own: string[]; extra: Record<string, string | boolean> } {
+  const own: string[] = [];
+  const extra: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json' || a === '--help' || a === '-h' || !a.startsWith('--')) {
+      own.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    if (eq >= 0) extra[a.slice(2, eq)] = a.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) extra[a.slice(2)] = argv[++i];
+    else extra[a.slice(2)] = true;
+  }
+  return { own, extra };
+}
+
+export async function run(f: Flags, positional: string[], extra: Record<string, string | boolean> = {}): Promise<number> {
+  const name = positional[0];
+  const names = benchNames();
+  if (!name) throw new UsageError(`frugal bench needs a benchmark name; available: ${names.join(', ') || 'none'}`);
+  if (!names.includes(name)) throw new UsageError(`unknown benchmark '${name}'; available: ${names.join(', ') || 'none'}`);
+  const mod = (await import(pathToFileURL(join(BENCH_DIR, `${name}.ts`)).href)) as { run?: (a: Record<string, string | boolean>) => Promise<unknown> };
+  if (typeof mod.run !== 'function') throw new Error(`internal: bench/${name}.ts exports no run(args) function`);
+  const result = await mod.run(extra);
+  console.log(f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2));
+  return 0;
+}

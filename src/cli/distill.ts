@@ -1,0 +1,76 @@
+// frugal distill: autoregressive distillation (FBI-LLM): the student learns the teacher's next-token
+// distribution (soft cross-entropy on the teacher's logits), optionally mixed with the ground truth.
+import { existsSync, statSync } from 'node:fs';
+import * as op from '../ops/index.ts';
+import { noGrad } from '../tensor/index.ts';
+import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { train, type LossFn } from '../train/trainer.ts';
+import type { CausalLM } from '../models/index.ts';
+import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
+import { chooseTokenizer, interruptFlag, loadSplit, makeData, reportFor, runDir, TRAIN_FLAGS, trainSettings } from './common.ts';
+import { familyHooks, modelFromSpec } from './model-spec.ts';
+
+export const spec: CommandSpec = {
+  name: 'distill',
+  summary: 'train a student (e.g. an FBI 1-bit model) from a full-precision teacher by autoregressive distillation',
+  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [options]',
+  flags: {
+    teacher: { type: 'string', arg: 'DIR', help: 'teacher checkpoint folder (any full-precision model this build loads)' },
+    student: { type: 'string', arg: 'PRESET|DIR', help: 'student preset, config .json, or checkpoint folder', default: 'tiny-fbi' },
+    'gt-weight': { type: 'number', help: 'weight of the ground-truth cross-entropy mixed into the loss (0 = pure distillation, as the paper)', default: 0 },
+    ...TRAIN_FLAGS,
+  },
+};
+
+/** loss = (1 - w) * softCE(student, teacher) + w * CE(student, targets); the teacher runs without gradients. */
+export function distillLoss(teacher: CausalLM, gtWeight: number): LossFn {
+  teacher.eval();
+  return (student, x, y) => {
+    const t = noGrad(() => teacher.forward(x));
+    const logits = student.forward(x);
+    const soft = op.softCrossEntropy(logits, t);
+    if (gtWeight === 0) return soft;
+    return op.add(op.scale(soft, 1 - gtWeight), op.scale(op.crossEntropy(logits, y), gtWeight));
+  };
+}
+
+export function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void {
+  if (teacher.config.vocabSize !== student.config.vocabSize) {
+    throw new UsageError(`vocabulary mismatch: teacher has ${teacher.config.vocabSize} tokens, student ${student.config.vocabSize}; distillation needs one shared vocabulary`);
+  }
+}
+
+export async function run(f: Flags): Promise<number> {
+  const s = trainSettings(f);
+  const gt = num(f, 'gt-weight', (v) => v >= 0 && v <= 1, 'in [0, 1]');
+  const teacherDir = need(f, 'teacher', 'distill');
+  const teacher = loadModel(teacherDir);
+  const tok = loadModelTokenizer(teacherDir) ?? chooseTokenizer(str(f, 'tokenizer'));
+  const studentSpec = str(f, 'student')!;
+  if (existsSync(studentSpec) && statSync(studentSpec).isDirectory()) {
+    const st = loadModelTokenizer(studentSpec);
+    if (st && st.id() !== tok.id()) throw new UsageError(`vocabulary mismatch: student ${studentSpec} and teacher ${teacherDir} use different tokenizers`);
+  }
+  const { model } = await modelFromSpec(studentSpec, teacher.config.vocabSize, s.seed);
+  checkSameVocabulary(teacher, model);
+  const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
+  const out = runDir(str(f, 'out'), 'distill');
+  const stop = interruptFlag();
+  try {
+    const r = await train({
+      model, data: data.train, valData: data.val, evalSequences: s.evalSequences, steps: s.steps, lr: s.lr, minLr: s.minLr,
+      warmup: s.warmup, clip: s.clip, accum: s.accum, weightDecay: s.weightDecay, evalEvery: s.evalEvery, saveEvery: s.saveEvery,
+      outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, shouldStop: stop.requested, lossFn: distillLoss(teacher, gt),
+      hooks: familyHooks(model), progress: f.quiet ? 'none' : 'bar', label: 'distill',
+    });
+    const report = reportFor(out, `frugal distill: ${out}`, [{ name: 'student', dir: out }]);
+    const last = r.evals.at(-1);
+    console.log(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.step}/${s.steps}` +
+      (last ? `; student validation perplexity ${last.val_ppl.toFixed(3)}` : '') + `; ${r.tokensPerSecond.toFixed(0)} tokens/s`);
+    console.log(`checkpoint: ${r.checkpointDir}`);
+    console.log(`report: ${report}`);
+    return r.interrupted ? 130 : 0;
+  } finally {
+    stop.dispose();
+  }
+}

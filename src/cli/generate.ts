@@ -1,0 +1,38 @@
+// frugal generate: streams a continuation of a prompt.
+import { ByteTokenizer } from '../data/index.ts';
+import { generate } from '../infer/generate.ts';
+import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { type CommandSpec, type Flags, need, num, str } from './args.ts';
+import { chooseTokenizer } from './common.ts';
+
+export const spec: CommandSpec = {
+  name: 'generate',
+  summary: 'generate text from a prompt, streamed as it is decoded',
+  usage: 'frugal generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]',
+  flags: {
+    model: { type: 'string', arg: 'DIR', help: 'checkpoint folder' },
+    prompt: { type: 'string', arg: 'TEXT', help: 'the prompt', default: '' },
+    'max-new-tokens': { type: 'int', help: 'tokens to generate', default: 100 },
+    temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0.8 },
+    'top-k': { type: 'int', help: 'sample among the k most likely tokens (0 = all)', default: 40 },
+    'top-p': { type: 'number', help: 'nucleus sampling mass', default: 0.95 },
+    seed: { type: 'int', help: 'sampling seed', default: 0 },
+    tokenizer: { type: 'string', arg: 'bytes|PATH', help: 'tokenizer when the model folder has none' },
+    stats: { type: 'bool', help: 'print decode speed on stderr' },
+  },
+};
+
+export async function run(f: Flags): Promise<number> {
+  const dir = need(f, 'model', 'generate');
+  const model = loadModel(dir);
+  const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
+  const prompt = str(f, 'prompt')!;
+  process.stdout.write(prompt);
+  const r = await generate(model, tok, prompt, {
+    maxNewTokens: num(f, 'max-new-tokens', (v) => v >= 0, '>= 0'), temperature: num(f, 'temperature'), topK: num(f, 'top-k'),
+    topP: num(f, 'top-p'), seed: num(f, 'seed'), stream: (t) => process.stdout.write(t),
+  });
+  process.stdout.write('\n');
+  if (f.stats) process.stderr.write(`${r.ids.length} tokens, ${r.tokensPerSecond.toFixed(1)} tokens/s decode, prefill ${(r.prefillSeconds * 1000).toFixed(1)} ms\n`);
+  return 0;
+}

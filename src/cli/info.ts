@@ -1,0 +1,62 @@
+// frugal info: what a checkpoint holds (architecture, parameters, bits per parameter, size on disk).
+import { resolveModelDir, loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { presetRegistry } from '../models/presets.ts';
+import { bitsPerParam } from '../nn/fbi-linear.ts';
+import { ffnKindAt } from '../models/index.ts';
+import type { CausalLM } from '../models/index.ts';
+import { type CommandSpec, type Flags, UsageError } from './args.ts';
+import { fmtBytes, fmtCount, folderBytes } from './common.ts';
+
+export const spec: CommandSpec = {
+  name: 'info',
+  summary: 'describe a checkpoint: architecture, parameter counts, bits per parameter, size on disk',
+  usage: 'frugal info MODEL_DIR [--json] | frugal info --presets',
+  positionals: ['MODEL_DIR'],
+  flags: {
+    json: { type: 'bool', help: 'print one JSON object' },
+    presets: { type: 'bool', help: 'list the model presets of this build' },
+  },
+};
+
+export function describe(model: CausalLM) {
+  const c = model.config;
+  const ffns = Array.from({ length: c.numLayers }, (_, i) => ffnKindAt(c, i));
+  const embed = c.vocabSize * c.hiddenSize * (c.tieEmbeddings ? 1 : 2);
+  const bits = bitsPerParam(model);
+  return {
+    architecture: `${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ` +
+      `mixer ${c.mixer}, ffn ${[...new Set(ffns)].join('+')}, linear ${c.linear}, vocab ${c.vocabSize}, context ${c.maxPositions}`,
+    parameters: model.numParameters(),
+    embedding_parameters: embed,
+    binarized_parameters: bits.binarizedParams,
+    bits_per_param: bits.binarizedParams ? bits.model : 32,
+    bits_per_param_linear: bits.binarizedParams ? bits.linear : 32,
+  };
+}
+
+export async function run(f: Flags, positional: string[]): Promise<number> {
+  if (f.presets) {
+    const { presets, missing } = await presetRegistry();
+    for (const name of Object.keys(presets)) console.log(name);
+    for (const m of missing) console.log(`(${m}: not available in this build)`);
+    return 0;
+  }
+  if (!positional[0]) throw new UsageError('frugal info needs a model folder: frugal info MODEL_DIR');
+  const dir = resolveModelDir(positional[0]);
+  const model = loadModel(dir);
+  const d = describe(model);
+  const weightBytes = folderBytes(dir, (n) => /\.(safetensors|bin)$/.test(n) && !n.startsWith('optimizer'));
+  const tok = loadModelTokenizer(dir);
+  const info = { model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: folderBytes(dir), tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none' };
+  if (f.json) {
+    console.log(JSON.stringify(info));
+    return 0;
+  }
+  console.log(`model:            ${dir}`);
+  console.log(`architecture:     ${d.architecture}`);
+  console.log(`parameters:       ${fmtCount(d.parameters)} (${d.parameters}; embeddings ${fmtCount(d.embedding_parameters)}, binarized ${fmtCount(d.binarized_parameters)})`);
+  console.log(`bits/parameter:   ${d.bits_per_param.toFixed(3)} (linears ${d.bits_per_param_linear.toFixed(3)})`);
+  console.log(`size on disk:     ${fmtBytes(weightBytes)} weights, ${fmtBytes(info.folder_bytes)} folder (with optimizer state)`);
+  console.log(`tokenizer:        ${info.tokenizer}`);
+  return 0;
+}

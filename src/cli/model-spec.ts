@@ -1,0 +1,48 @@
+// Resolving a model argument: a checkpoint folder, a config .json file, or a preset name.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { CausalLM, type ModelConfig } from '../models/index.ts';
+import { presetByName } from '../models/presets.ts';
+import { binarizedLinears, bitsPerParam, FlipFlopTracker } from '../nn/fbi-linear.ts';
+import { loadModel } from '../train/checkpoint.ts';
+import type { TrainHook } from '../train/trainer.ts';
+import { UsageError } from './args.ts';
+
+/** Config of a preset or .json file, with the vocabulary set to the tokenizer's. */
+export async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<ModelConfig>> {
+  let cfg: Partial<ModelConfig>;
+  if (spec.endsWith('.json') && existsSync(spec) && statSync(spec).isFile()) {
+    try {
+      cfg = JSON.parse(readFileSync(spec, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`model config ${spec} is not valid JSON (${(e as Error).message})`);
+    }
+  } else {
+    cfg = await presetByName(spec);
+  }
+  return { ...cfg, vocabSize };
+}
+
+/** A fresh model from a preset/config, or the model stored in a checkpoint folder. */
+export async function modelFromSpec(spec: string, vocabSize: number, seed: number): Promise<{ model: CausalLM; fromCheckpoint: boolean }> {
+  if (existsSync(spec) && statSync(spec).isDirectory()) return { model: loadModel(spec), fromCheckpoint: true };
+  return { model: new CausalLM(await configFromSpec(spec, vocabSize), { seed }), fromCheckpoint: false };
+}
+
+/** Per-step metrics every model reports for its layer families (FBI flip-flop ratio and bits/param). */
+export function familyHooks(model: CausalLM): TrainHook[] {
+  const hooks: TrainHook[] = [];
+  if (binarizedLinears(model).length) {
+    const tracker = new FlipFlopTracker(model);
+    const bits = bitsPerParam(model).model;
+    // Record the signs before the first update so step 1 already reports a ratio.
+    let primed = false;
+    hooks.push({
+      beforeUpdate: () => {
+        if (!primed) void tracker.step();
+        primed = true;
+      },
+      afterUpdate: async () => ({ flip_flop: await tracker.step(), bits_per_param: bits }),
+    });
+  }
+  return hooks;
+}
