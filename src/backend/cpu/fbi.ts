@@ -56,14 +56,17 @@ export function fbiPackSigns(w: Float32Array, inF: number, outF: number): Uint32
   return bits;
 }
 
-/** The f32 weight alpha * S + beta [out, in] from sign bits. */
-export function fbiUnpack(bits: Uint32Array, alpha: Float32Array, beta: Float32Array, pattern: PackedPattern, inF: number, outF: number): Float32Array {
+/** The f32 weight alpha * S + beta [out, in] from sign bits (into `out` when given). */
+export function fbiUnpack(
+  bits: Uint32Array, alpha: Float32Array, beta: Float32Array, pattern: PackedPattern, inF: number, outF: number, out?: Float32Array,
+): Float32Array {
   checkSizes(inF, outF);
   const ns = scaleCount(pattern, inF, outF);
   checkLen('sign bits', bits, outF * wordsPerRow(inF));
   checkLen('wscale', alpha, ns);
   checkLen('wbias', beta, ns);
-  const w = new Float32Array(inF * outF);
+  const w = out ?? new Float32Array(inF * outF);
+  checkLen('output', w, inF * outF);
   nativeAddon().fbiUnpack(bits, alpha, beta, PATTERN_CODE[pattern], inF, outF, w);
   return w;
 }
