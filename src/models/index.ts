@@ -3,6 +3,7 @@ import '../tensor/index.ts';
 import './attention-plugin.ts';
 import './fbi-plugin.ts';
 import './peer-plugin.ts';
+import './ttt-plugin.ts';
 
 export * from './config.ts';
 export * from './causal-lm.ts';
