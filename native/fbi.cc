@@ -153,7 +153,7 @@ int resolve_isa(int isa) {
 
 void masked_sums(const Problem& pr, int isa) {
   if (isa == kAvx512) {
-    if (pr.M == 1) masked_sums_simd<1, 8, tile512<1, 8>, tile512<1, 1>>(pr);
+    if (pr.M == 1) masked_sums_simd<1, 4, tile512<1, 4>, tile512<1, 1>>(pr);
     else masked_sums_simd<4, 4, tile512<4, 4>, tile512<1, 1>>(pr);
   } else if (isa == kAvx2) {
     if (pr.M == 1) masked_sums_simd<1, 8, tile256<1, 8>, tile256<1, 1>>(pr);
