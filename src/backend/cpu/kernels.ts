@@ -115,6 +115,11 @@ function isContiguousFull(v: Strided, n: number): boolean {
   return v.offset === 0 && expect === n;
 }
 
+function f32(b: unknown, n: number): Float32Array {
+  const a = b as Float32Array;
+  return a.length === n ? a : a.subarray(0, n);
+}
+
 const NATIVE_BINARY: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 
 export const cpuKernels: Kernels = {
@@ -408,14 +413,16 @@ export const cpuKernels: Kernels = {
     (out as unknown as A)[0] = nativeElementwise().sumSquares(a as unknown as Float32Array, n);
   },
 
+  // Buffers may be longer than the tensors they hold (a KV cache's filled prefix): pass exact views.
   attentionForward(q, k, v, o, lse, p) {
-    attentionForward(q as unknown as Float32Array, k as unknown as Float32Array, v as unknown as Float32Array,
-      o as unknown as Float32Array, lse as unknown as Float32Array, p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+    const nq = p.b * p.l * p.h * p.d, nk = p.b * p.s * p.hkv * p.d;
+    attentionForward(f32(q, nq), f32(k, nk), f32(v, nk), f32(o, nq), f32(lse, p.b * p.h * p.l),
+      p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
   },
 
   attentionBackward(q, k, v, o, dO, lse, dq, dk, dv, p) {
-    const f = (t: unknown) => t as Float32Array;
-    attentionBackward(f(q), f(k), f(v), f(o), f(dO), f(lse), f(dq), f(dk), f(dv),
-      p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+    const nq = p.b * p.l * p.h * p.d, nk = p.b * p.s * p.hkv * p.d;
+    attentionBackward(f32(q, nq), f32(k, nk), f32(v, nk), f32(o, nq), f32(dO, nq), f32(lse, p.b * p.h * p.l),
+      f32(dq, nq), f32(dk, nk), f32(dv, nk), p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
   },
 };
