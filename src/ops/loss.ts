@@ -1,10 +1,10 @@
 // Fused cross-entropy: hard labels (with ignore index) and soft targets from teacher logits.
 import { record } from '../tensor/autograd.ts';
-import { Tensor } from '../tensor/tensor.ts';
-import { affine, mul } from './elementwise.ts';
+import { full, Tensor } from '../tensor/tensor.ts';
+import { affine, div, maximum, mul } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { sum } from './reduce.ts';
-import { expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
 
 export interface CrossEntropyOpts {
   ignoreIndex?: number;
@@ -43,8 +43,22 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   }
   const { loss, dlogits } = perRow(logits, targets, false, ignoreIndex);
   const total = sum(loss);
+  if (!t) {
+    // Targets live on a device that cannot be read synchronously: count the kept targets there.
+    const kept = keptCount(targets, ignoreIndex);
+    return attachGrad(div(total, kept), logits, dlogits, 1, kept);
+  }
   const out = affine(total, 1 / Math.max(count, 1));
   return attachGrad(out, logits, dlogits, 1 / Math.max(count, 1));
+}
+
+/** max(1, number of targets != ignoreIndex) as an f32 scalar, computed on the targets' backend. */
+function keptCount(targets: Tensor, ignoreIndex: number): Tensor {
+  const ignored = like(targets, [targets.size], 'f32');
+  const ign = full([1], ignoreIndex, { dtype: 'i32', device: targets.device });
+  kernelsOf(targets).binary('eq', targets.buf, contiguousView([targets.size]), ign.buf,
+    { shape: [targets.size], strides: [0], offset: 0 }, ignored.buf);
+  return maximum(affine(sum(ignored), -1, targets.size), full([], 1, { device: targets.device }));
 }
 
 /**
@@ -63,8 +77,11 @@ export function softCrossEntropy(logits: Tensor, teacherLogits: Tensor): Tensor 
 }
 
 /** The kernel already produced d(row loss)/dlogits; scale it by the upstream gradient. */
-function attachGrad(out: Tensor, logits: Tensor, dlogits: Tensor | null, factor: number): Tensor {
+function attachGrad(out: Tensor, logits: Tensor, dlogits: Tensor | null, factor: number, divisor?: Tensor): Tensor {
   const value = new Tensor(out.buf, out.shape, out.dtype, out.device);
   if (!dlogits) return value;
-  return record(value, 'crossEntropy', [logits], (g) => [mul(dlogits, reshape(affine(g, factor), []))]);
+  return record(value, 'crossEntropy', [logits], (g) => {
+    const scaled = divisor ? div(g, divisor) : affine(g, factor);
+    return [mul(dlogits, reshape(scaled, []))];
+  });
 }

@@ -1,7 +1,7 @@
 // Top-k over the last axis; the gradient of the values flows back to the selected positions.
 import { record } from '../tensor/autograd.ts';
-import { Tensor, zeros } from '../tensor/tensor.ts';
-import { fmt, kernelsOf, like } from './util.ts';
+import { fromArray, Tensor, zeros } from '../tensor/tensor.ts';
+import { contiguousView, fmt, kernelsOf, like } from './util.ts';
 
 export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } {
   const n = x.shape.at(-1)!;
@@ -12,12 +12,14 @@ export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } 
   const indices = like(x, shape, 'i32');
   kernelsOf(x).topk(x.buf, rows, n, k, values.buf, indices.buf);
   record(values, 'topk', [x], (g) => {
-    // Scatter g into a zero tensor at row*n + index.
+    // Scatter g into a zero tensor at row*n + index; the flat positions are formed on the backend
+    // (indices + per-row start), so no host readback is needed.
     const gx = zeros(x.shape, { device: x.device });
-    const idx = indices.dataSync();
-    const flat = new Int32Array(idx.length);
-    for (let i = 0; i < idx.length; i++) flat[i] = Math.floor(i / k) * n + idx[i];
-    kernelsOf(x).scatterAdd(g.buf, x.backend.upload(flat), flat.length, 1, gx.buf);
+    const rowStart = fromArray(Int32Array.from({ length: rows }, (_, r) => r * n), [rows], x.device);
+    const flat = like(indices, [rows, k], 'i32');
+    kernelsOf(x).binary('add', indices.buf, contiguousView([rows, k]), rowStart.buf,
+      { shape: [rows, k], strides: [1, 0], offset: 0 }, flat.buf);
+    kernelsOf(x).scatterAdd(g.buf, flat.buf, rows * k, 1, gx.buf);
     return [gx];
   });
   return { values, indices };
