@@ -67,10 +67,9 @@ function timeIt(fn: () => void): number {
 function measure(model: CausalLM, prompt: Int32Array, decode: number): { prefillS: number; decodeS: number; logits: Float32Array<ArrayBufferLike> } {
   return noGrad(() => {
     const vocab = model.config.vocabSize;
-    // A growing cache (capacity 0): the preallocated cache's views are longer than the attention kernel accepts.
-    const warm = model.createState(1, 0);
+    const warm = model.createState(1, prompt.length + decode + 4);
     model.forward(fromArray(prompt.slice(0, 4), [1, 4]), warm);
-    const state = model.createState(1, 0);
+    const state = model.createState(1, prompt.length + decode + 4);
     let logits: Float32Array = new Float32Array(0);
     const prefillS = timeIt(() => {
       logits = model.forward(fromArray(prompt, [1, prompt.length]), state).dataSync() as Float32Array;

@@ -86,9 +86,7 @@ async function checkAll(model: CausalLM, label: string): Promise<void> {
   const prompt = 8, total = ref.shape[1];
   assert.deepEqual(Array.from(ref.data.subarray(0, prompt)), Array.from(ids.data.subarray(0, prompt)), 'greedy prompt is input_ids[:1,:8]');
   noGrad(() => {
-    // Capacity 0 = a cache that grows by concatenation: the CPU attention kernel currently rejects
-    // the preallocated cache's views (their buffers are longer than the filled prefix).
-    const state = model.createState(1, 0);
+    const state = model.createState(1);
     let next = fromArray(Int32Array.from(ids.data.subarray(0, prompt)), [1, prompt], DEVICE);
     for (let t = prompt; t < total; t++) {
       const lg = model.forward(next, state);

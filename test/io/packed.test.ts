@@ -75,7 +75,7 @@ test('a packed model gives the latent model\'s logits (same signs, same scales)'
   assert.ok(e < 1e-5, `packed vs latent logits: ${e}`);
   // Greedy decoding through the KV cache picks the same tokens.
   const greedy = (m: typeof latent) => noGrad(() => {
-    const st = m.createState(1, 0);
+    const st = m.createState(1);
     let next = fromArray(Int32Array.of(5, 17, 200, 3), [1, 4]);
     const out: number[] = [];
     for (let s = 0; s < 10; s++) {
