@@ -15,6 +15,8 @@
 #include <cstring>
 #include <vector>
 
+#include <sys/mman.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -129,6 +131,34 @@ struct TopK {
   }
 };
 
+// Top-k of one row: a threshold test rejects most elements before the insertion (16 at a time
+// with AVX-512), so the scan costs about one compare per element.
+void topk_row_scalar(TopK& t, const float* x, int64_t n) {
+  for (int64_t j = 0; j < n; j++) t.push(x[j], static_cast<int32_t>(j));
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) void topk_row_avx512(TopK& t, const float* x, int64_t n) {
+  int64_t j = 0;
+  for (; j < n && t.cnt < t.k; j++) t.push(x[j], static_cast<int32_t>(j));
+  for (; j + 16 <= n; j += 16) {
+    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), _mm512_set1_ps(t.val[t.k - 1]), _CMP_GT_OQ);
+    while (m) {
+      const int b = __builtin_ctz(m);
+      m &= m - 1;
+      t.push(x[j + b], static_cast<int32_t>(j + b));
+    }
+  }
+  for (; j < n; j++) t.push(x[j], static_cast<int32_t>(j));
+}
+#endif
+using TopkRowFn = void (*)(TopK&, const float*, int64_t);
+TopkRowFn topk_row() {
+#if defined(__x86_64__)
+  if (has_avx512()) return topk_row_avx512;
+#endif
+  return topk_row_scalar;
+}
+
 template <typename T>
 T* arg(const Napi::CallbackInfo& info, int i, size_t want, const char* what);
 template <>
@@ -163,6 +193,7 @@ Napi::Value js_topk_pairs(const Napi::CallbackInfo& info) {
   int32_t* idx = arg<int32_t>(info, 5, outRows * k, "idx");
   float* score = arg<float>(info, 6, outRows * k, "score");
   int32_t* sub = arg<int32_t>(info, 7, outRows * k * 2, "sub");
+  const TopkRowFn scan = topk_row();
   parallel_for(rows, [&](int64_t r0, int64_t r1) {
     std::vector<float> v0(k), v1(k), vc(k);
     std::vector<int32_t> p0(k), p1(k), pc(k);
@@ -170,11 +201,13 @@ Napi::Value js_topk_pairs(const Napi::CallbackInfo& info) {
       TopK a{v0.data(), p0.data(), k}, b{v1.data(), p1.data(), k}, c{vc.data(), pc.data(), k};
       const float* x0 = s0 + r * n;
       const float* x1 = s1 + r * n;
-      for (int64_t j = 0; j < n; j++) a.push(x0[j], static_cast<int32_t>(j));
-      for (int64_t j = 0; j < n; j++) b.push(x1[j], static_cast<int32_t>(j));
-      // Candidates in (i-major, j-minor) order over the two sorted lists.
+      scan(a, x0, n);
+      scan(b, x1, n);
+      // Candidates in (i-major, j-minor) order over the two sorted lists. A candidate with
+      // (i+1)(j+1) > k is dominated by at least k earlier candidates (i' <= i, j' <= j), so it can
+      // never be picked, ties included: skipping it changes nothing.
       for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++) c.push(v0[i] + v1[j], static_cast<int32_t>(i * k + j));
+        for (int64_t j = 0; (i + 1) * (j + 1) <= k; j++) c.push(v0[i] + v1[j], static_cast<int32_t>(i * k + j));
       const int64_t o = (base + r * stride) * k;
       for (int64_t m = 0; m < k; m++) {
         const int32_t i = p0[pc[m] / k], j = p1[pc[m] % k];
@@ -401,6 +434,22 @@ Napi::Value js_row_grads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// peerAdviseHugePages(array): asks the kernel to back the array's 2 MiB-aligned interior with
+// transparent huge pages (expert tables and their row gradients are read and written at random
+// rows; 4 KiB pages make nearly every row a TLB miss and every first touch a page fault). Only
+// memory touched after the call benefits. Returns the number of bytes advised (0 if unsupported).
+Napi::Value js_advise_huge_pages(const Napi::CallbackInfo& info) {
+  double advised = 0;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  size_t len;
+  float* p = f32(info, 0, &len);
+  const uintptr_t huge = 2u << 20, a = reinterpret_cast<uintptr_t>(p), e = a + len * sizeof(float);
+  const uintptr_t lo = (a + huge - 1) & ~(huge - 1), hi = e & ~(huge - 1);
+  if (hi > lo && madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE) == 0) advised = static_cast<double>(hi - lo);
+#endif
+  return Napi::Number::New(info.Env(), advised);
+}
+
 Napi::Value js_isa(const Napi::CallbackInfo& info) {
 #if defined(__x86_64__)
   if (has_avx512()) return Napi::String::New(info.Env(), "avx512");
@@ -418,5 +467,6 @@ FRUGAL_EXPORT("peerExpertsBackwardTokens", js_experts_backward_tokens)
 FRUGAL_EXPORT("peerGroupRows", js_group_rows)
 FRUGAL_EXPORT("peerRowGrads", js_row_grads)
 FRUGAL_EXPORT("peerIsa", js_isa)
+FRUGAL_EXPORT("peerAdviseHugePages", js_advise_huge_pages)
 }  // namespace peer
 }  // namespace frugal

@@ -3,6 +3,7 @@
 // rows, not to N.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { adviseHugePages } from '../../src/backend/cpu/peer.ts';
 import { PEER } from '../../src/nn/peer.ts';
 import { peerExperts, peerRetrieve } from '../../src/ops/peer.ts';
 import { backward, fromArray, Rng, type Tensor } from '../../src/tensor/index.ts';
@@ -54,11 +55,12 @@ test('AdamW step on a PEER layer changes only the retrieved expert rows and thei
 });
 
 test('a training step at N = 1024^2, C = 256 keeps working memory proportional to the touched rows', () => {
-  const N = 1024 * 1024, C = 256, H = 8, k = 16, n = 1024, dh = 64, T = 64;
+  const N = 1024 * 1024, C = 256, H = 8, k = 16, n = 1024, dh = 64, T = 512;
   // Tables filled with a cheap deterministic pattern (the values do not affect memory); resident
   // before the baseline is taken.
   const fill = (seed: number) => {
     const a = new Float32Array(N * C);
+    adviseHugePages(a);
     let s = seed >>> 0;
     for (let i = 0; i < a.length; i++) { s = (s * 1664525 + 1013904223) >>> 0; a[i] = (s / 4294967296 - 0.5) * 0.04; }
     return fromArray(a, [N, C], DEVICE);

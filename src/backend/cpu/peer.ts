@@ -69,9 +69,15 @@ export function peerRetrieveBruteForce(q: F32, c0: F32, c1: F32, R: number, n: n
   return { idx, score, gemmMs };
 }
 
-export interface ExpertSaved {
-  g: F32;
-  pre: F32;
+/** Asks for transparent huge pages on a large array before it is first written (see native). */
+export function adviseHugePages(a: F32): number {
+  return a.length >= 1 << 20 ? (nativeAddon().peerAdviseHugePages(a) as number) : 0;
+}
+
+function hugeArray(n: number): F32 {
+  const a = new Float32Array(n);
+  adviseHugePages(a);
+  return a;
 }
 
 /** y [T, C] = sum over the T*H*k retrievals of g * act(u_e . x_t) * v_e; fills g and pre. */
@@ -93,7 +99,7 @@ export function peerExpertsBackward(x: F32, u: F32, v: F32, idx: I32, g: F32, pr
   addon.peerExpertsBackwardTokens(u, v, idx, g, pre, dy, T, C, N, H, k, actKind, scoreKind, dx, dz, ds, w);
   const rowsAll = new Int32Array(E), offsets = new Int32Array(E + 1), occ = new Int32Array(E);
   const U = addon.peerGroupRows(idx, E, N, rowsAll, offsets, occ) as number;
-  const du = new Float32Array(U * C), dv = new Float32Array(U * C);
+  const du = hugeArray(U * C), dv = hugeArray(U * C);
   addon.peerRowGrads(offsets, occ, U, ds, w, x, dy, C, H * k, du, dv);
   return { rows: rowsAll.slice(0, U), du, dv };
 }
@@ -156,5 +162,5 @@ export function batchNormBackward(x: F32, weight: F32 | null, mean: F32, rstd: F
 }
 
 Object.assign(cpuExtra, {
-  peerRetrieve, peerRetrieveBackward, peerExpertsForward, peerExpertsBackward, batchNormForward, batchNormBackward,
+  peerRetrieve, peerRetrieveBackward, peerExpertsForward, adviseHugePages, peerExpertsBackward, batchNormForward, batchNormBackward,
 });
