@@ -1,5 +1,7 @@
 // TTT mini-batch scan on the CPU (plain loops, float64 accumulation): the reference kernel and the CPU
 // implementation of the fused 'tttScan' op (forward, decoding-state forward, hand-written backward).
+// The registered forward runs the native kernel (./ttt-native.ts) unless FRUGAL_TTT_REFERENCE=1 or
+// `setTttReference(true)` selects these loops; the backward always runs here.
 //
 // Per (batch, head) the inner model f(x) = x + LN(x W + b) (TTT-Linear) or x + LN(gelu(x W1 + b1) W2 + b2)
 // (TTT-MLP) is trained on each mini-batch of K tokens with gradients taken at the mini-batch's starting
@@ -7,6 +9,7 @@
 // remainder of a sequence, or a few decoded tokens. Gradient sums of earlier tokens of the same
 // mini-batch (decoding) are carried in gW/gB and committed into W/b when the mini-batch completes.
 import { cpuExtra } from './index.ts';
+import { tttForwardNative } from './ttt-native.ts';
 
 type F32 = Float32Array;
 type F64 = Float64Array;
@@ -426,7 +429,7 @@ function copyOut(dst: F32, off: number, src: F64): void {
  * Forward scan. start: absolute position of the first token (its mini-batch offset is start % K).
  * Without state the weights start from the parameters (tiled over the batch) with empty gradient sums.
  */
-export function tttForward(
+export function tttForwardReference(
   d: TttDims, x: TttInputs, out: F32, start: number, state: TttStateBufs | null, saved: TttSaved | null,
 ): void {
   const segs = segmentsOf(start, d.length, d.miniBatch);
@@ -616,6 +619,24 @@ function backwardSegment(
   l2.projectBackward(n, w.dZ2); // dKeys of layer 2 = dX2
   for (let i = 0; i < n * h; i++) w.dZ1[i] += l2.dKeys[i] * geluGrad(l1.Z[i]);
   l1.projectBackward(n, w.dZ1);
+}
+
+let referenceOverride: boolean | null = null;
+/** Forces the TypeScript reference (true), the native kernel (false), or back to the environment (null). */
+export function setTttReference(on: boolean | null): void {
+  referenceOverride = on;
+}
+/** Whether the forward runs the TypeScript reference: setTttReference, else FRUGAL_TTT_REFERENCE=1. */
+export function tttUsesReference(): boolean {
+  return referenceOverride ?? process.env.FRUGAL_TTT_REFERENCE === '1';
+}
+
+/** The CPU forward: the native kernel unless the reference is selected (same arguments and effects). */
+export function tttForward(
+  d: TttDims, x: TttInputs, out: F32, start: number, state: TttStateBufs | null, saved: TttSaved | null,
+): void {
+  if (tttUsesReference()) tttForwardReference(d, x, out, start, state, saved);
+  else tttForwardNative(d, x, out, start, state, saved);
 }
 
 cpuExtra.tttForward = tttForward;

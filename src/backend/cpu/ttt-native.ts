@@ -1,0 +1,51 @@
+// TTT scan forward on the native addon (native/ttt.cc): the same contract as `tttForwardReference`
+// in ./ttt.ts (which documents the layouts), one pool task per (batch, head), small vectorized GEMMs
+// per mini-batch. The decode step (one token through a TttStateBufs) runs here too, so its cost is
+// the fixed state size, not the context length.
+import { nativeAddon } from './native.ts';
+import type { TttDims, TttInputs, TttSaved, TttStateBufs } from './ttt.ts';
+
+function check(name: string, a: unknown, want: number): void {
+  if (!(a instanceof Float32Array)) throw new Error(`tttForwardNative: ${name} must be a Float32Array`);
+  if (a.length !== want) throw new Error(`tttForwardNative: ${name} has ${a.length} elements, expected ${want}`);
+}
+
+/** Number of segments (runs inside one mini-batch) of [start, start + length). */
+function segmentCount(start: number, length: number, k: number): number {
+  let n = 0;
+  for (let t = 0; t < length; n++) t += Math.min(k - ((start + t) % k), length - t);
+  return n;
+}
+
+export function tttForwardNative(
+  d: TttDims, x: TttInputs, out: Float32Array, start: number, state: TttStateBufs | null, saved: TttSaved | null,
+): void {
+  const { mlp, batch: B, heads: nh, length: L, dim: f, hidden: h, miniBatch: K } = d;
+  for (const [n, v] of [['batch', B], ['heads', nh], ['length', L], ['dim', f], ['miniBatch', K]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`tttForwardNative: ${n} must be a positive integer, got ${v}`);
+  }
+  if (h !== (mlp ? 4 * f : f)) throw new Error(`tttForwardNative: hidden must be ${mlp ? '4 * dim' : 'dim'} = ${mlp ? 4 * f : f}, got ${h}`);
+  if (!Number.isSafeInteger(start) || start < 0) throw new Error(`tttForwardNative: start must be a non-negative integer, got ${start}`);
+  const xn = B * nh * L * f;
+  check('xq', x.xq, xn); check('xk', x.xk, xn); check('xv', x.xv, xn); check('out', out, xn);
+  check('lr', x.lr, B * nh * L); check('tokenEta', x.tokenEta, K);
+  check('w1', x.w1, nh * f * h); check('b1', x.b1, nh * h);
+  if (mlp) { check('w2', x.w2, nh * h * f); check('b2', x.b2, nh * f); }
+  check('lnW', x.lnW, nh * f); check('lnB', x.lnB, nh * f);
+  const sizes = [f * h, h, h * f, f];
+  let st: (Float32Array | null)[] | null = null;
+  if (state) {
+    st = [state.w1, state.b1, state.w2, state.b2, state.gw1, state.gb1, state.gw2, state.gb2];
+    st.forEach((a, i) => { if (mlp || i % 4 < 2) check(`state[${i}]`, a, B * nh * sizes[i % 4]); });
+  }
+  let sv: (Float32Array | null)[] | null = null;
+  if (saved) {
+    const nSeg = segmentCount(start, L, K);
+    sv = [saved.w1, saved.b1, saved.w2, saved.b2];
+    sv.forEach((a, i) => { if (mlp || i < 2) check(`saved[${i}]`, a, B * nh * nSeg * sizes[i]); });
+  }
+  nativeAddon().tttForward(
+    mlp ? 1 : 0, B, nh, L, f, h, K, start, x.xq, x.xk, x.xv, x.lr, x.tokenEta, x.w1, x.b1, x.w2, x.b2, x.lnW, x.lnB,
+    out, st, sv,
+  );
+}
