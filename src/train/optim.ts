@@ -39,7 +39,10 @@ export class AdamW {
   private slot(p: Tensor): Slot {
     let s = this.slots.get(p);
     if (!s) {
-      s = { m: full(p.shape, 0, { device: p.device }), v: full(p.shape, 0, { device: p.device }) };
+      // CPU allocations are zero pages until touched, so a row-sparse table's moments stay mostly
+      // unresident; other devices need an explicit fill.
+      const zero = () => (p.device === 'cpu' ? empty(p.shape) : full(p.shape, 0, { device: p.device }));
+      s = { m: zero(), v: zero() };
       this.slots.set(p, s);
     }
     return s;
@@ -93,6 +96,7 @@ export class AdamW {
 
 /** Sums duplicate rows of row-sparse gradients (CPU readback of indices; values summed in place). */
 export function coalesce(parts: RowSparse[], width: number): { rows: Tensor; values: Tensor } {
+  if (parts.length === 1 && uniqueRows(parts[0].indices)) return { rows: parts[0].indices, values: parts[0].values };
   const order = new Map<number, number>();
   for (const part of parts) {
     const ix = part.indices.dataSync();
@@ -110,6 +114,16 @@ export function coalesce(parts: RowSparse[], width: number): { rows: Tensor; val
     }
   }
   return { rows: fromRows(rows, vals), values: vals };
+}
+
+function uniqueRows(ix: Tensor): boolean {
+  const a = ix.dataSync();
+  const seen = new Set<number>();
+  for (let i = 0; i < a.length; i++) {
+    if (seen.has(a[i])) return false;
+    seen.add(a[i]);
+  }
+  return true;
 }
 
 function fromRows(rows: Int32Array, like: Tensor): Tensor {

@@ -32,6 +32,9 @@ function checkScalar(name: string, v: number): void {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`sgemm: ${name} must be a finite number, got ${v}`);
 }
 
+/** Row counts up to which a single product takes the streaming small-M path. */
+const SMALL_M = 8;
+
 export function sgemmBatched(
   batch: number, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   A: Float32Array, aOff: number, lda: number, strideA: number,
@@ -48,6 +51,11 @@ export function sgemmBatched(
   checkOperand('B', B, bOff, ldb, strideB, batch, readsAB ? (transB ? N : K) : 0, transB ? K : N);
   checkOperand('C', C, cOff, ldc, strideC, batch, M, N);
   if (batch > 1 && strideC === 0) throw new Error('sgemm: strideC must be non-zero when batch > 1 (items would overwrite each other)');
+  if (batch === 1 && M <= SMALL_M && !transA && readsAB) {
+    // Decode-shaped products stream B once instead of packing panels (native/gemv.cc).
+    nativeAddon().sgemvSmall(transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+    return;
+  }
   nativeAddon().sgemmBatched(batch, transA, transB, M, N, K, alpha, A, aOff, lda, strideA, B, bOff, ldb, strideB, beta, C, cOff, ldc, strideC);
 }
 
