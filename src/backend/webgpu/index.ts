@@ -6,6 +6,8 @@ import type { Backend, Buf, DType, Kernels, TypedArray } from '../types.ts';
 import { type AcquireOpts, acquireDevice } from './device.ts';
 import { GpuBuf, type PoolStats } from './pool.ts';
 import { Runtime } from './runtime.ts';
+import { type CapturedStep, captureStep } from './replay.ts';
+export { CapturedStep, type ReplayOverrides } from './replay.ts';
 import * as ew from './kernels/elementwise.ts';
 import * as rows from './kernels/rows.ts';
 import { matmul } from './kernels/matmul.ts';
@@ -62,7 +64,7 @@ function makeKernels(rt: Runtime): Kernels {
 /** Layer-specific kernels for the webgpu backend (filled by the modules that own them). */
 export const webgpuExtra: Record<string, (...args: any[]) => any> = {};
 
-function makeBackend(rt: Runtime): Backend {
+function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
   return {
     name: 'webgpu',
     alloc(length: number, dtype: DType): Buf {
@@ -81,7 +83,12 @@ function makeBackend(rt: Runtime): Backend {
     },
     read: (b: Buf) => rt.read(g(b)),
     free(b: Buf): void {
-      if (b instanceof GpuBuf) rt.pool.release(b);
+      // Storage shared by several tensors (views) is released when the last of them is freed.
+      if (!(b instanceof GpuBuf) || --b.refs > 0) return;
+      rt.pool.release(b);
+    },
+    retain(b: Buf): void {
+      if (b instanceof GpuBuf) b.refs++;
     },
     kernels: makeKernels(rt),
     extra: webgpuExtra,
@@ -128,6 +135,11 @@ export function webgpuPoolStats(): PoolStats {
 /** Submits pending work and waits for the GPU to finish it. */
 export function syncWebGPU(): Promise<void> {
   return webgpuRuntime().sync();
+}
+
+/** Records fn's commands for replay (see replay.ts). */
+export function captureWebGPUStep<T>(fn: () => T): { result: T; step: CapturedStep } {
+  return captureStep(webgpuRuntime(), fn);
 }
 
 /** Overwrites a buffer's contents in place (inputs of a captured step, see replay.ts). */

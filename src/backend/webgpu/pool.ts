@@ -9,6 +9,8 @@ let nextId = 1;
 export class GpuBuf implements Buf {
   readonly id = nextId++;
   released = false;
+  /** Tensors sharing this storage (views such as reshape), counted when the tensor layer calls retain(). */
+  refs = 0;
   constructor(readonly buffer: GPUBuffer, readonly length: number, readonly dtype: DType, readonly bytes: number) {}
 }
 

@@ -1,0 +1,66 @@
+// Step capture and replay (the "compile once, replay" analogue): run a step once while recording
+// every command it encodes (pipelines, bind groups, dispatch sizes, copies), then resubmit that
+// sequence as one command buffer per step without running the host-side op code again.
+// Buffers must stay where they were recorded: write new inputs into the captured input tensors in
+// place (writeBuffer) and keep the step's outputs, parameters and optimizer state alive. Buffers the
+// step frees while capturing are kept by the capture (not reused) until dispose().
+import { adamUniform } from './kernels/elementwise.ts';
+import type { GpuBuf } from './pool.ts';
+import type { Command, Recorder, Runtime } from './runtime.ts';
+
+export interface ReplayOverrides {
+  /** New AdamW step count (bias correction) and learning rate for recorded optimizer updates. */
+  adam?: { step: number; lr?: number };
+}
+
+export class CapturedStep {
+  private disposed = false;
+  constructor(private readonly rt: Runtime, private readonly rec: Recorder, private readonly owned: GpuBuf[]) {}
+
+  get commandCount(): number {
+    return this.rec.commands.length;
+  }
+
+  /** Resubmits the recorded commands as one command buffer. */
+  replay(over: ReplayOverrides = {}): void {
+    if (this.disposed) throw new Error('replay(): this captured step was disposed');
+    if (over.adam) {
+      for (const c of this.rec.commands) {
+        if (c.kind !== 'dispatch' || c.tag?.kind !== 'adamw' || !c.uniform) continue;
+        const h = { ...c.tag.h, step: over.adam.step, lr: over.adam.lr ?? c.tag.h.lr };
+        this.rt.device.queue.writeBuffer(c.uniform, 0, adamUniform(c.tag.n, c.tag.width, h).bytes());
+      }
+    }
+    this.rt.submitCommands(this.rec.commands);
+  }
+
+  /** Returns the buffers the step freed during capture to the pool and drops the recording. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const b of this.owned) this.rt.pool.release(b);
+    for (const t of this.rec.temps) this.rt.pool.release(t);
+    for (const u of this.rec.uniforms) u.destroy();
+    this.rec.commands.length = 0;
+  }
+}
+
+/** Runs fn once (its work executes normally) while recording its commands. fn must be synchronous. */
+export function captureStep<T>(rt: Runtime, fn: () => T): { result: T; step: CapturedStep } {
+  if (rt.recorder) throw new Error('captureStep: a capture is already in progress (captures do not nest)');
+  rt.flush();
+  const rec: Recorder = { commands: [], uniforms: [], temps: [] };
+  const owned: GpuBuf[] = [];
+  rt.recorder = rec;
+  rt.pool.onRelease = (b) => { owned.push(b); return true; };
+  let result: T;
+  try {
+    result = fn();
+    if (result instanceof Promise) throw new Error('captureStep: the step function must be synchronous (no awaits while recording)');
+  } finally {
+    rt.recorder = null;
+    rt.pool.onRelease = null;
+  }
+  rt.flush();
+  return { result, step: new CapturedStep(rt, rec, owned) };
+}
