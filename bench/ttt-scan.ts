@@ -1,9 +1,12 @@
-// TTT scan: dual form over whole mini-batches against the token-by-token primal loop (one token per
-// call through the decoding state, the naive formulation), same kernel code path, batch 1, forward.
-// Also times the forward + hand-written backward of the fused op.
+// TTT scan: the native dual form over whole mini-batches against the TypeScript reference loops and
+// against the token-by-token primal loop (one token per call through the decoding state, the naive
+// formulation, on the native kernel), batch 1, forward. Also times the forward + hand-written
+// backward of the fused op (the backward runs the TypeScript reference).
 // Usage: node --import tsx bench/ttt-scan.ts [--len 2048] [--heads 12] [--dim 64] [--kind linear|mlp]
 import { fileURLToPath } from 'node:url';
-import { type TttDims, tttBackward, tttForward } from '../src/backend/cpu/ttt.ts';
+import { type TttDims, tttBackward, tttForwardReference } from '../src/backend/cpu/ttt.ts';
+import { tttForwardNative as tttForward } from '../src/backend/cpu/ttt-native.ts';
+import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Rng } from '../src/tensor/rng.ts';
 
 function time(fn: () => void, reps: number): number {
@@ -32,7 +35,9 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   };
   const d: TttDims = { mlp, batch: 1, heads: nh, length: L, dim: f, hidden: h, miniBatch: K };
   const outDual = new Float32Array(n);
-  const dualMs = time(() => tttForward(d, x, outDual, 0, null, null), 2);
+  const dualMs = time(() => tttForward(d, x, outDual, 0, null, null), 5);
+  const outRef = new Float32Array(n);
+  const refMs = time(() => tttForwardReference(d, x, outRef, 0, null, null), 2);
 
   // Token-by-token: L calls of one token each, carrying the state (weights + running gradient sums).
   const outPrimal = new Float32Array(n);
@@ -56,11 +61,14 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
       outPrimal.set(o1, t * nh * f);
     }
   }, 1);
-  let maxDiff = 0, maxRef = 0;
-  for (let i = 0; i < n; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(outDual[i] - outPrimal[i]));
-    maxRef = Math.max(maxRef, Math.abs(outDual[i]));
-  }
+  const rel = (a: Float32Array, b: Float32Array) => {
+    let maxDiff = 0, maxRef = 0;
+    for (let i = 0; i < n; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+      maxRef = Math.max(maxRef, Math.abs(b[i]));
+    }
+    return maxDiff / maxRef;
+  };
 
   const nSeg = Math.ceil(L / K);
   const saved = { w1: new Float32Array(nh * nSeg * f * h), b1: new Float32Array(nh * nSeg * h),
@@ -75,12 +83,15 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
     tttBackward(d, x, saved, dOut, grads);
   }, 1);
   return {
-    kind: mlp ? 'mlp' : 'linear', implementation: 'TypeScript loops (float64 accumulation), 1 thread',
+    kind: mlp ? 'mlp' : 'linear',
+    native: `f32, ${nativeAddon().numThreads?.() ?? 'pool'} threads, ${nativeAddon().tttIsa?.() ?? '?'} dispatch`,
+    reference: 'TypeScript loops (float64 accumulation), 1 thread',
     len: L, heads: nh, head_dim: f, mini_batch: K,
-    dual_forward_ms: +dualMs.toFixed(1), primal_token_loop_ms: +primalMs.toFixed(1),
-    primal_over_dual: +(primalMs / dualMs).toFixed(2),
-    max_rel_diff: maxDiff / maxRef,
-    forward_backward_ms: +fwdBwdMs.toFixed(1),
+    dual_native_ms: +dualMs.toFixed(2), dual_reference_ms: +refMs.toFixed(1),
+    primal_token_loop_ms: +primalMs.toFixed(1), primal_us_per_token: +((primalMs / L) * 1000).toFixed(1),
+    reference_over_native: +(refMs / dualMs).toFixed(1), primal_over_dual: +(primalMs / dualMs).toFixed(1),
+    max_rel_diff_native_vs_reference: rel(outDual, outRef), max_rel_diff_primal_vs_dual: rel(outPrimal, outDual),
+    forward_backward_ms: +fwdBwdMs.toFixed(1), backward: 'TypeScript reference',
   };
 }
 

@@ -112,8 +112,16 @@ Napi::Value js_forward(const Napi::CallbackInfo& info) {
   parallel_tasks(B * nh, [&](int64_t bh) { task(p, bh); });
   return env.Undefined();
 }
+Napi::Value js_isa(const Napi::CallbackInfo& info) {
+#if defined(__x86_64__)
+  if (has_avx512()) return Napi::String::New(info.Env(), "avx512");
+  if (has_avx2()) return Napi::String::New(info.Env(), "avx2");
+#endif
+  return Napi::String::New(info.Env(), "portable");
+}
 }  // namespace
 
 FRUGAL_EXPORT("tttForward", js_forward)
+FRUGAL_EXPORT("tttIsa", js_isa)
 }  // namespace ttt
 }  // namespace frugal
