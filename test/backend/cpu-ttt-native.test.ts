@@ -4,7 +4,9 @@
 // for the backward. Head dims 16 / 32 exercise the vector column blocks, 6 the scalar column tail.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type TttDims, type TttInputs, tttForwardReference, type TttSaved, type TttStateBufs } from '../../src/backend/cpu/ttt.ts';
+import {
+  setTttReference, type TttDims, tttForward, type TttInputs, tttForwardReference, type TttSaved, type TttStateBufs,
+} from '../../src/backend/cpu/ttt.ts';
 import { tttForwardNative } from '../../src/backend/cpu/ttt-native.ts';
 import { Rng } from '../../src/tensor/rng.ts';
 import { relMaxAbs } from '../helpers.ts';
@@ -89,6 +91,23 @@ for (const mlp of [false, true]) {
     });
   });
 }
+
+test('native ttt: setTttReference picks the implementation behind the registered forward', () => {
+  const d: TttDims = { mlp: false, batch: 1, heads: 2, length: 20, dim: 16, hidden: 16, miniBatch: 16 };
+  const x = inputs(d, new Rng(4));
+  const n = 2 * 20 * 16;
+  const run = (fn: typeof tttForward) => { const o = new Float32Array(n); fn(d, x, o, 0, null, null); return o; };
+  const ref = run(tttForwardReference), nat = run(tttForwardNative);
+  assert.ok(ref.some((v, i) => v !== nat[i]), 'float32 and float64 accumulation differ somewhere');
+  try {
+    setTttReference(true);
+    assert.deepEqual(run(tttForward), ref);
+    setTttReference(false);
+    assert.deepEqual(run(tttForward), nat);
+  } finally {
+    setTttReference(null);
+  }
+});
 
 test('native ttt: bad arguments raise one clear error', () => {
   const d: TttDims = { mlp: false, batch: 1, heads: 2, length: 5, dim: 4, hidden: 4, miniBatch: 4 };
