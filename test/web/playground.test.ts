@@ -10,7 +10,7 @@
 // chromium package, so the adapter is "google/swiftshader" on machines without a GPU.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
@@ -130,6 +130,7 @@ before(async () => {
   assert.ok(cli.stdout.startsWith(PROMPT) && cli.stdout.endsWith('\n'), `unexpected CLI output ${JSON.stringify(cli.stdout)}`);
   expected.dense = cli.stdout.slice(PROMPT.length, -1);
   expected.packed = (await generate(packedModel, new ByteTokenizer(), PROMPT, { maxNewTokens: NEW_TOKENS, temperature: 0 })).text;
+  for (const [k, v] of Object.entries(expected)) assert.ok(v.length >= NEW_TOKENS / 2, `Node reference for ${k} is too short to compare: ${JSON.stringify(v)}`);
   console.log(`# fixtures and Node references in ${((performance.now() - t0) / 1000).toFixed(1)} s; greedy margins ${margin.toFixed(3)}, ${packedMargin.toFixed(3)}`);
 
   const t1 = performance.now();
@@ -140,7 +141,7 @@ before(async () => {
   ({ server, origin } = await serve({ '/': dist, '/ckpt/': work }));
 
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium libvulkan1) or set FRUGAL_CHROMIUM`);
-  ctx = await chromium.launchPersistentContext(mkdtempSync(join(work, 'profile-')), {
+  ctx = await chromium.launchPersistentContext(join(work, 'profile-a'), {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1024, height: 1100 },
   });
   page = await ctx.newPage();
@@ -151,6 +152,8 @@ before(async () => {
 after(async () => {
   await ctx?.close();
   server?.close();
+  // Browser profiles and the built page are large and useless after the run; screenshots stay.
+  for (const name of ['dist', 'profile-a', 'profile-b']) rmSync(join(work, name), { recursive: true, force: true });
   console.log(`# screenshots and page log in ${artifacts}`);
 });
 
@@ -166,6 +169,16 @@ async function waitState(states: string[], timeout: number): Promise<string> {
   if (state === 'no-webgpu') throw new Error(`headless Chromium has no WebGPU adapter: ${await page.textContent('#gpu-status')}`);
   if (state === 'error') throw new Error(`the page reported an error: ${await page.textContent('#error')}\npage console:\n${consoleLines.join('\n')}`);
   return state;
+}
+
+/** Page state after opening `path`, for the failure paths. */
+async function openAndSettle(path: string): Promise<{ state: string; error: string; gpu: string }> {
+  await page.goto(`${origin}${path}`);
+  await page.waitForFunction(() => !['init', 'loading'].includes(document.body.dataset.state ?? ''), null, { timeout: 60_000 });
+  return page.evaluate(() => ({
+    state: document.body.dataset.state ?? '', error: document.getElementById('error')!.textContent ?? '',
+    gpu: document.getElementById('gpu-status')!.textContent ?? '',
+  }));
 }
 
 async function generateInPage(folder: string): Promise<string> {
@@ -210,4 +223,27 @@ test('the page trains a tiny model and charts a finite loss per step', async () 
   // Four steps from a fresh byte-level model: the loss is still near ln(256) = 5.55.
   assert.ok(Number.isFinite(loss) && Math.abs(loss - Math.log(256)) < 1, `loss after 4 steps is ${loss}`);
   await page.screenshot({ path: join(artifacts, 'playground-train.png'), fullPage: true });
+});
+
+test('a URL without a checkpoint gives one clear error in the page', async () => {
+  const r = await openAndSettle(`/?model=${encodeURIComponent('/ckpt/no-such-folder/')}`);
+  assert.equal(r.state, 'error');
+  assert.match(r.error, /no config\.json/);
+});
+
+test('a browser without WebGPU gets a clear message instead of a broken page', async () => {
+  // Same Chromium without --enable-unsafe-webgpu: headless Linux Chromium then offers no adapter.
+  const plain = await chromium.launchPersistentContext(join(work, 'profile-b'), {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS.filter((f) => f !== '--enable-unsafe-webgpu'),
+  });
+  try {
+    const p = await plain.newPage();
+    await p.goto(origin);
+    await p.waitForFunction(() => document.body.dataset.state !== 'init', null, { timeout: 30_000 });
+    assert.equal(await p.evaluate(() => document.body.dataset.state), 'no-webgpu');
+    assert.match(await p.textContent('#gpu-status') ?? '', /WebGPU is not available.*--enable-unsafe-webgpu/s);
+    await p.screenshot({ path: join(artifacts, 'playground-no-webgpu.png') });
+  } finally {
+    await plain.close();
+  }
 });
