@@ -1,6 +1,7 @@
 // frugal generate: streams a continuation of a prompt.
 import { ByteTokenizer } from '../data/index.ts';
 import { generate } from '../infer/generate.ts';
+import { checkSampling } from '../infer/sampling.ts';
 import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer } from './common.ts';
@@ -24,13 +25,14 @@ export const spec: CommandSpec = {
 
 export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'generate');
+  const sampling = { temperature: num(f, 'temperature'), topK: num(f, 'top-k'), topP: num(f, 'top-p') };
+  checkSampling(sampling);
   const model = loadModel(dir);
   const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const prompt = str(f, 'prompt')!;
   process.stdout.write(prompt);
   const r = await generate(model, tok, prompt, {
-    maxNewTokens: num(f, 'max-new-tokens', (v) => v >= 0, '>= 0'), temperature: num(f, 'temperature'), topK: num(f, 'top-k'),
-    topP: num(f, 'top-p'), seed: num(f, 'seed'), stream: (t) => process.stdout.write(t),
+    ...sampling, maxNewTokens: num(f, 'max-new-tokens', (v) => v >= 0, '>= 0'), seed: num(f, 'seed'), stream: (t) => process.stdout.write(t),
   });
   process.stdout.write('\n');
   if (f.stats) process.stderr.write(`${r.ids.length} tokens, ${r.tokensPerSecond.toFixed(1)} tokens/s decode, prefill ${(r.prefillSeconds * 1000).toFixed(1)} ms\n`);

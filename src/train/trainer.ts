@@ -137,6 +137,9 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
   let interrupted = false;
   model.train();
   while (step < end) {
+    // CPU readbacks resolve as microtasks, which never let the event loop run: yield one macrotask
+    // per step so signal handlers (Ctrl-C) and timers get their turn.
+    await new Promise((r) => setImmediate(r));
     if (o.shouldStop?.()) {
       interrupted = true;
       break;
