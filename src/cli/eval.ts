@@ -2,7 +2,8 @@
 import { ByteTokenizer, tokenizeDocuments } from '../data/index.ts';
 import { evaluateMultipleChoice, loadMcTasks } from '../eval/multiple-choice.ts';
 import { perplexity, perplexityByPosition } from '../eval/perplexity.ts';
-import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { loadModelTokenizer } from '../train/checkpoint.ts';
+import { loadAnyModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer, loadSplit } from './common.ts';
 
@@ -25,7 +26,7 @@ export const spec: CommandSpec = {
 
 export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'eval');
-  const model = loadModel(dir);
+  const model = loadAnyModel(dir);
   const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const result: Record<string, unknown> = { model: dir };
   const window = f.window === undefined ? undefined : num(f, 'window', (v) => v >= 2, '>= 2');

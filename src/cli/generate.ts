@@ -2,7 +2,8 @@
 import { ByteTokenizer } from '../data/index.ts';
 import { generate } from '../infer/generate.ts';
 import { checkSampling } from '../infer/sampling.ts';
-import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { loadModelTokenizer } from '../train/checkpoint.ts';
+import { loadAnyModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer } from './common.ts';
 
@@ -27,7 +28,7 @@ export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'generate');
   const sampling = { temperature: num(f, 'temperature'), topK: num(f, 'top-k'), topP: num(f, 'top-p') };
   checkSampling(sampling);
-  const model = loadModel(dir);
+  const model = loadAnyModel(dir);
   const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const prompt = str(f, 'prompt')!;
   process.stdout.write(prompt);

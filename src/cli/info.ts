@@ -1,9 +1,10 @@
 // frugal info: what a checkpoint holds (architecture, parameters, bits per parameter, size on disk).
-import { resolveModelDir, loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { resolveModelDir, loadModelTokenizer } from '../train/checkpoint.ts';
 import { presetRegistry } from '../models/presets.ts';
 import { bitsPerParam } from '../nn/fbi-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
+import { loadAnyModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, UsageError } from './args.ts';
 import { fmtBytes, fmtCount, folderBytes } from './common.ts';
 
@@ -43,7 +44,7 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   }
   if (!positional[0]) throw new UsageError('frugal info needs a model folder: frugal info MODEL_DIR');
   const dir = resolveModelDir(positional[0]);
-  const model = loadModel(dir);
+  const model = loadAnyModel(dir);
   const d = describe(model);
   const weightBytes = folderBytes(dir, (n) => /\.(safetensors|bin)$/.test(n) && !n.startsWith('optimizer'));
   const tok = loadModelTokenizer(dir);

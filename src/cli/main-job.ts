@@ -13,7 +13,8 @@ import { type CommandSpec, type Flags, str } from './args.ts';
 import { fmtBytes, fmtCount, folderBytes, interruptFlag, makeData, reportFor, runDir } from './common.ts';
 import { distillLoss } from './distill.ts';
 import { describe } from './info.ts';
-import { familyHooks } from './model-spec.ts';
+import { familyHooks, loadAnyModel } from './model-spec.ts';
+import { packFolder } from './pack.ts';
 
 export const spec: CommandSpec = {
   name: 'main',
@@ -119,13 +120,14 @@ export async function run(f: Flags): Promise<number> {
         name: v.name, what: v.what, ppl: ppl.perplexity, params: d.parameters, bits: d.bits_per_param,
         bytes: folderBytes(join(dir, 'model'), (n) => n === 'model.safetensors'), trainTps: r.tokensPerSecond, genTps: gen.tokensPerSecond,
       });
+      if (v.name === 'fbi') rows.push(await packedRow(dir, valIds, scale, d.parameters, d.bits_per_param));
     }
   } finally {
     stop.dispose();
   }
   const headers = ['model', 'val ppl', 'params', 'bits/param', 'size on disk', 'train tok/s', 'gen tok/s'];
   const done = rows.filter((r) => !r.missing);
-  const table = done.map((r) => [r.name, r.ppl!.toFixed(3), fmtCount(r.params!), r.bits!.toFixed(2), fmtBytes(r.bytes!), r.trainTps!.toFixed(0), r.genTps!.toFixed(1)]);
+  const table = done.map((r) => [r.name, r.ppl!.toFixed(3), fmtCount(r.params!), r.bits!.toFixed(2), fmtBytes(r.bytes!), r.trainTps === undefined ? '-' : r.trainTps.toFixed(0), r.genTps!.toFixed(1)]);
   const report = reportFor(out, 'frugal main: tiny dense, FBI, TTT and PEER on the embedded corpus', runs, { headers, rows: table });
   const widths = headers.map((h, i) => Math.max(h.length, ...table.map((r) => String(r[i]).length)));
   const line = (cells: (string | number)[]) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
@@ -135,4 +137,15 @@ export async function run(f: Flags): Promise<number> {
   for (const r of rows) if (r.missing) console.log(r.missing);
   console.log(`report: ${report}`);
   return stop.requested() ? 130 : 0;
+}
+
+/** The FBI student served from packed sign bits: same predictions, 1 bit per binarized weight on disk. */
+async function packedRow(dir: string, valIds: Int32Array, scale: Scale, params: number, bits: number): Promise<Row> {
+  const packedDir = join(dir, 'packed');
+  const { after } = packFolder(join(dir, 'model'), packedDir);
+  const model = loadAnyModel(packedDir);
+  const tok = new ByteTokenizer();
+  const ppl = await perplexity(model, valIds, { window: scale.ctx, maxWindows: scale.evalWindows });
+  const gen = await generate(model, tok, 'The ', { maxNewTokens: scale.genTokens, temperature: 0 });
+  return { name: 'fbi-packed', what: 'the FBI student served from packed bits', ppl: ppl.perplexity, params, bits, bytes: after, genTps: gen.tokensPerSecond };
 }

@@ -3,7 +3,10 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { CausalLM, type ModelConfig } from '../models/index.ts';
 import { presetByName } from '../models/presets.ts';
 import { binarizedLinears, bitsPerParam, FlipFlopTracker } from '../nn/fbi-linear.ts';
-import { loadModel } from '../train/checkpoint.ts';
+import { loadModel, resolveModelDir } from '../train/checkpoint.ts';
+import { readConfig } from '../io/hf-folder.ts';
+import { isPackedConfig } from '../io/packed.ts';
+import { loadPackedModel } from '../infer/packed-linear.ts';
 import type { TrainHook } from '../train/trainer.ts';
 import { UsageError } from './args.ts';
 
@@ -45,4 +48,10 @@ export function familyHooks(model: CausalLM): TrainHook[] {
     });
   }
   return hooks;
+}
+
+/** A checkpoint folder or a packed 1-bit folder (written by frugal pack), whichever `dir` holds. */
+export function loadAnyModel(dir: string): CausalLM {
+  const abs = resolveModelDir(dir);
+  return isPackedConfig(readConfig(abs)) ? loadPackedModel(abs) : loadModel(abs);
 }

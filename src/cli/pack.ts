@@ -1,5 +1,11 @@
-// frugal pack: stores an FBI model with its binarized weights as packed sign bits.
-import { type CommandSpec, type Flags, UsageError } from './args.ts';
+// frugal pack: stores an FBI model with its binarized weights as packed sign bits (1 bit per weight).
+import { copyFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { savePackedModel } from '../infer/packed-linear.ts';
+import { binarizedLinears } from '../nn/fbi-linear.ts';
+import { loadModel, resolveModelDir } from '../train/checkpoint.ts';
+import { type CommandSpec, type Flags, need, UsageError } from './args.ts';
+import { fmtBytes, folderBytes } from './common.ts';
 
 export const spec: CommandSpec = {
   name: 'pack',
@@ -11,6 +17,22 @@ export const spec: CommandSpec = {
   },
 };
 
-export async function run(_f: Flags): Promise<number> {
-  throw new UsageError('pack: not available in this build (the packed 1-bit model format is not built in yet)');
+const weights = (n: string) => n.endsWith('.safetensors') && !n.startsWith('optimizer');
+
+/** Packs `dir` into `out` (tokenizer carried along); returns the two weight sizes in bytes. */
+export function packFolder(dir: string, out: string): { before: number; after: number } {
+  const src = resolveModelDir(dir);
+  const model = loadModel(src);
+  if (binarizedLinears(model).length === 0) throw new UsageError(`${src} has no FBI (binarized) linears; only FBI models can be packed`);
+  const dst = resolve(out);
+  if (dst === src) throw new UsageError('--out must differ from --model; packing replaces the folder it writes');
+  savePackedModel(model, dst);
+  if (existsSync(join(src, 'tokenizer.json'))) copyFileSync(join(src, 'tokenizer.json'), join(dst, 'tokenizer.json'));
+  return { before: folderBytes(src, weights), after: folderBytes(dst, weights) };
+}
+
+export async function run(f: Flags): Promise<number> {
+  const { before, after } = packFolder(need(f, 'model', 'pack'), need(f, 'out', 'pack'));
+  console.log(`packed ${f.model} -> ${f.out}: weights ${fmtBytes(before)} -> ${fmtBytes(after)} (${(before / after).toFixed(1)}x smaller)`);
+  return 0;
 }
