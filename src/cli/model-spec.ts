@@ -5,6 +5,7 @@ import { presetByName } from '../models/presets.ts';
 import { binarizedLinears, bitsPerParam, FlipFlopTracker } from '../nn/fbi-linear.ts';
 import { loadModel, resolveModelDir } from '../train/checkpoint.ts';
 import { readConfig } from '../io/hf-folder.ts';
+import { PEER } from '../nn/peer.ts';
 import { isPackedConfig } from '../io/packed.ts';
 import { loadPackedModel } from '../infer/packed-linear.ts';
 import type { TrainHook } from '../train/trainer.ts';
@@ -45,6 +46,21 @@ export function familyHooks(model: CausalLM): TrainHook[] {
         primed = true;
       },
       afterUpdate: async () => ({ flip_flop: await tracker.step(), bits_per_param: bits }),
+    });
+  }
+  const peers = model.model.layers.map((l) => l.ffn).filter((f): f is PEER => f instanceof PEER);
+  if (peers.length) {
+    // Usage over each step's tokens (paper Table 2 reports it over an evaluation set; this is the training-time view).
+    const trackers = peers.map((p) => p.trackUsage(true)!);
+    hooks.push({
+      afterUpdate: () => {
+        const rec = {
+          expert_usage: trackers.reduce((s, t) => s + t.fraction(), 0) / trackers.length,
+          expert_unevenness: trackers.reduce((s, t) => s + (t.counts.some((c) => c > 0) ? t.unevenness() : 0), 0) / trackers.length,
+        };
+        trackers.forEach((t) => t.reset());
+        return rec;
+      },
     });
   }
   return hooks;
