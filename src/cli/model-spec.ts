@@ -41,8 +41,8 @@ export function familyHooks(model: CausalLM): TrainHook[] {
     // Record the signs before the first update so step 1 already reports a ratio.
     let primed = false;
     hooks.push({
-      beforeUpdate: () => {
-        if (!primed) void tracker.step();
+      beforeUpdate: async () => {
+        if (!primed) await tracker.step();
         primed = true;
       },
       afterUpdate: async () => ({ flip_flop: await tracker.step(), bits_per_param: bits }),

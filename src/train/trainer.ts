@@ -27,7 +27,7 @@ export interface Optimizer {
 
 /** Plug-in hooks around each update (FBI flip-flop tracking, PEER expert usage, ...). */
 export interface TrainHook {
-  beforeUpdate?(): void;
+  beforeUpdate?(): void | Promise<void>;
   /** Extra per-step metrics, merged into the step record. */
   afterUpdate?(): Record<string, number> | Promise<Record<string, number>>;
 }
@@ -165,7 +165,7 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
     if (!Number.isFinite(norm) || !Number.isFinite(lossSum)) {
       throw new Error(`training diverged at step ${step + 1} (loss ${lossSum / accum}, grad norm ${norm}); lower the learning rate or enable clipping`);
     }
-    for (const h of hooks) h.beforeUpdate?.();
+    for (const h of hooks) await h.beforeUpdate?.();
     opt.update(clipFactor(norm, clip) / accum);
     opt.zeroGrad();
     const extras: Record<string, number> = {};
