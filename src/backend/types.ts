@@ -102,6 +102,11 @@ export interface Backend {
   readSync(buf: Buf): TypedArray;
   read(buf: Buf): Promise<TypedArray>;
   free(buf: Buf): void;
+  /**
+   * Counts one more tensor sharing buf (views such as reshape); free() then releases the storage
+   * only when its last tensor is disposed. Backends whose memory the garbage collector owns omit it.
+   */
+  retain?(buf: Buf): void;
   readonly kernels: Kernels;
   /**
    * Layer-specific kernels (FBI, TTT, PEER, ...) registered by name; the op that owns them documents

@@ -47,6 +47,7 @@ export class Tensor {
     this.device = device;
     const n = numel(shape);
     if (buf.length < n) throw new Error(`internal: buffer of ${buf.length} elements for shape [${shape}]`);
+    getBackend(device).retain?.(buf);
     currentScope()?.track(this);
   }
 

@@ -8,8 +8,8 @@ const rng = new Rng(1234);
 const r = (...shape: number[]) => randTensor(shape, rng);
 // Strictly positive inputs (for log, sqrt, division): |x| + 0.5.
 const pos = (...shape: number[]) => {
-  const t = r(...shape);
-  return fromArray(Float32Array.from(t.dataSync(), (v) => Math.abs(v) + 0.5), shape, DEVICE);
+  const n = shape.reduce((p, x) => p * x, 1);
+  return fromArray(Float32Array.from({ length: n }, () => Math.abs(rng.normal()) + 0.5), shape, DEVICE);
 };
 const ids = (vals: number[]) => fromArray(Int32Array.from(vals), [vals.length], DEVICE);
 
