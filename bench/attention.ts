@@ -1,10 +1,14 @@
 // Fused attention (native/attention.cc) against the naive formulation that materializes the
 // [H, L, L] scores through sgemm: forward + backward time and extra memory, causal, batch 1.
 // Usage: node --import tsx bench/attention.ts [--heads 12] [--dim 64] [--lens 512,1024,2048,4096]
+// With --device webgpu [--dims 64,128] [--lens 2048,...,16384]: the fused WebGPU kernels beside PyTorch
+// CUDA scaled_dot_product_attention (fp32 with TF32 off, and bf16), timed in the same run.
 import { fileURLToPath } from 'node:url';
 import { attentionBackward, attentionForward } from '../src/backend/cpu/attention.ts';
 import { sgemmBatched } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
+import { fromArray, type Tensor } from '../src/tensor/index.ts';
+import { finishWebGPU, intList, startWebGPU, timeWebGPU, torchGpuPeer } from './matmul.ts';
 
 const MiB = 2 ** 20;
 
@@ -49,6 +53,8 @@ function time(fn: () => void, reps: number): number {
 }
 
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
+  if (args.device === 'webgpu') return runWebGPU(args);
+  if (args.device !== undefined && args.device !== 'cpu') throw new Error(`--device must be 'cpu' or 'webgpu', got '${args.device}'`);
   const H = Number(args.heads ?? 12), D = Number(args.dim ?? 64), scale = 1 / Math.sqrt(D);
   const lens = typeof args.lens === 'string' ? args.lens.split(',').map(Number) : [512, 1024, 2048, 4096];
   const threads = nativeAddon().numThreads() as number;
@@ -79,6 +85,83 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
     });
   }
   return { heads: H, dim: D, batch: 1, causal: true, threads, rows };
+}
+
+/** Causal FLOPs, used for ours and PyTorch alike: QK^T and PV (2*L*L*D each, half kept); backward 2.5x. */
+export function attentionFlops(b: number, h: number, l: number, d: number): { fwd: number; bwd: number } {
+  const fwd = (4 * b * h * l * l * d) / 2;
+  return { fwd, bwd: 2.5 * fwd };
+}
+
+/**
+ * The fused attention kernels on webgpu tensors (q, k, v, o, dO [B, L, H, D], lse [B, H, L]),
+ * forward alone and forward + backward, causal, B = 1; rows past the time budget are skipped.
+ */
+async function runWebGPU(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
+  const t0 = performance.now();
+  const H = Number(args.heads ?? 12), B = 1;
+  const dims = intList(args, 'dims', intList(args, 'dim', [64]));
+  const lens = intList(args, 'lens', [2048, 4096, 8192, 16384]);
+  const maxReps = Number(args.reps ?? 5), targetMs = Number(args['target-ms'] ?? 3000);
+  const budgetMs = Number(args['budget-s'] ?? 240) * 1000;
+  const adapter = await startWebGPU();
+  const rows: Record<string, unknown>[] = [];
+  const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+  for (const D of dims) {
+    for (const L of lens) {
+      if (performance.now() - t0 > budgetMs) {
+        rows.push({ L, D, skipped: 'time budget' });
+        continue;
+      }
+      const n = B * L * H * D;
+      const up = (x: Float32Array) => fromArray(x, [B, L, H, D], 'webgpu');
+      const q = up(rnd(n)), k = up(rnd(n)), v = up(rnd(n)), dO = up(rnd(n));
+      const o = up(new Float32Array(n)), dq = up(new Float32Array(n)), dk = up(new Float32Array(n)), dv = up(new Float32Array(n));
+      const lse = fromArray(new Float32Array(B * H * L), [B, H, L], 'webgpu');
+      const p = { b: B, l: L, s: L, h: H, hkv: H, d: D, scale: 1 / Math.sqrt(D), causal: true };
+      const kern = q.backend.kernels;
+      const fwd = () => kern.attentionForward(q.buf, k.buf, v.buf, o.buf, lse.buf, p);
+      const fwdBwd = () => {
+        fwd();
+        kern.attentionBackward(q.buf, k.buf, v.buf, o.buf, dO.buf, lse.buf, dq.buf, dk.buf, dv.buf, p);
+      };
+      const f = await timeWebGPU(fwd, maxReps, targetMs / 3);
+      const fb = await timeWebGPU(fwdBwd, maxReps, targetMs);
+      // A cheap sanity check that the kernels produced numbers: the output and gradients are finite.
+      const finite = (await Promise.all([o, dq].map((t: Tensor) => t.data()))).every((a) => a.every(Number.isFinite));
+      for (const t of [q, k, v, dO, o, dq, dk, dv, lse]) t.dispose();
+      const fl = attentionFlops(B, H, L, D);
+      rows.push({
+        L, D, reps: fb.reps, fwd_ms: f.ms, fwd_bwd_ms: fb.ms,
+        fwd_tflops: fl.fwd / (f.ms * 1e9), fwd_bwd_tflops: (fl.fwd + fl.bwd) / (fb.ms * 1e9), finite,
+      });
+    }
+  }
+  const res: Record<string, unknown> = {
+    device: 'webgpu', adapter, batch: B, heads: H, dims, causal: true, rows,
+    flops_formula: 'fwd = 4*B*H*L*L*D/2 (causal), bwd = 2.5*fwd; same for PyTorch',
+    ours_s: (performance.now() - t0) / 1000,
+  };
+  if (!args['no-peer']) {
+    const done = rows.filter((r) => !r.skipped);
+    const peer = torchGpuPeer('attention', { batch: B, heads: H, dims: [...new Set(done.map((r) => r.D))], lens: [...new Set(done.map((r) => r.L))], reps: maxReps }, args);
+    if ('torch_error' in peer) res.torch_error = peer.torch_error;
+    else {
+      for (const r of done) {
+        const pr = (peer.rows as Record<string, number>[]).find((x) => x.L === r.L && x.D === r.D);
+        if (!pr) continue;
+        Object.assign(r, pr);
+        for (const dt of ['fp32', 'bf16']) {
+          const t = pr[`torch_${dt}_fwd_bwd_ms`];
+          if (t) r[`ratio_vs_${dt}`] = t / (r.fwd_bwd_ms as number);
+        }
+      }
+      res.torch_version = peer.torch_version;
+      res.torch_device = peer.torch_device;
+    }
+  }
+  await finishWebGPU(args);
+  return res;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -1,10 +1,16 @@
 // SGEMM GFLOP/s against numpy (OpenBLAS) on the same shapes, in the same run, on all cores.
 // Usage: node --import tsx bench/matmul.ts [--size N] [--reps R]; or `frugal bench matmul`.
+// With --device webgpu: fp32 matmul on the GPU (--sizes 4096,2048) beside PyTorch CUDA fp32 (TF32 off)
+// and bf16, timed in the same run by bench/torch_gpu_peer.py.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { sgemm, sgemmIsa } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
+import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../src/backend/webgpu/index.ts';
+import { matmul } from '../src/ops/index.ts';
+import { fromArray, noGrad } from '../src/tensor/index.ts';
 
 type Shape = [number, number, number];
 
@@ -31,6 +37,8 @@ function numpy(shapes: Shape[], reps: number): Array<number | null> {
 }
 
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
+  if (args.device === 'webgpu') return runWebGPU(args);
+  if (args.device !== undefined && args.device !== 'cpu') throw new Error(`--device must be 'cpu' or 'webgpu', got '${args.device}'`);
   const reps = args.reps ? Number(args.reps) : 5;
   const squares = args.size ? [Number(args.size)] : [1024, 2048];
   // A 768-wide model: MLP up (2048x768 @ 768x2048), attention projections (768x768), MLP down.
@@ -42,6 +50,128 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   });
   const top = rows[squares.length - 1];
   return { gflops: top.gflops, numpy_gflops: top.numpy_gflops, threads: nativeAddon().numThreads(), isa: sgemmIsa(), rows };
+}
+
+// ---- WebGPU (shared by bench/attention.ts and bench/train-step.ts) ----
+
+/** Comma-separated positive integers of a flag, or the default. */
+export function intList(args: Record<string, string | boolean>, key: string, dflt: number[]): number[] {
+  if (args[key] === undefined) return dflt;
+  const xs = String(args[key]).split(',').map(Number);
+  if (!xs.length || xs.some((x) => !Number.isInteger(x) || x <= 0)) {
+    throw new Error(`--${key} must be positive integers separated by commas (e.g. 2048,4096), got '${args[key]}'`);
+  }
+  return xs;
+}
+
+/** Initializes the webgpu backend and returns the adapter's description. */
+export async function startWebGPU(): Promise<string> {
+  await initWebGPU();
+  return webgpuAdapterName();
+}
+
+/** Returns pooled buffers to the driver; destroys the device unless a caller runs more benchmarks after. */
+export async function finishWebGPU(args: Record<string, string | boolean>): Promise<void> {
+  await syncWebGPU();
+  if (args['keep-device']) webgpuRuntime().pool.trim();
+  else await destroyWebGPU();
+}
+
+/**
+ * Mean milliseconds per call of fn: one warm-up call (pipeline compilation), one timed call to size
+ * the run, then up to maxReps calls (fewer when they would exceed targetMs) between two syncs --
+ * the protocol of the PyTorch peer (warm-up, CUDA events around N calls).
+ */
+export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: number): Promise<{ ms: number; reps: number }> {
+  fn();
+  await syncWebGPU();
+  let t = performance.now();
+  fn();
+  await syncWebGPU();
+  const once = performance.now() - t;
+  const reps = Math.max(1, Math.min(maxReps, Math.floor(targetMs / Math.max(once, 1e-3))));
+  t = performance.now();
+  for (let i = 0; i < reps; i++) fn();
+  await syncWebGPU();
+  return { ms: (performance.now() - t) / reps, reps };
+}
+
+/**
+ * Runs bench/torch_gpu_peer.py (PyTorch on CUDA, fp32 with TF32 off and bf16) in a child process and
+ * returns its JSON; any failure (no python, no torch, no CUDA, timeout) becomes { torch_error }.
+ * --cpu-smoke runs the peer on the CPU at the same (tiny) sizes, to check it without a GPU.
+ * The interpreter is `python3` on PATH unless FRUGAL_PYTHON names another.
+ */
+export function torchGpuPeer(mode: string, shapes: object, args: Record<string, string | boolean>): Record<string, unknown> {
+  const budgetS = Number(args['peer-budget-s'] ?? 180);
+  const smoke = Boolean(args['cpu-smoke']);
+  const python = process.env.FRUGAL_PYTHON ?? (smoke && existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  const script = fileURLToPath(new URL('./torch_gpu_peer.py', import.meta.url));
+  const payload = JSON.stringify({ mode, ...shapes, budget_s: budgetS, cpu_smoke: smoke });
+  const r = spawnSync(python, [script, payload], { encoding: 'utf8', timeout: (budgetS + 90) * 1000, maxBuffer: 1 << 24 });
+  if (r.error) return { torch_error: `${python}: ${r.error.message}` };
+  if (r.status !== 0) return { torch_error: (r.stderr || `exit ${r.status} (signal ${r.signal})`).trim().split('\n').at(-1)! };
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  } catch {
+    return { torch_error: `unreadable peer output: ${r.stdout.slice(-200)}` };
+  }
+}
+
+/** Max error of a few entries of C = A B (recomputed in float64 on the host) relative to C's max-abs. */
+function spotCheck(a: Float32Array, b: Float32Array, c: Float32Array, n: number): number {
+  let maxAbs = 0, maxErr = 0;
+  for (let i = 0; i < c.length; i++) maxAbs = Math.max(maxAbs, Math.abs(c[i]));
+  for (let s = 0; s < 16; s++) {
+    const i = (s * 7919) % n, j = (s * 104729 + 13) % n;
+    let ref = 0;
+    for (let p = 0; p < n; p++) ref += a[i * n + p] * b[p * n + j];
+    maxErr = Math.max(maxErr, Math.abs(ref - c[i * n + j]));
+  }
+  return maxErr / (maxAbs || 1);
+}
+
+/** Square fp32 matmuls through the matmul op on webgpu tensors, beside PyTorch fp32 (TF32 off) and bf16. */
+async function runWebGPU(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
+  const sizes = intList(args, 'size', intList(args, 'sizes', [4096]));
+  const maxReps = Number(args.reps ?? 20), targetMs = Number(args['target-ms'] ?? 2000);
+  const adapter = await startWebGPU();
+  const rows: Record<string, unknown>[] = [];
+  for (const n of sizes) {
+    const A = Float32Array.from({ length: n * n }, () => Math.random() - 0.5);
+    const B = Float32Array.from({ length: n * n }, () => Math.random() - 0.5);
+    const a = fromArray(A, [n, n], 'webgpu'), b = fromArray(B, [n, n], 'webgpu');
+    const { ms, reps } = await timeWebGPU(() => noGrad(() => matmul(a, b).dispose()), maxReps, targetMs);
+    const c = noGrad(() => matmul(a, b));
+    const err = spotCheck(A, B, (await c.data()) as Float32Array, n);
+    for (const t of [a, b, c]) t.dispose();
+    rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err });
+  }
+  const res: Record<string, unknown> = { device: 'webgpu', adapter, dtype: 'f32', rows };
+  if (!args['no-peer']) {
+    const peer = torchGpuPeer('matmul', { sizes, reps: maxReps }, args);
+    if ('torch_error' in peer) res.torch_error = peer.torch_error;
+    else {
+      const prow = peer.rows as Record<string, number>[];
+      rows.forEach((r, i) => {
+        const p = prow[i] ?? {};
+        Object.assign(r, p, { n: r.n });
+        if (p.torch_fp32_tflops) r.ratio_vs_fp32 = (r.tflops as number) / p.torch_fp32_tflops;
+        if (p.torch_bf16_tflops) r.ratio_vs_bf16 = (r.tflops as number) / p.torch_bf16_tflops;
+      });
+      res.torch_version = peer.torch_version;
+      res.torch_device = peer.torch_device;
+    }
+  }
+  // Headline: the first size (4096 by default), against the 0.7 x PyTorch fp32 target.
+  const top = rows[0];
+  Object.assign(res, {
+    n: top.n, tflops: top.tflops, torch_fp32_tflops: top.torch_fp32_tflops ?? null, torch_bf16_tflops: top.torch_bf16_tflops ?? null,
+    ratio_vs_fp32: top.ratio_vs_fp32 ?? null, ratio_vs_bf16: top.ratio_vs_bf16 ?? null,
+    target_ratio_vs_fp32: 0.7, meets_target: top.ratio_vs_fp32 === undefined ? null : (top.ratio_vs_fp32 as number) >= 0.7,
+  });
+  await finishWebGPU(args);
+  return res;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

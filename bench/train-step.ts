@@ -8,8 +8,14 @@ import { CausalLM } from '../src/models/index.ts';
 import { backward, fromArray, Rng, tidy } from '../src/tensor/index.ts';
 import { AdamW, clipFactor, gradNorm } from '../src/train/optim.ts';
 import type { DeviceName } from '../src/backend/types.ts';
+import { captureWebGPUStep, syncWebGPU } from '../src/backend/webgpu/index.ts';
+import { finishWebGPU, startWebGPU, torchGpuPeer } from './matmul.ts';
 
 export const REFERENCE = { vocab: 8192, dim: 256, layers: 6, heads: 8, ffn: 768, ctx: 256, batch: 8 };
+/** Named model shapes for --preset (explicit flags override single fields). */
+export const PRESETS: Record<string, typeof REFERENCE> = {
+  'dense-125m': { vocab: 32000, dim: 768, layers: 12, heads: 12, ffn: 2048, ctx: 1024, batch: 8 },
+};
 
 /** Runs the PyTorch peer with the BLAS that gives it its real speed (OpenBLAS, OpenMP threads). */
 export function torchPeer(script: string, args: object): Record<string, unknown> | { torch_error: string } {
@@ -24,8 +30,8 @@ export function torchPeer(script: string, args: object): Record<string, unknown>
 }
 
 export async function run(args: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
-  const c = { ...REFERENCE };
-  for (const k of Object.keys(c) as (keyof typeof c)[]) if (typeof args[k] === 'string') c[k] = Number(args[k]);
+  const c = modelShape(args);
+  if (args.device === 'webgpu') return runWebGPU(c, args);
   const steps = Number(args.steps ?? 5), warmup = 2;
   const device = (args.device as DeviceName) ?? 'cpu';
   const model = new CausalLM(
@@ -60,6 +66,134 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
   const peer = torchPeer('./torch_train_step.py', { ...c, steps });
   const ratio = 'torch_tokens_per_s' in peer ? ours.tokens_per_s / (peer.torch_tokens_per_s as number) : null;
   return { ...ours, ...peer, ratio };
+}
+
+/** REFERENCE, or --preset NAME, with single fields overridden by --vocab, --dim, ... flags. */
+export function modelShape(args: Record<string, string | boolean>): typeof REFERENCE {
+  let base = REFERENCE;
+  if (args.preset !== undefined) {
+    const p = PRESETS[String(args.preset)];
+    if (!p) throw new Error(`unknown --preset '${args.preset}'; available: ${Object.keys(PRESETS).join(', ')}`);
+    base = p;
+  }
+  const c = { ...base };
+  for (const k of Object.keys(c) as (keyof typeof c)[]) {
+    if (args[k] === undefined) continue;
+    const v = Number(args[k]);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer, got '${args[k]}'`);
+    c[k] = v;
+  }
+  return c;
+}
+
+/**
+ * WebGPU training throughput: full eager steps (forward, backward, global-norm clip, AdamW, all
+ * inside tidy) and, when capture works for the model, the same step replayed from one recorded
+ * command buffer. The replayed step has no clip: clipping reads the norm back to the host, which a
+ * recording cannot contain. PyTorch eager fp32 (TF32 off) and bf16 autocast time the same model.
+ */
+async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
+  const t0 = performance.now();
+  const budgetMs = Number(args['budget-s'] ?? 300) * 1000;
+  const steps = Number(args.steps ?? 5), warmup = 2;
+  const adapter = await startWebGPU();
+  const device = 'webgpu' as const;
+  const model = new CausalLM(
+    { vocabSize: c.vocab, hiddenSize: c.dim, numLayers: c.layers, numHeads: c.heads, intermediateSize: c.ffn, maxPositions: c.ctx },
+    { seed: 0, device },
+  );
+  const named = model.namedParameters();
+  const params = named.reduce((n, [, p]) => n + p.size, 0);
+  const opt = new AdamW(named, { lr: 1e-3, weightDecay: 0.1 });
+  const rng = new Rng(0);
+  const ids = Int32Array.from({ length: c.batch * (c.ctx + 1) }, () => rng.int(c.vocab));
+  const inpArr = new Int32Array(c.batch * c.ctx), tgtArr = new Int32Array(c.batch * c.ctx);
+  for (let b = 0; b < c.batch; b++) {
+    inpArr.set(ids.subarray(b * (c.ctx + 1), b * (c.ctx + 1) + c.ctx), b * c.ctx);
+    tgtArr.set(ids.subarray(b * (c.ctx + 1) + 1, (b + 1) * (c.ctx + 1)), b * c.ctx);
+  }
+  const inp = fromArray(inpArr, [c.batch, c.ctx], device), tgt = fromArray(tgtArr, [c.batch * c.ctx], device);
+  const forwardBackward = () => tidy(() => {
+    const l = model.loss(inp, tgt);
+    backward(l);
+    return l;
+  });
+  const eagerStep = async () => {
+    const loss = forwardBackward();
+    const value = await loss.item();
+    loss.dispose();
+    opt.update(clipFactor(await gradNorm(model.parameters()), 1.0));
+    opt.zeroGrad();
+    return value;
+  };
+  const tokens = c.batch * c.ctx;
+  const res: Record<string, unknown> = { device, adapter, model: c, params };
+  const firstLoss = await eagerStep();
+  res.first_loss = firstLoss;
+  for (let i = 1; i < warmup; i++) await eagerStep();
+  await syncWebGPU();
+  // Steps are timed back to back (sync, N steps, sync); stop early when the budget runs short.
+  let done = 0;
+  const tEager = performance.now();
+  while (done < steps) {
+    await eagerStep();
+    done++;
+    if (performance.now() - t0 > budgetMs * 0.5) break;
+  }
+  await syncWebGPU();
+  const eagerMs = (performance.now() - tEager) / done;
+  Object.assign(res, { steps: done, step_ms: eagerMs, tokens_per_s: (tokens * 1000) / eagerMs });
+  // Model FLOPs per token ~ 6 x non-embedding parameters + causal attention (6 * layers * ctx * dim).
+  const flopsPerToken = 6 * (params - c.vocab * c.dim) + 6 * c.layers * c.ctx * c.dim;
+  res.tflops = (flopsPerToken * tokens) / (eagerMs * 1e9);
+  res.flops_formula = '6*(params - vocab*dim) + 6*layers*ctx*dim per token';
+
+  if (!args['no-replay']) {
+    try {
+      const replayStep = () => {
+        forwardBackward().dispose();
+        opt.update();
+        opt.zeroGrad();
+      };
+      const cap = captureWebGPUStep(replayStep);
+      await syncWebGPU();
+      const base = opt.step;
+      cap.step.replay({ adam: { step: base + 1 } });
+      await syncWebGPU();
+      let n = 0;
+      const tr = performance.now();
+      while (n < steps) {
+        cap.step.replay({ adam: { step: base + 2 + n } });
+        n++;
+        if (n % 2 === 0) await syncWebGPU();
+        if (performance.now() - t0 > budgetMs * 0.8) break;
+      }
+      await syncWebGPU();
+      const replayMs = (performance.now() - tr) / n;
+      Object.assign(res, {
+        replay_steps: n, replay_step_ms: replayMs, replay_tokens_per_s: (tokens * 1000) / replayMs,
+        replay_commands: cap.step.commandCount, replay_note: 'forward, backward, AdamW without clip',
+      });
+      cap.step.dispose();
+    } catch (e) {
+      res.replay_error = (e as Error).message;
+    }
+  }
+  res.ours_s = (performance.now() - t0) / 1000;
+  if (!args['no-peer']) {
+    const peer = torchGpuPeer('train-step', { model: c, steps }, args);
+    Object.assign(res, peer);
+    const fp32 = peer.torch_fp32_tokens_per_s as number | undefined, bf16 = peer.torch_bf16_tokens_per_s as number | undefined;
+    if (fp32) res.ratio_vs_fp32 = (res.tokens_per_s as number) / fp32;
+    if (bf16) res.ratio_vs_bf16 = (res.tokens_per_s as number) / bf16;
+    if (fp32 && res.replay_tokens_per_s) res.replay_ratio_vs_fp32 = (res.replay_tokens_per_s as number) / fp32;
+  }
+  for (const [, p] of named) p.dispose();
+  for (const m of opt.state().moments.values()) { m.m.dispose(); m.v.dispose(); }
+  inp.dispose();
+  tgt.dispose();
+  await finishWebGPU(args);
+  return res;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) console.log(JSON.stringify(await run()));
