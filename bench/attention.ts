@@ -107,9 +107,15 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
   const adapter = await startWebGPU();
   const rows: Record<string, unknown>[] = [];
   const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+  // The last row's per-call times, scaled by L*L*D, predict the next row (warm-up and sizing calls
+  // plus the timed reps, as timeWebGPU runs them); rows that would overrun the budget are skipped.
+  let fwdUnit = 0, fwdBwdUnit = 0;
+  const callsMs = (perCall: number, target: number) => perCall * (2 + Math.max(1, Math.min(maxReps, Math.floor(target / Math.max(perCall, 1e-3)))));
   for (const D of dims) {
     for (const L of lens) {
-      if (performance.now() - t0 > budgetMs) {
+      const units = L * L * D;
+      const predicted = fwdUnit ? callsMs(fwdUnit * units, targetMs / 3) + callsMs(fwdBwdUnit * units, targetMs) : 0;
+      if (performance.now() - t0 + predicted > budgetMs) {
         rows.push({ L, D, skipped: 'time budget' });
         continue;
       }
@@ -130,6 +136,8 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
       // A cheap sanity check that the kernels produced numbers: the output and gradients are finite.
       const finite = (await Promise.all([o, dq].map((t: Tensor) => t.data()))).every((a) => a.every(Number.isFinite));
       for (const t of [q, k, v, dO, o, dq, dk, dv, lse]) t.dispose();
+      fwdUnit = f.ms / units;
+      fwdBwdUnit = fb.ms / units;
       const fl = attentionFlops(B, H, L, D);
       rows.push({
         L, D, reps: fb.reps, fwd_ms: f.ms, fwd_bwd_ms: fb.ms,

@@ -1,0 +1,112 @@
+// The WebGPU benchmarks in one process (one device start): matmul (4096 and 2048), fused attention
+// (L = 2k..16k, D = 64 and 128) and the 125M dense training step, each beside PyTorch CUDA timed in the
+// same run. Writes DIR/matmul.json, DIR/attention.json, DIR/train-step.json and DIR/summary.json, and
+// prints the summary. Budgets keep the whole run under about 8 minutes on an H200.
+// Usage: node --import tsx bench/gpu-suite.ts --out DIR [--tiny --cpu-smoke]  (or `frugal bench gpu-suite --out DIR`)
+//   --tiny shrinks every shape for a CPU (SwiftShader) check; --cpu-smoke runs the PyTorch peer on the CPU.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { destroyWebGPU, initWebGPU, webgpuAdapterName } from '../src/backend/webgpu/index.ts';
+
+type Args = Record<string, string | boolean>;
+type Bench = { run(a: Args): Promise<Record<string, unknown>> };
+
+interface Entry {
+  name: string;
+  load: () => Promise<Bench>;
+  /** Flags for the full run on the H200; budget-s bounds our part, peer-budget-s PyTorch's. */
+  full: Args;
+  tiny: Args;
+}
+
+const SUITE: Entry[] = [
+  {
+    name: 'matmul', load: () => import('./matmul.ts'),
+    full: { sizes: '4096,2048', reps: '30', 'target-ms': '1500', 'peer-budget-s': '45' },
+    tiny: { sizes: '64,32', reps: '3' },
+  },
+  {
+    name: 'attention', load: () => import('./attention.ts'),
+    full: { lens: '2048,4096,8192,16384', dims: '64,128', heads: '12', reps: '5', 'target-ms': '1500', 'budget-s': '80', 'peer-budget-s': '75' },
+    tiny: { lens: '32,64', dims: '16', heads: '2', reps: '2' },
+  },
+  {
+    name: 'train-step', load: () => import('./train-step.ts'),
+    full: { preset: 'dense-125m', batch: '8', steps: '5', 'budget-s': '110', 'peer-budget-s': '75' },
+    tiny: { vocab: '64', dim: '32', layers: '2', heads: '2', ffn: '64', ctx: '16', batch: '2', steps: '2' },
+  },
+];
+
+const num = (x: unknown, digits = 3) => (typeof x === 'number' ? +x.toPrecision(digits) : x ?? null);
+
+/** One line of headline figures per benchmark. */
+function headline(name: string, r: Record<string, unknown>): Record<string, unknown> {
+  if (r.error) return { error: r.error };
+  const peerErr = r.torch_error ? { torch_error: r.torch_error } : {};
+  if (name === 'matmul') {
+    const rows = (r.rows as Record<string, unknown>[]).map((x) => ({
+      n: x.n, tflops: num(x.tflops), torch_fp32: num(x.torch_fp32_tflops), torch_bf16: num(x.torch_bf16_tflops), ratio_vs_fp32: num(x.ratio_vs_fp32),
+    }));
+    return { rows, meets_0_7_of_fp32: r.meets_target, ...peerErr };
+  }
+  if (name === 'attention') {
+    const rows = (r.rows as Record<string, unknown>[]).map((x) => x.skipped ? { L: x.L, D: x.D, skipped: x.skipped } : {
+      L: x.L, D: x.D, ms: num(x.fwd_bwd_ms), tflops: num(x.fwd_bwd_tflops), torch_fp32_tflops: num(x.torch_fp32_fwd_bwd_tflops),
+      torch_bf16_tflops: num(x.torch_bf16_fwd_bwd_tflops), ratio_vs_fp32: num(x.ratio_vs_fp32),
+    });
+    return { fwd_bwd: rows, ...peerErr };
+  }
+  return {
+    tokens_per_s: num(r.tokens_per_s), replay_tokens_per_s: num(r.replay_tokens_per_s), replay_error: r.replay_error,
+    torch_fp32_tokens_per_s: num(r.torch_fp32_tokens_per_s), torch_bf16_tokens_per_s: num(r.torch_bf16_tokens_per_s),
+    ratio_vs_fp32: num(r.ratio_vs_fp32), replay_ratio_vs_fp32: num(r.replay_ratio_vs_fp32), ...peerErr,
+  };
+}
+
+export async function run(args: Args): Promise<Record<string, unknown>> {
+  if (typeof args.out !== 'string') throw new Error('gpu-suite needs --out DIR (the folder that receives one JSON file per benchmark)');
+  const out = args.out;
+  mkdirSync(out, { recursive: true });
+  const t0 = performance.now();
+  const log = (msg: string) => console.error(`[gpu-suite ${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+  await initWebGPU();
+  const adapter = webgpuAdapterName();
+  log(`adapter: ${adapter}`);
+  const summary: Record<string, unknown> = { adapter };
+  const only = typeof args.only === 'string' ? args.only.split(',') : null;
+  for (const e of SUITE) {
+    if (only && !only.includes(e.name)) continue;
+    const flags: Args = { ...(args.tiny ? e.tiny : e.full), device: 'webgpu', 'keep-device': true };
+    if (args['cpu-smoke']) flags['cpu-smoke'] = true;
+    if (args['no-peer']) flags['no-peer'] = true;
+    log(`${e.name} ${JSON.stringify(flags)}`);
+    const t = performance.now();
+    let res: Record<string, unknown>;
+    try {
+      res = await (await e.load()).run(flags);
+    } catch (err) {
+      res = { error: (err as Error).stack ?? String(err) };
+    }
+    res.wall_s = (performance.now() - t) / 1000;
+    writeFileSync(join(out, `${e.name}.json`), JSON.stringify(res, null, 2) + '\n');
+    summary[e.name] = { ...headline(e.name, res), wall_s: num(res.wall_s) };
+    log(`${e.name} done in ${(res.wall_s as number).toFixed(1)}s: ${JSON.stringify(summary[e.name])}`);
+  }
+  summary.total_s = num((performance.now() - t0) / 1000);
+  writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  // Tearing Dawn down with work in flight has crashed at exit: wait, free and destroy first.
+  await destroyWebGPU();
+  return summary;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args: Args = {};
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    if (!argv[i].startsWith('--')) throw new Error(`unexpected argument '${argv[i]}'; flags are --key value or --flag`);
+    const next = argv[i + 1];
+    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
+  }
+  console.log(JSON.stringify(await run(args), null, 2));
+}
