@@ -8,7 +8,7 @@ import { attentionBackward, attentionForward } from '../src/backend/cpu/attentio
 import { sgemmBatched } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { fromArray, type Tensor } from '../src/tensor/index.ts';
-import { finishWebGPU, intList, startWebGPU, timeWebGPU, torchGpuPeer } from './matmul.ts';
+import { finishWebGPU, intList, releasePool, startWebGPU, timeWebGPU, torchGpuPeer } from './matmul.ts';
 
 const MiB = 2 ** 20;
 
@@ -150,6 +150,7 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
     flops_formula: 'fwd = 4*B*H*L*L*D/2 (causal), bwd = 2.5*fwd; same for PyTorch',
     ours_s: (performance.now() - t0) / 1000,
   };
+  await releasePool();
   if (!args['no-peer']) {
     const done = rows.filter((r) => !r.skipped);
     const peer = torchGpuPeer('attention', { batch: B, heads: H, dims: [...new Set(done.map((r) => r.D))], lens: [...new Set(done.map((r) => r.L))], reps: maxReps }, args);

@@ -70,10 +70,15 @@ export async function startWebGPU(): Promise<string> {
   return webgpuAdapterName();
 }
 
-/** Returns pooled buffers to the driver; destroys the device unless a caller runs more benchmarks after. */
-export async function finishWebGPU(args: Record<string, string | boolean>): Promise<void> {
+/** Returns pooled buffers to the driver (before the PyTorch peer runs on the same GPU). */
+export async function releasePool(): Promise<void> {
   await syncWebGPU();
-  if (args['keep-device']) webgpuRuntime().pool.trim();
+  webgpuRuntime().pool.trim();
+}
+
+/** Releases pooled buffers; destroys the device unless a caller runs more benchmarks after. */
+export async function finishWebGPU(args: Record<string, string | boolean>): Promise<void> {
+  if (args['keep-device']) await releasePool();
   else await destroyWebGPU();
 }
 
@@ -148,6 +153,7 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
     rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err });
   }
   const res: Record<string, unknown> = { device: 'webgpu', adapter, dtype: 'f32', rows };
+  await releasePool();
   if (!args['no-peer']) {
     const peer = torchGpuPeer('matmul', { sizes, reps: maxReps }, args);
     if ('torch_error' in peer) res.torch_error = peer.torch_error;
@@ -161,6 +167,8 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
       });
       res.torch_version = peer.torch_version;
       res.torch_device = peer.torch_device;
+      res.torch_tf32_setting = peer.tf32_setting;
+      res.torch_fp32_rel_err = peer.fp32_rel_err;
     }
   }
   // Headline: the first size (4096 by default), against the 0.7 x PyTorch fp32 target.

@@ -9,7 +9,7 @@ import { backward, fromArray, Rng, tidy } from '../src/tensor/index.ts';
 import { AdamW, clipFactor, gradNorm } from '../src/train/optim.ts';
 import type { DeviceName } from '../src/backend/types.ts';
 import { captureWebGPUStep, syncWebGPU } from '../src/backend/webgpu/index.ts';
-import { finishWebGPU, startWebGPU, torchGpuPeer } from './matmul.ts';
+import { finishWebGPU, releasePool, startWebGPU, torchGpuPeer } from './matmul.ts';
 
 export const REFERENCE = { vocab: 8192, dim: 256, layers: 6, heads: 8, ffn: 768, ctx: 256, batch: 8 };
 /** Named model shapes for --preset (explicit flags override single fields). */
@@ -180,6 +180,11 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     }
   }
   res.ours_s = (performance.now() - t0) / 1000;
+  for (const [, p] of named) p.dispose();
+  for (const m of opt.state().moments.values()) { m.m.dispose(); m.v.dispose(); }
+  inp.dispose();
+  tgt.dispose();
+  await releasePool();
   if (!args['no-peer']) {
     const peer = torchGpuPeer('train-step', { model: c, steps }, args);
     Object.assign(res, peer);
@@ -188,10 +193,6 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     if (bf16) res.ratio_vs_bf16 = (res.tokens_per_s as number) / bf16;
     if (fp32 && res.replay_tokens_per_s) res.replay_ratio_vs_fp32 = (res.replay_tokens_per_s as number) / fp32;
   }
-  for (const [, p] of named) p.dispose();
-  for (const m of opt.state().moments.values()) { m.m.dispose(); m.v.dispose(); }
-  inp.dispose();
-  tgt.dispose();
   await finishWebGPU(args);
   return res;
 }
