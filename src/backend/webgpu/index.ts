@@ -12,6 +12,7 @@ import * as ew from './kernels/elementwise.ts';
 import * as rows from './kernels/rows.ts';
 import { matmul } from './kernels/matmul.ts';
 import { attentionBackward, attentionForward } from './kernels/attention.ts';
+import { tttKernels } from './ttt.ts';
 
 export type { AcquireOpts } from './device.ts';
 export type { PoolStats } from './pool.ts';
@@ -62,7 +63,7 @@ function makeKernels(rt: Runtime): Kernels {
 }
 
 /** Layer-specific kernels for the webgpu backend (filled by the modules that own them). */
-export const webgpuExtra: Record<string, (...args: any[]) => any> = {};
+export const webgpuExtra: Record<string, (...args: any[]) => any> = { ...tttKernels() };
 
 function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
   return {
