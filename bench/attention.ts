@@ -148,6 +148,7 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
   const res: Record<string, unknown> = {
     device: 'webgpu', adapter, batch: B, heads: H, dims, causal: true, rows,
     flops_formula: 'fwd = 4*B*H*L*L*D/2 (causal), bwd = 2.5*fwd; same for PyTorch',
+    ratio_definition: 'ratio_vs_X = PyTorch X forward+backward ms / ours (above 1: ours faster)',
     ours_s: (performance.now() - t0) / 1000,
   };
   await releasePool();
