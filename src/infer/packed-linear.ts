@@ -37,6 +37,13 @@ export class PackedLinear extends Module implements LinearLike {
     if (!kernel) throw new Error(`packed FBI inference is not available on the ${x.device} backend; use the cpu device`);
     const rows = x.size / this.inFeatures;
     const y = empty([...x.shape.slice(0, -1), this.outFeatures], { device: x.device });
+    if (x.device !== 'cpu') {
+      const w = this.get('weight_bits');
+      if (w.device !== x.device) throw new Error(`packed linear: input is on ${x.device} but the packed weights are on ${w.device}; move the model's tensors to ${x.device} first`);
+      // Device kernels take the buffers themselves (the same argument order as the CPU kernel).
+      kernel(x.buf, w.buf, this.get('wscale').buf, this.get('wbias').buf, this.pattern, rows, this.inFeatures, this.outFeatures, y.buf);
+      return y;
+    }
     const bits = this.get('weight_bits').dataSync() as Int32Array;
     kernel(x.dataSync(), new Uint32Array(bits.buffer, bits.byteOffset, bits.length), this.get('wscale').dataSync(),
       this.get('wbias').dataSync(), this.pattern, rows, this.inFeatures, this.outFeatures, y.dataSync());

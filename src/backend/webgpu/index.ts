@@ -13,6 +13,8 @@ import * as rows from './kernels/rows.ts';
 import { matmul } from './kernels/matmul.ts';
 import { attentionBackward, attentionForward } from './kernels/attention.ts';
 import { tttKernels } from './ttt.ts';
+import { peerKernels } from './peer.ts';
+import { fbiKernels } from './fbi.ts';
 
 export type { AcquireOpts } from './device.ts';
 export type { PoolStats } from './pool.ts';
@@ -104,6 +106,7 @@ export function initWebGPU(opts: AcquireOpts = {}): Promise<Backend> {
       const acq = await acquireDevice(opts);
       instance = acq.gpu;
       runtime = new Runtime(acq.device);
+      Object.assign(webgpuExtra, peerKernels(runtime), fbiKernels(runtime));
       adapterName = acq.adapterName;
       const backend = makeBackend(runtime);
       registerBackend(backend);
