@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import { type TttDims, tttBackward, tttForwardReference } from '../../src/backend/cpu/ttt.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
 import type { Backend, Buf } from '../../src/backend/types.ts';
-import { tttScan, type TttKind } from '../../src/ops/ttt.ts';
-import { backward, fromArray, Rng, type Tensor } from '../../src/tensor/index.ts';
+import { tttScan, type TttKind, TttScanState } from '../../src/ops/ttt.ts';
+import { backward, fromArray, noGrad, Rng, type Tensor } from '../../src/tensor/index.ts';
 import { assertClose, DEVICE } from '../helpers.ts';
 
 const TOL = 1e-4;
@@ -159,5 +159,15 @@ if (gpu) {
       return out;
     };
     compare(await run('webgpu'), await run('cpu'), 'op');
+  });
+
+  test('webgpu tttScan with a decoding state left on the cpu raises one clear error', () => {
+    const d = dimsOf('linear', 1, 1, 2, 4, 4);
+    const x = randomInputs(d, 1);
+    const st = new TttScanState('linear', 1, 1, 4);
+    const t = (k: string, shape: number[]) => fromArray(x[k]!, shape, 'webgpu');
+    assert.throws(() => noGrad(() => tttScan('linear', t('xq', [1, 1, 2, 4]), t('xk', [1, 1, 2, 4]), t('xv', [1, 1, 2, 4]),
+      t('lr', [1, 1, 2]), t('tokenEta', [4]), { w1: t('w1', [1, 4, 4]), b1: t('b1', [1, 1, 4]) }, t('lnW', [1, 4]), t('lnB', [1, 4]),
+      { miniBatch: 4, state: st })), /decoding state\) is not on the webgpu device/);
   });
 }

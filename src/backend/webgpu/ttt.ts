@@ -7,7 +7,7 @@
 import type { TttDims } from '../cpu/ttt.ts';
 import type { Buf } from '../types.ts';
 import { webgpuRuntime } from './index.ts';
-import type { GpuBuf } from './pool.ts';
+import { GpuBuf } from './pool.ts';
 import { Uniform, type Runtime } from './runtime.ts';
 import {
   backwardCode, forwardCode, headLayout, paramLayout, sumBlocksCode, type TttShape, UNIFORM_FIELDS, type UniformValues, WGS,
@@ -23,11 +23,13 @@ export interface TttGradsGpu {
 
 const gb = (b: Buf | null): GpuBuf => {
   if (!b) throw new Error('internal: missing TTT buffer');
-  return b as GpuBuf;
+  if (!(b instanceof GpuBuf)) {
+    throw new Error("tttScan: a buffer (e.g. the decoding state) is not on the webgpu device; create the state with device 'webgpu' (model.createState does)");
+  }
+  return b;
 };
 
 function shapeOf(d: TttDims): TttShape {
-  if (d.dim > 64) throw new Error(`webgpu tttScan supports head dims up to 64, got ${d.dim}; use the cpu backend for wider heads`);
   return { mlp: d.mlp, f: d.dim, h: d.hidden, k: d.miniBatch };
 }
 
