@@ -9,6 +9,7 @@
 // taken directly (not as 2 * (sum over set bits) - (sum of all)), which avoids that form's cancellation.
 import { GpuBuf } from './pool.ts';
 import { type Runtime, Uniform } from './runtime.ts';
+import { scratch, scratchDone } from './peer-sort.ts';
 
 const PATTERN_CODE = { column: 0, row: 1, single: 2 } as const;
 type Pattern = keyof typeof PATTERN_CODE;
@@ -43,7 +44,7 @@ export function fbiPackedMatmul(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: Gpu
   checkLen('y', y, rows * outF);
   if (rows === 0) return;
   const code = PATTERN_CODE[pattern];
-  const u = rt.temp(rows * kpad, 'f32'), bias = rt.temp(rows, 'f32');
+  const u = scratch(rt, rows * kpad, 'f32'), bias = scratch(rt, rows, 'f32');
   rt.dispatch({ key: 'fbiPackedPrep', access: 'rrrww', code: () => `
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read> ALPHA: array<f32>;
@@ -119,6 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     Y[t * p.N + i] = yv;
   }
 }` }, [bits, u, bias, alpha, beta, y], new Uniform().u(rows, outF, wpr, kpad, code), [blocks, tiles]);
+  scratchDone(rt, u, bias);
 }
 
 /** The packed FBI entry of the webgpu extra table, bound to a runtime. */

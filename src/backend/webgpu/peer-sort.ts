@@ -33,12 +33,22 @@ fn lowerBound(key: i32) -> u32 {
 }`;
 
 /**
- * Sorts m keys (i32 >= 0 in `keys`) with their positions. The outputs are scratch buffers of the
- * current submission (the caller consumes them in kernels it encodes right after).
+ * Scratch that outlives several dispatches. Runtime.temp() returns buffers to the pool at the next
+ * submit, which any dispatch may trigger, so multi-dispatch scratch is allocated plainly and released
+ * (scratchDone) once its last use is encoded: later reuse is ordered after it on the queue.
+ */
+export const scratch = (rt: Runtime, n: number, dtype: 'f32' | 'i32'): GpuBuf => rt.alloc(n, dtype);
+export function scratchDone(rt: Runtime, ...bufs: GpuBuf[]): void {
+  for (const b of bufs) rt.pool.release(b);
+}
+
+/**
+ * Sorts m keys (i32 >= 0 in `keys`) with their positions. The outputs are scratch buffers: the
+ * caller passes them to scratchDone after encoding its last use.
  */
 export function sortPairs(rt: Runtime, keys: GpuBuf, m: number): SortedPairs {
   const P = nextPow2(m);
-  const sk = rt.temp(P, 'i32'), sp = rt.temp(P, 'i32');
+  const sk = scratch(rt, P, 'i32'), sp = scratch(rt, P, 'i32');
   rt.dispatch({ key: 'peerSortInit', access: 'rww', code: () => `
 @group(0) @binding(0) var<storage, read> KEYS: array<i32>;
 @group(0) @binding(1) var<storage, read_write> K: array<i32>;

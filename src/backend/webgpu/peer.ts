@@ -16,7 +16,7 @@ import { GpuBuf } from './pool.ts';
 import { type KernelSpec, type Runtime, Uniform } from './runtime.ts';
 import { flatMain, infFns, WG } from './kernels/common.ts';
 import { mathFns } from './kernels/elementwise.ts';
-import { lowerBoundFn, sortPairs } from './peer-sort.ts';
+import { lowerBoundFn, scratch, scratchDone, sortPairs } from './peer-sort.ts';
 
 type B = GpuBuf;
 const LANES = 64; // threads per workgroup of the per-row kernels
@@ -148,7 +148,7 @@ ${flatMain(`  if (i >= p.rows * 2u * p.dh) { return; }
 
   // dkeys: group the 2*T*H*k sub-key uses by key row, then each key element sums its group.
   const m = T * H * k * 2;
-  const rowsOf = rt.temp(m, 'i32');
+  const rowsOf = scratch(rt, m, 'i32');
   rt.dispatch({ key: 'peerRetrieveKeyRows', access: 'rw', code: () => `
 @group(0) @binding(0) var<storage, read> SUB: array<i32>;
 @group(0) @binding(1) var<storage, read_write> R: array<i32>;
@@ -159,6 +159,7 @@ ${flatMain(`  if (i >= p.rows * p.k * 2u) { return; }
   let hk = select(row % p.H, 0u, p.Hk == 1u);
   R[i] = i32((hk * 2u + i % 2u) * p.n) + SUB[i];`)}` }, [sub, rowsOf], u, rt.grid(Math.ceil(m / WG)));
   const sorted = sortPairs(rt, rowsOf, m);
+  scratchDone(rt, rowsOf);
   rt.dispatch({ key: 'peerRetrieveDkeys', access: 'rrrrw', code: () => `
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
 @group(0) @binding(1) var<storage, read> SK: array<i32>;
@@ -180,6 +181,7 @@ ${flatMain(`  if (i >= p.total) { return; }
   }
   DK[i] = acc;`)}` }, [q, sorted.keys, sorted.pos, dz, dkeys], new Uniform().u(dh, k, Hk * 2 * n * dh, sorted.P),
   rt.grid(Math.ceil((Hk * 2 * n * dh) / WG)));
+  scratchDone(rt, sorted.keys, sorted.pos);
 }
 
 const activationFns = `${mathFns}
@@ -263,7 +265,7 @@ export function peerExpertsBackward(rt: Runtime, x: B, u: B, v: B, idx: B, g: B,
 ): { rows: B; du: B; dv: B } {
   checkPicks(H, k);
   const MP = pow2(H * k), E = T * H * k;
-  const ds = rt.temp(E, 'f32'), w = rt.temp(E, 'f32');
+  const ds = scratch(rt, E, 'f32'), w = scratch(rt, E, 'f32');
   const params = new Uniform().u(T, C, N, H, k, actKind, scoreKind);
   rt.dispatch({ key: `peerExpertsBackwardTokens:${MP}`, access: 'rrrrrrwwww', code: () => `
 @group(0) @binding(0) var<storage, read> U: array<f32>;
@@ -354,6 +356,7 @@ ${flatMain(`  if (i >= p.E * p.C) { return; }
   DU[i] = au;
   DV[i] = av;`)}` }, [sorted.keys, sorted.pos, ds, w, x, dy, rows, du, dv], new Uniform().u(E, C, H * k, sorted.P),
   rt.grid(Math.ceil((E * C) / WG)));
+  scratchDone(rt, ds, w, sorted.keys, sorted.pos);
   return { rows, du, dv };
 }
 
@@ -417,7 +420,7 @@ ${flatMain(`  if (i >= p.rows * p.F) { return; }
 export function batchNormBackward(rt: Runtime, x: B, weight: B | null, mean: B, rstd: B, dy: B, rows: number, F: number,
   training: boolean, dx: B, dweight: B | null, dbias: B | null): void {
   const dummy = () => rt.temp(1, 'f32');
-  const sums = rt.temp(2 * F, 'f32');
+  const sums = scratch(rt, 2 * F, 'f32');
   const u = new Uniform().u(rows, F, training ? 1 : 0, weight ? 1 : 0, dweight ? 1 : 0, dbias ? 1 : 0);
   const head = `
 struct P { rows: u32, F: u32, training: u32, hasW: u32, hasDw: u32, hasDb: u32 }`;
@@ -462,6 +465,7 @@ ${flatMain(`  if (i >= p.rows * p.F) { return; }
   let n = f32(p.rows);
   DX[i] = wf * RSTD[f] * (DY[i] - S[f] / n - xhat * S[p.F + f] / n);`)}` }, [x, weight ?? dummy(), mean, rstd, dy, sums, dx], u,
   rt.grid(Math.ceil((rows * F) / WG)));
+  scratchDone(rt, sums);
 }
 
 /** The PEER and BatchNorm1d entries of the webgpu extra table, bound to a runtime. */
