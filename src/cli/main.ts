@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   bench: () => import('./bench.ts'),
   info: () => import('./info.ts'),
   main: () => import('./main-job.ts'),
+  experiment: () => import('./experiment.ts'),
 };
 
 const USAGE = `usage: frugal <command> [options]   (frugal <command> --help for details)
@@ -29,7 +30,8 @@ commands:
   pack       pack an FBI model into 1-bit serving format
   bench      run a benchmark from bench/
   info       describe a checkpoint (architecture, parameters, bits/param, size)
-  main       the demo pipeline: train, distill, evaluate and compare tiny models`;
+  main       the demo pipeline: train, distill, evaluate and compare tiny models
+  experiment small fixed comparisons: long-context (attention vs TTT by position), peer-isoflop (dense vs PEER)`;
 
 /** Errors thrown by our own checks are user-facing; JS engine errors mean a bug in frugal. */
 function isInternal(e: unknown): boolean {
