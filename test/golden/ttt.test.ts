@@ -15,7 +15,7 @@ import { DEVICE, GOLDEN_DIR, relMaxAbs, relNorm } from '../helpers.ts';
 const OUT_TOL = 1e-4, LOSS_TOL = 1e-5, GRAD_TOL = 1e-3;
 
 for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt_mlp_mamba_tiny', 'ttt_mlp_transformer_tiny']) {
-  test(`golden ${name}: logits, loss, gradients, decode`, () => {
+  test(`golden ${name}: logits, loss, gradients, decode`, async () => {
     const { tensors, metadata } = readSafetensors(join(GOLDEN_DIR, `${name}.safetensors`));
     const meta = JSON.parse(metadata.meta) as { config: Record<string, unknown> };
     const model = new CausalLM(tttConfigFromHf(meta.config), { device: DEVICE });
@@ -37,7 +37,7 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
     const [b, l] = ids.shape;
     const logits = model.forward(ids);
     const refLogits = tensors.get('output.logits')!.data;
-    const e = relMaxAbs(logits.dataSync(), refLogits);
+    const e = relMaxAbs(await logits.data(), refLogits);
     assert.ok(e <= OUT_TOL, `logits: ${e}`);
 
     const v = logits.shape[2];
@@ -46,7 +46,8 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
       op.reshape(op.slice(ids, 1, 1, l), [b * (l - 1)]),
     );
     const refLoss = tensors.get('output.loss')!.data[0];
-    assert.ok(Math.abs(loss.itemSync() - refLoss) <= LOSS_TOL * Math.abs(refLoss), `loss ${loss.itemSync()} vs ${refLoss}`);
+    const lossValue = await loss.item();
+    assert.ok(Math.abs(lossValue - refLoss) <= LOSS_TOL * Math.abs(refLoss), `loss ${lossValue} vs ${refLoss}`);
 
     backward(loss);
     let checked = 0;
@@ -54,7 +55,7 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
       const ref = tensors.get(`grad.${pname}`);
       assert.ok(ref, `no reference gradient for ${pname}`);
       assert.ok(p.grad, `no gradient for ${pname}`);
-      const err = relNorm(p.grad.dataSync(), ref.data);
+      const err = relNorm(await p.grad.data(), ref.data);
       assert.ok(err <= GRAD_TOL, `grad ${pname}: relative error ${err.toExponential(2)}`);
       checked++;
     }
@@ -68,7 +69,7 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
       for (let t = 32; t < l; t++) out.push(model.forward(op.slice(ids, 1, t, t + 1), state));
       return op.concat(out, 1);
     });
-    const ed = relMaxAbs(chunks.dataSync(), tensors.get('output.decode_logits')!.data);
+    const ed = relMaxAbs(await chunks.data(), tensors.get('output.decode_logits')!.data);
     assert.ok(ed <= OUT_TOL, `decode logits: ${ed}`);
 
     // Any split works: an unaligned prefill, a chunk that crosses a mini-batch boundary, then single
@@ -81,7 +82,7 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
       for (let t = 35; t < l; t++) out.push(model.forward(op.slice(ids, 1, t, t + 1), state2));
       return op.concat(out, 1);
     });
-    const em = relMaxAbs(mixed.dataSync(), refLogits);
+    const em = relMaxAbs(await mixed.data(), refLogits);
     assert.ok(em <= OUT_TOL, `split decode logits: ${em}`);
     assert.equal(size(), size0);
   });

@@ -40,22 +40,22 @@ for (const kind of ['linear', 'mlp'] as const) {
     await gradcheck((...t) => apply(c, t), xs, { eps: 3e-3, tol: 1e-2 });
   });
 
-  test(`tttScan ${kind}: dual form over the sequence equals token-by-token decoding`, () => {
+  test(`tttScan ${kind}: dual form over the sequence equals token-by-token decoding`, async () => {
     const c: Case = { kind, b: 2, nh: 3, l: 37, f: 8, k: 16 };
     const xs = inputs(c, 5);
-    const full = noGrad(() => apply(c, xs)).dataSync();
+    const full = await noGrad(() => apply(c, xs)).data();
     // Prefill 20 tokens (one dual mini-batch + 4 primal tokens), then decode one token at a time.
-    const state = new TttScanState(kind, c.b, c.nh, c.f);
+    const state = new TttScanState(kind, c.b, c.nh, c.f, DEVICE);
     const parts: Float32Array[] = [];
-    const step = (t0: number, t1: number) => {
+    const step = async (t0: number, t1: number) => {
       const sub = xs.slice();
       for (const i of [0, 1, 2]) sub[i] = op.slice(xs[i], 2, t0, t1);
       sub[3] = op.slice(xs[3], 2, t0, t1);
       const cc = { ...c, l: t1 - t0 };
-      parts.push(noGrad(() => apply(cc, sub, state)).dataSync() as Float32Array);
+      parts.push(await noGrad(() => apply(cc, sub, state)).data() as Float32Array);
     };
-    step(0, 20);
-    for (let t = 20; t < c.l; t++) step(t, t + 1);
+    await step(0, 20);
+    for (let t = 20; t < c.l; t++) await step(t, t + 1);
     // Reassemble [B, L, C] from chunks that are [B, l_i, C].
     const width = c.nh * c.f;
     const got = new Float32Array(full.length);
