@@ -81,7 +81,8 @@ export interface Kernels {
   /**
    * AdamW step in place (PyTorch semantics: decoupled weight decay, bias-corrected moments). With
    * rows (i32 [n]) the update touches only those rows of a [*, width] parameter (lazy Adam): grad is
-   * then [n, width] and rows must be unique.
+   * then [n, width]; rows are unique, or sorted with each row's gradient at its first entry (an entry
+   * equal to the one before it is skipped).
    */
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, rows: Buf | null, nRows: number, width: number,
     h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }): void;

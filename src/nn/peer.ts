@@ -92,7 +92,8 @@ export class BatchNorm1d extends Module {
     this.param('bias', full([features], 0, { device }));
     this.buffer('running_mean', full([features], 0, { device }));
     this.buffer('running_var', full([features], 1, { device }));
-    this.buffer('num_batches_tracked', zeros([], { dtype: 'i32', device }));
+    // A host-side step counter on every backend (batchNorm1d increments it without a kernel).
+    this.buffer('num_batches_tracked', zeros([], { dtype: 'i32', device: 'cpu' }));
   }
   forward(x: Tensor): Tensor {
     return batchNorm1d(x, this.get('weight'), this.get('bias'),

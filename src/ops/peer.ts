@@ -143,8 +143,8 @@ export function peerExperts(x: Tensor, down: Tensor, up: Tensor, indices: Tensor
     const rows = new Tensor(r.rows, [U], 'i32', x.device);
     return [
       dx,
-      new RowSparse(rows, new Tensor(r.du, [U, C], 'f32', x.device)),
-      new RowSparse(rows, new Tensor(r.dv, [U, C], 'f32', x.device)),
+      new RowSparse(rows, new Tensor(r.du, [U, C], 'f32', x.device), true),
+      new RowSparse(rows, new Tensor(r.dv, [U, C], 'f32', x.device), true),
       dz,
     ];
   });

@@ -93,7 +93,7 @@ export function backward(root: Tensor, seed?: Tensor): void {
         const gi = ins[j];
         if (!gi || !inp.requiresGrad) return;
         if (gi instanceof RowSparse) {
-          if (!inp.node && inp.sparseGrad) { inp.sparseGrads.push(new RowSparse(keep(gi.indices), keep(gi.values))); return; }
+          if (!inp.node && inp.sparseGrad) { inp.sparseGrads.push(new RowSparse(keep(gi.indices), keep(gi.values), gi.coalesced)); return; }
           const d = densify(gi, inp.shape, inp.device);
           push(grads, inp, d);
           return;

@@ -11,6 +11,12 @@ export class RowSparse {
   constructor(
     readonly indices: Tensor, // i32 [n]
     readonly values: Tensor, // f32 [n, width]
+    /**
+     * True when each row's whole gradient sits at its first entry: rows unique, or sorted with later
+     * repeats holding zeros (what device kernels produce without a readback). Optimizers may then
+     * apply the entries directly.
+     */
+    readonly coalesced = false,
   ) {}
 }
 

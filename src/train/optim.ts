@@ -96,7 +96,10 @@ export class AdamW {
 
 /** Sums duplicate rows of row-sparse gradients (CPU readback of indices; values summed in place). */
 export function coalesce(parts: RowSparse[], width: number): { rows: Tensor; values: Tensor } {
-  if (parts.length === 1 && uniqueRows(parts[0].indices)) return { rows: parts[0].indices, values: parts[0].values };
+  if (parts.length === 1 && parts[0].coalesced) return { rows: parts[0].indices, values: parts[0].values };
+  if (parts[0].values.device !== 'cpu') {
+    throw new Error('row-sparse gradients from several backward passes (or an embedding with sparse updates) are summed on the cpu only; on webgpu use one backward per step or dense embedding updates');
+  }
   const order = new Map<number, number>();
   for (const part of parts) {
     const ix = part.indices.dataSync();
@@ -114,16 +117,6 @@ export function coalesce(parts: RowSparse[], width: number): { rows: Tensor; val
     }
   }
   return { rows: fromRows(rows, vals), values: vals };
-}
-
-function uniqueRows(ix: Tensor): boolean {
-  const a = ix.dataSync();
-  const seen = new Set<number>();
-  for (let i = 0; i < a.length; i++) {
-    if (seen.has(a[i])) return false;
-    seen.add(a[i]);
-  }
-  return true;
 }
 
 function fromRows(rows: Int32Array, like: Tensor): Tensor {

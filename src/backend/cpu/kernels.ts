@@ -404,6 +404,7 @@ export const cpuKernels: Kernels = {
       return;
     }
     for (let r = 0; r < nRows; r++) {
+      if (r > 0 && ix[r] === ix[r - 1]) continue;
       const base = ix[r] * width;
       for (let j = 0; j < width; j++) update(base + j, r * width + j);
     }

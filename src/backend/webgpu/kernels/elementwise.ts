@@ -341,6 +341,7 @@ ${sparse ? '@group(0) @binding(4) var<storage, read> R: array<i32>;' : ''}
 struct P { n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32 }
 @group(0) @binding(${sparse ? 5 : 4}) var<uniform> p: P;
 ${flatMain(`  if (i >= p.n) { return; }
+  ${sparse ? 'let r = i / p.width;\n  if (r > 0u && R[r] == R[r - 1u]) { return; }' : ''}
   let pi = ${sparse ? 'u32(R[i / p.width]) * p.width + i % p.width' : 'i'};
   let g = G[i] * p.scale;
   let m = p.b1 * M[pi] + (1.0 - p.b1) * g;
