@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { ISOFLOP_FULL, ISOFLOP_QUICK, matchPeerHeads, modelCost } from '../../src/eval/experiments/peer-isoflop.ts';
+import { log2Buckets } from '../../src/eval/experiments/long-context.ts';
 import { CausalLM } from '../../src/models/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -50,7 +51,7 @@ test('long-context --quick: three equal-size models, perplexity by position, rep
   // Equal size: FFN width moves the count in steps of 3 x hidden x layers (192 here), so the match
   // is within one step of the attention model's count.
   for (const p of params) assert.ok(Math.abs(p - params[0]) <= 3 * 32 * 2, `parameter counts ${params}`);
-  const ppl = rows.filter((x) => /^\d+-\d+$/.test(x[0]) || x[0] === 'all').flatMap((x) => x.slice(1).map(Number));
+  const ppl = rows.filter((x) => /^\d+(-\d+)?$/.test(x[0]) || x[0] === 'all').flatMap((x) => x.slice(1).map(Number));
   assert.ok(ppl.length >= 3 * 2);
   // Even a few steps of training beat the uniform byte model (perplexity 256).
   for (const p of ppl) assert.ok(Number.isFinite(p) && p > 1 && p < 256, `perplexities ${ppl}`);
@@ -97,6 +98,17 @@ test('matched PEER heads keep per-token FLOPs within a few percent of dense at b
     const peer = modelCost(new CausalLM({ ...base, ffn, peer: { ...s.peer, heads } }, { seed: 0 }), s.ctx).flopsPerToken;
     assert.ok(Math.abs(peer / dense - 1) < 0.03, `dense ${dense} vs PEER ${peer} FLOPs/token`);
   }
+});
+
+test('log2Buckets: doubling position ranges, each the mean loss of its positions over all windows', () => {
+  // Loss = position in window 0, 2 x position in window 1 (a shorter window of 5 predictions).
+  const w0 = Float64Array.from({ length: 9 }, (_, i) => i + 1);
+  const w1 = Float64Array.from({ length: 5 }, (_, i) => 2 * (i + 1));
+  const b = log2Buckets([w0, w1]);
+  assert.deepEqual(b.map((x) => [x.from, x.to, x.tokens]), [[1, 2, 2], [2, 4, 4], [4, 8, 6], [8, 10, 2]]);
+  // [4, 8): positions 4..7 of window 0 (sum 22) and positions 4, 5 of window 1 (sum 18).
+  assert.ok(Math.abs(b[2].nll - 40 / 6) < 1e-12);
+  assert.ok(Math.abs(b[3].perplexity - Math.exp(17 / 2)) < 1e-9);
 });
 
 test('unknown or missing experiment name: exit 2 with one line naming the experiments', () => {

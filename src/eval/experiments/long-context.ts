@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../../data/index.ts';
 import { CausalLM, type ModelConfig } from '../../models/index.ts';
 import { train } from '../../train/trainer.ts';
-import { perplexityByPosition, type PositionBucket } from '../perplexity.ts';
+import { windowNlls } from '../perplexity.ts';
 
 export interface LongContextScale {
   /** Shared shape; intermediateSize is the attention model's and is re-solved for the others. */
@@ -17,19 +17,48 @@ export interface LongContextScale {
   lr: number;
   /** Validation windows of `ctx` tokens scored per model. */
   evalWindows: number;
-  buckets: number;
 }
 
-// About six minutes on two cores: TTT-MLP dominates (~0.8k tok/s training at this width), attention
-// and TTT-Linear take about a quarter of the time together. 80 steps x 2048 tokens per model.
+// About six minutes on two cores: TTT-MLP dominates (~1.3k tok/s training at this width), attention
+// and TTT-Linear take about a third of the time together. 150 steps x 2048 tokens per model.
 export const LONG_CONTEXT_FULL: LongContextScale = {
   shape: { hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 172 },
-  ctx: 512, batch: 4, steps: 80, lr: 3e-3, evalWindows: 48, buckets: 16,
+  ctx: 512, batch: 4, steps: 150, lr: 3e-3, evalWindows: 48,
 };
 export const LONG_CONTEXT_QUICK: LongContextScale = {
   shape: { hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64 },
-  ctx: 64, batch: 4, steps: 6, lr: 5e-3, evalWindows: 4, buckets: 4,
+  ctx: 64, batch: 4, steps: 6, lr: 5e-3, evalWindows: 4,
 };
+
+export interface PositionBucket {
+  /** Predicted positions [from, to): position p predicts token p from the p tokens before it. */
+  from: number;
+  to: number;
+  nll: number;
+  perplexity: number;
+  tokens: number;
+}
+
+/**
+ * Perplexity over doubling position ranges [1,2), [2,4), [4,8), ... A small model's loss falls
+ * fastest over the first few tokens and slowly afterwards; equal-width buckets would fold that
+ * whole fall into the first bucket.
+ */
+export function log2Buckets(nlls: Float64Array[]): PositionBucket[] {
+  const longest = Math.max(...nlls.map((w) => w.length));
+  const out: PositionBucket[] = [];
+  for (let from = 1; from <= longest; from *= 2) {
+    const to = Math.min(2 * from, longest + 1);
+    let sum = 0;
+    let tokens = 0;
+    for (const w of nlls) for (let p = from; p < to && p <= w.length; p++) {
+      sum += w[p - 1];
+      tokens++;
+    }
+    if (tokens) out.push({ from, to, nll: sum / tokens, perplexity: Math.exp(sum / tokens), tokens });
+  }
+  return out;
+}
 
 export const LONG_CONTEXT_MODELS: { name: string; mixer: ModelConfig['mixer'] }[] = [
   { name: 'attention', mixer: 'attention' },
@@ -103,7 +132,8 @@ export async function runLongContext(o: ExperimentOpts): Promise<ExperimentOutco
       interrupted = true;
       break;
     }
-    const buckets = await perplexityByPosition(model, valIds, { window: s.ctx, maxWindows: s.evalWindows, buckets: s.buckets });
+    // nll[w][i] scores the token at position i + 1 of window w.
+    const buckets = log2Buckets(await windowNlls(model, valIds, { window: s.ctx, maxWindows: s.evalWindows }));
     // The overall perplexity from the same per-token losses (one pass over the windows, not two).
     const nll = buckets.reduce((a, b) => a + b.nll * b.tokens, 0) / buckets.reduce((a, b) => a + b.tokens, 0);
     results.push({ name: m.name, params: model.numParameters(), ffn: model.config.intermediateSize, ppl: Math.exp(nll), tps: r.tokensPerSecond, buckets });
@@ -112,7 +142,7 @@ export async function runLongContext(o: ExperimentOpts): Promise<ExperimentOutco
   const headers = ['positions', ...results.map((r) => `${r.name} ppl`)];
   const rows: string[][] = [];
   if (results.length) {
-    results[0].buckets.forEach((b, i) => rows.push([`${b.from}-${b.to - 1}`, ...results.map((r) => r.buckets[i].perplexity.toFixed(3))]));
+    results[0].buckets.forEach((b, i) => rows.push([b.to - 1 === b.from ? String(b.from) : `${b.from}-${b.to - 1}`, ...results.map((r) => r.buckets[i].perplexity.toFixed(3))]));
     rows.push(['all', ...results.map((r) => r.ppl.toFixed(3))]);
     rows.push(['parameters', ...results.map((r) => String(r.params))]);
     rows.push(['ffn width', ...results.map((r) => String(r.ffn))]);
@@ -124,15 +154,15 @@ export async function runLongContext(o: ExperimentOpts): Promise<ExperimentOutco
     runs,
     table: { headers, rows },
     chart: {
-      title: 'validation perplexity by position', file: 'position.png', xLabel: 'position in window (bucket middle)', yLabel: 'perplexity',
-      series: results.map((r) => ({ name: r.name, points: r.buckets.map((b) => [(b.from + b.to - 1) / 2, b.perplexity] as [number, number]) })),
+      title: 'validation perplexity by position', file: 'position.png', xLabel: 'log2 of the position in the window (bucket start)', yLabel: 'perplexity',
+      series: results.map((r) => ({ name: r.name, points: r.buckets.map((b) => [Math.log2(b.from), b.perplexity] as [number, number]) })),
     },
     notes: [
       `${split.name}, byte tokens; every model: ${s.shape.numLayers} layers, hidden ${s.shape.hiddenSize}, ${s.shape.numHeads} heads, ` +
       `${s.steps} steps x ${s.batch} sequences x ${s.ctx} tokens, peak lr ${s.lr}, seed ${o.seed}; TTT layers use the Mamba backbone.`,
       `Equal size: the FFN width of the TTT models is solved so their parameter count matches the attention model's (${target}).`,
       `Validation: the first ${Math.min(s.evalWindows, Math.floor(valIds.length / s.ctx))} non-overlapping ${s.ctx}-token windows ` +
-      `(${evalTokens} predicted tokens per model), positions grouped into ${s.buckets} equal buckets; position p predicts token p from tokens before it.`,
+      `(${evalTokens} predicted tokens per model), positions grouped into doubling ranges; position p predicts token p from the p tokens before it.`,
     ],
     interrupted,
   };

@@ -22,12 +22,12 @@ export interface IsoflopScale {
   evalWindows: number;
 }
 
-// About six minutes on two cores: 280 dense steps and about as many PEER steps of 2048 tokens
-// (dense ~6k tok/s, PEER ~3.7k tok/s here), plus evaluation.
+// About six minutes on two cores: 350 dense steps and about as many PEER steps of 2048 tokens
+// (dense ~7k tok/s, PEER ~4k tok/s here), plus evaluation.
 export const ISOFLOP_FULL: IsoflopScale = {
   shape: { hiddenSize: 128, numLayers: 4, numHeads: 4, intermediateSize: 344 },
   peer: { numExperts: 64 * 64, topk: 16, dimKey: 64, queryNorm: 'batchnorm', sharedKeys: true, activation: 'gelu', score: 'softmax' },
-  ctx: 128, batch: 16, denseSteps: [40, 80, 160], lr: 3e-3, evalWindows: 200,
+  ctx: 128, batch: 16, denseSteps: [50, 100, 200], lr: 3e-3, evalWindows: 200,
 };
 export const ISOFLOP_QUICK: IsoflopScale = {
   shape: { hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64 },
