@@ -85,20 +85,18 @@ async function checkAll(model: CausalLM, label: string): Promise<void> {
   const ref = get('output.greedy_ids');
   const prompt = 8, total = ref.shape[1];
   assert.deepEqual(Array.from(ref.data.subarray(0, prompt)), Array.from(ids.data.subarray(0, prompt)), 'greedy prompt is input_ids[:1,:8]');
-  noGrad(() => {
-    const state = model.createState(1);
-    let next = fromArray(Int32Array.from(ids.data.subarray(0, prompt)), [1, prompt], DEVICE);
-    for (let t = prompt; t < total; t++) {
-      const lg = model.forward(next, state);
-      const v = lg.shape[2];
-      const last = (lg.dataSync() as Float32Array).subarray((lg.shape[1] - 1) * v);
-      let best = 0;
-      for (let i = 1; i < v; i++) if (last[i] > last[best]) best = i;
-      const want = ref.data[t];
-      if (best !== want) assert.ok(last[best] - last[want] <= TIE, `${label}: greedy token ${t} is ${best}, reference ${want} (gap ${last[best] - last[want]})`);
-      next = fromArray(Int32Array.of(want), [1, 1], DEVICE);
-    }
-  });
+  const state = model.createState(1);
+  let next = fromArray(Int32Array.from(ids.data.subarray(0, prompt)), [1, prompt], DEVICE);
+  for (let t = prompt; t < total; t++) {
+    const lg = noGrad(() => model.forward(next, state));
+    const v = lg.shape[2];
+    const last = ((await lg.data()) as Float32Array).subarray((lg.shape[1] - 1) * v);
+    let best = 0;
+    for (let i = 1; i < v; i++) if (last[i] > last[best]) best = i;
+    const want = ref.data[t];
+    if (best !== want) assert.ok(last[best] - last[want] <= TIE, `${label}: greedy token ${t} is ${best}, reference ${want} (gap ${last[best] - last[want]})`);
+    next = fromArray(Int32Array.of(want), [1, 1], DEVICE);
+  }
 }
 
 test('FBI golden: model from safetensors params through the HF config mapping', async () => {
@@ -120,11 +118,11 @@ test('loadPretrained names missing and unexpected tensors in one error', () => {
     missing.delete('model.layers.1.mlp.up_proj.wscale');
     missing.set('model.layers.0.rotary_emb.inv_freq', { dtype: 'f32', shape: [8], data: new Float32Array(8) });
     saveCheckpointFolder(join(dir, 'missing'), meta.config, missing);
-    assert.throws(() => loadPretrained(join(dir, 'missing')), (e: Error) => /missing 1 tensor\(s\): model\.layers\.1\.mlp\.up_proj\.wscale/.test(e.message) && !/inv_freq/.test(e.message));
+    assert.throws(() => loadPretrained(join(dir, 'missing'), { device: DEVICE }), (e: Error) => /missing 1 tensor\(s\): model\.layers\.1\.mlp\.up_proj\.wscale/.test(e.message) && !/inv_freq/.test(e.message));
     const extra = new Map(base);
     extra.set('model.layers.0.mlp.extra_proj.weight', { dtype: 'f32', shape: [2], data: new Float32Array(2) });
     saveCheckpointFolder(join(dir, 'extra'), meta.config, extra);
-    assert.throws(() => loadPretrained(join(dir, 'extra')), /unexpected 1 tensor\(s\): model\.layers\.0\.mlp\.extra_proj\.weight/);
+    assert.throws(() => loadPretrained(join(dir, 'extra'), { device: DEVICE }), /unexpected 1 tensor\(s\): model\.layers\.0\.mlp\.extra_proj\.weight/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -22,19 +22,19 @@ function setup(pattern: FbiScalePattern, rows: number, inF: number, outF: number
   return { w, alpha, beta, x, sr, sc, scaleAt };
 }
 
-test('fbiLinear forward matches alpha * sign(W) + beta in float64, all scale patterns', () => {
+test('fbiLinear forward matches alpha * sign(W) + beta in float64, all scale patterns', async () => {
   for (const pattern of PATTERNS) {
     const [rows, inF, outF] = [5, 12, 7];
     const { w, alpha, beta, x, sr, sc, scaleAt } = setup(pattern, rows, inF, outF, 1);
     const y = fbiLinear(fromArray(x, [rows, inF], DEVICE), fromArray(w, [outF, inF], DEVICE),
-      fromArray(alpha, [sr, sc], DEVICE), fromArray(beta, [sr, sc], DEVICE)).dataSync();
+      fromArray(alpha, [sr, sc], DEVICE), fromArray(beta, [sr, sc], DEVICE));
     const ref = new Float64Array(rows * outF);
     for (let t = 0; t < rows; t++) for (let i = 0; i < outF; i++) {
       let s = 0;
       for (let j = 0; j < inF; j++) s += x[t * inF + j] * (alpha[scaleAt(i, j)] * Math.sign(w[i * inF + j]) + beta[scaleAt(i, j)]);
       ref[t * outF + i] = s;
     }
-    const e = relMaxAbs(y, ref);
+    const e = relMaxAbs(await y.data(), ref);
     assert.ok(e < 1e-6, `${pattern}: forward error ${e}`);
   }
 });
@@ -64,19 +64,19 @@ test('fbiLinear gradients: x, wscale, wbias by finite differences; W by the stra
 });
 
 test('fbiLinear rejects mismatched scale shapes with a clear message', () => {
-  const x = fromArray(new Float32Array(8), [2, 4]), w = fromArray(new Float32Array(12), [3, 4]);
-  const bad = fromArray(new Float32Array(3), [1, 3]);
+  const x = fromArray(new Float32Array(8), [2, 4], DEVICE), w = fromArray(new Float32Array(12), [3, 4], DEVICE);
+  const bad = fromArray(new Float32Array(3), [1, 3], DEVICE);
   assert.throws(() => fbiLinear(x, w, bad, bad), /wscale \[1, 3\] fits no scale pattern for weight \[3, 4\]/);
-  const a = fromArray(new Float32Array(4), [1, 4]);
-  assert.throws(() => fbiLinear(x, w, a, fromArray(new Float32Array(1), [1, 1])), /wbias \[1, 1\] must have the shape of wscale \[1, 4\]/);
+  const a = fromArray(new Float32Array(4), [1, 4], DEVICE);
+  assert.throws(() => fbiLinear(x, w, a, fromArray(new Float32Array(1), [1, 1], DEVICE)), /wbias \[1, 1\] must have the shape of wscale \[1, 4\]/);
 });
 
-test('xnor init: beta = mean over the shared axis, alpha = mean |W - beta|', () => {
+test('xnor init: beta = mean over the shared axis, alpha = mean |W - beta|', async () => {
   for (const pattern of PATTERNS) {
-    const lin = new FbiLinear(9, 5, { rng: new Rng(3), std: 0.5, pattern });
-    const w = lin.weight.dataSync();
+    const lin = new FbiLinear(9, 5, { rng: new Rng(3), std: 0.5, pattern, device: DEVICE });
+    const w = await lin.weight.data();
     const [sr, sc] = fbiScaleShape(pattern, 5, 9);
-    const a = lin.wscale.dataSync(), b = lin.wbias.dataSync();
+    const a = await lin.wscale.data(), b = await lin.wbias.data();
     assert.deepEqual(lin.wscale.shape, [sr, sc]);
     for (let q = 0; q < sr * sc; q++) {
       const members: number[] = [];
@@ -94,7 +94,7 @@ test('xnor init: beta = mean over the shared axis, alpha = mean |W - beta|', () 
 });
 
 test("linear 'fbi' binarizes q,k,v,o,gate,up,down; embedding, LM head and norms stay full precision", () => {
-  const model = new CausalLM(presetConfig('fbi-tiny'), { seed: 1 });
+  const model = new CausalLM(presetConfig('fbi-tiny'), { seed: 1, device: DEVICE });
   const names = binarizedLinears(model).map(([n]) => n);
   const proj = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
   assert.deepEqual(names.sort(), [0, 1].flatMap((l) => proj.map((p) => `model.layers.${l}.${p}`)).sort());
@@ -104,25 +104,28 @@ test("linear 'fbi' binarizes q,k,v,o,gate,up,down; embedding, LM head and norms 
 });
 
 test('flip-flop ratio counts sign changes with 0 as -1', async () => {
-  const model = new CausalLM(presetConfig('fbi-tiny'), { seed: 2 });
+  const model = new CausalLM(presetConfig('fbi-tiny'), { seed: 2, device: DEVICE });
   const tracker = new FlipFlopTracker(model);
   assert.equal(await tracker.step(), 0);
   const lins = binarizedLinears(model);
   const total = lins.reduce((s, [, p]) => s + p.weight.size, 0);
-  const w = lins[0][1].weight.dataSync();
+  const weight = lins[0][1].weight;
+  const w = (await weight.data()).slice();
   // Flip 5 signs; move one negative weight to exactly 0 (still "negative": no flip).
   let flipped = 0, zeroed = false;
   for (let i = 0; i < w.length && (flipped < 5 || !zeroed); i++) {
     if (!zeroed && w[i] < 0) { w[i] = 0; zeroed = true; continue; }
     if (flipped < 5) { w[i] = -w[i]; flipped++; }
   }
+  // Write the edited latent weights back into the parameter's own storage (a copy on any backend).
+  weight.backend.kernels.copy(weight.backend.upload(w), 0, weight.buf, 0, w.length);
   assert.equal(await tracker.step(), 5 / total);
   assert.equal(await tracker.step(), 0);
 });
 
 test('bits per parameter: 1 per binarized weight, 32 per fp parameter', () => {
   const cfg = presetConfig('fbi-tiny');
-  const model = new CausalLM(cfg, { seed: 0 });
+  const model = new CausalLM(cfg, { seed: 0, device: DEVICE });
   const { hiddenSize: c, intermediateSize: f, numLayers: n, vocabSize: v } = { ...cfg } as Required<typeof cfg>;
   const bin = n * (4 * c * c + 3 * c * f);
   const linFp = n * 2 * (4 * c + 2 * c + f); // wscale + wbias [1, in] for q,k,v,o,gate,up (in = c) and down (in = f)
