@@ -10,7 +10,7 @@ import { PEER, type PeerLayerOptions } from '../../src/nn/peer.ts';
 import { batchNorm1d } from '../../src/ops/peer.ts';
 import * as op from '../../src/ops/index.ts';
 import { backward, densify, fromArray, noGrad, Rng, type Tensor } from '../../src/tensor/index.ts';
-import { assertClose, GOLDEN_DIR, relNorm } from '../helpers.ts';
+import { assertClose, DEVICE, GOLDEN_DIR, relNorm } from '../helpers.ts';
 
 // Tolerances from the golden README: outputs max-abs 1e-4 relative, gradients 1e-3 relative norm.
 const OUT_TOL = 1e-4;
@@ -27,18 +27,18 @@ function load(name: string) {
     assert.ok(t, `${name}: no tensor ${n}`);
     return t;
   };
-  const toTensor = (n: string): Tensor => { const t = get(n); return fromArray(t.data.slice(), t.shape); };
+  const toTensor = (n: string): Tensor => { const t = get(n); return fromArray(t.data.slice(), t.shape, DEVICE); };
   return { tensors, config: meta.config, get, toTensor };
 }
 
 const norm = (a: ArrayLike<number>) => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * a[i]; return Math.sqrt(s); };
 
-function denseGrad(p: Tensor): Float32Array {
-  if (p.grad) return p.grad.dataSync() as Float32Array;
+async function denseGrad(p: Tensor): Promise<Float32Array> {
+  if (p.grad) return (await p.grad.data()) as Float32Array;
   assert.ok(p.sparseGrads.length > 0, `no gradient for ${p.name || p.shape}`);
   const acc = new Float32Array(p.size);
   for (const s of p.sparseGrads) {
-    const d = densify(s, p.shape).dataSync();
+    const d = await densify(s, p.shape).data();
     for (let i = 0; i < acc.length; i++) acc[i] += d[i];
   }
   return acc;
@@ -76,14 +76,14 @@ function loadParams(m: PEER, g: ReturnType<typeof load>, prefix: string): void {
   for (const name of g.tensors.keys()) if (name.startsWith(prefix)) m.setTensor(name.slice(prefix.length), g.toTensor(name));
 }
 
-function checkGrads(m: PEER, g: ReturnType<typeof load>, x: Tensor, file: string): number {
+async function checkGrads(m: PEER, g: ReturnType<typeof load>, x: Tensor, file: string): Promise<number> {
   const params = new Map(m.namedParameters());
   let checked = 0;
   for (const name of g.tensors.keys()) {
     if (!name.startsWith('grad.')) continue;
     const ref = g.get(name).data as Float32Array;
     const key = name.slice(5);
-    const ours = key === 'x' ? (x.grad!.dataSync() as Float32Array) : denseGrad(params.get(key) ?? assert.fail(`${file}: no parameter ${key}`));
+    const ours = key === 'x' ? ((await x.grad!.data()) as Float32Array) : await denseGrad(params.get(key) ?? assert.fail(`${file}: no parameter ${key}`));
     checked++;
     if (key === 'query.bias' && m.queryBn?.training) {
       // Training-mode BatchNorm subtracts the batch mean, so the query bias gets exactly zero
@@ -99,7 +99,7 @@ function checkGrads(m: PEER, g: ReturnType<typeof load>, x: Tensor, file: string
   return checked;
 }
 
-test('golden: PEER-pytorch layout (per-head keys, (p h d) queries, softmax over k)', () => {
+test('golden: PEER-pytorch layout (per-head keys, (p h d) queries, softmax over k)', async () => {
   const g = load('peer_lucidrains_tiny');
   const c = g.config;
   assert.equal(c.product_key_topk, c.num_experts_per_head, 'this layer uses one k for both top-k stages');
@@ -108,17 +108,17 @@ test('golden: PEER-pytorch layout (per-head keys, (p h d) queries, softmax over 
     numExperts: c.num_experts, heads: c.heads, topk: c.num_experts_per_head, dimKey: 2 * c.dim_key,
     queryNorm: 'none', sharedKeys: false, activation: 'gelu', score: 'softmax',
   };
-  const m = new PEER(c.dim, opts, { rng: new Rng(1) });
+  const m = new PEER(c.dim, opts, { rng: new Rng(1), device: DEVICE });
   loadParams(m, g, 'param.');
   const x = g.toTensor('input.x');
   x.requiresGrad = true;
   const y = m.forward(x);
-  assertClose(y.dataSync(), g.get('output.y').data, OUT_TOL, 'output.y');
+  assertClose(await y.data(), g.get('output.y').data, OUT_TOL, 'output.y');
   backward(y, g.toTensor('input.cotangent'));
-  checkGrads(m, g, x, 'peer_lucidrains_tiny');
+  await checkGrads(m, g, x, 'peer_lucidrains_tiny');
 });
 
-test('golden: paper PEER (query BatchNorm, shared sub-keys), train and eval', () => {
+test('golden: paper PEER (query BatchNorm, shared sub-keys), train and eval', async () => {
   const g = load('peer_paper_tiny');
   const c = g.config;
   const opts: PeerLayerOptions = {
@@ -126,23 +126,23 @@ test('golden: paper PEER (query BatchNorm, shared sub-keys), train and eval', ()
     queryNorm: 'batchnorm', sharedKeys: true, activation: 'gelu', score: 'softmax',
   };
   const H = c.heads, dh = c.dk / 2, n = c.n_sub_keys, k = c.k;
-  const m = new PEER(c.dim, opts, { rng: new Rng(1) });
+  const m = new PEER(c.dim, opts, { rng: new Rng(1), device: DEVICE });
   loadParams(m, g, 'param.');
   const x = g.toTensor('input.x');
   x.requiresGrad = true;
   m.train();
   const y = m.forward(x);
-  assertClose(y.dataSync(), g.get('output.y_train').data, OUT_TOL, 'output.y_train');
+  assertClose(await y.data(), g.get('output.y_train').data, OUT_TOL, 'output.y_train');
   // Training-mode queries (batch statistics, no running update) to arbitrate index ties.
   const T = x.size / c.dim;
   const bnW = m.namedParameters().find(([nm]) => nm === 'query_bn.weight')![1];
   const bnB = m.namedParameters().find(([nm]) => nm === 'query_bn.bias')![1];
   const qTrain = noGrad(() => batchNorm1d(m.query.forward(op.reshape(x, [T, c.dim])), bnW, bnB, null, { training: true }));
-  const keys = m.keys.dataSync() as Float32Array;
-  assertIndices(m.lastIndices!.dataSync() as Int32Array, g.get('output.indices_train').data as Int32Array,
-    qTrain.dataSync() as Float32Array, keys, H, 1, n, dh, k, 'indices_train');
+  const keys = (await m.keys.data()) as Float32Array;
+  assertIndices((await m.lastIndices!.data()) as Int32Array, g.get('output.indices_train').data as Int32Array,
+    (await qTrain.data()) as Float32Array, keys, H, 1, n, dh, k, 'indices_train');
   backward(y, g.toTensor('input.cotangent'));
-  checkGrads(m, g, x, 'peer_paper_tiny');
+  await checkGrads(m, g, x, 'peer_paper_tiny');
 
   // Running statistics after the one training step equal the reference buffers.
   const buffers = new Map(m.namedBuffers());
@@ -151,14 +151,14 @@ test('golden: paper PEER (query BatchNorm, shared sub-keys), train and eval', ()
     const ours = buffers.get(name.slice(7));
     assert.ok(ours, `no buffer ${name}`);
     const ref = g.get(name).data;
-    if (ours.dtype === 'i32') assert.deepEqual(Array.from(ours.dataSync()), Array.from(ref), name);
-    else assertClose(ours.dataSync(), ref, OUT_TOL, name);
+    if (ours.dtype === 'i32') assert.deepEqual(Array.from(await ours.data()), Array.from(ref), name);
+    else assertClose(await ours.data(), ref, OUT_TOL, name);
   }
 
   m.eval();
   const yEval = noGrad(() => m.forward(x));
-  assertClose(yEval.dataSync(), g.get('output.y_eval').data, OUT_TOL, 'output.y_eval');
+  assertClose(await yEval.data(), g.get('output.y_eval').data, OUT_TOL, 'output.y_eval');
   const qEval = noGrad(() => m.queryBn!.forward(m.query.forward(op.reshape(x, [T, c.dim]))));
-  assertIndices(m.lastIndices!.dataSync() as Int32Array, g.get('output.indices_eval').data as Int32Array,
-    qEval.dataSync() as Float32Array, keys, H, 1, n, dh, k, 'indices_eval');
+  assertIndices((await m.lastIndices!.data()) as Int32Array, g.get('output.indices_eval').data as Int32Array,
+    (await qEval.data()) as Float32Array, keys, H, 1, n, dh, k, 'indices_eval');
 });
