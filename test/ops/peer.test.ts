@@ -41,15 +41,15 @@ function bruteForce(q: Float32Array, keys: Float32Array, T: number, H: number, H
 }
 
 for (const Hk of [1, 3]) {
-  test(`peerRetrieve: exact top-k over all N experts (${Hk === 1 ? 'shared' : 'per-head'} keys)`, () => {
+  test(`peerRetrieve: exact top-k over all N experts (${Hk === 1 ? 'shared' : 'per-head'} keys)`, async () => {
     const rng = new Rng(11 + Hk);
     const T = 7, H = 3, n = 12, dh = 5, k = 4;
     const q = randTensor([T, H, 2, dh], rng), keys = randTensor([Hk, 2, n, dh], rng);
     const { indices, scores } = peerRetrieve(q, keys, k);
-    const ref = bruteForce(q.dataSync() as Float32Array, keys.dataSync() as Float32Array, T, H, Hk, n, dh, k);
+    const ref = bruteForce((await q.data()) as Float32Array, (await keys.data()) as Float32Array, T, H, Hk, n, dh, k);
     // Random continuous data: no ties, so indices must match exactly.
-    assert.deepEqual(Array.from(indices.dataSync()), ref.idx);
-    assertClose(scores.dataSync(), ref.score, 1e-5, 'scores');
+    assert.deepEqual(Array.from(await indices.data()), ref.idx);
+    assertClose(await scores.data(), ref.score, 1e-5, 'scores');
   });
 
   test(`peerRetrieve: finite-difference gradients of the scores (${Hk === 1 ? 'shared' : 'per-head'} keys)`, async () => {
@@ -76,19 +76,19 @@ const VARIANTS: PeerExpertsOpts[] = [
 ];
 
 for (const o of VARIANTS) {
-  test(`peerExperts (${o.activation}, ${o.score}) matches the gathered formulation, forward and backward`, () => {
+  test(`peerExperts (${o.activation}, ${o.score}) matches the gathered formulation, forward and backward`, async () => {
     const rng = new Rng(3);
     const T = 9, C = 37, N = 50, H = 3, k = 4; // C not a multiple of 16: vector tails
     const x = randTensor([T, C], rng), down = randTensor([N, C], rng, 0.3), up = randTensor([N, C], rng, 0.3);
     const idx = randIdx(rng, [T, H, k], N), z = randTensor([T, H, k], rng);
     const cot = randTensor([T, C], rng);
-    const run = (f: typeof naiveExperts) => {
+    const run = async (f: typeof naiveExperts) => {
       for (const t of [x, down, up, z]) { t.requiresGrad = true; t.zeroGrad(); }
       const y = f(x, down, up, idx, z, o);
       backward(y, cot);
-      return [y, x.grad!, down.grad!, up.grad!, z.grad!].map((t) => Float32Array.from(t.dataSync()));
+      return Promise.all([y, x.grad!, down.grad!, up.grad!, z.grad!].map(async (t) => Float32Array.from(await t.data())));
     };
-    const fused = run(peerExperts), ref = run(naiveExperts);
+    const fused = await run(peerExperts), ref = await run(naiveExperts);
     const names = ['y', 'dx', 'ddown', 'dup', 'dscores'];
     fused.forEach((a, i) => assert.ok(relNorm(a, ref[i]) <= 1e-5, `${names[i]}: relative error ${relNorm(a, ref[i])}`));
   });
@@ -102,7 +102,7 @@ for (const o of VARIANTS) {
   });
 }
 
-test('peerExperts: expert-table gradients are row-sparse over exactly the touched rows', () => {
+test('peerExperts: expert-table gradients are row-sparse over exactly the touched rows', async () => {
   const rng = new Rng(4);
   const T = 5, C = 8, N = 1000, H = 2, k = 3;
   const down = randTensor([N, C], rng), up = randTensor([N, C], rng);
@@ -110,41 +110,44 @@ test('peerExperts: expert-table gradients are row-sparse over exactly the touche
   const idx = randIdx(rng, [T, H, k], N);
   const y = peerExperts(randTensor([T, C], rng), down, up, idx, randTensor([T, H, k], rng));
   backward(y, randTensor([T, C], rng));
-  const touched = [...new Set(idx.dataSync())].sort((a, b) => a - b);
+  const touched = [...new Set(await idx.data())].sort((a, b) => a - b);
   for (const t of [down, up]) {
     assert.equal(t.grad, null, 'no dense gradient');
     assert.equal(t.sparseGrads.length, 1);
-    const rows = Array.from(t.sparseGrads[0].indices.dataSync()).sort((a, b) => a - b);
+    const rows = Array.from(await t.sparseGrads[0].indices.data()).sort((a, b) => a - b);
     assert.deepEqual(rows, touched, 'each touched row listed once, nothing else');
     assert.deepEqual(t.sparseGrads[0].values.shape, [touched.length, C]);
   }
 });
 
-test('batchNorm1d: PyTorch semantics (biased normalization, unbiased running var, eval with running stats)', () => {
+test('batchNorm1d: PyTorch semantics (biased normalization, unbiased running var, eval with running stats)', async () => {
   const rng = new Rng(2);
   const R = 11, F = 3;
   const xs = randArray(R * F, rng, 2);
   const x = fromArray(xs.slice(), [R, F], DEVICE), w = randTensor([F], rng), b = randTensor([F], rng);
   const rm = fromArray(Float32Array.from([0.5, -1, 2]), [F], DEVICE), rv = fromArray(Float32Array.from([1, 2, 0.5]), [F], DEVICE);
-  const nbt = fromArray(new Int32Array([3]), [], DEVICE);
-  const rm0 = Array.from(rm.dataSync()), rv0 = Array.from(rv.dataSync());
+  // The step counter is host-side on every backend (BatchNorm1d keeps it on the cpu).
+  const nbt = fromArray(new Int32Array([3]), [], 'cpu');
+  const rm0 = Array.from(await rm.data()), rv0 = Array.from(await rv.data());
+  const wv = await w.data(), bv = await b.data();
   const y = batchNorm1d(x, w, b, { mean: rm, var: rv, numBatchesTracked: nbt }, { training: true });
+  const yv = await y.data(), rm1 = await rm.data(), rv1 = await rv.data();
   for (let f = 0; f < F; f++) {
     let m = 0;
     for (let r = 0; r < R; r++) m += xs[r * F + f];
     m /= R;
     let ss = 0;
     for (let r = 0; r < R; r++) ss += (xs[r * F + f] - m) ** 2;
-    const expectY = Array.from({ length: R }, (_, r) => (xs[r * F + f] - m) / Math.sqrt(ss / R + 1e-5) * w.dataSync()[f] + b.dataSync()[f]);
-    assertClose(Array.from({ length: R }, (_, r) => y.dataSync()[r * F + f]), expectY, 1e-5, `y feature ${f}`);
-    assert.ok(Math.abs(rm.dataSync()[f] - (0.9 * rm0[f] + 0.1 * m)) < 1e-5, 'running mean');
-    assert.ok(Math.abs(rv.dataSync()[f] - (0.9 * rv0[f] + 0.1 * ss / (R - 1))) < 1e-5, 'running var (unbiased)');
+    const expectY = Array.from({ length: R }, (_, r) => (xs[r * F + f] - m) / Math.sqrt(ss / R + 1e-5) * wv[f] + bv[f]);
+    assertClose(Array.from({ length: R }, (_, r) => yv[r * F + f]), expectY, 1e-5, `y feature ${f}`);
+    assert.ok(Math.abs(rm1[f] - (0.9 * rm0[f] + 0.1 * m)) < 1e-5, 'running mean');
+    assert.ok(Math.abs(rv1[f] - (0.9 * rv0[f] + 0.1 * ss / (R - 1))) < 1e-5, 'running var (unbiased)');
   }
-  assert.equal(nbt.dataSync()[0], 4);
-  const ye = batchNorm1d(x, w, b, { mean: rm, var: rv }, { training: false });
+  assert.equal((await nbt.data())[0], 4);
+  const ye = await batchNorm1d(x, w, b, { mean: rm, var: rv }, { training: false }).data();
   const f = 1, r = 4;
-  const expect = (xs[r * F + f] - rm.dataSync()[f]) / Math.sqrt(rv.dataSync()[f] + 1e-5) * w.dataSync()[f] + b.dataSync()[f];
-  assert.ok(Math.abs(ye.dataSync()[r * F + f] - expect) < 1e-5, 'eval uses running stats');
+  const expect = (xs[r * F + f] - rm1[f]) / Math.sqrt(rv1[f] + 1e-5) * wv[f] + bv[f];
+  assert.ok(Math.abs(ye[r * F + f] - expect) < 1e-5, 'eval uses running stats');
 });
 
 for (const training of [true, false]) {
@@ -161,7 +164,7 @@ for (const sharedKeys of [true, false]) {
   test(`PEER layer (${sharedKeys ? 'paper, BatchNorm' : 'PEER-pytorch, no norm'}): finite-difference gradients end to end`, async () => {
     const rng = new Rng(21);
     const m = new PEER(6, { numExperts: 25, heads: 2, topk: 3, dimKey: 4, queryNorm: sharedKeys ? 'batchnorm' : 'none', sharedKeys,
-      activation: 'gelu', score: 'softmax' }, { rng, std: 0.5 });
+      activation: 'gelu', score: 'softmax' }, { rng, std: 0.5, device: DEVICE });
     // gradcheck perturbs the input; keep BatchNorm's running stats out of it by checking x only,
     // and the whole layer's parameters through the golden tests.
     await gradcheck((x) => m.forward(x), [randTensor([2, 4, 6], rng)], { eps: 1e-3, tol: 3e-3 });
@@ -169,7 +172,7 @@ for (const sharedKeys of [true, false]) {
 }
 
 test('CausalLM with ffn peer in one layer: builds from a preset, trains a step, names follow the references', () => {
-  const model = new CausalLM(PEER_PRESETS['peer-tiny'], { seed: 1 });
+  const model = new CausalLM(PEER_PRESETS['peer-tiny'], { seed: 1, device: DEVICE });
   const names = model.namedParameters().map(([n]) => n);
   for (const n of ['model.layers.1.mlp.query.weight', 'model.layers.1.mlp.query_bn.weight', 'model.layers.1.mlp.sub_keys',
     'model.layers.1.mlp.down.weight', 'model.layers.1.mlp.up.weight', 'model.layers.0.mlp.gate_proj.weight']) {
@@ -200,7 +203,7 @@ test('expert usage: fraction and unevenness', () => {
   const z = [0.5, 0.25, 0.25];
   assert.ok(Math.abs(u.unevenness() - (Math.log(N) + z.reduce((s, p) => s + p * Math.log(p), 0))) < 1e-12);
   const m = new PEER(8, { numExperts: 64, heads: 2, topk: 2, dimKey: 4, queryNorm: 'none', sharedKeys: true, activation: 'relu', score: 'softmax' },
-    { rng: new Rng(1) });
+    { rng: new Rng(1), device: DEVICE });
   const usage = m.trackUsage()!;
   noGrad(() => m.forward(randTensor([5, 8], new Rng(2))));
   const counted = usage.counts.reduce((s, c) => s + c, 0);
@@ -213,13 +216,18 @@ test('PEER: bad input gives one clear error', () => {
   assert.throws(() => new PEER(8, { ...base, numExperts: 60 }, { rng }), /perfect square/);
   assert.throws(() => new PEER(8, { ...base, topk: 9 }, { rng }), /exceeds/);
   assert.throws(() => new PEER(8, { ...base, dimKey: 5 }, { rng }), /even/);
-  const m = new PEER(8, base, { rng });
+  const m = new PEER(8, base, { rng, device: DEVICE });
   assert.throws(() => m.forward(randTensor([3, 7], rng)), /does not end in 8/);
   assert.throws(() => peerRetrieve(randTensor([2, 2, 2, 3], rng), randTensor([1, 2, 4, 3], rng), 5), /k = 5/);
   assert.throws(() => peerExperts(randTensor([2, 4], rng), randTensor([6, 4], rng), randTensor([6, 4], rng),
     randIdx(rng, [2, 1, 2], 6), randTensor([2, 1, 3], rng)), /indices and scores/);
+  assert.throws(() => batchNorm1d(randTensor([1, 4], rng), null, null, null, { training: true }), /more than one/);
+});
+
+// The expert-id range check runs inside the CPU kernel as it reads each id; a GPU kernel cannot raise.
+test('peerExperts: an expert id out of range raises a clear error', { skip: DEVICE !== 'cpu' && 'expert ids are range-checked by the CPU kernel only; a GPU kernel cannot raise' }, () => {
+  const rng = new Rng(1);
   const bad = fromArray(Int32Array.from([0, 99]), [1, 1, 2], DEVICE);
   assert.throws(() => peerExperts(randTensor([1, 4], rng), randTensor([6, 4], rng), randTensor([6, 4], rng), bad, randTensor([1, 1, 2], rng)),
     /out of range/);
-  assert.throws(() => batchNorm1d(randTensor([1, 4], rng), null, null, null, { training: true }), /more than one/);
 });
