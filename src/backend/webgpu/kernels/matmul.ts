@@ -1,5 +1,7 @@
 // Batched SGEMM, C = alpha * op(A) op(B) + beta * C, row-major, with register tiling: a workgroup of
-// 256 threads computes a TM x TN tile of C, each thread an RM x RN block held in registers; BK-deep
+// 256 threads computes a TM x TN tile of C, each thread an RM x RN set held in registers (rows and
+// columns strided by the thread grid, so neighbouring lanes read neighbouring workgroup-memory words
+// and write neighbouring outputs: no bank conflicts, coalesced stores); BK-deep
 // slices of A and B are staged in workgroup memory (k-major, so the inner loop reads contiguous rows).
 // Global loads use vec4 along an operand's contiguous axis when its sizes and strides allow.
 import type { GpuBuf } from '../pool.ts';
@@ -74,8 +76,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${loadTile('B', 'Bs', tn, bk, transB, vecB, 'p.n', transB ? 'p.k' : 'p.n', 'bBase', 'n0')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${bk}u; kk++) {
-      for (var r = 0u; r < ${rm}u; r++) { a[r] = As[kk * ${tm}u + ty * ${rm}u + r]; }
-      for (var c = 0u; c < ${rn}u; c++) { b[c] = Bs[kk * ${tn}u + tx * ${rn}u + c]; }
+      for (var r = 0u; r < ${rm}u; r++) { a[r] = As[kk * ${tm}u + ty + r * ${tm / rm}u]; }
+      for (var c = 0u; c < ${rn}u; c++) { b[c] = Bs[kk * ${tn}u + tx + c * ${tx}u]; }
       for (var r = 0u; r < ${rm}u; r++) {
         for (var c = 0u; c < ${rn}u; c++) { acc[r * ${rn}u + c] = fma(a[r], b[c], acc[r * ${rn}u + c]); }
       }
@@ -84,10 +86,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let cBase = wid.z * p.sc;
   for (var r = 0u; r < ${rm}u; r++) {
-    let gm = m0 + ty * ${rm}u + r;
+    let gm = m0 + ty + r * ${tm / rm}u;
     if (gm >= p.m) { break; }
     for (var c = 0u; c < ${rn}u; c++) {
-      let gn = n0 + tx * ${rn}u + c;
+      let gn = n0 + tx + c * ${tx}u;
       if (gn >= p.n) { break; }
       let ci = cBase + gm * p.n + gn;
       var v = p.alpha * acc[r * ${rn}u + c];
