@@ -48,9 +48,26 @@ function loadTile(name: string, dst: string, t: number, bk: number, kContig: boo
   }`;
 }
 
+// The register block is written out as named vec4 accumulators (no arrays, no inner loops): shader
+// compilers otherwise may keep a dynamically indexed accumulator array in slow local memory.
 function code(tile: Tile, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): string {
   const { tm, tn, bk, rm, rn } = tile;
-  const tx = tn / rn;
+  const tx = tn / rn, sy = tm / rm, nv = rn / 4;
+  const R = [...Array(rm).keys()], V = [...Array(nv).keys()];
+  const accDecl = R.map((r) => V.map((v) => `  var acc${r}_${v} = vec4<f32>(0.0);`).join('\n')).join('\n');
+  const loadA = R.map((r) => `      let a${r} = As[kk * ${tm}u + ty + ${r * sy}u];`).join('\n');
+  const loadB = V.map((v) => `      let b${v} = vec4<f32>(${[0, 1, 2, 3].map((j) => `Bs[kk * ${tn}u + tx + ${(v * 4 + j) * tx}u]`).join(', ')});`).join('\n');
+  const fmas = R.map((r) => V.map((v) => `      acc${r}_${v} = fma(vec4<f32>(a${r}), b${v}, acc${r}_${v});`).join('\n')).join('\n');
+  const store = R.map((r) => `
+  {
+    let gm = m0 + ty + ${r * sy}u;
+    if (gm < p.m) {
+${V.map((v) => [0, 1, 2, 3].map((j) => {
+    const comp = 'xyzw'[j];
+    return `      { let gn = n0 + tx + ${(v * 4 + j) * tx}u; if (gn < p.n) { let ci = cBase + gm * p.n + gn; var val = p.alpha * acc${r}_${v}.${comp}; if (p.beta != 0.0) { val += p.beta * C[ci]; } C[ci] = val; } }`;
+  }).join('\n')).join('\n')}
+    }
+  }`).join('');
   return `
 @group(0) @binding(0) var<storage, read> A: array<${vecA ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> B: array<${vecB ? 'vec4<f32>' : 'f32'}>;
@@ -68,35 +85,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bBase = wid.z * p.sb;
   let ty = tid / ${tx}u;
   let tx = tid % ${tx}u;
-  var acc: array<f32, ${rm * rn}>;
-  var a: array<f32, ${rm}>;
-  var b: array<f32, ${rn}>;
+${accDecl}
   for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
     ${loadTile('A', 'As', tm, bk, !transA, vecA, 'p.m', transA ? 'p.m' : 'p.k', 'aBase', 'm0')}
     ${loadTile('B', 'Bs', tn, bk, transB, vecB, 'p.n', transB ? 'p.k' : 'p.n', 'bBase', 'n0')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${bk}u; kk++) {
-      for (var r = 0u; r < ${rm}u; r++) { a[r] = As[kk * ${tm}u + ty + r * ${tm / rm}u]; }
-      for (var c = 0u; c < ${rn}u; c++) { b[c] = Bs[kk * ${tn}u + tx + c * ${tx}u]; }
-      for (var r = 0u; r < ${rm}u; r++) {
-        for (var c = 0u; c < ${rn}u; c++) { acc[r * ${rn}u + c] = fma(a[r], b[c], acc[r * ${rn}u + c]); }
-      }
+${loadA}
+${loadB}
+${fmas}
     }
     workgroupBarrier();
   }
-  let cBase = wid.z * p.sc;
-  for (var r = 0u; r < ${rm}u; r++) {
-    let gm = m0 + ty + r * ${tm / rm}u;
-    if (gm >= p.m) { break; }
-    for (var c = 0u; c < ${rn}u; c++) {
-      let gn = n0 + tx + c * ${tx}u;
-      if (gn >= p.n) { break; }
-      let ci = cBase + gm * p.n + gn;
-      var v = p.alpha * acc[r * ${rn}u + c];
-      if (p.beta != 0.0) { v += p.beta * C[ci]; }
-      C[ci] = v;
-    }
-  }
+  let cBase = wid.z * p.sc;${store}
 }`;
 }
 
