@@ -34,12 +34,11 @@ export class FbiLinear extends Module implements LinearLike {
   constructor(readonly inFeatures: number, readonly outFeatures: number, init: FbiLinearOpts) {
     super();
     this.pattern = init.pattern ?? 'column';
-    const w = randn([outFeatures, inFeatures], init.rng, init.std ?? 0.02, { device: init.device });
+    // The latent weight is drawn on the host so the xnor init can read it, then moved to the device.
+    const host = randn([outFeatures, inFeatures], init.rng, init.std ?? 0.02).dataSync() as Float32Array;
     const shape = fbiScaleShape(this.pattern, outFeatures, inFeatures);
-    const wData = w.dataSyncMaybe();
-    // xnor init needs the latent values on the host; other devices start from the CPU copy.
-    const { alpha, beta } = xnorInit((wData ?? new Float32Array(w.size)) as Float32Array, outFeatures, inFeatures, this.pattern);
-    this.param('weight', w);
+    const { alpha, beta } = xnorInit(host, outFeatures, inFeatures, this.pattern);
+    this.param('weight', fromArray(host, [outFeatures, inFeatures], init.device));
     this.param('wscale', fromArray(alpha, shape, init.device));
     this.param('wbias', fromArray(beta, shape, init.device));
   }
