@@ -53,7 +53,8 @@ export function familyHooks(model: CausalLM): TrainHook[] {
     // Usage over each step's tokens (paper Table 2 reports it over an evaluation set; this is the training-time view).
     const trackers = peers.map((p) => p.trackUsage(true)!);
     hooks.push({
-      afterUpdate: () => {
+      afterUpdate: async () => {
+        await Promise.all(trackers.map((t) => t.flush()));
         const rec = {
           expert_usage: trackers.reduce((s, t) => s + t.fraction(), 0) / trackers.length,
           expert_unevenness: trackers.reduce((s, t) => s + (t.counts.some((c) => c > 0) ? t.unevenness() : 0), 0) / trackers.length,

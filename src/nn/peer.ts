@@ -21,6 +21,7 @@ import { batchNorm1d, peerExperts, peerRetrieve, type PeerActivation, type PeerS
 import { type Tensor, empty, full, randn, zeros } from '../tensor/tensor.ts';
 import { Linear, type InitOpts } from './layers.ts';
 import { Module } from './module.ts';
+import { keep } from '../tensor/scope.ts';
 
 export interface PeerLayerOptions {
   numExperts: number;
@@ -37,12 +38,28 @@ export interface PeerLayerOptions {
 export class ExpertUsage {
   readonly counts: Float64Array;
   tokens = 0;
+  /** Device index tensors not yet counted (counted by flush(), which reads them back). */
+  private pending: Tensor[] = [];
   constructor(readonly numExperts: number) {
     this.counts = new Float64Array(numExperts);
   }
-  /** Adds retrieved expert ids (i32, any shape). */
+  /** Adds retrieved expert ids (i32, any shape); ids on a device are counted at the next flush(). */
   add(indices: Tensor | Int32Array): void {
-    const ids = indices instanceof Int32Array ? indices : (indices.dataSync() as Int32Array);
+    if (indices instanceof Int32Array) return this.count(indices);
+    const host = indices.dataSyncMaybe();
+    if (host) this.count(host as Int32Array);
+    else this.pending.push(keep(indices));
+  }
+  /** Reads back and counts ids recorded on a device. */
+  async flush(): Promise<void> {
+    const todo = this.pending;
+    this.pending = [];
+    for (const t of todo) {
+      this.count((await t.data()) as Int32Array);
+      t.dispose();
+    }
+  }
+  private count(ids: Int32Array): void {
     for (let i = 0; i < ids.length; i++) {
       if (ids[i] < 0 || ids[i] >= this.numExperts) throw new Error(`ExpertUsage: expert id ${ids[i]} out of range [0, ${this.numExperts})`);
       this.counts[ids[i]]++;
@@ -51,14 +68,21 @@ export class ExpertUsage {
   reset(): void {
     this.counts.fill(0);
     this.tokens = 0;
+    for (const t of this.pending) t.dispose();
+    this.pending = [];
   }
   /** Distinct experts retrieved / N. */
   fraction(): number {
+    this.assertFlushed();
     return expertUsageFraction(this.counts);
   }
   /** KL divergence of the usage distribution from uniform: log N + sum z log z. */
   unevenness(): number {
+    this.assertFlushed();
     return usageUnevenness(this.counts);
+  }
+  private assertFlushed(): void {
+    if (this.pending.length) throw new Error('ExpertUsage: ids recorded on a device are not counted yet; await usage.flush() first');
   }
 }
 

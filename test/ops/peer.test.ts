@@ -189,7 +189,7 @@ test('CausalLM with ffn peer in one layer: builds from a preset, trains a step, 
   assert.deepEqual(logits.shape, [2, 8, 256]);
 });
 
-test('expert usage: fraction and unevenness', () => {
+test('expert usage: fraction and unevenness', async () => {
   const N = 16;
   const uniform = new Float64Array(N).fill(3);
   assert.equal(expertUsageFraction(uniform), 1);
@@ -206,6 +206,7 @@ test('expert usage: fraction and unevenness', () => {
     { rng: new Rng(1), device: DEVICE });
   const usage = m.trackUsage()!;
   noGrad(() => m.forward(randTensor([5, 8], new Rng(2))));
+  await usage.flush();
   const counted = usage.counts.reduce((s, c) => s + c, 0);
   assert.equal(counted, 5 * 2 * 2, 'every retrieval counted');
 });
