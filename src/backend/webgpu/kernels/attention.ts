@@ -3,6 +3,12 @@
 // forward, recomputation of the probabilities from the saved log-sum-exp in the backward.
 // Layouts match the CPU kernel: q, o, dO [B, L, H, D]; k, v [B, S, Hkv, D]; lse [B, H, L].
 // Query head h reads kv head h / (H / Hkv); causal queries are the last L of S positions.
+//
+// The WGSL is generated per head dimension: every per-thread vector of length D is written out as
+// D4 = ceil(D / 4) named vec4 registers and every inner product over D is unrolled. Shader compilers
+// keep dynamically indexed per-thread arrays in slow local memory, which made the looped version
+// several times slower. Workgroup tiles hold rows of D4 vec4 (zero-padded past D), so one code path
+// serves any D: global accesses are vec4 when D % 4 == 0 and per-component otherwise.
 import type { GpuBuf } from '../pool.ts';
 import { type Runtime, Uniform } from '../runtime.ts';
 import { infFns, NEG_INF } from './common.ts';
@@ -11,43 +17,101 @@ export interface AttnParams { b: number; l: number; s: number; h: number; hkv: n
 
 const ROWS = 64; // threads (rows) per workgroup
 
-/** Keys (or queries) per tile: two tiles of D floats each plus two scalars per row must fit. */
-function tileRows(rt: Runtime, d: number): number {
+const range = (n: number): number[] => [...Array(n).keys()];
+
+/** Rows per tile: two tiles of D4 vec4 per row (plus `extra` bytes per row) must fit, at most 64. */
+function tileRows(rt: Runtime, d4: number, extra: number): number {
   let t = 64;
-  while (t > 1 && 2 * t * d * 4 + 8 * t > rt.maxWorkgroupStorage) t /= 2;
+  while (t > 1 && t * (2 * d4 * 16 + extra) > rt.maxWorkgroupStorage) t /= 2;
   return t;
 }
 
 function check(p: AttnParams): void {
-  if (p.d > 256) throw new Error(`webgpu attention supports head dimensions up to 256, got ${p.d}`);
+  if (!Number.isInteger(p.d) || p.d < 1 || p.d > 256) throw new Error(`webgpu attention supports head dimensions 1..256, got ${p.d}`);
 }
 
 const paramsStruct = 'struct P { b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u32 }';
 const uniformOf = (p: AttnParams) => new Uniform().u(p.b, p.l, p.s, p.h, p.hkv).f(p.scale).u(p.causal ? 1 : 0);
 
-/** Cooperative load of `t` rows of D floats (row r of kv head hk at sequence position base + r). */
-const loadRows = (dst: string, src: string, t: number, d: number, count: string, addr: string) => `
-    for (var e = lid; e < ${t * d}u; e += ${ROWS}u) {
-      let r = e / ${d}u;
-      let c = e % ${d}u;
-      var v = 0.0;
-      if (r < ${count}) { v = ${src}[${addr} + c]; }
+/** Code generation for one head dimension. Row indices count rows of D floats in a global buffer. */
+class Gen {
+  readonly d4: number;
+  readonly vec: boolean;
+  readonly cs: number[];
+  constructor(readonly d: number) {
+    this.d4 = Math.ceil(d / 4);
+    this.vec = d % 4 === 0;
+    this.cs = range(this.d4);
+  }
+  /** WGSL element type of the global q/k/v/o/grad buffers. */
+  get elem(): string { return this.vec ? 'vec4<f32>' : 'f32'; }
+  /** Expression for the c-th vec4 of global row `row` (components past D read as zero). */
+  read(buf: string, row: string, c: number): string {
+    if (this.vec) return `${buf}[${row} * ${this.d4}u + ${c}u]`;
+    const comp = range(4).map((k) => (4 * c + k < this.d ? `${buf}[${row} * ${this.d}u + ${4 * c + k}u]` : '0.0'));
+    return `vec4<f32>(${comp.join(', ')})`;
+  }
+  /** Statement storing vec4 expression `val` as the c-th vec4 of global row `row`. */
+  write(buf: string, row: string, c: number, val: string): string {
+    if (this.vec) return `${buf}[${row} * ${this.d4}u + ${c}u] = ${val};`;
+    const parts = range(4).filter((k) => 4 * c + k < this.d).map((k) => `${buf}[${row} * ${this.d}u + ${4 * c + k}u] = t.${'xyzw'[k]};`);
+    return `{ let t = ${val}; ${parts.join(' ')} }`;
+  }
+  /** Declarations `prefix0..` holding a global row (times `mul`, if given). */
+  regs(prefix: string, buf: string, row: string, mul = ''): string {
+    return this.cs.map((c) => `  let ${prefix}${c} = ${this.read(buf, row, c)}${mul};`).join('\n');
+  }
+  zeros(prefix: string): string {
+    return this.cs.map((c) => `  var ${prefix}${c} = vec4<f32>(0.0);`).join('\n');
+  }
+  /** Unrolled inner product of registers `prefix*` with the tile row starting at vec4 index `base`. */
+  dot(prefix: string, tile: string, base: string): string {
+    let e = `${prefix}0 * ${tile}[${base}]`;
+    for (const c of this.cs.slice(1)) e = `fma(${prefix}${c}, ${tile}[${base} + ${c}u], ${e})`;
+    return `dot(${e}, vec4<f32>(1.0))`;
+  }
+  /** acc* += w * tile row at `base`. */
+  axpy(acc: string, w: string, tile: string, base: string, indent = '      '): string {
+    return this.cs.map((c) => `${indent}${acc}${c} = fma(vec4<f32>(${w}), ${tile}[${base} + ${c}u], ${acc}${c});`).join('\n');
+  }
+  /**
+   * Cooperative load of `t` tile rows into workgroup memory; tile row r is global row `rowOf(r)`,
+   * rows at or past `count` are zero.
+   */
+  load(dst: string, src: string, t: number, count: string, rowOf: string): string {
+    const body = this.vec
+      ? `v = ${src}[gr * ${this.d4}u + c];`
+      : range(4).map((k) => `if (c * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + c * 4u + ${k}u]; }`).join(' ');
+    return `
+    for (var e = lid; e < ${t * this.d4}u; e += ${ROWS}u) {
+      let r = e / ${this.d4}u;
+      let c = e % ${this.d4}u;
+      var v = vec4<f32>(0.0);
+      if (r < ${count}) { let gr = ${rowOf}; ${body} }
       ${dst}[e] = v;
     }`;
+  }
+}
 
-export function attentionForward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, lse: GpuBuf, p: AttnParams): void {
-  check(p);
-  const D = p.d, T = tileRows(rt, D);
-  rt.dispatch({ key: `attnFwd:${D}:${T}`, access: 'rrrww', code: () => `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> K: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+function forwardCode(g: Gen, t: number): string {
+  const D4 = g.d4;
+  // Keys scored together per online-softmax step: enough independent dot products to hide latency,
+  // few enough that the unrolled code stays moderate for large D.
+  const C = Math.min(t, D4 >= 32 ? 8 : 16);
+  const ks = range(C);
+  const kRow = '(b * p.s + k0 + r) * p.hkv + hk';
+  let cmax = 's0';
+  for (const u of ks.slice(1)) cmax = `max(${cmax}, s${u})`;
+  return `
+@group(0) @binding(0) var<storage, read> Q: array<${g.elem}>;
+@group(0) @binding(1) var<storage, read> K: array<${g.elem}>;
+@group(0) @binding(2) var<storage, read> V: array<${g.elem}>;
+@group(0) @binding(3) var<storage, read_write> O: array<${g.elem}>;
 @group(0) @binding(4) var<storage, read_write> LSE: array<f32>;
 ${paramsStruct}
 @group(0) @binding(5) var<uniform> p: P;
-var<workgroup> Ks: array<f32, ${T * D}>;
-var<workgroup> Vs: array<f32, ${T * D}>;
+var<workgroup> Ks: array<vec4<f32>, ${t * D4}>;
+var<workgroup> Vs: array<vec4<f32>, ${t * D4}>;
 ${infFns}
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -61,66 +125,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var kEnd = p.s;
   if (p.causal == 1u) { kEnd = min(p.s, wid.x * ${ROWS}u + ${ROWS - 1}u + shift + 1u); }
   let lim = i + shift;
-  var qv: array<f32, ${D}>;
-  var acc: array<f32, ${D}>;
-  var sc: array<f32, ${T}>;
-  let qo = ((b * p.l + min(i, p.l - 1u)) * p.h + h) * ${D}u;
-  for (var c = 0u; c < ${D}u; c++) { qv[c] = Q[qo + c] * p.scale; acc[c] = 0.0; }
+  let qr = (b * p.l + min(i, p.l - 1u)) * p.h + h;
+${g.regs('q', 'Q', 'qr', ' * p.scale')}
+${g.zeros('acc')}
   var m = ${NEG_INF};
   var l = 0.0;
-  for (var k0 = 0u; k0 < kEnd; k0 += ${T}u) {
+  for (var k0 = 0u; k0 < kEnd; k0 += ${t}u) {
     workgroupBarrier();
-    ${loadRows('Ks', 'K', T, D, 'kEnd - k0', '((b * p.s + k0 + r) * p.hkv + hk) * ' + D + 'u')}
-    ${loadRows('Vs', 'V', T, D, 'kEnd - k0', '((b * p.s + k0 + r) * p.hkv + hk) * ' + D + 'u')}
+    ${g.load('Ks', 'K', t, 'kEnd - k0', kRow)}
+    ${g.load('Vs', 'V', t, 'kEnd - k0', kRow)}
     workgroupBarrier();
-    var tmax = ${NEG_INF};
-    for (var jj = 0u; jj < ${T}u; jj++) {
-      let j = k0 + jj;
-      var s = ${NEG_INF};
-      if (valid && j < kEnd && (p.causal == 0u || j <= lim)) {
-        var dot = 0.0;
-        for (var c = 0u; c < ${D}u; c++) { dot = fma(qv[c], Ks[jj * ${D}u + c], dot); }
-        s = dot;
+    let n = min(${t}u, kEnd - k0);
+    for (var jc = 0u; jc < n; jc += ${C}u) {
+${ks.map((u) => `      let kb${u} = (jc + ${u}u) * ${D4}u;
+      let j${u} = k0 + jc + ${u}u;
+      let s${u} = select(${NEG_INF}, ${g.dot('q', 'Ks', `kb${u}`)}, valid && j${u} < kEnd && (p.causal == 0u || j${u} <= lim));`).join('\n')}
+      let cm = ${cmax};
+      if (cm > ${NEG_INF}) {
+        let mNew = max(m, cm);
+        let corr = exp(m - mNew);
+${ks.map((u) => `        let p${u} = exp(s${u} - mNew);`).join('\n')}
+        l = l * corr + ${ks.map((u) => `p${u}`).join(' + ')};
+${g.cs.map((c) => `        acc${c} *= corr;`).join('\n')}
+${ks.map((u) => g.axpy('acc', `p${u}`, 'Vs', `kb${u}`, '        ')).join('\n')}
+        m = mNew;
       }
-      sc[jj] = s;
-      tmax = max(tmax, s);
-    }
-    // Branches on per-row values stay inside if-blocks: an early continue would make the next
-    // iteration's barrier non-uniform.
-    if (tmax > ${NEG_INF}) {
-      let mNew = max(m, tmax);
-      let corr = exp(m - mNew);
-      l *= corr;
-      for (var c = 0u; c < ${D}u; c++) { acc[c] *= corr; }
-      for (var jj = 0u; jj < ${T}u; jj++) {
-        let pj = exp(sc[jj] - mNew);
-        if (pj > 0.0) {
-          l += pj;
-          for (var c = 0u; c < ${D}u; c++) { acc[c] = fma(pj, Vs[jj * ${D}u + c], acc[c]); }
-        }
-      }
-      m = mNew;
     }
   }
   if (!valid) { return; }
   let inv = 1.0 / l;
-  for (var c = 0u; c < ${D}u; c++) { O[qo + c] = acc[c] * inv; }
+${g.cs.map((c) => `  ${g.write('O', 'qr', c, `acc${c} * inv`)}`).join('\n')}
   LSE[(b * p.h + h) * p.l + i] = m + log(l);
-}` }, [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+}`;
 }
 
-export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, dO: GpuBuf, lse: GpuBuf,
-  dq: GpuBuf, dk: GpuBuf, dv: GpuBuf, p: AttnParams): void {
+export function attentionForward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, lse: GpuBuf, p: AttnParams): void {
   check(p);
-  const D = p.d, T = tileRows(rt, D);
-  const head = `${paramsStruct}`;
-  // D_i = rowsum(dO * o) per (b, h, i).
-  const dsum = rt.temp(p.b * p.h * p.l, 'f32');
-  rt.dispatch({ key: `attnDsum:${D}`, access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> O: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
+  const g = new Gen(p.d), T = tileRows(rt, g.d4, 0);
+  rt.dispatch({ key: `attnFwd:${p.d}:${T}`, access: 'rrrww', code: () => forwardCode(g, T) },
+    [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+}
+
+function dsumCode(g: Gen): string {
+  return `
+@group(0) @binding(0) var<storage, read> O: array<${g.elem}>;
+@group(0) @binding(1) var<storage, read> G: array<${g.elem}>;
 @group(0) @binding(2) var<storage, read_write> DS: array<f32>;
-${head}
+${paramsStruct}
 @group(0) @binding(3) var<uniform> p: P;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -128,25 +179,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (i >= p.l) { return; }
   let h = wid.y;
   let b = wid.z;
-  let off = ((b * p.l + i) * p.h + h) * ${D}u;
-  var s = 0.0;
-  for (var c = 0u; c < ${D}u; c++) { s = fma(O[off + c], G[off + c], s); }
-  DS[(b * p.h + h) * p.l + i] = s;
-}` }, [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+  let row = (b * p.l + i) * p.h + h;
+  var s = vec4<f32>(0.0);
+${g.cs.map((c) => `  s = fma(${g.read('O', 'row', c)}, ${g.read('G', 'row', c)}, s);`).join('\n')}
+  DS[(b * p.h + h) * p.l + i] = dot(s, vec4<f32>(1.0));
+}`;
+}
 
-  // dq: one thread per query row, key/value tiles streamed.
-  rt.dispatch({ key: `attnDq:${D}:${T}`, access: 'rrrrrrw', code: () => `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> K: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
+function dqCode(g: Gen, t: number): string {
+  const D4 = g.d4;
+  const kRow = '(b * p.s + k0 + r) * p.hkv + hk';
+  return `
+@group(0) @binding(0) var<storage, read> Q: array<${g.elem}>;
+@group(0) @binding(1) var<storage, read> K: array<${g.elem}>;
+@group(0) @binding(2) var<storage, read> V: array<${g.elem}>;
+@group(0) @binding(3) var<storage, read> G: array<${g.elem}>;
 @group(0) @binding(4) var<storage, read> LSE: array<f32>;
 @group(0) @binding(5) var<storage, read> DS: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DQ: array<f32>;
-${head}
+@group(0) @binding(6) var<storage, read_write> DQ: array<${g.elem}>;
+${paramsStruct}
 @group(0) @binding(7) var<uniform> p: P;
-var<workgroup> Ks: array<f32, ${T * D}>;
-var<workgroup> Vs: array<f32, ${T * D}>;
+var<workgroup> Ks: array<vec4<f32>, ${t * D4}>;
+var<workgroup> Vs: array<vec4<f32>, ${t * D4}>;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let h = wid.y;
@@ -159,50 +213,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var kEnd = p.s;
   if (p.causal == 1u) { kEnd = min(p.s, wid.x * ${ROWS}u + ${ROWS - 1}u + shift + 1u); }
   let lim = i + shift;
-  let qo = ((b * p.l + ic) * p.h + h) * ${D}u;
-  var qv: array<f32, ${D}>;
-  var gv: array<f32, ${D}>;
-  var acc: array<f32, ${D}>;
-  for (var c = 0u; c < ${D}u; c++) { qv[c] = Q[qo + c] * p.scale; gv[c] = G[qo + c]; acc[c] = 0.0; }
+  let qr = (b * p.l + ic) * p.h + h;
+${g.regs('qv', 'Q', 'qr', ' * p.scale')}
+${g.regs('gv', 'G', 'qr')}
+${g.zeros('acc')}
   let li = LSE[(b * p.h + h) * p.l + ic];
   let di = DS[(b * p.h + h) * p.l + ic];
-  for (var k0 = 0u; k0 < kEnd; k0 += ${T}u) {
+  for (var k0 = 0u; k0 < kEnd; k0 += ${t}u) {
     workgroupBarrier();
-    ${loadRows('Ks', 'K', T, D, 'kEnd - k0', '((b * p.s + k0 + r) * p.hkv + hk) * ' + D + 'u')}
-    ${loadRows('Vs', 'V', T, D, 'kEnd - k0', '((b * p.s + k0 + r) * p.hkv + hk) * ' + D + 'u')}
+    ${g.load('Ks', 'K', t, 'kEnd - k0', kRow)}
+    ${g.load('Vs', 'V', t, 'kEnd - k0', kRow)}
     workgroupBarrier();
-    for (var jj = 0u; jj < ${T}u; jj++) {
+    let n = min(${t}u, kEnd - k0);
+    for (var jj = 0u; jj < n; jj++) {
+      let kb = jj * ${D4}u;
       let j = k0 + jj;
-      if (valid && j < kEnd && (p.causal == 0u || j <= lim)) {
-        var s = 0.0;
-        var dp = 0.0;
-        for (var c = 0u; c < ${D}u; c++) { s = fma(qv[c], Ks[jj * ${D}u + c], s); dp = fma(gv[c], Vs[jj * ${D}u + c], dp); }
-        let ds = exp(s - li) * (dp - di);
-        for (var c = 0u; c < ${D}u; c++) { acc[c] = fma(ds, Ks[jj * ${D}u + c], acc[c]); }
-      }
+      let s = ${g.dot('qv', 'Ks', 'kb')};
+      let dp = ${g.dot('gv', 'Vs', 'kb')};
+      let ds = select(0.0, exp(s - li) * (dp - di), valid && (p.causal == 0u || j <= lim));
+${g.axpy('acc', 'ds', 'Ks', 'kb')}
     }
   }
   if (!valid) { return; }
-  for (var c = 0u; c < ${D}u; c++) { DQ[qo + c] = acc[c] * p.scale; }
-}` }, [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+${g.cs.map((c) => `  ${g.write('DQ', 'qr', c, `acc${c} * p.scale`)}`).join('\n')}
+}`;
+}
 
-  // dk, dv: one thread per key row of a kv head; every query head of its group and every query that
-  // sees the key is streamed through workgroup memory, so no two threads write the same row.
-  rt.dispatch({ key: `attnDkv:${D}:${T}`, access: 'rrrrrrww', code: () => `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> K: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
+function dkvCode(g: Gen, t: number): string {
+  const D4 = g.d4;
+  const qRow = '(b * p.l + q0 + r) * p.h + h';
+  return `
+@group(0) @binding(0) var<storage, read> Q: array<${g.elem}>;
+@group(0) @binding(1) var<storage, read> K: array<${g.elem}>;
+@group(0) @binding(2) var<storage, read> V: array<${g.elem}>;
+@group(0) @binding(3) var<storage, read> G: array<${g.elem}>;
 @group(0) @binding(4) var<storage, read> LSE: array<f32>;
 @group(0) @binding(5) var<storage, read> DS: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DK: array<f32>;
-@group(0) @binding(7) var<storage, read_write> DV: array<f32>;
-${head}
+@group(0) @binding(6) var<storage, read_write> DK: array<${g.elem}>;
+@group(0) @binding(7) var<storage, read_write> DV: array<${g.elem}>;
+${paramsStruct}
 @group(0) @binding(8) var<uniform> p: P;
-var<workgroup> Qs: array<f32, ${T * D}>;
-var<workgroup> Gs: array<f32, ${T * D}>;
-var<workgroup> Ls: array<f32, ${T}>;
-var<workgroup> Dl: array<f32, ${T}>;
+var<workgroup> Qs: array<vec4<f32>, ${t * D4}>;
+var<workgroup> Gs: array<vec4<f32>, ${t * D4}>;
+var<workgroup> Ls: array<f32, ${t}>;
+var<workgroup> Dl: array<f32, ${t}>;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let hk = wid.y;
@@ -216,40 +270,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var qStart = 0u;
   let j0 = wid.x * ${ROWS}u;
   if (p.causal == 1u && j0 > shift) { qStart = j0 - shift; }
-  let ko = ((b * p.s + jc) * p.hkv + hk) * ${D}u;
-  var kv: array<f32, ${D}>;
-  var vv: array<f32, ${D}>;
-  var dk: array<f32, ${D}>;
-  var dv: array<f32, ${D}>;
-  for (var c = 0u; c < ${D}u; c++) { kv[c] = K[ko + c] * p.scale; vv[c] = V[ko + c]; dk[c] = 0.0; dv[c] = 0.0; }
-  for (var g = 0u; g < group; g++) {
-    let h = hk * group + g;
-    for (var q0 = qStart - qStart % ${T}u; q0 < p.l; q0 += ${T}u) {
+  let kr = (b * p.s + jc) * p.hkv + hk;
+${g.regs('kv', 'K', 'kr', ' * p.scale')}
+${g.regs('vv', 'V', 'kr')}
+${g.zeros('dk')}
+${g.zeros('dv')}
+  for (var gi = 0u; gi < group; gi++) {
+    let h = hk * group + gi;
+    for (var q0 = qStart - qStart % ${t}u; q0 < p.l; q0 += ${t}u) {
       workgroupBarrier();
-      ${loadRows('Qs', 'Q', T, D, 'p.l - q0', '((b * p.l + q0 + r) * p.h + h) * ' + D + 'u')}
-      ${loadRows('Gs', 'G', T, D, 'p.l - q0', '((b * p.l + q0 + r) * p.h + h) * ' + D + 'u')}
-      for (var e = lid; e < ${T}u; e += ${ROWS}u) {
+      ${g.load('Qs', 'Q', t, 'p.l - q0', qRow)}
+      ${g.load('Gs', 'G', t, 'p.l - q0', qRow)}
+      for (var e = lid; e < ${t}u; e += ${ROWS}u) {
         let qi = min(q0 + e, p.l - 1u);
         Ls[e] = LSE[(b * p.h + h) * p.l + qi];
         Dl[e] = DS[(b * p.h + h) * p.l + qi];
       }
       workgroupBarrier();
-      for (var ii = 0u; ii < ${T}u; ii++) {
+      let n = min(${t}u, p.l - q0);
+      for (var ii = 0u; ii < n; ii++) {
+        let qb = ii * ${D4}u;
         let i = q0 + ii;
-        if (!valid || i >= p.l || (p.causal == 1u && j > i + shift)) { continue; }
-        var s = 0.0;
-        var dp = 0.0;
-        for (var c = 0u; c < ${D}u; c++) { s = fma(kv[c], Qs[ii * ${D}u + c], s); dp = fma(vv[c], Gs[ii * ${D}u + c], dp); }
-        let pr = exp(s - Ls[ii]);
+        let s = ${g.dot('kv', 'Qs', 'qb')};
+        let dp = ${g.dot('vv', 'Gs', 'qb')};
+        let pr = select(0.0, exp(s - Ls[ii]), valid && (p.causal == 0u || j <= i + shift));
         let ds = pr * (dp - Dl[ii]);
-        for (var c = 0u; c < ${D}u; c++) {
-          dv[c] = fma(pr, Gs[ii * ${D}u + c], dv[c]);
-          dk[c] = fma(ds, Qs[ii * ${D}u + c], dk[c]);
-        }
+${g.axpy('dv', 'pr', 'Gs', 'qb', '        ')}
+${g.axpy('dk', 'ds', 'Qs', 'qb', '        ')}
       }
     }
   }
   if (!valid) { return; }
-  for (var c = 0u; c < ${D}u; c++) { DK[ko + c] = dk[c] * p.scale; DV[ko + c] = dv[c]; }
-}` }, [q, k, v, dO, lse, dsum, dk, dv], uniformOf(p), [Math.ceil(p.s / ROWS), p.hkv, p.b]);
+${g.cs.map((c) => `  ${g.write('DK', 'kr', c, `dk${c} * p.scale`)}\n  ${g.write('DV', 'kr', c, `dv${c}`)}`).join('\n')}
+}`;
+}
+
+export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, dO: GpuBuf, lse: GpuBuf,
+  dq: GpuBuf, dk: GpuBuf, dv: GpuBuf, p: AttnParams): void {
+  check(p);
+  const g = new Gen(p.d);
+  // D_i = rowsum(dO * o) per (b, h, i).
+  const dsum = rt.temp(p.b * p.h * p.l, 'f32');
+  rt.dispatch({ key: `attnDsum:${p.d}`, access: 'rrw', code: () => dsumCode(g) },
+    [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+
+  // dq: one thread per query row, key/value tiles streamed.
+  const tq = tileRows(rt, g.d4, 0);
+  rt.dispatch({ key: `attnDq:${p.d}:${tq}`, access: 'rrrrrrw', code: () => dqCode(g, tq) },
+    [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+
+  // dk, dv: one thread per key row of a kv head; every query head of its group and every query that
+  // sees the key is streamed through workgroup memory, so no two threads write the same row.
+  const tk = tileRows(rt, g.d4, 8);
+  rt.dispatch({ key: `attnDkv:${p.d}:${tk}`, access: 'rrrrrrww', code: () => dkvCode(g, tk) },
+    [q, k, v, dO, lse, dsum, dk, dv], uniformOf(p), [Math.ceil(p.s / ROWS), p.hkv, p.b]);
 }
