@@ -10,7 +10,8 @@ import { fmtBytes, folderBytes } from './common.ts';
 export const spec: CommandSpec = {
   name: 'pack',
   summary: 'pack an FBI checkpoint into the 1-bit serving format (sign bits + scales)',
-  usage: 'frugal pack --model DIR --out DIR',
+  usage: 'frugal pack IN OUT   (or --model IN --out OUT)',
+  positionals: ['IN', 'OUT'],
   flags: {
     model: { type: 'string', arg: 'DIR', help: 'FBI checkpoint folder' },
     out: { type: 'string', arg: 'DIR', help: 'folder for the packed model' },
@@ -31,8 +32,10 @@ export function packFolder(dir: string, out: string): { before: number; after: n
   return { before: folderBytes(src, weights), after: folderBytes(dst, weights) };
 }
 
-export async function run(f: Flags): Promise<number> {
-  const { before, after } = packFolder(need(f, 'model', 'pack'), need(f, 'out', 'pack'));
-  console.log(`packed ${f.model} -> ${f.out}: weights ${fmtBytes(before)} -> ${fmtBytes(after)} (${(before / after).toFixed(1)}x smaller)`);
+export async function run(f: Flags, positional: string[] = []): Promise<number> {
+  const src = positional[0] ?? need(f, 'model', 'pack');
+  const dst = positional[1] ?? need(f, 'out', 'pack');
+  const { before, after } = packFolder(src, dst);
+  console.log(`packed ${src} -> ${dst}: weights ${fmtBytes(before)} -> ${fmtBytes(after)} (${(before / after).toFixed(1)}x smaller)`);
   return 0;
 }
