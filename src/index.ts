@@ -1,0 +1,19 @@
+// The library's public entry: tensors and autograd, ops, models (all layer families registered),
+// training, evaluation, generation, checkpoints and data. WebGPU: `initWebGPU()` before building
+// tensors or models with `device: 'webgpu'`.
+export * from './tensor/index.ts';
+export * as ops from './ops/index.ts';
+export * from './models/index.ts';
+export { presetRegistry, presetByName } from './models/presets.ts';
+export { loadPretrained } from './models/llama-hf.ts';
+export { AdamW, clipFactor, gradNorm } from './train/optim.ts';
+export { train } from './train/trainer.ts';
+export { saveCheckpoint, loadModel } from './train/checkpoint.ts';
+export { perplexity, perplexityByPosition } from './eval/perplexity.ts';
+export { evaluateMultipleChoice } from './eval/multiple-choice.ts';
+export { generate } from './infer/generate.ts';
+export { loadPackedModel, savePackedModel, packModel } from './infer/packed-linear.ts';
+export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
+export { readTorchBin } from './io/torch-bin.ts';
+export * from './data/index.ts';
+export { initWebGPU, destroyWebGPU } from './backend/webgpu/index.ts';
