@@ -434,6 +434,154 @@ Napi::Value js_row_grads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- factored row gradients ---------------------------------------------------------------------
+// A factored row gradient is a sum of rank-1 terms: term r adds coef[r] * basis[token[r]] to row
+// slot[r] of a [U, C] row block (slot indexes the unique row list). Each expert-table gradient of
+// PEER has this form (one term per retrieval), so it can be kept as O(R) scalars plus a [B, C] basis
+// instead of U x C values; the kernels below build one row at a time from its terms.
+struct Factored {
+  const int32_t* slot;
+  const int32_t* token;
+  const float* coef;
+  const float* basis;
+  int64_t R, U, B, C;
+  // Terms grouped by slot: order[offsets[q]..offsets[q+1]) are row q's terms, ascending (a stable
+  // counting sort), so a row sums its terms in the order the materialized kernel used.
+  std::vector<int32_t> offsets, order;
+  void group() {
+    offsets.assign(U + 1, 0);
+    for (int64_t r = 0; r < R; r++) offsets[slot[r] + 1]++;
+    for (int64_t q = 0; q < U; q++) offsets[q + 1] += offsets[q];
+    order.resize(R);
+    std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
+    for (int64_t r = 0; r < R; r++) order[fill[slot[r]]++] = static_cast<int32_t>(r);
+  }
+  // Writes row q's gradient into out[C] (overwrites).
+  void row(const Vec& V, int64_t q, float* out) const {
+    std::memset(out, 0, C * sizeof(float));
+    for (int32_t e = offsets[q]; e < offsets[q + 1]; e++) {
+      const int32_t r = order[e];
+      V.axpy(coef[r], basis + int64_t(token[r]) * C, out, C);
+    }
+  }
+};
+
+// Arguments 0..6 of every factored kernel: slot, token, coef, basis, R, U, C.
+Factored factored_args(const Napi::CallbackInfo& info) {
+  const int64_t R = num(info, 4), U = num(info, 5), C = num(info, 6);
+  positive(info, {R, U, C});
+  Factored f{};
+  f.R = R; f.U = U; f.C = C;
+  f.slot = arg<int32_t>(info, 0, R, "slot");
+  f.token = arg<int32_t>(info, 1, R, "token");
+  f.coef = arg<float>(info, 2, R, "coef");
+  size_t bl;
+  f.basis = f32(info, 3, &bl);
+  f.B = static_cast<int64_t>(bl) / C;
+  for (int64_t r = 0; r < R; r++) {
+    if (f.slot[r] < 0 || f.slot[r] >= U) throw Napi::RangeError::New(info.Env(), "peer: factored gradient slot out of range");
+    if (f.token[r] < 0 || f.token[r] >= f.B) throw Napi::RangeError::New(info.Env(), "peer: factored gradient token out of range");
+  }
+  f.group();
+  return f;
+}
+
+// peerFactoredRows(slot, token, coef, basis, R, U, C, out, rows, N)
+// rows null: out [U, C] gets row q at q (overwrites). rows (i32 [U], unique, < N): out [N, C] gets
+// row q added at rows[q] (densify).
+Napi::Value js_factored_rows(const Napi::CallbackInfo& info) {
+  const Factored f = factored_args(info);
+  const int64_t C = f.C, U = f.U;
+  const bool scatter = !info[8].IsNull() && !info[8].IsUndefined();
+  const int64_t N = scatter ? num(info, 9) : U;
+  float* out = arg<float>(info, 7, N * C, "out");
+  const int32_t* rows = scatter ? arg<int32_t>(info, 8, U, "rows") : nullptr;
+  if (scatter) check_indices(info, rows, U, N);
+  const Vec V = vec();
+  parallel_for(U, [&](int64_t a, int64_t b) {
+    std::vector<float> tmp(scatter ? C : 0);
+    for (int64_t q = a; q < b; q++) {
+      if (!scatter) { f.row(V, q, out + q * C); continue; }
+      f.row(V, q, tmp.data());
+      float* dst = out + int64_t(rows[q]) * C;
+      for (int64_t c = 0; c < C; c++) dst[c] += tmp[c];
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// peerFactoredSumSquares(slot, token, coef, basis, R, U, C) -> sum over rows of |row|^2 (double).
+Napi::Value js_factored_sum_squares(const Napi::CallbackInfo& info) {
+  const Factored f = factored_args(info);
+  const int64_t tasks = std::min<int64_t>(f.U, 4 * num_threads());
+  std::vector<double> part(tasks, 0.0);
+  const Vec V = vec();
+  parallel_tasks(tasks, [&](int64_t t) {
+    std::vector<float> tmp(f.C);
+    double s = 0;
+    for (int64_t q = t * f.U / tasks; q < (t + 1) * f.U / tasks; q++) {
+      f.row(V, q, tmp.data());
+      for (int64_t c = 0; c < f.C; c++) s += double(tmp[c]) * tmp[c];
+    }
+    part[t] = s;
+  });
+  double s = 0;
+  for (double p : part) s += p;
+  return Napi::Number::New(info.Env(), s);
+}
+
+// peerFactoredAdamw(slot, token, coef, basis, R, U, C, rows, N, w, m, v, lr, b1, b2, eps, wd, step, gradScale)
+// Lazy AdamW on the touched rows rows[q] of w, m, v [N, C] (PyTorch semantics, as the dense
+// kernel): each row's gradient is built from its terms in a per-thread scratch row, so no [U, C]
+// gradient block exists. Rows must be unique.
+Napi::Value js_factored_adamw(const Napi::CallbackInfo& info) {
+  const Factored f = factored_args(info);
+  const int64_t C = f.C, U = f.U, N = num(info, 8);
+  positive(info, {N});
+  const int32_t* rows = arg<int32_t>(info, 7, U, "rows");
+  float* w = arg<float>(info, 9, N * C, "w");
+  float* m = arg<float>(info, 10, N * C, "m");
+  float* v = arg<float>(info, 11, N * C, "v");
+  check_indices(info, rows, U, N);
+  {
+    std::vector<uint8_t> seen(N, 0);
+    for (int64_t q = 0; q < U; q++) {
+      if (seen[rows[q]]) throw Napi::RangeError::New(info.Env(), "peer: factored gradient rows must be unique");
+      seen[rows[q]] = 1;
+    }
+  }
+  // Same constants and per-element formula as the elementwise (dense) AdamW kernel.
+  const float lr = static_cast<float>(dnum(info, 12)), b1 = static_cast<float>(dnum(info, 13));
+  const float b2 = static_cast<float>(dnum(info, 14)), fe = static_cast<float>(dnum(info, 15));
+  const float wd = static_cast<float>(dnum(info, 16)), scale = static_cast<float>(dnum(info, 18));
+  const double stepNo = dnum(info, 17);
+  const float bc1 = static_cast<float>(1 - std::pow(static_cast<double>(b1), stepNo));
+  const float bc2 = static_cast<float>(1 - std::pow(static_cast<double>(b2), stepNo));
+  const float stepSize = lr / bc1, ib2 = 1.0f / bc2, decay = 1 - lr * wd;
+  const Vec V = vec();
+  parallel_for(U, [&](int64_t a, int64_t b) {
+    std::vector<float> g(C);
+    for (int64_t q = a; q < b; q++) {
+      if (q + 1 < b) {
+        const int64_t nx = int64_t(rows[q + 1]) * C;
+        prefetch_row(w + nx, C); prefetch_row(m + nx, C); prefetch_row(v + nx, C);
+      }
+      f.row(V, q, g.data());
+      const int64_t base = int64_t(rows[q]) * C;
+      float* wr = w + base;
+      float* mr = m + base;
+      float* vr = v + base;
+      for (int64_t c = 0; c < C; c++) {
+        const float gg = g[c] * scale;
+        mr[c] = b1 * mr[c] + (1 - b1) * gg;
+        vr[c] = b2 * vr[c] + (1 - b2) * gg * gg;
+        wr[c] = wr[c] * decay - stepSize * mr[c] / (std::sqrt(vr[c] * ib2) + fe);
+      }
+    }
+  });
+  return info.Env().Undefined();
+}
+
 // peerAdviseHugePages(array): asks the kernel to back the array's 2 MiB-aligned interior with
 // transparent huge pages (expert tables and their row gradients are read and written at random
 // rows; 4 KiB pages make nearly every row a TLB miss and every first touch a page fault). Only
@@ -466,6 +614,9 @@ FRUGAL_EXPORT("peerExpertsForward", js_experts_forward)
 FRUGAL_EXPORT("peerExpertsBackwardTokens", js_experts_backward_tokens)
 FRUGAL_EXPORT("peerGroupRows", js_group_rows)
 FRUGAL_EXPORT("peerRowGrads", js_row_grads)
+FRUGAL_EXPORT("peerFactoredRows", js_factored_rows)
+FRUGAL_EXPORT("peerFactoredSumSquares", js_factored_sum_squares)
+FRUGAL_EXPORT("peerFactoredAdamw", js_factored_adamw)
 FRUGAL_EXPORT("peerIsa", js_isa)
 FRUGAL_EXPORT("peerAdviseHugePages", js_advise_huge_pages)
 }  // namespace peer

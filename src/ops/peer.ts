@@ -109,7 +109,8 @@ export interface PeerExpertsOpts {
  * Mixture of single-neuron experts: y_t = sum_{h, r} g[t,h,r] act(down[e] . x_t) up[e], e =
  * indices[t,h,r], g = softmax (or sigmoid) of scores over the k picks of each head.
  * x [..., C]; down (u) and up (v) [N, C]; indices (i32) and scores [T, H, k] with T = tokens of x.
- * Gradients: x and scores dense, down and up row-sparse over the touched experts.
+ * Gradients: x and scores dense, down and up row-sparse over the touched experts (on the cpu in
+ * factored form: one rank-1 term per retrieval, see RowFactors).
  */
 export function peerExperts(x: Tensor, down: Tensor, up: Tensor, indices: Tensor, scores: Tensor,
   opts: PeerExpertsOpts = {}): Tensor {
@@ -138,13 +139,26 @@ export function peerExperts(x: Tensor, down: Tensor, up: Tensor, indices: Tensor
   return record(y, 'peerExperts', [x, down, up, scores], (dy) => {
     const dx = like(x), dz = like(scores);
     const r = extra(x, 'peerExpertsBackward')(x.buf, down.buf, up.buf, indices.buf, g.buf, pre.buf, dy.buf, T, C, N, H, k,
-      actKind, scoreKind, dx.buf, dz.buf) as { rows: any; du: any; dv: any };
+      actKind, scoreKind, dx.buf, dz.buf) as { rows: any; du?: any; dv?: any; slot?: any; token?: any; ds?: any; w?: any };
     const U = r.rows.length;
     const rows = new Tensor(r.rows, [U], 'i32', x.device);
+    if (r.du) {
+      return [dx, new RowSparse(rows, new Tensor(r.du, [U, C], 'f32', x.device), true),
+        new RowSparse(rows, new Tensor(r.dv, [U, C], 'f32', x.device), true), dz];
+    }
+    // Factored: one rank-1 term per retrieval, du's on the rows of x and dv's on the rows of dy.
+    // Both bases are copied so the gradient stays valid whatever later happens to x and dy.
+    const E = T * H * k;
+    const slot = new Tensor(r.slot, [E], 'i32', x.device), token = new Tensor(r.token, [E], 'i32', x.device);
+    const basis = (t: Tensor) => {
+      const b = like(x, [T, C]);
+      x.backend.kernels.copy(t.buf, 0, b.buf, 0, T * C);
+      return b;
+    };
     return [
       dx,
-      new RowSparse(rows, new Tensor(r.du, [U, C], 'f32', x.device), true),
-      new RowSparse(rows, new Tensor(r.dv, [U, C], 'f32', x.device), true),
+      new RowSparse(rows, { slot, token, coef: new Tensor(r.ds, [E], 'f32', x.device), basis: basis(x) }),
+      new RowSparse(rows, { slot, token, coef: new Tensor(r.w, [E], 'f32', x.device), basis: basis(dy) }),
       dz,
     ];
   });

@@ -45,10 +45,18 @@ export function contiguousStrides(shape: readonly number[]): number[] {
   return s;
 }
 
-/** Dense copy of a row-sparse gradient. */
-export function densify(g: RowSparse, shape: readonly number[], device = g.values.device): Tensor {
+/** Dense copy of a row-sparse gradient (factored gradients are expanded row by row by a kernel). */
+export function densify(g: RowSparse, shape: readonly number[], device = g.indices.device): Tensor {
   const out = full(shape, 0, { device });
   const width = shape.length > 1 ? shape[shape.length - 1] : 1;
+  const f = g.factors;
+  if (f) {
+    const kernel = out.backend.extra.factoredRows;
+    if (!kernel) throw new Error(`factored row gradients are not supported on the ${device} backend`);
+    if (g.width !== width) throw new Error(`internal: factored gradient of width ${g.width} for shape [${shape}]`);
+    kernel(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size, g.indices.size, width, out.buf, g.indices.buf, shape[0]);
+    return out;
+  }
   out.backend.kernels.scatterAdd(g.values.buf, g.indices.buf, g.indices.size, width, out.buf);
   return out;
 }
@@ -93,7 +101,8 @@ export function backward(root: Tensor, seed?: Tensor): void {
         const gi = ins[j];
         if (!gi || !inp.requiresGrad) return;
         if (gi instanceof RowSparse) {
-          if (!inp.node && inp.sparseGrad) { inp.sparseGrads.push(new RowSparse(keep(gi.indices), keep(gi.values), gi.coalesced)); return; }
+          // A sparse leaf keeps the gradient as given (rows, or the factored terms).
+          if (!inp.node && inp.sparseGrad) { gi.tensors().forEach(keep); inp.sparseGrads.push(gi); return; }
           const d = densify(gi, inp.shape, inp.device);
           push(grads, inp, d);
           return;

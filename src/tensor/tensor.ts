@@ -6,18 +6,76 @@ import { currentScope } from './scope.ts';
 
 export type Shape = readonly number[];
 
+/**
+ * A row gradient held as a sum of rank-1 terms: term r adds coef[r] * basis[token[r]] to the row
+ * listed at slot[r] of the owning RowSparse's indices. PEER's expert tables get one term per
+ * retrieval, so the gradient costs O(terms) scalars plus one [B, width] basis instead of one
+ * [rows, width] block.
+ */
+export interface RowFactors {
+  readonly slot: Tensor; // i32 [R], positions into RowSparse.indices
+  readonly token: Tensor; // i32 [R], rows of basis
+  readonly coef: Tensor; // f32 [R]
+  readonly basis: Tensor; // f32 [B, width]
+}
+
 /** A gradient that touches only some rows of a [rows, width] parameter. */
 export class RowSparse {
+  /** The rank-1 terms when the gradient is factored (indices then lists each row once), else null. */
+  readonly factors: RowFactors | null;
+  private rowValues: Tensor | null;
+
   constructor(
     readonly indices: Tensor, // i32 [n]
-    readonly values: Tensor, // f32 [n, width]
+    values: Tensor | RowFactors, // f32 [n, width], or the rank-1 terms of the n rows
     /**
      * True when each row's whole gradient sits at its first entry: rows unique, or sorted with later
      * repeats holding zeros (what device kernels produce without a readback). Optimizers may then
-     * apply the entries directly.
+     * apply the entries directly. Factored gradients always list their rows once.
      */
     readonly coalesced = false,
-  ) {}
+  ) {
+    if (values instanceof Tensor) {
+      this.rowValues = values;
+      this.factors = null;
+    } else {
+      this.rowValues = null;
+      this.factors = values;
+      this.coalesced = true;
+    }
+  }
+
+  /** Row width (the parameter's trailing size). */
+  get width(): number {
+    return this.factors ? this.factors.basis.shape.at(-1)! : this.rowValues!.shape.at(-1)!;
+  }
+
+  /**
+   * The gradient rows, f32 [n, width]. A factored gradient is materialized on first access (n x
+   * width memory, kept until dispose): optimizers and norms read the factors instead.
+   */
+  get values(): Tensor {
+    if (!this.rowValues) {
+      const f = this.factors!, n = this.indices.size, w = this.width;
+      const out = empty([n, w], { device: f.basis.device });
+      const kernel = f.basis.backend.extra.factoredRows;
+      if (!kernel) throw new Error(`factored row gradients are not supported on the ${f.basis.device} backend`);
+      kernel(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size, n, w, out.buf, null, 0);
+      this.rowValues = out;
+    }
+    return this.rowValues;
+  }
+
+  /** The tensors this gradient holds (to keep them out of a tidy scope or dispose them). */
+  tensors(): Tensor[] {
+    const f = this.factors;
+    const own = f ? [f.slot, f.token, f.coef, f.basis] : [];
+    return [this.indices, ...own, ...(this.rowValues ? [this.rowValues] : [])];
+  }
+
+  dispose(): void {
+    for (const t of this.tensors()) t.dispose();
+  }
 }
 
 export type Grad = Tensor | RowSparse | null;
@@ -116,7 +174,7 @@ export class Tensor {
   zeroGrad(): void {
     this.grad?.dispose();
     this.grad = null;
-    for (const s of this.sparseGrads) { s.indices.dispose(); s.values.dispose(); }
+    for (const s of this.sparseGrads) s.dispose();
     this.sparseGrads = [];
   }
   toString(): string {

@@ -1,7 +1,7 @@
 // AdamW (PyTorch semantics) with a lazy row-sparse path for parameters whose gradients are
 // row-sparse (PEER expert tables): only touched rows' weights and moments are read or written.
 import { noGrad } from '../tensor/autograd.ts';
-import { type RowSparse, type Tensor, empty, full } from '../tensor/tensor.ts';
+import { RowSparse, type Tensor, empty, fromArray, full } from '../tensor/tensor.ts';
 
 export interface AdamWOpts {
   lr: number;
@@ -62,7 +62,13 @@ export class AdamW {
         const k = p.backend.kernels;
         const width = p.shape.length > 1 ? p.size / p.shape[0] : 1;
         if (p.grad) k.adamw(p.buf, p.grad.buf, s.m.buf, s.v.buf, null, 0, width, h);
-        if (p.sparseGrads.length) {
+        const factored = p.sparseGrads.length ? mergeFactored(p.sparseGrads) : null;
+        if (factored) {
+          // Each touched row's gradient is built from its rank-1 terms inside the update kernel.
+          const f = factored.factors!;
+          factoredKernel(p, 'factoredAdamw')(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size, factored.indices.size, width,
+            factored.indices.buf, p.shape[0], p.buf, s.m.buf, s.v.buf, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step, gradScale);
+        } else if (p.sparseGrads.length) {
           const { rows, values } = coalesce(p.sparseGrads, width);
           k.adamw(p.buf, values.buf, s.m.buf, s.v.buf, rows.buf, rows.size, width, h);
         }
@@ -125,12 +131,18 @@ function fromRows(rows: Int32Array, like: Tensor): Tensor {
   return t;
 }
 
-/** Global L2 norm of all gradients (dense and row-sparse). */
+/** Global L2 norm of all gradients (dense, row-sparse and factored). */
 export async function gradNorm(params: Tensor[]): Promise<number> {
   let sq = 0;
   for (const p of params) {
     const parts = p.grad ? [p.grad] : [];
-    if (p.sparseGrads.length) parts.push(coalesce(p.sparseGrads, p.size / p.shape[0]).values);
+    const factored = p.sparseGrads.length ? mergeFactored(p.sparseGrads) : null;
+    if (factored) {
+      // Rows are built one at a time from their terms and squared; none is kept.
+      const f = factored.factors!;
+      sq += factoredKernel(p, 'factoredSumSquares')(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size,
+        factored.indices.size, factored.width) as number;
+    } else if (p.sparseGrads.length) parts.push(coalesce(p.sparseGrads, p.size / p.shape[0]).values);
     for (const g of parts) {
       const out = empty([1], { device: g.device });
       g.backend.kernels.sumSquares(g.buf, g.size, out.buf);
@@ -138,6 +150,52 @@ export async function gradNorm(params: Tensor[]): Promise<number> {
     }
   }
   return Math.sqrt(sq);
+}
+
+function factoredKernel(p: Tensor, name: string): (...args: any[]) => any {
+  const fn = p.backend.extra[name];
+  if (!fn) throw new Error(`factored row gradients of '${p.name}' are not supported on the ${p.device} backend`);
+  return fn;
+}
+
+/**
+ * One factored gradient equal to the sum of several factored parts (rows united, terms and bases
+ * concatenated), or null when some part holds materialized rows. Parts from several backward
+ * passes are merged on the cpu.
+ */
+export function mergeFactored(parts: RowSparse[]): RowSparse | null {
+  if (parts.length === 0 || parts.some((q) => !q.factors)) return null;
+  if (parts.length === 1) return parts[0];
+  const device = parts[0].indices.device;
+  if (device !== 'cpu') throw new Error('factored gradients from several backward passes are summed on the cpu only; use one backward per step');
+  const width = parts[0].width;
+  const order = new Map<number, number>();
+  let terms = 0, basisRows = 0;
+  for (const q of parts) {
+    if (q.width !== width) throw new Error(`internal: factored gradients of widths ${width} and ${q.width} for one parameter`);
+    const ix = q.indices.dataSync();
+    for (let i = 0; i < ix.length; i++) if (!order.has(ix[i])) order.set(ix[i], order.size);
+    terms += q.factors!.slot.size;
+    basisRows += q.factors!.basis.size / width;
+  }
+  const slot = new Int32Array(terms), token = new Int32Array(terms), coef = new Float32Array(terms);
+  const basis = new Float32Array(basisRows * width);
+  let r0 = 0, b0 = 0;
+  for (const q of parts) {
+    const f = q.factors!, ix = q.indices.dataSync();
+    const sl = f.slot.dataSync(), tk = f.token.dataSync(), cf = f.coef.dataSync(), bs = f.basis.dataSync();
+    for (let r = 0; r < sl.length; r++) {
+      slot[r0 + r] = order.get(ix[sl[r]])!;
+      token[r0 + r] = tk[r] + b0;
+      coef[r0 + r] = cf[r];
+    }
+    basis.set(bs, b0 * width);
+    r0 += sl.length;
+    b0 += bs.length / width;
+  }
+  return new RowSparse(fromArray(Int32Array.from(order.keys()), [order.size]), {
+    slot: fromArray(slot, [terms]), token: fromArray(token, [terms]), coef: fromArray(coef, [terms]), basis: fromArray(basis, [basisRows, width]),
+  });
 }
 
 /** The factor that scales gradients to a global norm of at most maxNorm (1 when already below). */

@@ -74,12 +74,6 @@ export function adviseHugePages(a: F32): number {
   return a.length >= 1 << 20 ? (nativeAddon().peerAdviseHugePages(a) as number) : 0;
 }
 
-function hugeArray(n: number): F32 {
-  const a = new Float32Array(n);
-  adviseHugePages(a);
-  return a;
-}
-
 /** y [T, C] = sum over the T*H*k retrievals of g * act(u_e . x_t) * v_e; fills g and pre. */
 export function peerExpertsForward(x: F32, u: F32, v: F32, idx: I32, z: F32, T: number, C: number, N: number, H: number,
   k: number, actKind: number, scoreKind: number, y: F32, g: F32, pre: F32): void {
@@ -87,21 +81,46 @@ export function peerExpertsForward(x: F32, u: F32, v: F32, idx: I32, z: F32, T: 
 }
 
 /**
- * Backward of the expert mixture: dx [T, C], dz [T, H, k] (raw router scores) and row-sparse du/dv
- * over the touched expert rows only ([U, C] each, rows listed once in `rows`).
+ * Backward of the expert mixture: dx [T, C], dz [T, H, k] (raw router scores) and the expert-table
+ * gradients in factored form. Occurrence o (token t = o / (H k), expert idx[o]) adds ds[o] * x[t] to
+ * du's row and w[o] * dy[t] to dv's row; `rows` lists each touched expert once and slot[o] is the
+ * position of idx[o] in it. No [U, C] block is written (see peerFactoredRows to materialize one).
  */
 export function peerExpertsBackward(x: F32, u: F32, v: F32, idx: I32, g: F32, pre: F32, dy: F32, T: number, C: number,
   N: number, H: number, k: number, actKind: number, scoreKind: number, dx: F32, dz: F32,
-): { rows: I32; du: F32; dv: F32 } {
+): { rows: I32; slot: I32; token: I32; ds: F32; w: F32 } {
   const addon = nativeAddon();
-  const E = T * H * k;
+  const E = T * H * k, M = H * k;
   const ds = new Float32Array(E), w = new Float32Array(E);
   addon.peerExpertsBackwardTokens(u, v, idx, g, pre, dy, T, C, N, H, k, actKind, scoreKind, dx, dz, ds, w);
   const rowsAll = new Int32Array(E), offsets = new Int32Array(E + 1), occ = new Int32Array(E);
   const U = addon.peerGroupRows(idx, E, N, rowsAll, offsets, occ) as number;
-  const du = hugeArray(U * C), dv = hugeArray(U * C);
-  addon.peerRowGrads(offsets, occ, U, ds, w, x, dy, C, H * k, du, dv);
-  return { rows: rowsAll.slice(0, U), du, dv };
+  const slot = new Int32Array(E), token = new Int32Array(E);
+  for (let q = 0; q < U; q++) for (let e = offsets[q]; e < offsets[q + 1]; e++) slot[occ[e]] = q;
+  for (let o = 0; o < E; o++) token[o] = (o / M) | 0;
+  return { rows: rowsAll.slice(0, U), slot, token, ds, w };
+}
+
+/**
+ * Rows of a factored gradient (term r adds coef[r] * basis[token[r]] to row slot[r], R terms, U
+ * rows of width C). rows null: writes out [U, C]. rows (i32 [U], unique): adds row q into row
+ * rows[q] of out [N, C].
+ */
+export function factoredRows(slot: I32, token: I32, coef: F32, basis: F32, R: number, U: number, C: number, out: F32,
+  rows: I32 | null, N: number): void {
+  nativeAddon().peerFactoredRows(slot, token, coef, basis, R, U, C, out, rows, N);
+}
+
+/** Sum of squares of all rows of a factored gradient, one row at a time. */
+export function factoredSumSquares(slot: I32, token: I32, coef: F32, basis: F32, R: number, U: number, C: number): number {
+  return nativeAddon().peerFactoredSumSquares(slot, token, coef, basis, R, U, C) as number;
+}
+
+/** Lazy AdamW on rows[q] of w, m, v [N, C] with each row's gradient built from its factored terms. */
+export function factoredAdamw(slot: I32, token: I32, coef: F32, basis: F32, R: number, U: number, C: number, rows: I32,
+  N: number, w: F32, m: F32, v: F32, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
+  step: number, gradScale: number): void {
+  nativeAddon().peerFactoredAdamw(slot, token, coef, basis, R, U, C, rows, N, w, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
 }
 
 /**
@@ -163,4 +182,5 @@ export function batchNormBackward(x: F32, weight: F32 | null, mean: F32, rstd: F
 
 Object.assign(cpuExtra, {
   peerRetrieve, peerRetrieveBackward, peerExpertsForward, adviseHugePages, peerExpertsBackward, batchNormForward, batchNormBackward,
+  factoredRows, factoredSumSquares, factoredAdamw,
 });
