@@ -3,12 +3,12 @@
 // Usage: node --import tsx bench/attention.ts [--heads 12] [--dim 64] [--lens 512,1024,2048,4096]
 // With --device webgpu [--dims 64,128] [--lens 2048,...,16384]: the fused WebGPU kernels beside PyTorch
 // CUDA scaled_dot_product_attention (fp32 with TF32 off, and bf16), timed in the same run.
-import { fileURLToPath } from 'node:url';
 import { attentionBackward, attentionForward } from '../src/backend/cpu/attention.ts';
 import { sgemmBatched } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { fromArray, type Tensor } from '../src/tensor/index.ts';
 import { finishWebGPU, intList, releasePool, startWebGPU, timeWebGPU, torchGpuPeer } from './matmul.ts';
+import { runBenchIfMain } from '../src/cli/args.ts';
 
 const MiB = 2 ** 20;
 
@@ -174,13 +174,4 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
   return res;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args: Record<string, string | boolean> = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    if (!argv[i].startsWith('--')) continue;
-    const next = argv[i + 1];
-    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
-  }
-  console.log(JSON.stringify(await run(args), null, 2));
-}
+await runBenchIfMain(import.meta.url, run);

@@ -6,8 +6,8 @@
 //   --tiny shrinks every shape for a CPU (SwiftShader) check; --cpu-smoke runs the PyTorch peer on the CPU.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { destroyWebGPU, initWebGPU, webgpuAdapterName } from '../src/backend/webgpu/index.ts';
+import { runBenchIfMain } from '../src/cli/args.ts';
 
 type Args = Record<string, string | boolean>;
 type Bench = { run(a: Args): Promise<Record<string, unknown>> };
@@ -100,13 +100,4 @@ export async function run(args: Args): Promise<Record<string, unknown>> {
   return summary;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args: Args = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    if (!argv[i].startsWith('--')) throw new Error(`unexpected argument '${argv[i]}'; flags are --key value or --flag`);
-    const next = argv[i + 1];
-    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
-  }
-  console.log(JSON.stringify(await run(args), null, 2));
-}
+await runBenchIfMain(import.meta.url, run);

@@ -11,6 +11,7 @@ import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../src/backend/webgpu/index.ts';
 import { matmul } from '../src/ops/index.ts';
 import { fromArray, noGrad } from '../src/tensor/index.ts';
+import { runBenchIfMain } from '../src/cli/args.ts';
 
 type Shape = [number, number, number];
 
@@ -182,13 +183,4 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
   return res;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args: Record<string, string | boolean> = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    if (!argv[i].startsWith('--')) continue;
-    const next = argv[i + 1];
-    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
-  }
-  console.log(JSON.stringify(await run(args), null, 2));
-}
+await runBenchIfMain(import.meta.url, run);

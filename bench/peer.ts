@@ -6,7 +6,6 @@
 //     tokens and scaled linearly, since its cost is linear in tokens);
 // (c) peak memory of the forward+backward beyond the parameters (optimizer state excluded).
 // Usage: node --import tsx bench/peer.ts [--tokens 512] [--reps 3] [--retrieval-tokens 4096]
-import { fileURLToPath } from 'node:url';
 import '../src/tensor/index.ts';
 import { adviseHugePages, peerRetrieveBruteForce } from '../src/backend/cpu/peer.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
@@ -14,6 +13,7 @@ import { Linear, SwiGLU } from '../src/nn/layers.ts';
 import * as op from '../src/ops/index.ts';
 import { batchNorm1d, peerExperts, peerRetrieve } from '../src/ops/peer.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor } from '../src/tensor/index.ts';
+import { runBenchIfMain } from '../src/cli/args.ts';
 
 const HEADS = 8, TOPK = 16, DIM_KEY = 128, PRESET_DIM = 768;
 
@@ -130,13 +130,4 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   };
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args: Record<string, string | boolean> = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    if (!argv[i].startsWith('--')) continue;
-    const next = argv[i + 1];
-    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
-  }
-  console.log(JSON.stringify(await run(args), null, 2));
-}
+await runBenchIfMain(import.meta.url, run);

@@ -3,11 +3,11 @@
 // formulation, on the native kernel), batch 1, forward. Also times the forward + hand-written
 // backward of the fused op (the backward runs the TypeScript reference).
 // Usage: node --import tsx bench/ttt-scan.ts [--len 2048] [--heads 12] [--dim 64] [--kind linear|mlp]
-import { fileURLToPath } from 'node:url';
 import { type TttDims, tttBackward, tttForwardReference } from '../src/backend/cpu/ttt.ts';
 import { tttForwardNative as tttForward } from '../src/backend/cpu/ttt-native.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Rng } from '../src/tensor/rng.ts';
+import { runBenchIfMain } from '../src/cli/args.ts';
 
 function time(fn: () => void, reps: number): number {
   fn();
@@ -95,13 +95,4 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   };
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args: Record<string, string | boolean> = {};
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    if (!argv[i].startsWith('--')) continue;
-    const next = argv[i + 1];
-    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
-  }
-  console.log(JSON.stringify(await run(args), null, 2));
-}
+await runBenchIfMain(import.meta.url, run);

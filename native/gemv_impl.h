@@ -1,10 +1,7 @@
 // Small-M matrix products (decode: one or a few rows times a weight matrix) are memory-bound; the
 // packed GEMM's panel packing would dominate, so these stream B once. Included three times by
 // gemv.cc under different `#pragma GCC target` settings.
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
-static inline v16 ld(const float* p) { return *reinterpret_cast<const v16u*>(p); }
-static inline void st(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+#include "vec16.h"
 
 // C[m, n] = alpha * A[m, :] . B[n, :] + beta * C[m, n] for n in [n0, n1) (B stored [N, K]).
 static void gemv_t(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda,

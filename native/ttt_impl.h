@@ -7,11 +7,7 @@
 // documents the formulas. Here every product of the mini-batch is one small GEMM (K = 16 rows by
 // the head dim) done by `mm`, which keeps a TTT_ROWS x (16 * NV) block of C in registers.
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
-
-static inline v16 ld(const float* p) { return *reinterpret_cast<const v16u*>(p); }
-static inline void st(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+#include "vec16.h"
 
 // C[i, 0:16 NV] += sum_k A(i, k) B[k, 0:16 NV] for i < m, A(i, k) = A[i * sam + k * sak].
 template <int R, int NV>
