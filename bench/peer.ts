@@ -91,7 +91,8 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   const peerMs = best(reps, peerStep);
 
   // (d) AdamW on the expert tables from one step's gradients (moments are created on the first
-  // update, during the warm-up call).
+  // update, during the warm-up call). The same tokens retrieve the same rows every rep, so this is
+  // the update of resident rows; rows first touched pay page faults on top.
   const opt = new AdamW([['down', down], ['up', up]], { lr: 1e-4 });
   let adamwMs = Infinity;
   for (let r = 0; r <= reps; r++) {
