@@ -1,13 +1,24 @@
-// TTT scan forward on the native addon (native/ttt.cc): the same contract as `tttForwardReference`
+// TTT scan on the native addon. Forward (native/ttt.cc): the same contract as `tttForwardReference`
 // in ./ttt.ts (which documents the layouts), one pool task per (batch, head), small vectorized GEMMs
 // per mini-batch. The decode step (one token through a TttStateBufs) runs here too, so its cost is
-// the fixed state size, not the context length.
+// the fixed state size, not the context length. Backward (native/ttt_bwd.cc): the same contract as
+// `tttBackwardReference`, float64 like it, one task per (batch, head), batch-shared gradients summed
+// in a fixed order.
 import { nativeAddon } from './native.ts';
-import type { TttDims, TttInputs, TttSaved, TttStateBufs } from './ttt.ts';
+import type { TttDims, TttGrads, TttInputs, TttSaved, TttStateBufs } from './ttt.ts';
 
-function check(name: string, a: unknown, want: number): void {
-  if (!(a instanceof Float32Array)) throw new Error(`tttForwardNative: ${name} must be a Float32Array`);
-  if (a.length !== want) throw new Error(`tttForwardNative: ${name} has ${a.length} elements, expected ${want}`);
+function checkIn(fn: string, name: string, a: unknown, want: number): void {
+  if (!(a instanceof Float32Array)) throw new Error(`${fn}: ${name} must be a Float32Array`);
+  if (a.length !== want) throw new Error(`${fn}: ${name} has ${a.length} elements, expected ${want}`);
+}
+const check = (name: string, a: unknown, want: number) => checkIn('tttForwardNative', name, a, want);
+
+function checkDims(fn: string, d: TttDims): void {
+  const { mlp, batch: B, heads: nh, length: L, dim: f, hidden: h, miniBatch: K } = d;
+  for (const [n, v] of [['batch', B], ['heads', nh], ['length', L], ['dim', f], ['miniBatch', K]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${fn}: ${n} must be a positive integer, got ${v}`);
+  }
+  if (h !== (mlp ? 4 * f : f)) throw new Error(`${fn}: hidden must be ${mlp ? '4 * dim' : 'dim'} = ${mlp ? 4 * f : f}, got ${h}`);
 }
 
 /** Number of segments (runs inside one mini-batch) of [start, start + length). */
@@ -21,10 +32,7 @@ export function tttForwardNative(
   d: TttDims, x: TttInputs, out: Float32Array, start: number, state: TttStateBufs | null, saved: TttSaved | null,
 ): void {
   const { mlp, batch: B, heads: nh, length: L, dim: f, hidden: h, miniBatch: K } = d;
-  for (const [n, v] of [['batch', B], ['heads', nh], ['length', L], ['dim', f], ['miniBatch', K]] as const) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`tttForwardNative: ${n} must be a positive integer, got ${v}`);
-  }
-  if (h !== (mlp ? 4 * f : f)) throw new Error(`tttForwardNative: hidden must be ${mlp ? '4 * dim' : 'dim'} = ${mlp ? 4 * f : f}, got ${h}`);
+  checkDims('tttForwardNative', d);
   if (!Number.isSafeInteger(start) || start < 0) throw new Error(`tttForwardNative: start must be a non-negative integer, got ${start}`);
   const xn = B * nh * L * f;
   check('xq', x.xq, xn); check('xk', x.xk, xn); check('xv', x.xv, xn); check('out', out, xn);
@@ -47,5 +55,35 @@ export function tttForwardNative(
   nativeAddon().tttForward(
     mlp ? 1 : 0, B, nh, L, f, h, K, start, x.xq, x.xk, x.xv, x.lr, x.tokenEta, x.w1, x.b1, x.w2, x.b2, x.lnW, x.lnB,
     out, st, sv,
+  );
+}
+
+/**
+ * Backward of a stateless forward from position 0 (the contract of `tttBackwardReference`): `saved`
+ * holds the weights at each segment start as written by the forward; every gradient in `g` is
+ * overwritten.
+ */
+export function tttBackwardNative(d: TttDims, x: TttInputs, saved: TttSaved, dOut: Float32Array, g: TttGrads): void {
+  const fn = 'tttBackwardNative';
+  const { mlp, batch: B, heads: nh, length: L, dim: f, hidden: h, miniBatch: K } = d;
+  checkDims(fn, d);
+  const c = (name: string, a: unknown, want: number) => checkIn(fn, name, a, want);
+  const xn = B * nh * L * f;
+  c('xq', x.xq, xn); c('xk', x.xk, xn); c('xv', x.xv, xn); c('dOut', dOut, xn);
+  c('lr', x.lr, B * nh * L); c('tokenEta', x.tokenEta, K);
+  c('w1', x.w1, nh * f * h); c('b1', x.b1, nh * h);
+  if (mlp) { c('w2', x.w2, nh * h * f); c('b2', x.b2, nh * f); }
+  c('lnW', x.lnW, nh * f); c('lnB', x.lnB, nh * f);
+  const nSeg = Math.ceil(L / K);
+  c('saved.w1', saved.w1, B * nh * nSeg * f * h); c('saved.b1', saved.b1, B * nh * nSeg * h);
+  if (mlp) { c('saved.w2', saved.w2, B * nh * nSeg * h * f); c('saved.b2', saved.b2, B * nh * nSeg * f); }
+  c('dxq', g.dxq, xn); c('dxk', g.dxk, xn); c('dxv', g.dxv, xn); c('dlr', g.dlr, B * nh * L);
+  c('dTokenEta', g.dTokenEta, K); c('dw1', g.dw1, nh * f * h); c('db1', g.db1, nh * h);
+  if (mlp) { c('dw2', g.dw2, nh * h * f); c('db2', g.db2, nh * f); }
+  c('dlnW', g.dlnW, nh * f); c('dlnB', g.dlnB, nh * f);
+  nativeAddon().tttBackward(
+    mlp ? 1 : 0, B, nh, L, f, h, K, x.xq, x.xk, x.xv, x.lr, x.tokenEta, x.w1, x.b1, x.w2, x.b2, x.lnW, x.lnB,
+    [saved.w1, saved.b1, saved.w2, saved.b2], dOut,
+    [g.dxq, g.dxk, g.dxv, g.dlr, g.dTokenEta, g.dw1, g.db1, g.dw2, g.db2, g.dlnW, g.dlnB],
   );
 }

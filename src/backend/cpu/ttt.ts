@@ -1,7 +1,7 @@
 // TTT mini-batch scan on the CPU (plain loops, float64 accumulation): the reference kernel and the CPU
 // implementation of the fused 'tttScan' op (forward, decoding-state forward, hand-written backward).
-// The registered forward runs the native kernel (./ttt-native.ts) unless FRUGAL_TTT_REFERENCE=1 or
-// `setTttReference(true)` selects these loops; the backward always runs here.
+// The registered forward and backward run the native kernels (./ttt-native.ts) unless
+// FRUGAL_TTT_REFERENCE=1 or `setTttReference(true)` selects these loops.
 //
 // Per (batch, head) the inner model f(x) = x + LN(x W + b) (TTT-Linear) or x + LN(gelu(x W1 + b1) W2 + b2)
 // (TTT-MLP) is trained on each mini-batch of K tokens with gradients taken at the mini-batch's starting
@@ -9,7 +9,7 @@
 // remainder of a sequence, or a few decoded tokens. Gradient sums of earlier tokens of the same
 // mini-batch (decoding) are carried in gW/gB and committed into W/b when the mini-batch completes.
 import { cpuExtra } from './index.ts';
-import { tttForwardNative } from './ttt-native.ts';
+import { tttBackwardNative, tttForwardNative } from './ttt-native.ts';
 
 type F32 = Float32Array;
 type F64 = Float64Array;
@@ -485,7 +485,7 @@ export interface TttGrads {
 }
 
 /** Backward of a stateless forward from position 0: reverses the scan, recomputing each segment. */
-export function tttBackward(d: TttDims, x: TttInputs, saved: TttSaved, dOut: F32, g: TttGrads): void {
+export function tttBackwardReference(d: TttDims, x: TttInputs, saved: TttSaved, dOut: F32, g: TttGrads): void {
   const { dim: f, heads: nh, length: L, miniBatch: K } = d;
   const segs = segmentsOf(0, L, K);
   const w = workFor(d);
@@ -626,7 +626,7 @@ let referenceOverride: boolean | null = null;
 export function setTttReference(on: boolean | null): void {
   referenceOverride = on;
 }
-/** Whether the forward runs the TypeScript reference: setTttReference, else FRUGAL_TTT_REFERENCE=1. */
+/** Whether the forward and backward run the TypeScript reference: setTttReference, else FRUGAL_TTT_REFERENCE=1. */
 export function tttUsesReference(): boolean {
   return referenceOverride ?? process.env.FRUGAL_TTT_REFERENCE === '1';
 }
@@ -637,6 +637,12 @@ export function tttForward(
 ): void {
   if (tttUsesReference()) tttForwardReference(d, x, out, start, state, saved);
   else tttForwardNative(d, x, out, start, state, saved);
+}
+
+/** The CPU backward: the native kernel unless the reference is selected (same arguments and effects). */
+export function tttBackward(d: TttDims, x: TttInputs, saved: TttSaved, dOut: F32, g: TttGrads): void {
+  if (tttUsesReference()) tttBackwardReference(d, x, saved, dOut, g);
+  else tttBackwardNative(d, x, saved, dOut, g);
 }
 
 cpuExtra.tttForward = tttForward;
