@@ -101,6 +101,167 @@ ${fmas}
 }`;
 }
 
+// Quadrant variants: a 16 x 16 thread grid; thread (ty, tx) owns rows ty*4 + 64i + (0..3) for i < qm and
+// columns tx*4 + 64j + (0..3) for j < qn, so every operand read from workgroup memory is one vec4 of four
+// contiguous rows or columns. Tiles are staged k-major as vec4s written whole: an operand contiguous
+// along k (A plain, B transposed) is transposed through registers (four rows' k-vec4s become four
+// k-rows' vec4s). With `prefetch`, the next slice is loaded from global memory into registers while the
+// current one is multiplied, into a second workgroup buffer, so each slice needs one barrier.
+interface Quad { qm: number; qn: number; bk: number; prefetch: boolean }
+const QUAD: Record<string, Quad> = {
+  quad16: { qm: 2, qn: 2, bk: 16, prefetch: false },
+  quad8pf: { qm: 2, qn: 2, bk: 8, prefetch: true },
+  quad16pf: { qm: 2, qn: 2, bk: 16, prefetch: true },
+  wide8pf: { qm: 2, qn: 4, bk: 8, prefetch: true },
+  tall8pf: { qm: 4, qn: 2, bk: 8, prefetch: true },
+  wide16: { qm: 2, qn: 4, bk: 16, prefetch: false },
+};
+
+/** Names accepted by setMatmulVariant: 'base' (strided 8x8 kernel) and the quadrant variants. */
+export const MATMUL_VARIANTS: readonly string[] = ['base', ...Object.keys(QUAD)];
+const DEFAULT_VARIANT = 'base';
+
+function checkVariant(name: string, from: string): string {
+  if (!MATMUL_VARIANTS.includes(name)) {
+    throw new Error(`webgpu matmul: unknown variant '${name}' (${from}); use one of ${MATMUL_VARIANTS.join(', ')}`);
+  }
+  return name;
+}
+
+let variant = checkVariant(process.env.FRUGAL_WEBGPU_MATMUL_VARIANT || DEFAULT_VARIANT, 'FRUGAL_WEBGPU_MATMUL_VARIANT');
+
+/** Selects the kernel used for large products (benchmarks compare them; others keep the default). */
+export function setMatmulVariant(name: string): void { variant = checkVariant(name, 'setMatmulVariant'); }
+export function matmulVariant(): string { return variant; }
+/** Workgroup memory a variant needs (0 for 'base'); above the adapter's limit it falls back to 'base'. */
+export function matmulVariantSharedBytes(name: string): number {
+  const q = QUAD[checkVariant(name, 'matmulVariantSharedBytes')];
+  return q ? quadSharedBytes(q) : 0;
+}
+
+function quadSharedBytes(q: Quad): number {
+  return (q.prefetch ? 2 : 1) * q.bk * 64 * (q.qm + q.qn) * 4;
+}
+
+interface Operand { name: string; t: number; kContig: boolean; dim: string; ld: string; base: string; outer0: string }
+
+/** Global loads of one slice into registers `g<name><i>_<r>` (declared by `regDecl`). */
+function quadOperand(o: Operand, bk: number): { decl: string; load: (k0: string) => string; store: (buf: string) => string } {
+  const tv = o.t / 4;
+  const lines: { decl: string[]; load: string[]; store: string[] } = { decl: [], load: [], store: [] };
+  const slot = (buf: string, kk: string, ov: string) => `${o.name}s[(${buf} * ${bk}u + ${kk}) * ${tv}u + ${ov}]`;
+  if (!o.kContig) {
+    // Contiguous along the outer axis: a global vec4 is already four outer entries at one k.
+    const per = (bk * tv) / 256;
+    for (let i = 0; i < per; i++) {
+      const r = `g${o.name}${i}`;
+      lines.decl.push(`  var ${r} = vec4<f32>(0.0);`);
+      lines.load.push(`    { let idx = tid + ${i * 256}u; let go = ${o.outer0} + (idx % ${tv}u) * 4u; let gk = K0 + idx / ${tv}u;
+      ${r} = vec4<f32>(0.0); if (go < ${o.dim} && gk < p.k) { ${r} = ${o.name}[(${o.base} + gk * ${o.ld} + go) / 4u]; } }`);
+      lines.store.push(`    { let idx = tid + ${i * 256}u; ${slot('BUF', `idx / ${tv}u`, `idx % ${tv}u`)} = ${r}; }`);
+    }
+  } else {
+    // Contiguous along k: each thread reads 4 rows x 4 k (lanes adjacent along k for coalescing)
+    // and writes the transposed 4 k x 4 rows.
+    const kq = bk / 4, groups = tv * kq, per = Math.ceil(groups / 256);
+    for (let i = 0; i < per; i++) {
+      const guard = groups % 256 !== 0 && (i + 1) * 256 > groups ? `g < ${groups}u` : 'true';
+      const r = [0, 1, 2, 3].map((j) => `g${o.name}${i}_${j}`);
+      for (const x of r) lines.decl.push(`  var ${x} = vec4<f32>(0.0);`);
+      lines.load.push(`    { let g = tid + ${i * 256}u; if (${guard}) { let go = ${o.outer0} + (g / ${kq}u) * 4u; let gk = K0 + (g % ${kq}u) * 4u;
+${r.map((x, j) => `      ${x} = vec4<f32>(0.0); if (go + ${j}u < ${o.dim} && gk < p.k) { ${x} = ${o.name}[(${o.base} + (go + ${j}u) * ${o.ld} + gk) / 4u]; }`).join('\n')}
+    } }`);
+      lines.store.push(`    { let g = tid + ${i * 256}u; if (${guard}) { let ov = g / ${kq}u; let kb = (g % ${kq}u) * 4u;
+${'xyzw'.split('').map((c, j) => `      ${slot('BUF', `kb + ${j}u`, 'ov')} = vec4<f32>(${r.map((x) => `${x}.${c}`).join(', ')});`).join('\n')}
+    } }`);
+    }
+  }
+  return {
+    decl: lines.decl.join('\n'),
+    load: (k0) => lines.load.join('\n').replaceAll('K0', k0),
+    store: (buf) => lines.store.join('\n').replaceAll('BUF', buf),
+  };
+}
+
+function quadCode(q: Quad, transA: boolean, transB: boolean, vecC: boolean): string {
+  const { qm, qn, bk, prefetch } = q;
+  const tm = 64 * qm, tn = 64 * qn;
+  const A = quadOperand({ name: 'A', t: tm, kContig: !transA, dim: 'p.m', ld: transA ? 'p.m' : 'p.k', base: 'aBase', outer0: 'm0' }, bk);
+  const B = quadOperand({ name: 'B', t: tn, kContig: transB, dim: 'p.n', ld: transB ? 'p.k' : 'p.n', base: 'bBase', outer0: 'n0' }, bk);
+  const I = [...Array(qm).keys()], J = [...Array(qn).keys()], R = [0, 1, 2, 3];
+  const accs = I.flatMap((i) => R.flatMap((r) => J.map((j) => [i, r, j] as const)));
+  const acc = (i: number, r: number, j: number) => `acc${i * 4 + r}_${j}`;
+  // The k loop of a slice is written out: constant workgroup offsets, no loop for the compiler to judge.
+  const compute = (buf: string) => [...Array(bk).keys()].map((kk) => `    {
+${I.map((i) => `      let a${i} = As[(${buf} * ${bk}u + ${kk}u) * ${tm / 4}u + ty + ${16 * i}u];`).join('\n')}
+${J.map((j) => `      let b${j} = Bs[(${buf} * ${bk}u + ${kk}u) * ${tn / 4}u + tx + ${16 * j}u];`).join('\n')}
+${accs.map(([i, r, j]) => `      ${acc(i, r, j)} = fma(vec4<f32>(a${i}.${'xyzw'[r]}), b${j}, ${acc(i, r, j)});`).join('\n')}
+    }`).join('\n');
+  const store = I.flatMap((i) => R.map((r) => `
+  {
+    let gm = m0 + ty * 4u + ${64 * i + r}u;
+    if (gm < p.m) {
+${J.map((j) => vecC
+    ? `      { let gn = n0 + tx * 4u + ${64 * j}u; if (gn < p.n) { let ci = (cBase + gm * p.n + gn) / 4u; var val = p.alpha * ${acc(i, r, j)}; if (p.beta != 0.0) { val += p.beta * C[ci]; } C[ci] = val; } }`
+    : R.map((c) => `      { let gn = n0 + tx * 4u + ${64 * j + c}u; if (gn < p.n) { let ci = cBase + gm * p.n + gn; var val = p.alpha * ${acc(i, r, j)}.${'xyzw'[c]}; if (p.beta != 0.0) { val += p.beta * C[ci]; } C[ci] = val; } }`).join('\n')).join('\n')}
+    }
+  }`)).join('');
+  const nbuf = prefetch ? 2 : 1;
+  const loop = prefetch
+    ? `${A.load('0u')}
+${B.load('0u')}
+${A.store('0u')}
+${B.store('0u')}
+  workgroupBarrier();
+  var cur = 0u;
+  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
+    let more = k0 + ${bk}u < p.k;
+    if (more) {
+${A.load(`(k0 + ${bk}u)`)}
+${B.load(`(k0 + ${bk}u)`)}
+    }
+${compute('cur')}
+    if (more) {
+${A.store('(cur ^ 1u)')}
+${B.store('(cur ^ 1u)')}
+    }
+    workgroupBarrier();
+    cur ^= 1u;
+  }`
+    : `  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
+${A.load('k0')}
+${B.load('k0')}
+${A.store('0u')}
+${B.store('0u')}
+    workgroupBarrier();
+${compute('0u')}
+    workgroupBarrier();
+  }`;
+  return `
+@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> B: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> C: array<${vecC ? 'vec4<f32>' : 'f32'}>;
+struct P { m: u32, n: u32, k: u32, sa: u32, sb: u32, sc: u32, alpha: f32, beta: f32 }
+@group(0) @binding(3) var<uniform> p: P;
+var<workgroup> As: array<vec4<f32>, ${(nbuf * bk * tm) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(nbuf * bk * tn) / 4}>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let m0 = wid.y * ${tm}u;
+  let n0 = wid.x * ${tn}u;
+  let aBase = wid.z * p.sa;
+  let bBase = wid.z * p.sb;
+  let ty = tid / 16u;
+  let tx = tid % 16u;
+${accs.map(([i, r, j]) => `  var ${acc(i, r, j)} = vec4<f32>(0.0);`).join('\n')}
+${A.decl}
+${B.decl}
+${loop}
+  let cBase = wid.z * p.sc;${store}
+}`;
+}
+
 export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
   const { batch, m, n, k } = q;
   if (batch === 0 || m === 0 || n === 0) return;
@@ -113,6 +274,16 @@ export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulPa
   // vec4 loads along the contiguous axis need that axis, the batch stride and the row pitch in multiples of 4.
   const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
   const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
+  const quad = QUAD[variant];
+  // The quadrant kernels stage whole vec4s only, so they need vec4 loads of both operands.
+  if (quad && tile === BIG && vecA && vecB && quadSharedBytes(quad) <= rt.maxWorkgroupStorage) {
+    const vecC = n % 4 === 0 && q.strideC % 4 === 0;
+    const qkey = `matmul:${variant}:${q.transA}:${q.transB}:${vecC}`;
+    const qu = new Uniform().u(m, n, k, q.strideA, q.strideB, q.strideC).f(q.alpha, q.beta);
+    rt.dispatch({ key: qkey, access: 'rrw', code: () => quadCode(quad, q.transA, q.transB, vecC) }, [a, b, c], qu,
+      [Math.ceil(n / (64 * quad.qn)), Math.ceil(m / (64 * quad.qm)), batch]);
+    return;
+  }
   const key = `matmul:${tile.tm}:${q.transA}:${q.transB}:${vecA}:${vecB}`;
   const u = new Uniform().u(m, n, k, q.strideA, q.strideB, q.strideC).f(q.alpha, q.beta);
   rt.dispatch({ key, access: 'rrw', code: () => code(tile, q.transA, q.transB, vecA, vecB) }, [a, b, c], u,
