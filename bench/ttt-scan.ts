@@ -1,10 +1,11 @@
 // TTT scan: the native dual form over whole mini-batches against the TypeScript reference loops and
 // against the token-by-token primal loop (one token per call through the decoding state, the naive
 // formulation, on the native kernel), batch 1, forward. Also times the forward + hand-written
-// backward of the fused op (the backward runs the TypeScript reference).
+// backward of the fused op, native (both kernels on the addon) against the TypeScript reference loops,
+// and reports how far the native gradients are from the reference ones.
 // Usage: node --import tsx bench/ttt-scan.ts [--len 2048] [--heads 12] [--dim 64] [--kind linear|mlp]
-import { type TttDims, tttBackward, tttForwardReference } from '../src/backend/cpu/ttt.ts';
-import { tttForwardNative as tttForward } from '../src/backend/cpu/ttt-native.ts';
+import { type TttDims, type TttGrads, tttBackwardReference, tttForwardReference } from '../src/backend/cpu/ttt.ts';
+import { tttBackwardNative, tttForwardNative as tttForward } from '../src/backend/cpu/ttt-native.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Rng } from '../src/tensor/rng.ts';
 import { runBenchIfMain } from '../src/cli/args.ts';
@@ -71,17 +72,36 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   };
 
   const nSeg = Math.ceil(L / K);
-  const saved = { w1: new Float32Array(nh * nSeg * f * h), b1: new Float32Array(nh * nSeg * h),
-    w2: mlp ? new Float32Array(nh * nSeg * h * f) : null, b2: mlp ? new Float32Array(nh * nSeg * f) : null };
+  const mkSaved = () => ({ w1: new Float32Array(nh * nSeg * f * h), b1: new Float32Array(nh * nSeg * h),
+    w2: mlp ? new Float32Array(nh * nSeg * h * f) : null, b2: mlp ? new Float32Array(nh * nSeg * f) : null });
   const dOut = rnd(n, 1);
-  const grads = { dxq: new Float32Array(n), dxk: new Float32Array(n), dxv: new Float32Array(n), dlr: new Float32Array(nh * L),
+  const mkGrads = (): TttGrads => ({ dxq: new Float32Array(n), dxk: new Float32Array(n), dxv: new Float32Array(n), dlr: new Float32Array(nh * L),
     dTokenEta: new Float32Array(K), dw1: new Float32Array(nh * f * h), db1: new Float32Array(nh * h),
     dw2: mlp ? new Float32Array(nh * h * f) : null, db2: mlp ? new Float32Array(nh * f) : null,
-    dlnW: new Float32Array(nh * f), dlnB: new Float32Array(nh * f) };
-  const fwdBwdMs = time(() => {
-    tttForward(d, x, outDual, 0, null, saved);
-    tttBackward(d, x, saved, dOut, grads);
+    dlnW: new Float32Array(nh * f), dlnB: new Float32Array(nh * f) });
+  const savedNat = mkSaved(), gradsNat = mkGrads();
+  const fwdBwdNativeMs = time(() => {
+    tttForward(d, x, outDual, 0, null, savedNat);
+    tttBackwardNative(d, x, savedNat, dOut, gradsNat);
+  }, 3);
+  const savedRef = mkSaved(), gradsRef = mkGrads();
+  const fwdBwdRefMs = time(() => {
+    tttForwardReference(d, x, outRef, 0, null, savedRef);
+    tttBackwardReference(d, x, savedRef, dOut, gradsRef);
   }, 1);
+  // Worst gradient, each relative to its own max-abs (the native forward's float32 saved weights feed
+  // the native backward, so this is end to end).
+  let gradRel = 0;
+  for (const [k, a] of Object.entries(gradsRef) as [keyof TttGrads, Float32Array | null][]) {
+    const b = gradsNat[k];
+    if (!a || !b) continue;
+    let maxDiff = 0, maxRef = 0;
+    for (let i = 0; i < a.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+      maxRef = Math.max(maxRef, Math.abs(a[i]));
+    }
+    gradRel = Math.max(gradRel, maxDiff / Math.max(maxRef, 1e-30));
+  }
   return {
     kind: mlp ? 'mlp' : 'linear',
     native: `f32, ${nativeAddon().numThreads?.() ?? 'pool'} threads, ${nativeAddon().tttIsa?.() ?? '?'} dispatch`,
@@ -91,7 +111,10 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
     primal_token_loop_ms: +primalMs.toFixed(1), primal_us_per_token: +((primalMs / L) * 1000).toFixed(1),
     reference_over_native: +(refMs / dualMs).toFixed(1), primal_over_dual: +(primalMs / dualMs).toFixed(1),
     max_rel_diff_native_vs_reference: rel(outDual, outRef), max_rel_diff_primal_vs_dual: rel(outPrimal, outDual),
-    forward_backward_ms: +fwdBwdMs.toFixed(1), backward: 'TypeScript reference',
+    forward_backward_native_ms: +fwdBwdNativeMs.toFixed(1), forward_backward_reference_ms: +fwdBwdRefMs.toFixed(1),
+    forward_backward_reference_over_native: +(fwdBwdRefMs / fwdBwdNativeMs).toFixed(1),
+    backward: 'native: float64 per (batch, head) task; reference: TypeScript loops',
+    max_rel_diff_grads_native_vs_reference: gradRel,
   };
 }
 

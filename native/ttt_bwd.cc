@@ -45,18 +45,25 @@ struct BwdPartial {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
 namespace avx512 {
+// 4 rows x 4 zmm accumulators = 16 of the 32 registers.
+#define TTT_BWD_ROWS 4
 #include "ttt_bwd_impl.h"
+#undef TTT_BWD_ROWS
 }  // namespace avx512
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
+#define TTT_BWD_ROWS 2
 #include "ttt_bwd_impl.h"
+#undef TTT_BWD_ROWS
 }  // namespace avx2
 #pragma GCC pop_options
 #endif
 namespace portable {
+#define TTT_BWD_ROWS 2
 #include "ttt_bwd_impl.h"
+#undef TTT_BWD_ROWS
 }  // namespace portable
 
 namespace {

@@ -1,13 +1,13 @@
 // TTT scan backward for one (batch, head), float64 throughout, written once and included by
 // ttt_bwd.cc inside three `#pragma GCC target` regions (AVX-512, AVX2+FMA, baseline), one namespace
-// each, so the contiguous inner loops are vectorized for each instruction set. No includes here.
-// Needs `BwdParams`, `BwdPartial` and `kLnEps` from ttt_bwd.cc.
+// each, so the contiguous inner loops (dot / axpy) are vectorized for each instruction set. No includes here.
+// Needs `BwdParams`, `BwdPartial`, `kLnEps` and `TTT_BWD_ROWS` (rows per register block) from ttt_bwd.cc.
 //
 // A line-by-line port of `tttBackwardReference` (src/backend/cpu/ttt.ts), which documents the math:
 // each segment is recomputed from the weights saved at its start, then the output LayerNorm, the dual
 // form, the commit W' = W - te_last keys^T (lr G), the closed-form inner LN gradient (with its
 // second-order terms) and the projections are differentiated in reverse. The reference accumulates
-// in float64; so does this, so the two agree to rounding.
+// in float64; so does this, so the two agree to rounding (dot products sum in a different order).
 
 namespace {
 constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
@@ -29,6 +29,32 @@ inline double inner_gelu_grad2(double x) {
   const double th = std::tanh(kGbC * x * (1 + 0.044715 * x * x));
   const double up = kGbC + kGbC3 * x * x;
   return (1 - th * th) * (up - x * th * up * up + kGbC3 * x * x);
+}
+
+// Dot product with 8-lane partial sums: GCC does not vectorize a plain reduction without
+// reassociation, and these dots are most of the backward's work.
+typedef double v8d __attribute__((vector_size(64)));
+typedef double v8du __attribute__((vector_size(64), aligned(8)));
+inline double dot(const double* x, const double* y, int64_t n) {
+  v8d acc0{}, acc1{};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    acc0 += *reinterpret_cast<const v8du*>(x + j) * *reinterpret_cast<const v8du*>(y + j);
+    acc1 += *reinterpret_cast<const v8du*>(x + j + 8) * *reinterpret_cast<const v8du*>(y + j + 8);
+  }
+  if (j + 8 <= n) {
+    acc0 += *reinterpret_cast<const v8du*>(x + j) * *reinterpret_cast<const v8du*>(y + j);
+    j += 8;
+  }
+  acc0 += acc1;
+  double r = 0;
+  for (int k = 0; k < 8; k++) r += acc0[k];
+  for (; j < n; j++) r += x[j] * y[j];
+  return r;
+}
+// y += c x.
+inline void axpy(double c, const double* __restrict x, double* __restrict y, int64_t n) {
+  for (int64_t j = 0; j < n; j++) y[j] += c * x[j];
 }
 
 inline void row_stats(const double* z, int64_t D, double* mu_out, double* std_out) {
@@ -101,124 +127,135 @@ void ln_l2_grad_backward(const double* z, const double* tgt, const float* gam, c
   for (int64_t j = 0; j < D; j++) dz[j] = (dxh[j] - mdx - xh[j] * mdxx) / sd + (dstd * xh[j]) / D;
 }
 
+// C[i, 0:8 NV] += sum_k A(i, k) B[k, 0:8 NV] for i < m, A(i, k) = A[i * sam + k * sak]; an R x NV
+// block of C stays in registers across the k loop.
+template <int R, int NV>
+inline void mmd_block(int64_t m, int64_t kk, const double* A, int64_t sam, int64_t sak, const double* B, int64_t ldb,
+                      double* C, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + R <= m; i += R) {
+    v8d c[R][NV];
+    for (int r = 0; r < R; r++)
+      for (int v = 0; v < NV; v++) c[r][v] = *reinterpret_cast<const v8du*>(C + (i + r) * ldc + 8 * v);
+    for (int64_t k = 0; k < kk; k++) {
+      v8d b[NV];
+      for (int v = 0; v < NV; v++) b[v] = *reinterpret_cast<const v8du*>(B + k * ldb + 8 * v);
+      for (int r = 0; r < R; r++) {
+        const double x = A[(i + r) * sam + k * sak];
+        for (int v = 0; v < NV; v++) c[r][v] += x * b[v];
+      }
+    }
+    for (int r = 0; r < R; r++)
+      for (int v = 0; v < NV; v++) *reinterpret_cast<v8du*>(C + (i + r) * ldc + 8 * v) = c[r][v];
+  }
+  if constexpr (R > 1) {
+    if (i < m) mmd_block<1, NV>(m - i, kk, A + i * sam, sam, sak, B, ldb, C + i * ldc, ldc);
+  }
+}
+
+// C[m, n] += A(m x kk) B[kk, n]; columns in blocks of 32 / 24 / 16 / 8 doubles, a scalar tail.
+void mmd(int64_t m, int64_t n, int64_t kk, const double* A, int64_t sam, int64_t sak, const double* B, int64_t ldb,
+         double* C, int64_t ldc) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) mmd_block<TTT_BWD_ROWS, 4>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc);
+  const int64_t rest = (n - j) / 8;
+  switch (rest) {
+    case 3: mmd_block<TTT_BWD_ROWS, 3>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
+    case 2: mmd_block<TTT_BWD_ROWS, 2>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
+    case 1: mmd_block<TTT_BWD_ROWS, 1>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
+    default: break;
+  }
+  j += 8 * rest;
+  if (j == n) return;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t k = 0; k < kk; k++) {
+      const double x = A[i * sam + k * sak];
+      for (int64_t c = j; c < n; c++) C[i * ldc + c] += x * B[k * ldb + c];
+    }
+}
+
+// dst[c, r] = src[r, c] for a rows x c columns source.
+inline void transpose(const double* src, int64_t rows, int64_t cols, double* dst) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+}
+
 // One inner layer (a inputs, d outputs) with its per-segment arrays and their gradients.
+// Wt = W^T (set by load()); A[t, s] = P_t . keys_s + 1 and M[t, s] = -te_t lr_s A[t, s] for s <= t,
+// zero above the diagonal (set by dual()).
 struct BLayer {
-  int64_t a = 0, d = 0;
-  std::vector<double> W, b, keys, P, G, Z, Zb, dW, db, dWc, dbc, dKeys, dP, dG, dZb, A, u;
-  void fit(int64_t a_, int64_t d_, int64_t K) {
-    a = a_; d = d_;
-    for (auto* v : {&W, &dW, &dWc}) v->assign(a * d, 0.0);
-    for (auto* v : {&b, &db, &dbc, &u}) v->assign(d, 0.0);
-    for (auto* v : {&keys, &P, &dKeys, &dP}) v->assign(K * a, 0.0);
-    for (auto* v : {&G, &Z, &Zb, &dG, &dZb}) v->assign(K * d, 0.0);
+  int64_t a = 0, d = 0, K = 0;
+  std::vector<double> W, Wt, b, keys, P, G, Z, Zb, dW, db, dWc, dbc, dKeys, dP, dG, dZb, A, M, D, U, Q, dWct;
+  void fit(int64_t a_, int64_t d_, int64_t K_) {
+    a = a_; d = d_; K = K_;
+    for (auto* v : {&W, &Wt, &dW, &dWc, &dWct}) v->assign(a * d, 0.0);
+    for (auto* v : {&b, &db, &dbc}) v->assign(d, 0.0);
+    for (auto* v : {&keys, &P, &dKeys, &dP, &Q}) v->assign(K * a, 0.0);
+    for (auto* v : {&G, &Z, &Zb, &dG, &dZb, &U}) v->assign(K * d, 0.0);
     A.assign(K * K, 0.0);
+    M.assign(K * K, 0.0);
+    D.assign(K * K, 0.0);
+  }
+
+  void load(const float* w, const float* bias) {
+    for (int64_t i = 0; i < a * d; i++) W[i] = w[i];
+    for (int64_t j = 0; j < d; j++) b[j] = bias[j];
+    transpose(W.data(), a, d, Wt.data());
   }
 
   // Z = keys W + b.
   void project(int64_t n) {
-    for (int64_t s = 0; s < n; s++) {
-      double* z = &Z[s * d];
-      for (int64_t j = 0; j < d; j++) z[j] = b[j];
-      for (int64_t i = 0; i < a; i++) {
-        const double x = keys[s * a + i];
-        const double* w = &W[i * d];
-        for (int64_t j = 0; j < d; j++) z[j] += x * w[j];
-      }
-    }
+    for (int64_t s = 0; s < n; s++) std::copy(b.begin(), b.end(), Z.begin() + s * d);
+    mmd(n, d, a, keys.data(), a, 1, W.data(), d, Z.data(), d);
   }
 
-  // A[t, s] = P_t . keys_s + 1 for s <= t.
-  void gram(int64_t n, int64_t K) {
+  // Dual form without carried sums: Zb = P W + b + M G.
+  void dual(int64_t n, const double* te, const double* lr) {
+    for (int64_t t = 0; t < n; t++) {
+      for (int64_t s = 0; s < n; s++) {
+        A[t * K + s] = s <= t ? 1 + dot(&P[t * a], &keys[s * a], a) : 0.0;
+        M[t * K + s] = -te[t] * lr[s] * A[t * K + s];
+      }
+    }
+    for (int64_t t = 0; t < n; t++) std::copy(b.begin(), b.end(), Zb.begin() + t * d);
+    mmd(n, d, a, P.data(), a, 1, W.data(), d, Zb.data(), d);
+    mmd(n, d, n, M.data(), K, 1, G.data(), d, Zb.data(), d);
+  }
+
+  // Backward of dual(): accumulates into dP, dKeys, dG, dW, db, dte, dlr.
+  void dual_backward(int64_t n, const double* te, const double* lr, double* dte, double* dlr) {
+    for (int64_t t = 0; t < n; t++) axpy(1.0, &dZb[t * d], db.data(), d);
+    mmd(n, a, d, dZb.data(), d, 1, Wt.data(), a, dP.data(), a);  // dP += dZb W^T
+    mmd(a, d, n, P.data(), 1, a, dZb.data(), d, dW.data(), d);   // dW += P^T dZb
+    // D[t, s] = dL/d(P_t . keys_s) = -(dz_t . G_s) te_t lr_s; M = -te lr A gives the te / lr terms.
     for (int64_t t = 0; t < n; t++)
-      for (int64_t s = 0; s <= t; s++) {
-        double dot = 1;
-        for (int64_t i = 0; i < a; i++) dot += P[t * a + i] * keys[s * a + i];
-        A[t * K + s] = dot;
+      for (int64_t s = 0; s < n; s++) {
+        if (s > t) { D[t * K + s] = 0.0; continue; }
+        const double m = dot(&dZb[t * d], &G[s * d], d);
+        const double at = A[t * K + s];
+        dte[t] -= m * lr[s] * at;
+        dlr[s] -= m * te[t] * at;
+        D[t * K + s] = -m * te[t] * lr[s];
       }
-  }
-
-  // Dual form without carried sums: Zb_t = P_t W + b - sum_{s<=t} te_t lr_s A[t, s] G_s.
-  void dual(int64_t n, int64_t K, const double* te, const double* lr) {
-    gram(n, K);
-    for (int64_t t = 0; t < n; t++) {
-      double* zb = &Zb[t * d];
-      for (int64_t j = 0; j < d; j++) zb[j] = b[j];
-      for (int64_t i = 0; i < a; i++) {
-        const double x = P[t * a + i];
-        const double* w = &W[i * d];
-        for (int64_t j = 0; j < d; j++) zb[j] += x * w[j];
-      }
-      for (int64_t s = 0; s <= t; s++) {
-        const double c = te[t] * lr[s] * A[t * K + s];
-        const double* g = &G[s * d];
-        for (int64_t j = 0; j < d; j++) zb[j] -= c * g[j];
-      }
-    }
-  }
-
-  // Backward of dual(): accumulates into dP, dKeys, dG, dW, db, dte, dlr. Uses A from dual().
-  void dual_backward(int64_t n, int64_t K, const double* te, const double* lr, double* dte, double* dlr) {
-    for (int64_t t = 0; t < n; t++) {
-      const double* dz = &dZb[t * d];
-      const double* p = &P[t * a];
-      for (int64_t j = 0; j < d; j++) db[j] += dz[j];
-      for (int64_t i = 0; i < a; i++) {
-        const double* w = &W[i * d];
-        double* dw = &dW[i * d];
-        const double x = p[i];
-        double acc = 0;
-        for (int64_t j = 0; j < d; j++) {
-          acc += dz[j] * w[j];
-          dw[j] += x * dz[j];
-        }
-        dP[t * a + i] += acc;
-      }
-      for (int64_t s = 0; s <= t; s++) {
-        const double* g = &G[s * d];
-        const double* k = &keys[s * a];
-        double m = 0;
-        for (int64_t j = 0; j < d; j++) m += dz[j] * g[j];
-        const double dot = A[t * K + s];
-        dte[t] -= m * lr[s] * dot;
-        dlr[s] -= m * te[t] * dot;
-        const double dA = -m * te[t] * lr[s];
-        double* dp = &dP[t * a];
-        double* dk = &dKeys[s * a];
-        for (int64_t i = 0; i < a; i++) {
-          dp[i] += dA * k[i];
-          dk[i] += dA * p[i];
-        }
-        const double c = te[t] * lr[s] * dot;
-        double* dg = &dG[s * d];
-        for (int64_t j = 0; j < d; j++) dg[j] -= c * dz[j];
-      }
-    }
+    mmd(n, a, n, D.data(), K, 1, keys.data(), a, dP.data(), a);  // dP_t += sum_s D[t, s] keys_s
+    mmd(n, a, n, D.data(), 1, K, P.data(), a, dKeys.data(), a);  // dKeys_s += sum_t D[t, s] P_t
+    mmd(n, d, n, M.data(), 1, K, dZb.data(), d, dG.data(), d);   // dG_s += sum_t M[t, s] dz_t
   }
 
   // Backward of the commit W' = W - te_last sum_s lr_s keys_s^T G_s (b' likewise), given dWc/dbc;
   // returns dL/d te_last.
   double update_backward(int64_t n, const double* lr, double te_last, double* dlr) {
+    // U_s = keys_s dWc + dbc, Q = G dWc^T.
+    for (int64_t s = 0; s < n; s++) std::copy(dbc.begin(), dbc.end(), U.begin() + s * d);
+    mmd(n, d, a, keys.data(), a, 1, dWc.data(), d, U.data(), d);
+    transpose(dWc.data(), a, d, dWct.data());
+    std::fill(Q.begin(), Q.begin() + n * a, 0.0);
+    mmd(n, a, d, G.data(), d, 1, dWct.data(), a, Q.data(), a);
     double dte_last = 0;
     for (int64_t s = 0; s < n; s++) {
-      const double* g = &G[s * d];
-      const double* k = &keys[s * a];
-      std::fill(u.begin(), u.end(), 0.0);
-      for (int64_t i = 0; i < a; i++) {
-        const double x = k[i];
-        const double* dwc = &dWc[i * d];
-        double acc = 0;
-        for (int64_t j = 0; j < d; j++) {
-          u[j] += x * dwc[j];
-          acc += dwc[j] * g[j];
-        }
-        dKeys[s * a + i] -= te_last * lr[s] * acc;
-      }
-      double dcl = 0;
-      double* dg = &dG[s * d];
-      for (int64_t j = 0; j < d; j++) {
-        dcl -= (u[j] + dbc[j]) * g[j];
-        dg[j] -= te_last * lr[s] * (u[j] + dbc[j]);
-      }
+      axpy(-te_last * lr[s], &Q[s * a], &dKeys[s * a], a);
+      const double dcl = -dot(&U[s * d], &G[s * d], d);
+      axpy(-te_last * lr[s], &U[s * d], &dG[s * d], d);
       dte_last += dcl * lr[s];
       dlr[s] += dcl * te_last;
     }
@@ -227,27 +264,15 @@ struct BLayer {
 
   // Backward of project(): dKeys += dZ W^T, dW += keys^T dZ, db += sum dZ.
   void project_backward(int64_t n, const double* dZ) {
-    for (int64_t s = 0; s < n; s++) {
-      const double* dz = &dZ[s * d];
-      for (int64_t j = 0; j < d; j++) db[j] += dz[j];
-      for (int64_t i = 0; i < a; i++) {
-        const double* w = &W[i * d];
-        double* dw = &dW[i * d];
-        const double x = keys[s * a + i];
-        double acc = 0;
-        for (int64_t j = 0; j < d; j++) {
-          acc += dz[j] * w[j];
-          dw[j] += x * dz[j];
-        }
-        dKeys[s * a + i] += acc;
-      }
-    }
+    for (int64_t s = 0; s < n; s++) axpy(1.0, &dZ[s * d], db.data(), d);
+    mmd(n, a, d, dZ, d, 1, Wt.data(), a, dKeys.data(), a);
+    mmd(a, d, n, keys.data(), 1, a, dZ, d, dW.data(), d);
   }
 };
 
 struct BHeadWork {
   BLayer l[2];
-  std::vector<double> q, tgt, lr, te, dte, dlr, dq, dtgt, dZ2, dZ1, H, scratch;
+  std::vector<double> q, tgt, lr, te, dte, dlr, dq, dtgt, dZ2, dZ1, H, dH, scratch;
   void fit(const BwdParams& p) {
     const int64_t K = p.K, f = p.f, h = p.h;
     l[0].fit(f, h, K);
@@ -256,6 +281,7 @@ struct BHeadWork {
     for (auto* v : {&lr, &te, &dte, &dlr}) v->assign(K, 0.0);
     dZ1.assign(K * h, 0.0);
     H.assign(K * h, 0.0);
+    dH.assign(K * h, 0.0);
     scratch.assign(4 * std::max(f, h), 0.0);
   }
 };
@@ -285,10 +311,7 @@ static void bwd_head_task(const BwdParams& p, int64_t bh, const BwdPartial& part
     for (int li = 0; li < nl; li++) {
       BLayer& Ly = w.l[li];
       const int64_t ws = Ly.a * Ly.d, bs = Ly.d, seg = bh * p.nseg + si;
-      const float* sw = p.sv[2 * li] + seg * ws;
-      const float* sb = p.sv[2 * li + 1] + seg * bs;
-      for (int64_t i = 0; i < ws; i++) Ly.W[i] = sw[i];
-      for (int64_t i = 0; i < bs; i++) Ly.b[i] = sb[i];
+      Ly.load(p.sv[2 * li] + seg * ws, p.sv[2 * li + 1] + seg * bs);
     }
     for (int64_t s = 0; s < n; s++) {
       const int64_t src = (bh * L + t0 + s) * f;
@@ -311,20 +334,14 @@ static void bwd_head_task(const BwdParams& p, int64_t bh, const BwdPartial& part
       l2.project(n);
       for (int64_t s = 0; s < n; s++) ln_l2_grad(&l2.Z[s * f], &w.tgt[s * f], gam, bet, f, &l2.G[s * f]);
       // G1 = H * gelu'(Z1), H = G2 W2^T kept for the backward.
-      for (int64_t s = 0; s < n; s++)
-        for (int64_t i = 0; i < h; i++) {
-          double acc = 0;
-          const double* g = &l2.G[s * f];
-          const double* wr = &l2.W[i * f];
-          for (int64_t j = 0; j < f; j++) acc += g[j] * wr[j];
-          w.H[s * h + i] = acc;
-          l1.G[s * h + i] = acc * inner_gelu_grad(l1.Z[s * h + i]);
-        }
+      std::fill(w.H.begin(), w.H.begin() + n * h, 0.0);
+      mmd(n, h, f, l2.G.data(), f, 1, l2.Wt.data(), h, w.H.data(), h);
+      for (int64_t i = 0; i < n * h; i++) l1.G[i] = w.H[i] * inner_gelu_grad(l1.Z[i]);
     }
-    l1.dual(n, K, w.te.data(), w.lr.data());
+    l1.dual(n, w.te.data(), w.lr.data());
     if (p.mlp) {
       for (int64_t i = 0; i < n * h; i++) l2.P[i] = gelu(l1.Zb[i]);
-      l2.dual(n, K, w.te.data(), w.lr.data());
+      l2.dual(n, w.te.data(), w.lr.data());
     }
 
     // W' = W - ..., so dL/dW starts from dL/dW'.
@@ -363,10 +380,10 @@ static void bwd_head_task(const BwdParams& p, int64_t bh, const BwdPartial& part
       }
     }
     if (p.mlp) {
-      l2.dual_backward(n, K, w.te.data(), w.lr.data(), w.dte.data(), w.dlr.data());
+      l2.dual_backward(n, w.te.data(), w.lr.data(), w.dte.data(), w.dlr.data());
       for (int64_t i = 0; i < n * h; i++) l1.dZb[i] = l2.dP[i] * gelu_grad(l1.Zb[i]);
     }
-    l1.dual_backward(n, K, w.te.data(), w.lr.data(), w.dte.data(), w.dlr.data());
+    l1.dual_backward(n, w.te.data(), w.lr.data(), w.dte.data(), w.dlr.data());
     if (commit) {
       double dte_l = 0;
       for (int li = 0; li < nl; li++) dte_l += w.l[li].update_backward(n, w.lr.data(), te_last, w.dlr.data());
@@ -379,21 +396,13 @@ static void bwd_head_task(const BwdParams& p, int64_t bh, const BwdPartial& part
                             part.dlnW, part.dlnB, w.scratch.data());
       l1.project_backward(n, w.dZ2.data());
     } else {
-      for (int64_t s = 0; s < n; s++)
-        for (int64_t i = 0; i < h; i++) {
-          const double z = l1.Z[s * h + i];
-          const double dg1 = l1.dG[s * h + i];
-          const double dH = dg1 * inner_gelu_grad(z);
-          w.dZ1[s * h + i] = dg1 * w.H[s * h + i] * inner_gelu_grad2(z);
-          double* dg2 = &l2.dG[s * f];
-          double* dw2 = &l2.dW[i * f];
-          const double* w2 = &l2.W[i * f];
-          const double* g2 = &l2.G[s * f];
-          for (int64_t j = 0; j < f; j++) {
-            dg2[j] += dH * w2[j];
-            dw2[j] += dH * g2[j];
-          }
-        }
+      for (int64_t i = 0; i < n * h; i++) {
+        const double z = l1.Z[i], dg1 = l1.dG[i];
+        w.dH[i] = dg1 * inner_gelu_grad(z);
+        w.dZ1[i] = dg1 * w.H[i] * inner_gelu_grad2(z);
+      }
+      mmd(n, f, h, w.dH.data(), h, 1, l2.W.data(), f, l2.dG.data(), f);  // dG2 += dH W2
+      mmd(h, f, n, w.dH.data(), 1, h, l2.G.data(), f, l2.dW.data(), f);  // dW2 += dH^T G2
       for (int64_t s = 0; s < n; s++)
         ln_l2_grad_backward(&l2.Z[s * f], &w.tgt[s * f], gam, bet, f, &l2.dG[s * f], &w.dZ2[s * f], &w.dtgt[s * f],
                             part.dlnW, part.dlnB, w.scratch.data());
