@@ -117,9 +117,13 @@ const QUAD: Record<string, Quad> = {
   wide16: { qm: 2, qn: 4, bk: 16, prefetch: false },
 };
 
-/** Names accepted by setMatmulVariant: 'base' (strided 8x8 kernel) and the quadrant variants. */
+/**
+ * Names accepted by setMatmulVariant: 'base' (strided 8x8 kernel) and the quadrant variants. Measured
+ * on an H200 at n = 4096 (TFLOP/s): quad16 37.2, wide16 36.3, wide8pf 32.5, tall8pf 32.3, base 32.0,
+ * quad16pf 30.2, quad8pf 27.3 (bench/webgpu-matmul-probe.ts); quad16 is the default.
+ */
 export const MATMUL_VARIANTS: readonly string[] = ['base', ...Object.keys(QUAD)];
-const DEFAULT_VARIANT = 'base';
+const DEFAULT_VARIANT = 'quad16';
 
 function checkVariant(name: string, from: string): string {
   if (!MATMUL_VARIANTS.includes(name)) {
@@ -128,7 +132,9 @@ function checkVariant(name: string, from: string): string {
   return name;
 }
 
-let variant = checkVariant(process.env.FRUGAL_WEBGPU_MATMUL_VARIANT || DEFAULT_VARIANT, 'FRUGAL_WEBGPU_MATMUL_VARIANT');
+// Browsers have no process; the override is for benchmarking in Node.
+const envVariant = typeof process !== 'undefined' ? process.env?.FRUGAL_WEBGPU_MATMUL_VARIANT : undefined;
+let variant = checkVariant(envVariant || DEFAULT_VARIANT, 'FRUGAL_WEBGPU_MATMUL_VARIANT');
 
 /** Selects the kernel used for large products (benchmarks compare them; others keep the default). */
 export function setMatmulVariant(name: string): void { variant = checkVariant(name, 'setMatmulVariant'); }
