@@ -39,10 +39,13 @@ export class CausalDepthwiseConv extends Module {
     const b = this.get('bias');
     if (!state) return op.causalConv1d(x, w, b);
     const [batch, l, c] = x.shape;
-    const prev = state.prev ?? zeros([batch, this.kernel - 1, c], { device: x.device });
+    const old = state.prev;
+    const prev = old ?? zeros([batch, this.kernel - 1, c], { device: x.device });
     const xe = op.concat([prev, x], 1);
     const n = xe.shape[1];
     state.prev = op.slice(xe, 1, n - (this.kernel - 1), n);
+    // The state owns its tail: the replaced one (kept alive past earlier scopes) is released here.
+    old?.dispose();
     return op.slice(op.causalConv1d(xe, w, b), 1, this.kernel - 1, n);
   }
 }
