@@ -1,7 +1,8 @@
 // frugal info: what a checkpoint holds (architecture, parameters, bits per parameter, size on disk).
 import { resolveModelDir, loadModelTokenizer } from '../train/checkpoint.ts';
 import { presetRegistry } from '../models/presets.ts';
-import { bitsPerParam } from '../nn/fbi-linear.ts';
+import { bitsFromCounts, bitsPerParam } from '../nn/fbi-linear.ts';
+import { PackedLinear } from '../infer/packed-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
 import { loadAnyModel } from './model-spec.ts';
@@ -23,11 +24,19 @@ export function describe(model: CausalLM) {
   const c = model.config;
   const ffns = Array.from({ length: c.numLayers }, (_, i) => ffnKindAt(c, i));
   const embed = c.vocabSize * c.hiddenSize * (c.tieEmbeddings ? 1 : 2);
-  const bits = bitsPerParam(model);
+  // Packed 1-bit linears hold their weights as buffers (sign bits + scales), not parameters.
+  const packed = model.modules().filter((m): m is PackedLinear => m instanceof PackedLinear);
+  const packedWeights = packed.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
+  const packedScales = packed.reduce((s, l) => s + l.storageScaleCount, 0);
+  const latent = bitsPerParam(model);
+  const bits = packed.length
+    ? bitsFromCounts(latent.binarizedParams + packedWeights, latent.linearFpParams + packedScales,
+      latent.fpParams - latent.linearFpParams)
+    : latent;
   return {
     architecture: `${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ` +
       `mixer ${c.mixer}, ffn ${[...new Set(ffns)].join('+')}, linear ${c.linear}, vocab ${c.vocabSize}, context ${c.maxPositions}`,
-    parameters: model.numParameters(),
+    parameters: model.numParameters() + packedWeights + packedScales,
     embedding_parameters: embed,
     binarized_parameters: bits.binarizedParams,
     bits_per_param: bits.binarizedParams ? bits.model : 32,

@@ -52,7 +52,11 @@ export class PackedLinear extends Module implements LinearLike {
 
   /** Bytes of the packed weight plus its scales. */
   get storageBytes(): number {
-    return this.get('weight_bits').size * 4 + (this.get('wscale').size + this.get('wbias').size) * 4;
+    return this.get('weight_bits').size * 4 + this.storageScaleCount * 4;
+  }
+  /** Number of f32 scale values (wscale and wbias). */
+  get storageScaleCount(): number {
+    return this.get('wscale').size + this.get('wbias').size;
   }
 }
 

@@ -35,6 +35,10 @@ export abstract class Module {
     for (const [n, c] of this.childMap) out.push(...c.namedBuffers(`${prefix}${n}.`));
     return out;
   }
+  /** This module and every submodule, depth-first. */
+  modules(): Module[] {
+    return [this, ...[...this.childMap.values()].flatMap((c) => c.modules())];
+  }
   parameters(): Tensor[] {
     return this.namedParameters().map(([, t]) => t);
   }

@@ -72,6 +72,27 @@ test('train a micro model, then info, generate and eval on its checkpoint', () =
   assert.equal(r.multiple_choice.items, 1);
 });
 
+test('an FBI model packed with `frugal pack IN OUT` reports 1-bit linears and generates like the latent model', () => {
+  const fbi = join(tmp, 'fbi'), packed = join(tmp, 'fbi-packed');
+  const t = frugal('train', '--preset', 'tiny-fbi', '--data', text, '--out', fbi, '--steps', '3', '--batch', '2', '--ctx', '32',
+    '--eval-every', '0', '--save-every', '0', '--quiet');
+  assert.equal(t.code, 0, t.err);
+  const p = frugal('pack', fbi, packed);
+  assert.equal(p.code, 0, p.err);
+  const latent = JSON.parse(frugal('info', fbi, '--json').out.trim().split('\n').at(-1)!);
+  const pk = JSON.parse(frugal('info', packed, '--json').out.trim().split('\n').at(-1)!);
+  assert.equal(pk.parameters, latent.parameters);
+  assert.equal(pk.binarized_parameters, latent.binarized_parameters);
+  assert.ok(pk.binarized_parameters > 0);
+  assert.ok(Math.abs(pk.bits_per_param - latent.bits_per_param) < 1e-9);
+  assert.ok(pk.size_on_disk_bytes * 8 < latent.size_on_disk_bytes, 'packed weights at least 8x smaller on disk');
+  const g = (dir: string) => frugal('generate', '--model', dir, '--prompt', 'Call me', '--max-new-tokens', '8', '--temperature', '0');
+  const [a, b] = [g(fbi), g(packed)];
+  assert.equal(a.code, 0, a.err);
+  assert.equal(b.code, 0, b.err);
+  assert.equal(b.out, a.out, 'packed and latent greedy text differ');
+});
+
 test('user mistakes exit with code 2 and one clear line', () => {
   assertUserError(frugal('generate', '--model', join(tmp, 'nope'), '--prompt', 'x'), /does not exist/);
   const bad = join(tmp, 'bad');
