@@ -96,25 +96,20 @@ void backward(const AttnParams& p, float* dq) {
     }
   });
   std::memset(dq, 0, qn * sizeof(float));
-  // Private dq accumulators, claimed by the first task each thread runs.
-  std::mutex mu;
-  std::vector<std::thread::id> owners;
-  std::vector<std::vector<float>> extra;
-  auto slot = [&]() -> float* {
-    std::lock_guard<std::mutex> lk(mu);
-    auto id = std::this_thread::get_id();
-    for (size_t i = 0; i < owners.size(); i++)
-      if (owners[i] == id) return i == 0 ? dq : extra[i - 1].data();
-    owners.push_back(id);
-    if (owners.size() == 1) return dq;
-    extra.emplace_back(qn, 0.0f);
-    return extra.back().data();
-  };
+  // Deterministic dq: a fixed number of task groups (one per thread), each owning a private dq
+  // accumulator and walking its key blocks in a fixed order (interleaved, so the heavy early causal
+  // blocks spread over the groups); the accumulators are then summed in group order. The result
+  // does not depend on which thread happens to run which task.
   const int64_t nkb = (p.S + kBK - 1) / kBK;
-  // Early key blocks are seen by the most causal queries: hand those out first.
-  parallel_tasks(p.B * p.Hkv * nkb, [&](int64_t t) {
-    int64_t kb = t % nkb, bh = t / nkb;
-    bwd(p, dsum.data(), slot(), bh / p.Hkv, bh % p.Hkv, kb * kBK);
+  const int64_t ntasks = p.B * p.Hkv * nkb;
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(num_threads(), ntasks));
+  std::vector<std::vector<float>> extra(groups - 1, std::vector<float>(qn, 0.0f));
+  parallel_tasks(groups, [&](int64_t g) {
+    float* acc = g == 0 ? dq : extra[g - 1].data();
+    for (int64_t t = g; t < ntasks; t += groups) {
+      int64_t kb = t % nkb, bh = t / nkb;
+      bwd(p, dsum.data(), acc, bh / p.Hkv, bh % p.Hkv, kb * kBK);
+    }
   });
   if (!extra.empty()) {
     parallel_for(qn, [&](int64_t a, int64_t e) {
