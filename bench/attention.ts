@@ -8,7 +8,7 @@ import { sgemmBatched } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { fromArray, type Tensor } from '../src/tensor/index.ts';
 import { finishWebGPU, intList, releasePool, startWebGPU, timeWebGPU, torchGpuPeer } from './matmul.ts';
-import { runBenchIfMain } from '../src/cli/args.ts';
+import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
 
 const MiB = 2 ** 20;
 
@@ -41,16 +41,6 @@ function naive(q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Arra
   return P.byteLength + dP.byteLength;
 }
 
-function time(fn: () => void, reps: number): number {
-  fn();
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    fn();
-    best = Math.min(best, performance.now() - t);
-  }
-  return best;
-}
 
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   if (args.device === 'webgpu') return runWebGPU(args);
@@ -65,7 +55,7 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
     const o = new Float32Array(n), lse = new Float32Array(H * L), dq = new Float32Array(n), dk = new Float32Array(n), dv = new Float32Array(n);
     const reps = L >= 4096 ? 1 : 3;
     const rss0 = process.memoryUsage().rss;
-    const fusedMs = time(() => {
+    const fusedMs = bestOfMs(() => {
       attentionForward(q, k, v, o, lse, 1, L, L, H, H, D, scale, true);
       attentionBackward(q, k, v, o, dO, lse, dq, dk, dv, 1, L, L, H, H, D, scale, true);
     }, reps);
@@ -76,7 +66,7 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
     const fusedBytes = 4 * (2 * H * L + (threads - 1) * n + threads * (3 * 32 * Dp + 6 * 64 * Dp + 2 * 32 * 64));
     let naiveBytes = 0;
     const rss1 = process.memoryUsage().rss;
-    const naiveMs = time(() => { naiveBytes = naive(q, k, v, o, dO, dq, dk, dv, L, H, D, scale); }, reps);
+    const naiveMs = bestOfMs(() => { naiveBytes = naive(q, k, v, o, dO, dq, dk, dv, L, H, D, scale); }, reps);
     const rssNaive = process.memoryUsage().rss - rss1;
     rows.push({
       L, fused_ms: +fusedMs.toFixed(1), naive_ms: +naiveMs.toFixed(1),

@@ -11,7 +11,7 @@ import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../src/backend/webgpu/index.ts';
 import { matmul } from '../src/ops/index.ts';
 import { fromArray, noGrad } from '../src/tensor/index.ts';
-import { runBenchIfMain } from '../src/cli/args.ts';
+import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
 
 type Shape = [number, number, number];
 
@@ -19,13 +19,7 @@ function ours(m: number, n: number, k: number, reps: number): number {
   const A = Float32Array.from({ length: m * k }, () => Math.random() - 0.5);
   const B = Float32Array.from({ length: k * n }, () => Math.random() - 0.5);
   const C = new Float32Array(m * n);
-  sgemm(false, false, m, n, k, 1, A, 0, k, B, 0, n, 0, C, 0, n);
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    sgemm(false, false, m, n, k, 1, A, 0, k, B, 0, n, 0, C, 0, n);
-    best = Math.min(best, performance.now() - t);
-  }
+  const best = bestOfMs(() => sgemm(false, false, m, n, k, 1, A, 0, k, B, 0, n, 0, C, 0, n), reps);
   return (2 * m * n * k) / (best * 1e6);
 }
 

@@ -17,7 +17,7 @@ import * as op from '../src/ops/index.ts';
 import { batchNorm1d, peerExperts, peerRetrieve } from '../src/ops/peer.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor } from '../src/tensor/index.ts';
 import { AdamW } from '../src/train/optim.ts';
-import { runBenchIfMain } from '../src/cli/args.ts';
+import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
 
 const HEADS = 8, TOPK = 16, DIM_KEY = 128, PRESET_DIM = 768;
 
@@ -31,16 +31,6 @@ function table(rows: number, cols: number, std: number, seed: number): Tensor {
   return fromArray(a, [rows, cols]);
 }
 
-function best(reps: number, fn: () => void): number {
-  fn(); // warm-up
-  let b = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    fn();
-    b = Math.min(b, performance.now() - t);
-  }
-  return b;
-}
 
 /** The retrieval half of a PEER layer: queries (Linear with bias + BatchNorm) -> product-key top-k. */
 function makeRetrieval(dim: number, n: number, rng: Rng) {
@@ -88,7 +78,7 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   const held = new Map<number, Tensor>();
   for (const t of [down, up]) for (const s of t.sparseGrads) for (const h of s.tensors()) held.set(h.id, h);
   const gradBytes = [...held.values()].reduce((b, h) => b + h.size * 4, 0);
-  const peerMs = best(reps, peerStep);
+  const peerMs = bestOfMs(peerStep, reps);
 
   // (d) AdamW on the expert tables from one step's gradients (moments are created on the first
   // update, during the warm-up call). The same tokens retrieve the same rows every rep, so this is
@@ -103,14 +93,14 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   }
 
   const swiglu = new SwiGLU(C, 4 * C, (i, o) => new Linear(i, o, { rng, std: 0.02 }));
-  const denseMs = best(reps, () => {
+  const denseMs = bestOfMs(() => {
     for (const p of [x, ...swiglu.parameters()]) p.zeroGrad();
     backward(swiglu.forward(x), cot);
-  });
+  }, reps);
 
   // Retrieval alone at the same tokens, and the brute-force reference on a subset of them.
   const ours = noGrad(() => retr.run(x));
-  const oursRetrievalMs = best(reps, () => noGrad(() => retr.run(x)));
+  const oursRetrievalMs = bestOfMs(() => noGrad(() => retr.run(x)), reps);
   const rows = bruteTokens * HEADS;
   const qSub = (ours.q.dataSync() as Float32Array).slice(0, rows * DIM_KEY);
   const kd = retr.keys.dataSync() as Float32Array;
@@ -126,7 +116,7 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   const retrieval: { n_experts: number; ms: number }[] = [];
   for (const side of [128, 256, 512, 1024, 2048]) {
     const r = makeRetrieval(PRESET_DIM, side, rng);
-    retrieval.push({ n_experts: side * side, ms: +best(reps, () => noGrad(() => r.run(xr))).toFixed(1) });
+    retrieval.push({ n_experts: side * side, ms: +bestOfMs(() => noGrad(() => r.run(xr)), reps).toFixed(1) });
   }
   const ms = (s: number) => retrieval.find((r) => r.n_experts === s * s)!.ms;
 

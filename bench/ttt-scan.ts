@@ -8,18 +8,8 @@ import { type TttDims, type TttGrads, tttBackwardReference, tttForwardReference 
 import { tttBackwardNative, tttForwardNative as tttForward } from '../src/backend/cpu/ttt-native.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Rng } from '../src/tensor/rng.ts';
-import { runBenchIfMain } from '../src/cli/args.ts';
+import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
 
-function time(fn: () => void, reps: number): number {
-  fn();
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    fn();
-    best = Math.min(best, performance.now() - t);
-  }
-  return best;
-}
 
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const L = Number(args.len ?? 2048), nh = Number(args.heads ?? 12), f = Number(args.dim ?? 64), K = 16;
@@ -36,13 +26,13 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   };
   const d: TttDims = { mlp, batch: 1, heads: nh, length: L, dim: f, hidden: h, miniBatch: K };
   const outDual = new Float32Array(n);
-  const dualMs = time(() => tttForward(d, x, outDual, 0, null, null), 5);
+  const dualMs = bestOfMs(() => tttForward(d, x, outDual, 0, null, null), 5);
   const outRef = new Float32Array(n);
-  const refMs = time(() => tttForwardReference(d, x, outRef, 0, null, null), 2);
+  const refMs = bestOfMs(() => tttForwardReference(d, x, outRef, 0, null, null), 2);
 
   // Token-by-token: L calls of one token each, carrying the state (weights + running gradient sums).
   const outPrimal = new Float32Array(n);
-  const primalMs = time(() => {
+  const primalMs = bestOfMs(() => {
     const z = (m: number) => new Float32Array(m);
     const st = { w1: z(nh * f * h), b1: z(nh * h), w2: mlp ? z(nh * h * f) : null, b2: mlp ? z(nh * f) : null,
       gw1: z(nh * f * h), gb1: z(nh * h), gw2: mlp ? z(nh * h * f) : null, gb2: mlp ? z(nh * f) : null };
@@ -80,12 +70,12 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
     dw2: mlp ? new Float32Array(nh * h * f) : null, db2: mlp ? new Float32Array(nh * f) : null,
     dlnW: new Float32Array(nh * f), dlnB: new Float32Array(nh * f) });
   const savedNat = mkSaved(), gradsNat = mkGrads();
-  const fwdBwdNativeMs = time(() => {
+  const fwdBwdNativeMs = bestOfMs(() => {
     tttForward(d, x, outDual, 0, null, savedNat);
     tttBackwardNative(d, x, savedNat, dOut, gradsNat);
   }, 3);
   const savedRef = mkSaved(), gradsRef = mkGrads();
-  const fwdBwdRefMs = time(() => {
+  const fwdBwdRefMs = bestOfMs(() => {
     tttForwardReference(d, x, outRef, 0, null, savedRef);
     tttBackwardReference(d, x, savedRef, dOut, gradsRef);
   }, 1);

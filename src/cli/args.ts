@@ -1,7 +1,5 @@
 // Flag parsing for the subcommands: typed flags with defaults and help text, `--name value` or
 // `--name=value`, and errors that name the flag and what it accepts.
-import { pathToFileURL } from 'node:url';
-
 export type FlagType = 'string' | 'number' | 'int' | 'bool';
 export interface FlagSpec {
   type: FlagType;
@@ -98,22 +96,3 @@ export function num(flags: Flags, k: string, check?: (v: number) => boolean, wha
 }
 export const positive = (v: number) => v > 0;
 export const nonNegative = (v: number) => v >= 0;
-
-/** `--key value` / `--flag` pairs of a benchmark script run directly (node --import tsx bench/X.ts ...). */
-export function benchFlags(argv: string[]): Record<string, string | boolean> {
-  const args: Record<string, string | boolean> = {};
-  for (let i = 0; i < argv.length; i++) {
-    if (!argv[i].startsWith('--')) throw new Error(`unexpected argument '${argv[i]}'; flags are --key value or --flag`);
-    const next = argv[i + 1];
-    args[argv[i].slice(2)] = next !== undefined && !next.startsWith('--') ? (i++, next) : true;
-  }
-  return args;
-}
-
-/** Runs a benchmark's run() and prints its JSON when the file is the process entry point. */
-export async function runBenchIfMain(
-  moduleUrl: string, run: (args: Record<string, string | boolean>) => Promise<unknown>,
-): Promise<void> {
-  if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
-  console.log(JSON.stringify(await run(benchFlags(process.argv.slice(2))), null, 2));
-}
