@@ -1,4 +1,6 @@
 // The model config: one decoder built from interchangeable parts. Validation gives one clear line.
+import type { PeerLayerOptions } from '../nn/peer.ts';
+
 export type LinearKind = 'dense' | 'fbi';
 export type MixerKind = 'attention' | 'ttt-linear' | 'ttt-mlp';
 export type FfnKind = 'swiglu' | 'peer';
@@ -10,18 +12,8 @@ export interface TttOptions {
   convKernel: number;
 }
 
-export interface PeerOptions {
-  numExperts: number;
-  heads: number;
-  topk: number;
-  dimKey: number;
-  /** 'batchnorm' (paper) or 'none' on the queries. */
-  queryNorm: 'batchnorm' | 'none';
-  /** Shared product keys for all heads (paper) or one pair per head (PEER-pytorch). */
-  sharedKeys: boolean;
-  activation: 'gelu' | 'relu';
-  score: 'softmax' | 'sigmoid';
-}
+/** PEER layer options (the layer's own option type, see src/nn/peer.ts). */
+export type PeerOptions = PeerLayerOptions;
 
 export interface ModelConfig {
   vocabSize: number;
