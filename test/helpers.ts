@@ -9,7 +9,7 @@ export const DEVICE = (process.env.FRUGAL_DEVICE ?? 'cpu') as DeviceName;
 // The webgpu backend needs an asynchronous device request before any tensor is made; a failure here
 // fails the run with the reason (no silent fallback to the CPU).
 if (DEVICE === 'webgpu') await initWebGPU();
-export const GOLDEN_DIR = resolve(process.env.FRUGAL_GOLDEN_DIR ?? resolve(import.meta.dirname, '..', '..', 'shared', 'golden'));
+export const GOLDEN_DIR = resolve(process.env.FRUGAL_GOLDEN_DIR ?? resolve(import.meta.dirname, 'fixtures', 'golden'));
 
 export function randArray(n: number, rng: Rng, scale = 1): Float32Array {
   const a = new Float32Array(n);

@@ -10,10 +10,12 @@ import { byteAlphabet, BYTE_TO_CHAR, preTokenize, utf8 } from '../../src/data/by
 import { loadTokenizer, saveTokenizer } from '../../src/data/tokenizer-io.ts';
 import { ByteTokenizer } from '../../src/data/tokenizer.ts';
 import { Rng } from '../../src/tensor/rng.ts';
+import { defaultCorpusDocuments } from '../../src/data/corpus.ts';
 
-const shakespeare = readFileSync(new URL('../../../shared/data/tinyshakespeare.txt', import.meta.url), 'utf8');
-const trainText = shakespeare.slice(0, 300_000);
-const heldOut = shakespeare.slice(900_000, 960_000);
+// English prose from the embedded corpus (public-domain State of the Union addresses and Moby Dick).
+const prose = defaultCorpusDocuments().join('\n');
+const trainText = prose.slice(0, 300_000);
+const heldOut = prose.slice(900_000, 960_000);
 const tok = trainBpe(trainText, { vocabSize: 800 });
 
 // Lone surrogates cannot be UTF-8 encoded; they come back as U+FFFD, like TextEncoder does.
@@ -77,7 +79,7 @@ function naiveMerges(text: string, vocabSize: number, specials: string[]): [stri
 }
 
 test('incremental trainer learns the same merges as a from-scratch recount', () => {
-  const text = shakespeare.slice(0, 20_000) + ' aaaa aaaaa aaaaaa abab ababab';
+  const text = prose.slice(0, 20_000) + ' aaaa aaaaa aaaaaa abab ababab';
   const fast = trainBpe(text, { vocabSize: 420 });
   assert.deepEqual(fast.merges, naiveMerges(text, 420, ['<|endoftext|>']));
 });
@@ -116,8 +118,8 @@ test('streaming decode emits only complete characters and matches decode', () =>
 });
 
 test('training is deterministic and independent of document order', () => {
-  const a = shakespeare.slice(0, 50_000);
-  const b = shakespeare.slice(50_000, 100_000);
+  const a = prose.slice(0, 50_000);
+  const b = prose.slice(50_000, 100_000);
   const t1 = trainBpe([a, b], { vocabSize: 500 });
   const t2 = trainBpe([b, a], { vocabSize: 500 });
   assert.equal(t1.id(), t2.id());

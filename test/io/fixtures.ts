@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { crc32, deflateRawSync } from 'node:zlib';
 import type { TensorMap } from '../../src/io/raw.ts';
 
-export const GOLDEN_DIR = resolve(process.env.FRUGAL_GOLDEN_DIR ?? resolve(import.meta.dirname, '..', '..', '..', 'shared', 'golden'));
+export const GOLDEN_DIR = resolve(process.env.FRUGAL_GOLDEN_DIR ?? resolve(import.meta.dirname, '..', 'fixtures', 'golden'));
 
 /** Path of a golden file; fails the test (never skips) when the golden folder is missing. */
 export function golden(...parts: string[]): string {
