@@ -1,6 +1,7 @@
-# Sourced before running the suite with FRUGAL_DEVICE=webgpu on a machine without a GPU: Dawn then
-# runs on SwiftShader's CPU Vulkan driver (Debian: apt-get install -y chromium libvulkan1).
-if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/lib/chromium/vk_swiftshader_icd.json ]; then
-  export VK_DRIVER_FILES=/usr/lib/chromium/vk_swiftshader_icd.json
-fi
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+# Sourced before running WebGPU code by hand on a machine without a GPU: points Dawn at a CPU Vulkan
+# (SwiftShader: the system one, or the one unpacked from the npm package @sparticuz/chromium).
+eval "$(node --input-type=module -e "
+import { webgpuEnv } from './bin/test-env.js';
+const { env } = webgpuEnv();
+for (const k of ['VK_DRIVER_FILES', 'LD_LIBRARY_PATH', 'XDG_RUNTIME_DIR']) if (env[k]) console.log('export ' + k + '=' + JSON.stringify(env[k]));
+")"

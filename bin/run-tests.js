@@ -6,9 +6,10 @@
 //   node bin/run-tests.js --cpu      CPU pass only
 //   node bin/run-tests.js --webgpu   WebGPU pass only
 //   node bin/run-tests.js DIR|FILE…  the given tests on the backend named by FRUGAL_DEVICE (default cpu)
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { chromiumPath, webgpuEnv } from './test-env.js';
 
 const WEBGPU_ROOTS = ['test/ops', 'test/golden', 'test/nn', 'test/models', 'test/backend'];
 const isWebgpuOnly = (f) => /test\/backend\/webgpu-[^/]*\.test\.ts$/.test(f);
@@ -24,24 +25,25 @@ function collect(roots) {
 }
 
 function run(files, device) {
-  console.log(`\n### ${files.length} test files on backend: ${device}\n`);
-  const env = { ...process.env, FRUGAL_DEVICE: device };
-  if (device === 'webgpu') {
-    const swiftshader = '/usr/lib/chromium/vk_swiftshader_icd.json';
-    if (!env.VK_DRIVER_FILES && existsSync(swiftshader)) env.VK_DRIVER_FILES = swiftshader;
-    env.XDG_RUNTIME_DIR ??= '/tmp';
-  }
+  let env = { ...process.env, FRUGAL_DEVICE: device };
+  let driver = '';
+  if (device === 'webgpu') ({ env, driver } = webgpuEnv(env));
+  console.log(`\n### ${files.length} test files on backend: ${device}${driver ? ` (Vulkan: ${driver})` : ''}\n`);
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env });
   return r.status ?? 1;
 }
 
 const args = process.argv.slice(2);
+// The browser test drives a headless Chromium (unpacked from the npm registry when the machine has none).
+const browser = await chromiumPath();
+if (browser) process.env.FRUGAL_CHROMIUM = browser;
 let status = 0;
 if (args.length === 0 || args[0] === '--cpu' || args[0] === '--webgpu') {
   const only = args[0];
   const passes = [];
   if (!only) {
-    console.log('### type check (tsc --noEmit)');
+    console.log('### build (tsc -p tsconfig.build.json: src -> dist) and type check (tsc --noEmit: src, test, bench)');
+    passes.push(spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' }).status ?? 1);
     passes.push(spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit'], { stdio: 'inherit' }).status ?? 1);
   }
   if (only !== '--webgpu') passes.push(run(collect(['test']).filter((f) => !isWebgpuOnly(f)), 'cpu'));

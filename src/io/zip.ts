@@ -1,6 +1,8 @@
 // A read-only zip reader for PyTorch checkpoints: it walks the central directory (zip64 when the
 // archive needs it) and reads entries on demand, stored or deflated, checking sizes and CRC-32.
-import { crc32, inflateRawSync } from 'node:zlib';
+import type * as NodeZlib from 'node:zlib';
+import { nodeBuiltin } from './node-builtins.ts';
+const { crc32, inflateRawSync } = nodeBuiltin<typeof NodeZlib>('node:zlib');
 import { type ByteSource, bufferSource, fileSource } from './raw.ts';
 
 const SIG_LOCAL = 0x04034b50;

@@ -1,8 +1,9 @@
-// One registry of named model shapes: the tiny dense ones used by demos and tests, plus the presets
-// of every layer family present in this build (FBI, TTT, PEER). Families that are not built in are
-// reported by name so callers can say what is missing instead of failing obscurely.
+// One registry of named model shapes: the tiny ones used by demos and tests, plus the papers' presets
+// of every layer family (dense LLaMA, FBI, TTT, PEER).
 import type { ModelConfig } from './config.ts';
 import { FBI_PRESETS, LLAMA_PRESETS } from './llama-hf.ts';
+import { PEER_PRESETS } from './peer-plugin.ts';
+import { TTT_PRESETS } from './ttt-hf.ts';
 
 /** Tiny shapes for the byte-level demo pipeline (vocabulary 256 = bytes; callers may override it). */
 export const TINY_PRESETS: Record<string, Partial<ModelConfig>> = {
@@ -20,45 +21,21 @@ export const TINY_PRESETS: Record<string, Partial<ModelConfig>> = {
   'micro-dense': { vocabSize: 256, hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64, maxPositions: 64 },
 };
 
-/** Preset tables of optional families: module path (relative to this file) and exported name. */
-const OPTIONAL: { family: string; module: string; name: string }[] = [
-  { family: 'ttt', module: './ttt-hf.ts', name: 'TTT_PRESETS' },
-  { family: 'peer', module: './peer-plugin.ts', name: 'PEER_PRESETS' },
-];
-
 export interface PresetRegistry {
   presets: Record<string, Partial<ModelConfig>>;
-  /** Families whose preset tables are not in this build. */
-  missing: string[];
 }
 
-let cached: PresetRegistry | undefined;
+const ALL: Record<string, Partial<ModelConfig>> = { ...TINY_PRESETS, ...LLAMA_PRESETS, ...FBI_PRESETS, ...TTT_PRESETS, ...PEER_PRESETS };
 
 export async function presetRegistry(): Promise<PresetRegistry> {
-  if (cached) return cached;
-  const presets: Record<string, Partial<ModelConfig>> = { ...TINY_PRESETS, ...LLAMA_PRESETS, ...FBI_PRESETS };
-  const missing: string[] = [];
-  for (const o of OPTIONAL) {
-    try {
-      const mod = (await import(new URL(o.module, import.meta.url).href)) as Record<string, unknown>;
-      const table = mod[o.name] as Record<string, Partial<ModelConfig>> | undefined;
-      if (table) Object.assign(presets, table);
-      else missing.push(o.family);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-      missing.push(o.family);
-    }
-  }
-  return (cached = { presets, missing });
+  return { presets: ALL };
 }
 
 /** A copy of the named preset; unknown names list the known ones. */
 export async function presetByName(name: string): Promise<Partial<ModelConfig>> {
-  const { presets, missing } = await presetRegistry();
-  const p = presets[name];
+  const p = ALL[name];
   if (!p) {
-    const hint = missing.length ? ` (not in this build: ${missing.join(', ')} presets)` : '';
-    throw new Error(`unknown preset '${name}'; available: ${Object.keys(presets).join(', ')}${hint}`);
+    throw new Error(`unknown preset '${name}'; available: ${Object.keys(ALL).join(', ')}`);
   }
   return structuredClone(p);
 }

@@ -28,7 +28,7 @@ import { saveCheckpoint } from '../../src/train/checkpoint.ts';
 
 const run = promisify(execFile);
 const REPO = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
-const CHROMIUM = process.env.FRUGAL_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM = process.env.FRUGAL_CHROMIUM ?? '/usr/bin/chromium'; // bin/run-tests.js sets it (bin/test-env.js)
 const CHROMIUM_FLAGS = [
   '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
   '--use-angle=swiftshader', '--disable-gpu-sandbox', '--no-first-run', '--disable-background-networking',
@@ -140,7 +140,7 @@ before(async () => {
   console.log(`# vite build in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
   ({ server, origin } = await serve({ '/': dist, '/ckpt/': work }));
 
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium libvulkan1) or set FRUGAL_CHROMIUM`);
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: run the tests through npm test (which unpacks @sparticuz/chromium) or set FRUGAL_CHROMIUM`);
   ctx = await chromium.launchPersistentContext(join(work, 'profile-a'), {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1024, height: 1100 },
   });

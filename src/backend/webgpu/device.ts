@@ -1,6 +1,6 @@
 // Device acquisition: Dawn through the `webgpu` package in Node, navigator.gpu in browsers. The device
 // is requested with the adapter's maximum limits so large buffers and workgroups are usable.
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 
 export interface AcquireOpts {
   /** 'high-performance' by default. */
@@ -24,9 +24,11 @@ async function gpuEntry(opts: AcquireOpts): Promise<GPU> {
   }
   let mod: { create: (o: string[]) => GPU; globals: object };
   try {
-    mod = (await import('webgpu')) as unknown as typeof mod;
+    // Named at run time so bundlers for browsers leave Dawn (an optional Node-only dependency) out.
+    const dawn = 'webgpu';
+    mod = (await import(/* @vite-ignore */ dawn)) as unknown as typeof mod;
   } catch (e) {
-    throw new Error(`the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}; run 'npm install webgpu'`);
+    throw new Error(`the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}; run 'npm install webgpu' (an optional dependency of frugal-lm)`);
   }
   // Dawn's classes (GPUBufferUsage, ...) are expected as globals by WebGPU code.
   for (const [k, v] of Object.entries(mod.globals)) {

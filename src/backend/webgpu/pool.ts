@@ -1,7 +1,7 @@
 // GPU buffers and their pool. Buffers are bucketed by size (powers of two in four steps) and reused;
 // Backend.free returns a buffer to the pool at once (deterministic, driven by dispose()/tidy()),
 // and a FinalizationRegistry returns buffers whose handles were dropped without a free.
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 import type { Buf, DType } from '../types.ts';
 
 let nextId = 1;

@@ -1,7 +1,7 @@
 // The command runtime: pipelines (cached by kernel key), one open command encoder that collects
 // dispatches and copies until a readback, an upload or a size limit submits it, per-dispatch uniform
 // buffers, and a hook that lets a capture (replay.ts) record every command it encodes.
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 import type { DType } from '../types.ts';
 import { BufferPool, GpuBuf } from './pool.ts';
 
