@@ -2,17 +2,16 @@
 import { ByteTokenizer, tokenizeDocuments } from '../data/index.ts';
 import { evaluateMultipleChoice, loadMcTasks } from '../eval/multiple-choice.ts';
 import { perplexity, perplexityByPosition } from '../eval/perplexity.ts';
-import { loadModelTokenizer } from '../train/checkpoint.ts';
-import { loadAnyModel } from './model-spec.ts';
+import { loadServingModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer, loadSplit } from './common.ts';
 
 export const spec: CommandSpec = {
   name: 'eval',
   summary: 'evaluate a model: perplexity (non-overlapping windows), perplexity by position, multiple-choice accuracy',
-  usage: 'frugal eval --model DIR [--data FILE] [--window N] [--by-position] [--tasks FILE.jsonl] [--json]',
+  usage: 'frugal eval --model DIR|FILE.gguf [--data FILE] [--window N] [--by-position] [--tasks FILE.jsonl] [--json]',
   flags: {
-    model: { type: 'string', arg: 'DIR', help: 'checkpoint folder' },
+    model: { type: 'string', arg: 'DIR|FILE.gguf', help: 'checkpoint folder, packed folder or GGUF file (LLaMA / Qwen3)' },
     data: { type: 'string', arg: 'PATH', help: 'text to score (.txt/.jsonl/folder; whole file); default: validation split of the embedded corpus' },
     window: { type: 'int', help: 'window length in tokens (default: the model context, at most 2048)' },
     'max-windows': { type: 'int', help: 'score at most this many windows' },
@@ -26,8 +25,8 @@ export const spec: CommandSpec = {
 
 export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'eval');
-  const model = loadAnyModel(dir);
-  const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
+  const { model, tokenizer } = loadServingModel(dir);
+  const tok = tokenizer ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const result: Record<string, unknown> = { model: dir };
   const window = f.window === undefined ? undefined : num(f, 'window', (v) => v >= 2, '>= 2');
   const maxWindows = f['max-windows'] === undefined ? undefined : num(f, 'max-windows', (v) => v >= 1, '>= 1');

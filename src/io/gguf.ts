@@ -114,7 +114,9 @@ class Cursor {
       const min = et === VT.STRING ? 8 : et === VT.ARRAY ? 12 : SCALAR_SIZE[et];
       this.need(n * min, `array ${key} of ${n} elements`);
       if (et === VT.F32 || et === VT.I32 || et === VT.U32 || et === VT.F64) {
-        const bytes = this.bytes.slice(this.pos, this.pos + n * min);
+        // A copy (Node Buffers' slice is a view), so the typed array is aligned and owns its bytes.
+        const bytes = new Uint8Array(n * min);
+        bytes.set(this.bytes.subarray(this.pos, this.pos + n * min));
         this.pos += n * min;
         const C = et === VT.F32 ? Float32Array : et === VT.I32 ? Int32Array : et === VT.U32 ? Uint32Array : Float64Array;
         return new C(bytes.buffer, 0, n);
