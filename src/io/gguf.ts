@@ -62,7 +62,8 @@ class Cursor {
     return this.bytes.byteLength - this.pos;
   }
   fail(msg: string): never {
-    throw new Error(`${this.what}: ${msg}`);
+    // Names read from the file may hold control characters; the message stays one printable line.
+    throw new Error(`${this.what}: ${msg.replace(/[\u0000-\u001f\u007f]/g, '?')}`);
   }
   need(n: number, for_: string): void {
     if (n > this.left) this.fail(`truncated: ${for_} needs ${n} bytes at offset ${this.pos} but the file has ${this.left} left`);
