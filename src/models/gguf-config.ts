@@ -90,6 +90,19 @@ export function configFromGguf(meta: Meta, tensors: Dims, what = 'GGUF'): Partia
     mixer: 'attention',
     ffn: 'swiglu',
   };
+  // The sizes must agree with the stored tensors before anything is built from them.
+  const layers = new Set([...tensors.keys()].map((n) => /^blk\.(\d+)\./.exec(n)?.[1]).filter((x) => x !== undefined));
+  if (layers.size !== cfg.numLayers) throw new Error(`${what}: ${arch}.block_count is ${cfg.numLayers} but the file holds tensors of ${layers.size} blocks`);
+  const expect = (name: string, dims: number[]) => {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`${what}: missing tensor ${name}`);
+    if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
+      throw new Error(`${what}: tensor ${name} is [${t.dims.join(', ')}], the metadata implies [${dims.join(', ')}]`);
+    }
+  };
+  expect('blk.0.attn_q.weight', [hidden, heads * headDim]);
+  expect('blk.0.attn_k.weight', [hidden, cfg.numKvHeads! * headDim]);
+  expect('blk.0.ffn_up.weight', [hidden, cfg.intermediateSize!]);
   if (headDim * heads !== hidden) cfg.headDim = headDim;
   if (arch === 'qwen3') {
     cfg.qkNorm = true;
