@@ -177,7 +177,7 @@ export function tokenizerFromGguf(meta: Meta, what = 'GGUF'): Tokenizer | undefi
     return new SentencePieceBpeTokenizer(tokens, scores, types, bos, eos, optionalId(meta, 'unknown_token_id', tokens.length), prefix === undefined ? true : Boolean(prefix));
   }
   if (model === 'gpt2') {
-    const merges = strings(meta, 'tokenizer.ggml.merges', what);
+    const merges = meta.has('tokenizer.ggml.merges') ? strings(meta, 'tokenizer.ggml.merges', what) : [];
     const pre = String(meta.get('tokenizer.ggml.pre') ?? 'default');
     if (!(pre in PRE_REGEX)) throw new Error(`${what}: pre-tokenizer '${pre}' is not supported (supported: ${Object.keys(PRE_REGEX).join(', ')})`);
     const regex = PRE_REGEX[pre];
