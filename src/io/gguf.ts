@@ -143,8 +143,8 @@ export function parseGguf(bytes: Uint8Array, what = 'GGUF'): GgufFile {
   const nTensors = c.count('tensor count');
   const nKv = c.count('metadata count');
   // Each key/value takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor descriptor 8 + 4 + 8 + 4 + 8.
-  if (nKv * 13 > c.left) c.fail(`header claims ${nKv} metadata entries, more than the file can hold`);
-  if (nTensors * 32 > c.left) c.fail(`header claims ${nTensors} tensors, more than the file can hold`);
+  if (nKv * 13 > c.left) c.fail(`header claims ${nKv} metadata entries, more than the file can hold: the file is truncated or corrupt`);
+  if (nTensors * 32 > c.left) c.fail(`header claims ${nTensors} tensors, more than the file can hold: the file is truncated or corrupt`);
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < nKv; i++) {
     const key = c.str(`metadata key #${i}`);
