@@ -11,6 +11,9 @@
 
 #include "registry.h"
 #include "threadpool.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace frugal {
 namespace quant {
@@ -39,18 +42,36 @@ static inline float half_to_float(uint32_t h) {
   return f;
 }
 
+// Byte b -> eight int8 values, +1 where bit i of b is set and -1 where clear (byte i of the word).
+static const uint64_t* sign_table() {
+  static const auto table = [] {
+    std::vector<uint64_t> t(256);
+    for (int b = 0; b < 256; b++) {
+      int8_t v[8];
+      for (int i = 0; i < 8; i++) v[i] = (b >> i) & 1 ? 1 : -1;
+      std::memcpy(&t[b], v, 8);
+    }
+    return t;
+  }();
+  return table.data();
+}
+
 #pragma GCC diagnostic ignored "-Wpsabi"
 #if defined(__x86_64__)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
 namespace avx512 {
+#define FRUGAL_QUANT_AVX2 1
 #include "quant_impl.h"
+#undef FRUGAL_QUANT_AVX2
 }
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
+#define FRUGAL_QUANT_AVX2 1
 #include "quant_impl.h"
+#undef FRUGAL_QUANT_AVX2
 }
 #pragma GCC pop_options
 #endif

@@ -23,11 +23,13 @@ static void unpack_row(int type, const uint8_t* row, int64_t K, int8_t* q, float
       }
     }
   } else {
+    // Each bit byte expands to eight +-1 bytes through a 256-entry table.
+    const uint64_t* lut = sign_table();
     for (int64_t b = 0; b < K / 128; b++) {
       const uint8_t* blk = row + b * 18;
       const float d = half_to_float(blk[0] | (blk[1] << 8));
       for (int j = 0; j < 4; j++) s[b * 4 + j] = d;
-      for (int i = 0; i < 128; i++) q[b * 128 + i] = static_cast<int8_t>((((blk[2 + (i >> 3)] >> (i & 7)) & 1) << 1) - 1);
+      for (int i = 0; i < 16; i++) std::memcpy(q + b * 128 + i * 8, &lut[blk[2 + i]], 8);
     }
   }
 }
@@ -37,6 +39,33 @@ static inline int32_t dot32(const int8_t* a, const int8_t* b) {
   for (int i = 0; i < 32; i++) s += static_cast<int32_t>(a[i]) * static_cast<int32_t>(b[i]);
   return s;
 }
+
+// sum over 32-blocks j of sa[j] * sb[j] * (a . b)_j
+#if defined(FRUGAL_QUANT_AVX2)
+// int8 products through maddubs (|a| unsigned times b with a's sign); activations are in [-127, 127],
+// so the pair sums cannot saturate. A weight of exactly -128 (not produced by the Q8_0 quantizer, whose
+// values lie in [-127, 127]) would have its sign lost where the activation is negative.
+static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b, const float* sb, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t j = 0; j < nb; j++) {
+    const __m256i va = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * 32));
+    const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * 32));
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(va, va), _mm256_sign_epi8(vb, va)), ones);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[j] * sb[j]), _mm256_cvtepi32_ps(p), acc);
+  }
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#else
+static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b, const float* sb, int64_t nb) {
+  float acc = 0;
+  for (int64_t j = 0; j < nb; j++) acc += sa[j] * sb[j] * static_cast<float>(dot32(a + j * 32, b + j * 32));
+  return acc;
+}
+#endif
 
 // y[m, n] for rows n in [n0, n1): the weight rows of the tile are unpacked once and reused by every
 // activation row, so a prefill of M tokens reads each weight block once per tile, not once per token.
@@ -50,9 +79,7 @@ static void tile(int type, const uint8_t* w, int64_t rowBytes, int64_t K, int64_
     for (int64_t n = n0; n < n1; n++) {
       const int8_t* b = wq + (n - n0) * K;
       const float* sb = ws + (n - n0) * nb;
-      float acc = 0;
-      for (int64_t j = 0; j < nb; j++) acc += sa[j] * sb[j] * static_cast<float>(dot32(a + j * 32, b + j * 32));
-      y[m * N + n] = acc;
+      y[m * N + n] = dot_blocks(a, sa, b, sb, nb);
     }
   }
 }
