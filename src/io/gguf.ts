@@ -51,6 +51,8 @@ export interface GgufFile {
   tensors: Map<string, GgufTensorInfo>;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: false });
+
 /** Reading bounded by the buffer: every read checks the bytes left first. */
 class Cursor {
   pos = 0;
@@ -81,7 +83,7 @@ class Cursor {
   str(for_: string): string {
     const n = this.count(`length of ${for_}`);
     this.need(n, for_);
-    const s = new TextDecoder('utf-8', { fatal: false }).decode(this.bytes.subarray(this.pos, this.pos + n));
+    const s = UTF8.decode(this.bytes.subarray(this.pos, this.pos + n));
     this.pos += n;
     return s;
   }
