@@ -64,6 +64,7 @@ namespace avx512 {
 #define FRUGAL_QUANT_AVX2 1
 #include "quant_impl.h"
 #undef FRUGAL_QUANT_AVX2
+#undef FRUGAL_QUANT_DIRECT
 }
 #pragma GCC pop_options
 #pragma GCC push_options
@@ -72,6 +73,7 @@ namespace avx2 {
 #define FRUGAL_QUANT_AVX2 1
 #include "quant_impl.h"
 #undef FRUGAL_QUANT_AVX2
+#undef FRUGAL_QUANT_DIRECT
 }
 #pragma GCC pop_options
 #endif

@@ -59,6 +59,54 @@ static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+
+// Decode shapes (few activation rows): the dot product straight from the stored blocks, no unpacking.
+static float dot_row_direct(int type, const uint8_t* row, const int8_t* a, const float* sa, int64_t K) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i ones16 = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1);
+  auto add = [&](__m256i w, __m256i x, float scale) {
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x)), ones16);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(p), acc);
+  };
+  if (type == kQ8_0) {
+    for (int64_t j = 0; j < K / 32; j++) {
+      const uint8_t* blk = row + j * 34;
+      add(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * 32)),
+          sa[j] * half_to_float(blk[0] | (blk[1] << 8)));
+    }
+  } else if (type == kQ4_0) {
+    const __m128i low = _mm_set1_epi8(0x0f);
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t j = 0; j < K / 32; j++) {
+      const uint8_t* blk = row + j * 18;
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+      const __m256i w = _mm256_sub_epi8(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low), _mm_and_si128(raw, low)), eight);
+      add(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * 32)), sa[j] * half_to_float(blk[0] | (blk[1] << 8)));
+    }
+  } else {
+    // 32 sign bits -> 32 bytes: byte i takes bit i % 8 of bit byte i / 8; set -> +a, clear -> -a.
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+    for (int64_t b = 0; b < K / 128; b++) {
+      const uint8_t* blk = row + b * 18;
+      const float d = half_to_float(blk[0] | (blk[1] << 8));
+      for (int j = 0; j < 4; j++) {
+        uint32_t bits;
+        std::memcpy(&bits, blk + 2 + j * 4, 4);
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), spread), bit), bit);
+        const __m256i neg = _mm256_or_si256(set, ones8);  // set: -1, clear: +1
+        const __m256i w = _mm256_sub_epi8(_mm256_setzero_si256(), neg);  // set: +1, clear: -1
+        const int64_t k = b * 4 + j;
+        add(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k * 32)), sa[k] * d);
+      }
+    }
+  }
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#define FRUGAL_QUANT_DIRECT 1
 #else
 static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b, const float* sb, int64_t nb) {
   float acc = 0;
@@ -72,6 +120,13 @@ static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b
 static void tile(int type, const uint8_t* w, int64_t rowBytes, int64_t K, int64_t n0, int64_t n1, int64_t M,
                  const int8_t* qx, const float* sx, int64_t N, float* y, int8_t* wq, float* ws) {
   const int64_t nb = K / 32;
+#if defined(FRUGAL_QUANT_DIRECT)
+  if (M <= 2) {
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = n0; n < n1; n++) y[m * N + n] = dot_row_direct(type, w + n * rowBytes, qx + m * K, sx + m * nb, K);
+    return;
+  }
+#endif
   for (int64_t n = n0; n < n1; n++) unpack_row(type, w + n * rowBytes, K, wq + (n - n0) * K, ws + (n - n0) * nb);
   for (int64_t m = 0; m < M; m++) {
     const int8_t* a = qx + m * K;
