@@ -128,7 +128,7 @@ export function ggufWeightTypes(model: CausalLM): Record<string, number> {
   const out: Record<string, number> = {};
   for (const m of model.modules()) {
     if (m instanceof GgufLinear || m instanceof GgufEmbedding) {
-      const t = m instanceof GgufLinear ? m.weights : m.weights;
+      const t = m.weights;
       out[t.type] = (out[t.type] ?? 0) + t.rows * t.cols;
     }
   }

@@ -10,6 +10,7 @@ import { perplexity } from '../../src/eval/perplexity.ts';
 import { GgufEmbedding, GgufLinear, modelFromGguf } from '../../src/infer/gguf-model.ts';
 import { dequantize, readGguf } from '../../src/io/gguf.ts';
 import { CausalLM } from '../../src/models/index.ts';
+import { moduleOfGgufTensor } from '../../src/models/gguf-config.ts';
 import { fromArray } from '../../src/tensor/index.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'gguf');
@@ -34,12 +35,7 @@ test('the llama.cpp-written Q1_0 GGUF gives llama-perplexity\'s perplexity withi
   // Decoded to f32 (no activation quantization) the same weights score differently from both.
   const dense = new CausalLM(model.config);
   for (const [name, t] of file.tensors) {
-    const map: Record<string, string> = { token_embd: 'model.embed_tokens', output_norm: 'model.norm', output: 'lm_head' };
-    const base = name.replace(/\.weight$/, '');
-    const m = /^blk\.(\d+)\.(.+)$/.exec(base);
-    const sub: Record<string, string> = { attn_norm: 'input_layernorm', ffn_norm: 'post_attention_layernorm', attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj', attn_output: 'self_attn.o_proj', ffn_gate: 'mlp.gate_proj', ffn_up: 'mlp.up_proj', ffn_down: 'mlp.down_proj' };
-    const ours = m ? `model.layers.${m[1]}.${sub[m[2]]}` : map[base];
-    dense.setTensor(`${ours}.weight`, fromArray(dequantize(t.type, t.data, t.elements), [...t.dims].reverse()));
+    dense.setTensor(`${moduleOfGgufTensor(name)}.weight`, fromArray(dequantize(t.type, t.data, t.elements), [...t.dims].reverse()));
   }
   const exact = await perplexity(dense, ids, { window: 64, llamaCpp: {} });
   assert.ok(Math.abs(exact.perplexity / ours.perplexity - 1) > 0, 'the int8 path is not the f32 path');
