@@ -2,17 +2,16 @@
 import { ByteTokenizer } from '../data/index.ts';
 import { generate } from '../infer/generate.ts';
 import { checkSampling } from '../infer/sampling.ts';
-import { loadModelTokenizer } from '../train/checkpoint.ts';
-import { loadAnyModel } from './model-spec.ts';
+import { loadServingModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer } from './common.ts';
 
 export const spec: CommandSpec = {
   name: 'generate',
   summary: 'generate text from a prompt, streamed as it is decoded',
-  usage: 'frugal generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]',
+  usage: 'frugal generate --model DIR|FILE.gguf --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]',
   flags: {
-    model: { type: 'string', arg: 'DIR', help: 'checkpoint folder' },
+    model: { type: 'string', arg: 'DIR|FILE.gguf', help: 'checkpoint folder, packed folder or GGUF file (LLaMA / Qwen3)' },
     prompt: { type: 'string', arg: 'TEXT', help: 'the prompt', default: '' },
     'max-new-tokens': { type: 'int', help: 'tokens to generate', default: 100 },
     temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0.8 },
@@ -28,8 +27,8 @@ export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'generate');
   const sampling = { temperature: num(f, 'temperature'), topK: num(f, 'top-k'), topP: num(f, 'top-p') };
   checkSampling(sampling);
-  const model = loadAnyModel(dir);
-  const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
+  const { model, tokenizer } = loadServingModel(dir);
+  const tok = tokenizer ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const prompt = str(f, 'prompt')!;
   process.stdout.write(prompt);
   const r = await generate(model, tok, prompt, {

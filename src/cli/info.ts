@@ -1,18 +1,19 @@
 // frugal info: what a checkpoint holds (architecture, parameters, bits per parameter, size on disk).
-import { resolveModelDir, loadModelTokenizer } from '../train/checkpoint.ts';
+import { statSync } from 'node:fs';
 import { presetRegistry } from '../models/presets.ts';
 import { bitsFromCounts, bitsPerParam } from '../nn/fbi-linear.ts';
 import { PackedLinear } from '../infer/packed-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
-import { loadAnyModel } from './model-spec.ts';
+import { GgufEmbedding, GgufLinear, ggufWeightTypes } from '../infer/gguf-model.ts';
+import { isGgufPath, loadServingModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, UsageError } from './args.ts';
 import { fmtBytes, fmtCount, folderBytes } from './common.ts';
 
 export const spec: CommandSpec = {
   name: 'info',
   summary: 'describe a checkpoint: architecture, parameter counts, bits per parameter, size on disk',
-  usage: 'frugal info MODEL_DIR [--json] | frugal info --presets',
+  usage: 'frugal info MODEL_DIR|FILE.gguf [--json] | frugal info --presets',
   positionals: ['MODEL_DIR'],
   flags: {
     json: { type: 'bool', help: 'print one JSON object' },
@@ -28,18 +29,24 @@ export function describe(model: CausalLM) {
   const packed = model.modules().filter((m): m is PackedLinear => m instanceof PackedLinear);
   const packedWeights = packed.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
   const packedScales = packed.reduce((s, l) => s + l.storageScaleCount, 0);
+  // GGUF linears, embedding and head hold their stored weights outside the parameters too.
+  const stored = model.modules().filter((m): m is GgufLinear | GgufEmbedding => m instanceof GgufLinear || m instanceof GgufEmbedding)
+    .reduce((s, m) => s + m.weights.rows * m.weights.cols, 0);
+  const storedBits = model.modules().filter((m): m is GgufLinear | GgufEmbedding => m instanceof GgufLinear || m instanceof GgufEmbedding)
+    .reduce((s, m) => s + m.weights.storageBytes * 8, 0);
   const latent = bitsPerParam(model);
   const bits = packed.length
     ? bitsFromCounts(latent.binarizedParams + packedWeights, latent.linearFpParams + packedScales,
       latent.fpParams - latent.linearFpParams)
     : latent;
   return {
-    architecture: `${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ` +
+    architecture: `${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv${c.headDim ? `, head size ${c.headDim}` : ''}${c.qkNorm ? ', q/k norm' : ''}), ` +
       `mixer ${c.mixer}, ffn ${[...new Set(ffns)].join('+')}, linear ${c.linear}, vocab ${c.vocabSize}, context ${c.maxPositions}`,
-    parameters: model.numParameters() + packedWeights + packedScales,
+    parameters: model.numParameters() + packedWeights + packedScales + stored,
+    ...(stored ? { gguf_weight_types: ggufWeightTypes(model) } : {}),
     embedding_parameters: embed,
     binarized_parameters: bits.binarizedParams,
-    bits_per_param: bits.binarizedParams ? bits.model : 32,
+    bits_per_param: stored ? (storedBits + model.numParameters() * 32) / (stored + model.numParameters()) : bits.binarizedParams ? bits.model : 32,
     bits_per_param_linear: bits.binarizedParams ? bits.linear : 32,
   };
 }
@@ -51,12 +58,11 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
     return 0;
   }
   if (!positional[0]) throw new UsageError('frugal info needs a model folder: frugal info MODEL_DIR');
-  const dir = resolveModelDir(positional[0]);
-  const model = loadAnyModel(dir);
+  const { model, tokenizer: tok, path: dir } = loadServingModel(positional[0]);
   const d = describe(model);
-  const weightBytes = folderBytes(dir, (n) => /\.(safetensors|bin)$/.test(n) && !n.startsWith('optimizer'));
-  const tok = loadModelTokenizer(dir);
-  const info = { model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: folderBytes(dir), tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none' };
+  const gguf = isGgufPath(dir);
+  const weightBytes = gguf ? statSync(dir).size : folderBytes(dir, (n) => /\.(safetensors|bin)$/.test(n) && !n.startsWith('optimizer'));
+  const info = { model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: gguf ? weightBytes : folderBytes(dir), tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none' };
   if (f.json) {
     console.log(JSON.stringify(info));
     return 0;
@@ -64,8 +70,12 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   console.log(`model:            ${dir}`);
   console.log(`architecture:     ${d.architecture}`);
   console.log(`parameters:       ${fmtCount(d.parameters)} (${d.parameters}; embeddings ${fmtCount(d.embedding_parameters)}, binarized ${fmtCount(d.binarized_parameters)})`);
-  console.log(`bits/parameter:   ${d.bits_per_param.toFixed(3)} (linears ${d.bits_per_param_linear.toFixed(3)})`);
-  console.log(`size on disk:     ${fmtBytes(weightBytes)} weights, ${fmtBytes(info.folder_bytes)} folder (with optimizer state)`);
+  if (d.gguf_weight_types) {
+    console.log(`weight types:     ${Object.entries(d.gguf_weight_types).map(([t, n]) => `${t} ${fmtCount(n)}`).join(', ')} (${d.bits_per_param.toFixed(3)} bits/parameter as stored)`);
+  } else {
+    console.log(`bits/parameter:   ${d.bits_per_param.toFixed(3)} (linears ${d.bits_per_param_linear.toFixed(3)})`);
+  }
+  console.log(gguf ? `size on disk:     ${fmtBytes(weightBytes)} (GGUF file)` : `size on disk:     ${fmtBytes(weightBytes)} weights, ${fmtBytes(info.folder_bytes)} folder (with optimizer state)`);
   console.log(`tokenizer:        ${info.tokenizer}`);
   return 0;
 }

@@ -9,6 +9,11 @@ import { PEER } from '../nn/peer.ts';
 import { isPackedConfig } from '../io/packed.ts';
 import { loadPackedModel } from '../infer/packed-linear.ts';
 import type { TrainHook } from '../train/trainer.ts';
+import { readGguf } from '../io/gguf.ts';
+import { modelFromGguf } from '../infer/gguf-model.ts';
+import { tokenizerFromGguf } from '../data/gguf-tokenizer.ts';
+import { loadModelTokenizer } from '../train/checkpoint.ts';
+import type { Tokenizer } from '../data/index.ts';
 import { UsageError } from './args.ts';
 
 /** Config of a preset or .json file, with the vocabulary set to the tokenizer's. */
@@ -67,8 +72,24 @@ export function familyHooks(model: CausalLM): TrainHook[] {
   return hooks;
 }
 
-/** A checkpoint folder or a packed 1-bit folder (written by frugal pack), whichever `dir` holds. */
+/** Whether a model argument names a GGUF file (by its extension). */
+export function isGgufPath(path: string): boolean {
+  return /\.gguf$/i.test(path);
+}
+
+/** A checkpoint folder or a packed 1-bit folder (written by frugal pack), whichever `dir` holds, or a .gguf file. */
 export function loadAnyModel(dir: string): CausalLM {
-  const abs = resolveModelDir(dir);
-  return isPackedConfig(readConfig(abs)) ? loadPackedModel(abs) : loadModel(abs);
+  return loadServingModel(dir).model;
+}
+
+/** The model and the tokenizer stored with it (a folder's tokenizer.json, a GGUF's tokenizer metadata), if any. */
+export function loadServingModel(spec: string): { model: CausalLM; tokenizer?: Tokenizer; path: string } {
+  if (isGgufPath(spec)) {
+    if (!existsSync(spec) || !statSync(spec).isFile()) throw new UsageError(`GGUF file ${spec} does not exist`);
+    const file = readGguf(spec);
+    return { model: modelFromGguf(file, spec), tokenizer: tokenizerFromGguf(file.metadata, spec), path: spec };
+  }
+  const abs = resolveModelDir(spec);
+  const model = isPackedConfig(readConfig(abs)) ? loadPackedModel(abs) : loadModel(abs);
+  return { model, tokenizer: loadModelTokenizer(abs), path: abs };
 }

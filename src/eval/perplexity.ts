@@ -9,6 +9,12 @@ export interface WindowOpts {
   window?: number;
   /** Stop after this many windows (default: all). */
   maxWindows?: number;
+  /**
+   * llama.cpp's llama-perplexity protocol: only whole windows, the first token of each replaced by
+   * `bos` when given, and only the predictions of the window's second half scored (positions
+   * window/2 .. window-2 predicting the next token), so each scored token sees at least window/2 tokens.
+   */
+  llamaCpp?: { bos?: number };
 }
 
 /** Per-token negative log-likelihoods: nll[w][i] is the loss of predicting token i+1 of window w. */
@@ -23,21 +29,27 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
   for (const t of tokens) if (t < 0 || t >= v) throw new Error(`token id ${t} is outside the model's vocabulary of ${v}; use the model's tokenizer`);
   model.eval();
   const out: Float64Array[] = [];
-  for (let start = 0; start + 1 < tokens.length; start += window) {
+  const lc = o.llamaCpp;
+  if (lc && tokens.length < window) throw new Error(`the evaluation text has ${tokens.length} tokens, fewer than one window of ${window} (llama.cpp scoring uses whole windows only)`);
+  const last = lc ? tokens.length - window : tokens.length - 2;
+  for (let start = 0; start <= last; start += window) {
     if (o.maxWindows !== undefined && out.length >= o.maxWindows) break;
-    const chunk = tokens.subarray(start, Math.min(start + window, tokens.length));
+    const chunk = Int32Array.from(tokens.subarray(start, Math.min(start + window, tokens.length)));
     const n = chunk.length - 1;
-    const logits = tidy(() => noGrad(() => model.forward(fromArray(Int32Array.from(chunk.subarray(0, n)), [1, n], model.device))));
+    const input = lc ? chunk.slice() : chunk.slice(0, n);
+    if (lc?.bos !== undefined) input[0] = lc.bos;
+    const logits = tidy(() => noGrad(() => model.forward(fromArray(input, [1, input.length], model.device))));
     const l = await logits.data();
     logits.dispose();
-    const nll = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
+    const first = lc ? Math.floor(window / 2) : 0;
+    const nll = new Float64Array(n - first);
+    for (let i = first; i < n; i++) {
       let max = -Infinity;
       const row = i * v;
       for (let j = 0; j < v; j++) max = Math.max(max, l[row + j]);
       let z = 0;
       for (let j = 0; j < v; j++) z += Math.exp(l[row + j] - max);
-      nll[i] = max + Math.log(z) - l[row + chunk[i + 1]];
+      nll[i - first] = max + Math.log(z) - l[row + chunk[i + 1]];
     }
     out.push(nll);
   }

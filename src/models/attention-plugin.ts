@@ -18,7 +18,10 @@ registerMixer('attention', {
   normEps: (cfg) => cfg.rmsNormEps,
   create: (cfg, _layer, makeLinear) =>
     new AttentionMixer(
-      { hiddenSize: cfg.hiddenSize, numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, ropeTheta: cfg.ropeTheta, ropeStyle: cfg.ropeStyle },
+      {
+        hiddenSize: cfg.hiddenSize, numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, ropeTheta: cfg.ropeTheta, ropeStyle: cfg.ropeStyle,
+        headDim: cfg.headDim, qkNormEps: cfg.qkNorm ? cfg.rmsNormEps : undefined,
+      },
       makeLinear,
     ),
 });

@@ -6,7 +6,14 @@ import { Rng } from '../tensor/rng.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { ffnKindAt, type ModelConfig, resolveConfig } from './config.ts';
-import { type FeedForward, ffnPlugin, type LayerState, linearPlugin, mixerPlugin, type SequenceMixer } from './registry.ts';
+import { type FeedForward, ffnPlugin, type LayerState, type LinearPlugin, linearPlugin, mixerPlugin, type SequenceMixer } from './registry.ts';
+import type { LinearLike } from '../nn/layers.ts';
+
+/** A token embedding: ids [B, L] -> [B, L, C]; `project` maps hidden states to logits when it is tied to the head. */
+export interface TokenEmbedding extends Module {
+  forward(ids: Tensor): Tensor;
+  project?(h: Tensor): Tensor;
+}
 
 class Block extends Module {
   readonly pre?: SequenceMixer;
@@ -14,10 +21,10 @@ class Block extends Module {
   readonly mixer: SequenceMixer;
   readonly ffnNorm: RMSNorm;
   readonly ffn: FeedForward;
-  constructor(cfg: ModelConfig, layer: number, init: InitOpts) {
+  constructor(cfg: ModelConfig, layer: number, init: InitOpts, linear?: LinearPlugin) {
     super();
     const mp = mixerPlugin(cfg.mixer);
-    const makeLinear = (i: number, o: number) => linearPlugin(cfg.linear)(cfg, i, o, init);
+    const makeLinear = (i: number, o: number) => (linear ?? linearPlugin(cfg.linear))(cfg, i, o, init);
     const eps = mp.normEps(cfg);
     const pre = typeof mp.pre === 'object' ? mp.pre : undefined;
     if (pre && cfg.ttt?.backbone === 'mamba') this.pre = this.child(pre.name, pre.create(cfg, init));
@@ -43,13 +50,13 @@ export interface ModelState {
 }
 
 class Backbone extends Module {
-  readonly embed: Embedding;
+  readonly embed: TokenEmbedding;
   readonly layers: Block[] = [];
   readonly norm: RMSNorm;
-  constructor(cfg: ModelConfig, init: InitOpts) {
+  constructor(cfg: ModelConfig, init: InitOpts, opts: BuildOpts) {
     super();
-    this.embed = this.child('embed_tokens', new Embedding(cfg.vocabSize, cfg.hiddenSize, init));
-    for (let i = 0; i < cfg.numLayers; i++) this.layers.push(this.child(`layers.${i}`, new Block(cfg, i, init)));
+    this.embed = this.child('embed_tokens', opts.embedding ? opts.embedding(cfg.vocabSize, cfg.hiddenSize) : new Embedding(cfg.vocabSize, cfg.hiddenSize, init));
+    for (let i = 0; i < cfg.numLayers; i++) this.layers.push(this.child(`layers.${i}`, new Block(cfg, i, init, opts.linear)));
     this.norm = this.child('norm', new RMSNorm(cfg.hiddenSize, mixerPlugin(cfg.mixer).normEps(cfg), init.device));
   }
 }
@@ -57,20 +64,28 @@ class Backbone extends Module {
 export interface BuildOpts {
   seed?: number;
   device?: DeviceName;
+  /**
+   * Serving models built from stored weights of other kinds (e.g. GGUF blocks): factories for every
+   * block linear, the token embedding and the untied LM head, in place of the trainable layers.
+   */
+  linear?: LinearPlugin;
+  embedding?: (vocab: number, dim: number) => TokenEmbedding;
+  head?: (inF: number, outF: number) => LinearLike;
 }
 
 export class CausalLM extends Module {
   readonly config: ModelConfig;
   readonly model: Backbone;
-  readonly lmHead?: Linear;
+  readonly lmHead?: LinearLike;
   readonly device: DeviceName;
   constructor(config: Partial<ModelConfig>, opts: BuildOpts = {}) {
     super();
     this.config = resolveConfig(config);
     this.device = opts.device ?? 'cpu';
     const init: InitOpts = { rng: new Rng(opts.seed ?? 0), std: 0.02, device: this.device };
-    this.model = this.child('model', new Backbone(this.config, init));
-    if (!this.config.tieEmbeddings) this.lmHead = this.child('lm_head', new Linear(this.config.hiddenSize, this.config.vocabSize, init));
+    this.model = this.child('model', new Backbone(this.config, init, opts));
+    const { hiddenSize: c, vocabSize: v } = this.config;
+    if (!this.config.tieEmbeddings) this.lmHead = this.child('lm_head', opts.head ? opts.head(c, v) : new Linear(c, v, init));
   }
 
   /** Final hidden states [B, L, C] for ids [B, L]; with state, continues from its position. */
@@ -86,9 +101,12 @@ export class CausalLM extends Module {
 
   logitsFromHidden(h: Tensor): Tensor {
     if (this.lmHead) return this.lmHead.forward(h);
+    const embed = this.model.embed;
+    if (embed.project) return embed.project(h);
+    if (!(embed instanceof Embedding)) throw new Error('tied LM head: the embedding has no projection to the vocabulary');
     const c = this.config.hiddenSize;
     const lead = h.shape.slice(0, -1);
-    return op.reshape(op.matmul(op.reshape(h, [-1, c]), this.model.embed.weight, { transB: true }), [...lead, this.config.vocabSize]);
+    return op.reshape(op.matmul(op.reshape(h, [-1, c]), embed.weight, { transB: true }), [...lead, this.config.vocabSize]);
   }
 
   /** Logits [B, L, V]. */

@@ -21,6 +21,10 @@ export interface ModelConfig {
   numLayers: number;
   numHeads: number;
   numKvHeads: number;
+  /** Attention head size; default hiddenSize / numHeads (Qwen3 sets it apart from the hidden size). */
+  headDim?: number;
+  /** Per-head RMSNorm of queries and keys before RoPE (Qwen3's q_norm / k_norm). */
+  qkNorm?: boolean;
   intermediateSize: number;
   maxPositions: number;
   rmsNormEps: number;
@@ -63,6 +67,11 @@ export const DEFAULT_PEER: PeerOptions = {
   activation: 'gelu', score: 'softmax',
 };
 
+/** The attention head size (explicit headDim, else hiddenSize / numHeads). */
+export function headDimOf(cfg: Pick<ModelConfig, 'hiddenSize' | 'numHeads' | 'headDim'>): number {
+  return cfg.headDim ?? cfg.hiddenSize / cfg.numHeads;
+}
+
 export function ffnKindAt(cfg: ModelConfig, layer: number): FfnKind {
   return Array.isArray(cfg.ffn) ? cfg.ffn[layer] : cfg.ffn;
 }
@@ -76,9 +85,15 @@ export function resolveConfig(partial: Partial<ModelConfig>): ModelConfig {
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`config: '${k}' must be a positive integer, got ${JSON.stringify(v)}`);
   };
   (['vocabSize', 'hiddenSize', 'numLayers', 'numHeads', 'numKvHeads', 'intermediateSize', 'maxPositions'] as const).forEach(posInt);
-  if (cfg.hiddenSize % cfg.numHeads) throw new Error(`config: hiddenSize ${cfg.hiddenSize} is not divisible by numHeads ${cfg.numHeads}`);
+  if (cfg.headDim === undefined && cfg.hiddenSize % cfg.numHeads) throw new Error(`config: hiddenSize ${cfg.hiddenSize} is not divisible by numHeads ${cfg.numHeads}`);
+  if (cfg.headDim !== undefined) {
+    posInt('headDim');
+    if (cfg.mixer !== 'attention' && cfg.headDim * cfg.numHeads !== cfg.hiddenSize) throw new Error(`config: 'headDim' other than hiddenSize / numHeads needs the attention mixer`);
+  }
   if (cfg.numHeads % cfg.numKvHeads) throw new Error(`config: numHeads ${cfg.numHeads} is not divisible by numKvHeads ${cfg.numKvHeads}`);
-  if ((cfg.hiddenSize / cfg.numHeads) % 2) throw new Error(`config: head dim ${cfg.hiddenSize / cfg.numHeads} must be even for RoPE`);
+  if (headDimOf(cfg) % 2) throw new Error(`config: head dim ${headDimOf(cfg)} must be even for RoPE`);
+  if (cfg.qkNorm !== undefined && typeof cfg.qkNorm !== 'boolean') throw new Error(`config: 'qkNorm' must be true or false, got ${JSON.stringify(cfg.qkNorm)}`);
+  if (cfg.qkNorm && cfg.mixer !== 'attention') throw new Error(`config: 'qkNorm' needs the attention mixer`);
   const oneOf = <T>(k: keyof ModelConfig, v: T, allowed: T[]) => {
     if (!allowed.includes(v)) throw new Error(`config: '${k}' must be one of ${allowed.join(' | ')}, got ${JSON.stringify(v)}`);
   };

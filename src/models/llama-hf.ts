@@ -129,6 +129,9 @@ export function configToHf(cfg: ModelConfig): Json {
   if (cfg.mixer !== 'attention' || (Array.isArray(cfg.ffn) ? cfg.ffn.some((f) => f !== 'swiglu') : cfg.ffn !== 'swiglu') || cfg.ropeStyle !== 'half') {
     throw new Error('configToHf: only LLaMA-layout models (attention mixer, SwiGLU FFN, half-split RoPE) map to LlamaForCausalLM');
   }
+  if (cfg.qkNorm || (cfg.headDim !== undefined && cfg.headDim * cfg.numHeads !== cfg.hiddenSize)) {
+    throw new Error('configToHf: q/k norms and a head size other than hidden_size / num_attention_heads (Qwen3 layouts) do not map to LlamaForCausalLM');
+  }
   const hf: Json = {
     architectures: ['LlamaForCausalLM'],
     model_type: 'llama',

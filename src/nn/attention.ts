@@ -2,7 +2,7 @@
 // a preallocated KV cache for decoding.
 import * as op from '../ops/index.ts';
 import { fromArray, Tensor, zeros } from '../tensor/tensor.ts';
-import type { LinearLike } from './layers.ts';
+import { type LinearLike, RMSNorm } from './layers.ts';
 import { Module } from './module.ts';
 
 export interface AttentionConfig {
@@ -11,6 +11,10 @@ export interface AttentionConfig {
   numKvHeads: number;
   ropeTheta: number;
   ropeStyle: 'half' | 'interleaved';
+  /** Head size (default hiddenSize / numHeads); q and o then map hiddenSize <-> numHeads * headDim. */
+  headDim?: number;
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3), with this epsilon. */
+  qkNormEps?: number;
 }
 
 /** Keys and values of past positions; grows in place up to its capacity (batch 1), else by concat. */
@@ -47,16 +51,23 @@ export class SelfAttention extends Module {
   readonly k: LinearLike;
   readonly v: LinearLike;
   readonly o: LinearLike;
+  readonly qNorm?: RMSNorm;
+  readonly kNorm?: RMSNorm;
   readonly headDim: number;
   constructor(readonly cfg: AttentionConfig, makeLinear: (i: number, o: number) => LinearLike) {
     super();
     const { hiddenSize: c, numHeads: h, numKvHeads: hkv } = cfg;
-    if (c % h !== 0 || h % hkv !== 0) throw new Error(`attention: hidden ${c}, heads ${h}, kv heads ${hkv} do not divide`);
-    this.headDim = c / h;
-    this.q = this.child('q_proj', makeLinear(c, c));
-    this.k = this.child('k_proj', makeLinear(c, hkv * this.headDim));
-    this.v = this.child('v_proj', makeLinear(c, hkv * this.headDim));
-    this.o = this.child('o_proj', makeLinear(c, c));
+    if ((cfg.headDim === undefined && c % h !== 0) || h % hkv !== 0) throw new Error(`attention: hidden ${c}, heads ${h}, kv heads ${hkv} do not divide`);
+    this.headDim = cfg.headDim ?? c / h;
+    const d = this.headDim;
+    this.q = this.child('q_proj', makeLinear(c, h * d));
+    this.k = this.child('k_proj', makeLinear(c, hkv * d));
+    this.v = this.child('v_proj', makeLinear(c, hkv * d));
+    this.o = this.child('o_proj', makeLinear(h * d, c));
+    if (cfg.qkNormEps !== undefined) {
+      this.qNorm = this.child('q_norm', new RMSNorm(d, cfg.qkNormEps));
+      this.kNorm = this.child('k_norm', new RMSNorm(d, cfg.qkNormEps));
+    }
   }
 
   forward(x: Tensor, cache?: KVCache): Tensor {
@@ -66,8 +77,12 @@ export class SelfAttention extends Module {
     const start = cache?.length ?? 0;
     const pos = fromArray(Int32Array.from({ length: l }, (_, i) => start + i), [l], x.device);
     const rope = { theta: ropeTheta, style: ropeStyle } as const;
-    const q = op.rope(op.reshape(this.q.forward(x), [b, l, h, d]), pos, rope);
-    let k = op.rope(op.reshape(this.k.forward(x), [b, l, hkv, d]), pos, rope);
+    let q = op.reshape(this.q.forward(x), [b, l, h, d]);
+    let k = op.reshape(this.k.forward(x), [b, l, hkv, d]);
+    if (this.qNorm) q = this.qNorm.forward(q);
+    if (this.kNorm) k = this.kNorm.forward(k);
+    q = op.rope(q, pos, rope);
+    k = op.rope(k, pos, rope);
     let v = op.reshape(this.v.forward(x), [b, l, hkv, d]);
     if (cache) ({ k, v } = cache.append(k, v));
     const a = op.attention(q, k, v, { causal: true });

@@ -39,6 +39,12 @@ export abstract class Module {
   modules(): Module[] {
     return [this, ...[...this.childMap.values()].flatMap((c) => c.modules())];
   }
+  /** Every submodule with its dotted name ('' for this one), depth-first. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix.replace(/\.$/, ''), this]];
+    for (const [n, c] of this.childMap) out.push(...c.namedModules(`${prefix}${n}.`));
+    return out;
+  }
   parameters(): Tensor[] {
     return this.namedParameters().map(([, t]) => t);
   }

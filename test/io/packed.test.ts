@@ -103,7 +103,7 @@ test('packed folder round trip: f32 embeddings exact, f16 embeddings rounded, li
     savePackedModel(latent, join(dir, 'f16'));
     const data = readPackedFolder(join(dir, 'f16'));
     const emb = data.tensors.get('model.embed_tokens.weight')!.data;
-    const src = latent.model.embed.weight.dataSync();
+    const src = new Map(latent.namedParameters()).get('model.embed_tokens.weight')!.dataSync();
     for (let i = 0; i < src.length; i += 97) assert.equal(emb[i], f16BitsToF32(f32ToF16Bits(src[i])));
     const up = data.linears.get('model.layers.0.mlp.up_proj')!;
     assert.equal(up.bits.length * 32, 160 * 64, '1 bit per binarized weight');
