@@ -8,7 +8,9 @@ import { loadGgufModel } from '../src/infer/gguf-model.ts';
 import { fromArray, noGrad, tidy } from '../src/tensor/index.ts';
 
 const { values: a, positionals: files } = parseArgs({ allowPositionals: true, options: { peer: { type: 'string' }, threads: { type: 'string' } } });
-const peer = resolve(a.peer ?? process.env.LLAMA_PEER_DIR ?? '../shared/peers/llama.cpp');
+const peerDir = a.peer ?? process.env.LLAMA_PEER_DIR;
+if (!peerDir) throw new Error('name the llama.cpp peer folder (bin/, lib/, gguf-py/) with --peer DIR or LLAMA_PEER_DIR');
+const peer = resolve(peerDir);
 const threads = a.threads ?? '2';
 const PP = 64, TG = 32;
 

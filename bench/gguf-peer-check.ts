@@ -18,7 +18,9 @@ import { fromArray, noGrad } from '../src/tensor/index.ts';
 
 const { values: a } = parseArgs({ options: { checkpoint: { type: 'string' }, ours: { type: 'string' }, text: { type: 'string' }, peer: { type: 'string' }, ctx: { type: 'string' }, out: { type: 'string' } } });
 if (!(a.checkpoint || a.ours) || !a.text) throw new Error('usage: gguf-peer-check.ts (--checkpoint DIR | --ours DIR) --text FILE [--peer DIR] [--ctx 128] [--out DIR]');
-const peer = resolve(a.peer ?? process.env.LLAMA_PEER_DIR ?? '../shared/peers/llama.cpp');
+const peerDir = a.peer ?? process.env.LLAMA_PEER_DIR;
+if (!peerDir) throw new Error('name the llama.cpp peer folder (bin/, lib/, gguf-py/) with --peer DIR or LLAMA_PEER_DIR');
+const peer = resolve(peerDir);
 const out = resolve(a.out ?? '/tmp/frugal-gguf-peer');
 const ctx = a.ctx ?? '128';
 mkdirSync(out, { recursive: true });
