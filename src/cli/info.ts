@@ -2,7 +2,7 @@
 import { resolveModelDir, loadModelTokenizer } from '../train/checkpoint.ts';
 import { presetRegistry } from '../models/presets.ts';
 import { bitsFromCounts, bitsPerParam } from '../nn/fbi-linear.ts';
-import { PackedLinear } from '../infer/packed-linear.ts';
+import { HalfHead, Int8Head, PackedLinear } from '../infer/packed-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
 import { loadAnyModel } from './model-spec.ts';
@@ -28,15 +28,18 @@ export function describe(model: CausalLM) {
   const packed = model.modules().filter((m): m is PackedLinear => m instanceof PackedLinear);
   const packedWeights = packed.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
   const packedScales = packed.reduce((s, l) => s + l.storageScaleCount, 0);
+  // A packed model's f16 or int8 LM head holds its weight as buffers too; it counts as full precision.
+  const headParams = model.modules().filter((m) => m instanceof HalfHead || m instanceof Int8Head)
+    .reduce((s, m) => s + (m as HalfHead).inFeatures * (m as HalfHead).outFeatures, 0);
   const latent = bitsPerParam(model);
   const bits = packed.length
     ? bitsFromCounts(latent.binarizedParams + packedWeights, latent.linearFpParams + packedScales,
-      latent.fpParams - latent.linearFpParams)
+      latent.fpParams - latent.linearFpParams + headParams)
     : latent;
   return {
     architecture: `${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ` +
       `mixer ${c.mixer}, ffn ${[...new Set(ffns)].join('+')}, linear ${c.linear}, vocab ${c.vocabSize}, context ${c.maxPositions}`,
-    parameters: model.numParameters() + packedWeights + packedScales,
+    parameters: model.numParameters() + packedWeights + packedScales + headParams,
     embedding_parameters: embed,
     binarized_parameters: bits.binarizedParams,
     bits_per_param: bits.binarizedParams ? bits.model : 32,
