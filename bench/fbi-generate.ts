@@ -3,7 +3,7 @@
 // with our weight-read bandwidth against the machine's measured copy bandwidth.
 // Random weights: the bits are random words, the head random f16 values (speed only).
 //   frugal bench fbi-generate --preset fbi-130m|fbi-1.3b [--peer DIR] [--reps 3] [--decode 32] [--prefill 64]
-//     [--head f16|int8] [--activations int8|f32] [--f32-baseline]
+//     [--head f16|int8] [--activations int8|f32] [--f32-baseline] [--layers N (fewer layers, for quick checks)]
 // The peer runs when --peer DIR or LLAMA_PEER_DIR names its folder (bench.sh, bin/llama-bench): each
 // round times our prefill + decode once, then llama-bench -r 1 on every format, with the same thread
 // count; figures are the median over the rounds on both sides.
@@ -24,7 +24,7 @@ import { runBenchIfMain } from '../src/cli/bench-kit.ts';
 import { UsageError } from '../src/cli/args.ts';
 
 /** The --key options run() reads (`frugal bench fbi-generate` rejects any other). */
-export const options: readonly string[] = ['preset', 'decode', 'prefill', 'reps', 'peer', 'head', 'activations', 'f32-baseline'];
+export const options: readonly string[] = ['preset', 'decode', 'prefill', 'reps', 'peer', 'head', 'activations', 'f32-baseline', 'layers'];
 
 /** A dense linear whose f32 weight is filled in afterwards (no random init of billions of values). */
 class MaterializedLinear extends Module implements LinearLike {
@@ -37,7 +37,7 @@ class MaterializedLinear extends Module implements LinearLike {
   }
 }
 
-interface Args { preset: string; decode: number; prefill: number; reps: number; peer: string | null; head: 'f16' | 'int8'; activations: PackedActivations; f32Baseline: boolean }
+interface Args { layers: number | null; preset: string; decode: number; prefill: number; reps: number; peer: string | null; head: 'f16' | 'int8'; activations: PackedActivations; f32Baseline: boolean }
 
 function positive(args: Record<string, string | boolean>, key: string, dflt: number): number {
   if (args[key] === undefined) return dflt;
@@ -56,7 +56,7 @@ function parseArgs(args: Record<string, string | boolean>): Args {
   if (args.peer === true) throw new UsageError('--peer needs a folder (the llama.cpp peer with bench.sh and bin/llama-bench)');
   if (peer !== null && !existsSync(join(peer, 'bin', 'llama-bench'))) throw new UsageError(`--peer ${peer}: no bin/llama-bench there`);
   return {
-    preset, head, activations, peer, f32Baseline: args['f32-baseline'] === true,
+    preset, head, activations, peer, f32Baseline: args['f32-baseline'] === true, layers: args.layers === undefined ? null : positive(args, 'layers', 1),
     decode: positive(args, 'decode', 32), prefill: positive(args, 'prefill', 64), reps: positive(args, 'reps', 3),
   };
 }
@@ -145,7 +145,7 @@ class Peer {
 
 export async function run(rawArgs: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
   const args = parseArgs(rawArgs);
-  const cfg = presetConfig(args.preset) as ModelConfig;
+  const cfg = { ...presetConfig(args.preset), ...(args.layers ? { numLayers: args.layers } : {}) } as ModelConfig;
   const threads = nativeAddon().numThreads() as number;
   const prompt = Int32Array.from({ length: args.prefill }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
   timeKernels();
