@@ -42,6 +42,9 @@ function naive(q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Arra
 }
 
 
+
+/** The --key options run() reads (`frugal bench attention` rejects any other). */
+export const options: readonly string[] = ['device', 'dim', 'heads', 'lens', 'reps', 'target-ms', 'budget-s', 'no-peer'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   if (args.device === 'webgpu') return runWebGPU(args);
   if (args.device !== undefined && args.device !== 'cpu') throw new Error(`--device must be 'cpu' or 'webgpu', got '${args.device}'`);

@@ -1,12 +1,18 @@
-// Batch-1 generation and prefill speed of an FBI model served from packed sign bits, against the same
-// model with its binarized weights materialized in f32 (dense GEMMs on the same engine), on all cores.
-// Random weights: the bits are random words and both models share the same signs and scales, so
-// their logits must agree (reported as logits_rel_diff).
-//   node --import tsx bench/fbi-generate.ts --preset fbi-1.3b [--decode 8] [--prefill 64]
-import { pathToFileURL } from 'node:url';
-import { fbiIsa, fbiUnpack } from '../src/backend/cpu/fbi.ts';
+// Batch-1 decode and 64-token prefill speed of an FBI model served from packed sign bits (int8
+// activations by default), beside the llama.cpp-family peer's formats measured in the same run,
+// with our weight-read bandwidth against the machine's measured copy bandwidth.
+// Random weights: the bits are random words, the head random f16 values (speed only).
+//   frugal bench fbi-generate --preset fbi-130m|fbi-1.3b [--peer DIR] [--reps 3] [--decode 32] [--prefill 64]
+//     [--head f16|int8] [--activations int8|f32] [--f32-baseline] [--layers N (fewer layers, for quick checks)]
+// The peer runs when --peer DIR or LLAMA_PEER_DIR names its folder (bench.sh, bin/llama-bench): each
+// round times our prefill + decode once, then llama-bench -r 1 on every format, with the same thread
+// count; figures are the median over the rounds on both sides.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { copyBandwidth, fbiInt8Isa, fbiUnpack } from '../src/backend/cpu/fbi.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
-import { PackedLinear } from '../src/infer/packed-linear.ts';
+import { HalfHead, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../src/infer/packed-linear.ts';
 import { CausalLM, type ModelConfig } from '../src/models/index.ts';
 import { withFbiLinearFactory } from '../src/models/fbi-plugin.ts';
 import { FBI_PRESETS, presetConfig } from '../src/models/llama-hf.ts';
@@ -14,6 +20,11 @@ import { applyMatrix, type LinearLike } from '../src/nn/layers.ts';
 import { Module } from '../src/nn/module.ts';
 import { bitsFromCounts } from '../src/nn/fbi-linear.ts';
 import { empty, fromArray, noGrad, type Tensor } from '../src/tensor/index.ts';
+import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { UsageError } from '../src/cli/args.ts';
+
+/** The --key options run() reads (`frugal bench fbi-generate` rejects any other). */
+export const options: readonly string[] = ['preset', 'decode', 'prefill', 'reps', 'peer', 'head', 'activations', 'f32-baseline', 'layers'];
 
 /** A dense linear whose f32 weight is filled in afterwards (no random init of billions of values). */
 class MaterializedLinear extends Module implements LinearLike {
@@ -26,25 +37,28 @@ class MaterializedLinear extends Module implements LinearLike {
   }
 }
 
-interface Args { preset: string; decode: number; prefill: number }
+interface Args { layers: number | null; preset: string; decode: number; prefill: number; reps: number; peer: string | null; head: 'f16' | 'int8'; activations: PackedActivations; f32Baseline: boolean }
 
-function parseArgs(argv: string[]): Args {
-  const out: Args = { preset: 'fbi-1.3b', decode: 8, prefill: 64 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i], v = argv[i + 1];
-    if (a === '--json') continue;
-    if (a === '--preset') { out.preset = v; i++; continue; }
-    if (a === '--decode' || a === '--prefill') {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${a} needs a positive integer, got ${v}`);
-      out[a.slice(2) as 'decode' | 'prefill'] = n;
-      i++;
-      continue;
-    }
-    throw new Error(`fbi-generate: unknown argument ${a}; use --preset ${Object.keys(FBI_PRESETS).join('|')} [--decode N] [--prefill N]`);
-  }
-  if (!FBI_PRESETS[out.preset]) throw new Error(`fbi-generate: --preset must be one of ${Object.keys(FBI_PRESETS).join(', ')}, got ${out.preset}`);
-  return out;
+function positive(args: Record<string, string | boolean>, key: string, dflt: number): number {
+  if (args[key] === undefined) return dflt;
+  const n = Number(args[key]);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${key} needs a positive integer, got ${String(args[key])}`);
+  return n;
+}
+
+function parseArgs(args: Record<string, string | boolean>): Args {
+  const preset = String(args.preset ?? 'fbi-1.3b');
+  if (!FBI_PRESETS[preset]) throw new UsageError(`--preset must be one of ${Object.keys(FBI_PRESETS).join(', ')}, got ${preset}`);
+  const head = String(args.head ?? 'f16'), activations = String(args.activations ?? 'int8');
+  if (head !== 'f16' && head !== 'int8') throw new UsageError(`--head must be f16 or int8, got ${head}`);
+  if (activations !== 'int8' && activations !== 'f32') throw new UsageError(`--activations must be int8 or f32, got ${activations}`);
+  const peer = typeof args.peer === 'string' ? args.peer : process.env.LLAMA_PEER_DIR || null;
+  if (args.peer === true) throw new UsageError('--peer needs a folder (the llama.cpp peer with bench.sh and bin/llama-bench)');
+  if (peer !== null && !existsSync(join(peer, 'bin', 'llama-bench'))) throw new UsageError(`--peer ${peer}: no bin/llama-bench there`);
+  return {
+    preset, head, activations, peer, f32Baseline: args['f32-baseline'] === true, layers: args.layers === undefined ? null : positive(args, 'layers', 1),
+    decode: positive(args, 'decode', 32), prefill: positive(args, 'prefill', 64), reps: positive(args, 'reps', 3),
+  };
 }
 
 // xorshift32 words: fast enough to fill a billion sign bits in a few seconds, reproducible.
@@ -57,40 +71,84 @@ function fillRandomWords(a: Int32Array, seed: number): number {
   return s;
 }
 
-function timeIt(fn: () => void): number {
-  const t0 = performance.now();
-  fn();
-  return (performance.now() - t0) / 1000;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+// Time spent inside the weight kernels (packed linears and head), to split a decoded token's time
+// into kernels and everything else (JS ops, allocation, attention, norms).
+let kernelMs = 0;
+function timeKernels(): void {
+  for (const cls of [PackedLinear, HalfHead, Int8Head, MaterializedLinear] as { prototype: { forward(x: Tensor): Tensor } }[]) {
+    const f = cls.prototype.forward;
+    cls.prototype.forward = function (this: unknown, x: Tensor) {
+      const t = performance.now();
+      const y = f.call(this, x);
+      kernelMs += performance.now() - t;
+      return y;
+    };
+  }
 }
 
-/** Prefill `prefill` tokens, then decode `decode` tokens one at a time (greedy, through the KV cache). */
-function measure(model: CausalLM, prompt: Int32Array, decode: number): { prefillS: number; decodeS: number; logits: Float32Array<ArrayBufferLike> } {
+interface Round { prefillS: number; decodeS: number; decodeKernelMs: number; logits: Float32Array }
+
+/** Prefill the prompt, then decode `decode` tokens one at a time (greedy, through the KV cache). */
+function measure(model: CausalLM, prompt: Int32Array, decode: number): Round {
   return noGrad(() => {
     const vocab = model.config.vocabSize;
-    const warm = model.createState(1, prompt.length + decode + 4);
-    model.forward(fromArray(prompt.slice(0, 4), [1, 4]), warm);
     const state = model.createState(1, prompt.length + decode + 4);
-    let logits: Float32Array = new Float32Array(0);
-    const prefillS = timeIt(() => {
-      logits = model.forward(fromArray(prompt, [1, prompt.length]), state).dataSync() as Float32Array;
-    });
+    let t = performance.now();
+    let logits = model.forward(fromArray(prompt, [1, prompt.length]), state).dataSync() as Float32Array;
+    const prefillS = (performance.now() - t) / 1000;
     const first = logits.slice(0, vocab * Math.min(prompt.length, 4));
     let last: Float32Array = logits.subarray(logits.length - vocab);
-    const decodeS = timeIt(() => {
-      for (let s = 0; s < decode; s++) {
-        let best = 0;
-        for (let i = 1; i < vocab; i++) if (last[i] > last[best]) best = i;
-        last = model.forward(fromArray(Int32Array.of(best), [1, 1]), state).dataSync() as Float32Array;
-      }
-    });
-    return { prefillS, decodeS, logits: first };
+    kernelMs = 0;
+    t = performance.now();
+    for (let s = 0; s < decode; s++) {
+      let best = 0;
+      for (let i = 1; i < vocab; i++) if (last[i] > last[best]) best = i;
+      logits = model.forward(fromArray(Int32Array.of(best), [1, 1]), state).dataSync() as Float32Array;
+      last = logits;
+    }
+    return { prefillS, decodeS: (performance.now() - t) / 1000, decodeKernelMs: kernelMs, logits: first };
   });
 }
 
-export async function run(argv: string[] = []): Promise<Record<string, unknown>> {
-  const args = parseArgs(argv);
-  const cfg = presetConfig(args.preset) as ModelConfig;
+const PEER_FORMATS = [['f16', 'F16'], ['Q4_0', 'Q4_0'], ['q1_0_g128', 'Q1_0_G128 (f16 head)'], ['iq2_bn', 'IQ2_BN (f16 head)'], ['iq1_bn', 'IQ1_BN (f16 head)']] as const;
+
+/** The peer's GGUFs of this shape (written once by its bench.sh) and one llama-bench round over them. */
+class Peer {
+  readonly base: string;
+  private readonly env: NodeJS.ProcessEnv;
+  constructor(readonly dir: string, cfg: ModelConfig, readonly threads: number, readonly pp: number, readonly tg: number) {
+    const cache = process.env.PEER_CACHE ?? '/tmp/llama-peer';
+    this.base = join(cache, `llama-${cfg.hiddenSize}-${cfg.numLayers}-${cfg.numHeads}-${cfg.intermediateSize}-${cfg.vocabSize}`);
+    this.env = { ...process.env, LD_LIBRARY_PATH: [join(dir, 'lib'), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') };
+    if (PEER_FORMATS.some(([f]) => !existsSync(`${this.base}-${f}.gguf`))) {
+      // bench.sh writes the missing files; its own timing run is kept short and ignored.
+      execFileSync('bash', [join(dir, 'bench.sh'), String(cfg.hiddenSize), String(cfg.numLayers), String(cfg.numHeads), String(cfg.intermediateSize), String(cfg.vocabSize)],
+        { env: { ...process.env, THREADS: String(threads), PP: '1', TG: '1' }, stdio: ['ignore', 'ignore', 'inherit'] });
+    }
+  }
+  round(): Record<string, { pp: number; tg: number }> {
+    const out: Record<string, { pp: number; tg: number }> = {};
+    for (const [f, label] of PEER_FORMATS) {
+      const json = execFileSync(join(this.dir, 'bin', 'llama-bench'), ['-m', `${this.base}-${f}.gguf`, '-t', String(this.threads), '-p', String(this.pp),
+        '-n', String(this.tg), '-r', '1', '-o', 'json'], { env: this.env, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 }).toString();
+      const rows = JSON.parse(json) as { n_prompt: number; n_gen: number; avg_ts: number }[];
+      out[label] = { pp: rows.find((r) => r.n_prompt > 0)?.avg_ts ?? NaN, tg: rows.find((r) => r.n_gen > 0)?.avg_ts ?? NaN };
+    }
+    return out;
+  }
+}
+
+export async function run(rawArgs: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
+  const args = parseArgs(rawArgs);
+  const cfg = { ...presetConfig(args.preset), ...(args.layers ? { numLayers: args.layers } : {}) } as ModelConfig;
+  const threads = nativeAddon().numThreads() as number;
   const prompt = Int32Array.from({ length: args.prefill }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
+  timeKernels();
 
   // Packed model: random sign words, scales around the xnor init of N(0, 0.02) weights.
   const t0 = performance.now();
@@ -120,57 +178,80 @@ export async function run(argv: string[] = []): Promise<Record<string, unknown>>
   }
   for (const p of packed.parameters()) p.requiresGrad = false;
   const otherFp = packed.parameters().reduce((s, p) => s + p.size, 0);
+  const headW = new Map(packed.namedParameters()).get('lm_head.weight')!.dataSync() as Float32Array;
+  const head = args.head === 'f16' ? new HalfHead(cfg.hiddenSize, cfg.vocabSize, headW) : Int8Head.fromWeight(cfg.hiddenSize, cfg.vocabSize, headW);
+  packed.replaceChild('lm_head', head);
+  (packed as unknown as { lmHead: LinearLike }).lmHead = head;
+  const headBytes = cfg.vocabSize * cfg.hiddenSize * (args.head === 'f16' ? 2 : 1) + (args.head === 'int8' ? 4 * cfg.vocabSize : 0);
+  setPackedActivations(packed, args.activations);
   const buildPackedS = (performance.now() - t0) / 1000;
-  const pk = measure(packed, prompt, args.decode);
 
-  // The same model in f32: identical embedding, norms and head; linears = alpha * S + beta materialized.
-  const t1 = performance.now();
-  const dense = withFbiLinearFactory((_c, i, o) => new MaterializedLinear(i, o), () => new CausalLM(cfg, { seed: 1 }));
-  for (const [n, t] of packed.namedParameters()) dense.setTensor(n, t);
-  let f32Bytes = 0;
-  for (const [base, l] of linears) {
-    const w = (dense.namedParameters().find(([n]) => n === `${base}.weight`) ?? [])[1];
-    if (!w) throw new Error(`internal: no dense weight for ${base}`);
-    const bits = buffers.get(`${base}.weight_bits`)!.dataSync() as Int32Array;
-    fbiUnpack(new Uint32Array(bits.buffer, bits.byteOffset, bits.length), buffers.get(`${base}.wscale`)!.dataSync() as Float32Array,
-      buffers.get(`${base}.wbias`)!.dataSync() as Float32Array, l.pattern, l.inFeatures, l.outFeatures, w.dataSync() as Float32Array);
-    f32Bytes += w.size * 4;
+  const copyBps = copyBandwidth(256, 3);
+  const peer = args.peer ? new Peer(args.peer, cfg, threads, args.prefill, args.decode) : null;
+  measure(packed, prompt.slice(0, 8), 2); // warm-up: interleaved bits are built on first use
+  const ours: Round[] = [];
+  const theirs: Record<string, { pp: number; tg: number }>[] = [];
+  for (let r = 0; r < args.reps; r++) {
+    ours.push(measure(packed, prompt, args.decode));
+    if (peer) theirs.push(peer.round());
   }
-  for (const p of dense.parameters()) p.requiresGrad = false;
-  const buildF32S = (performance.now() - t1) / 1000;
-  const fp = measure(dense, prompt, args.decode);
-
-  let diff = 0, ref = 0;
-  for (let i = 0; i < pk.logits.length; i++) { diff = Math.max(diff, Math.abs(pk.logits[i] - fp.logits[i])); ref = Math.max(ref, Math.abs(fp.logits[i])); }
-  const bits = bitsFromCounts(binarized, linearFp, otherFp);
-  const r = (x: number) => Number(x.toPrecision(4));
-  return {
+  const rd = (x: number) => Number(x.toPrecision(4));
+  const decodeTps = median(ours.map((o) => args.decode / o.decodeS));
+  const prefillTps = median(ours.map((o) => args.prefill / o.prefillS));
+  const decodeMs = 1000 / decodeTps;
+  const kernelMsPerToken = median(ours.map((o) => o.decodeKernelMs / args.decode));
+  const weightBytes = packedBytes + headBytes;
+  const result: Record<string, unknown> = {
     bench: 'fbi-generate',
     preset: args.preset,
-    isa: fbiIsa(),
-    threads: nativeAddon().numThreads?.() ?? null,
+    isa: fbiInt8Isa(),
+    threads,
+    activations: args.activations,
+    head: args.head,
     prefill_tokens: args.prefill,
     decode_steps: args.decode,
-    packed_tokens_per_s: r(args.decode / pk.decodeS),
-    f32_tokens_per_s: r(args.decode / fp.decodeS),
-    decode_speedup: r(fp.decodeS / pk.decodeS),
-    packed_prefill_tokens_per_s: r(args.prefill / pk.prefillS),
-    f32_prefill_tokens_per_s: r(args.prefill / fp.prefillS),
-    prefill_speedup: r(fp.prefillS / pk.prefillS),
+    rounds: args.reps,
+    statistic: 'median over rounds (ours and peer alike)',
+    packed_tokens_per_s: rd(decodeTps),
+    packed_prefill_tokens_per_s: rd(prefillTps),
+    decode_ms_per_token: rd(decodeMs),
+    decode_kernel_ms_per_token: rd(kernelMsPerToken),
+    decode_outside_kernels_ms_per_token: rd(decodeMs - kernelMsPerToken),
+    weight_bytes_per_token: weightBytes,
     packed_linear_bytes: packedBytes,
-    f32_linear_bytes: f32Bytes,
-    linear_size_ratio: r(f32Bytes / packedBytes),
-    bits_per_param_linear: r(bits.linear),
-    bits_per_param_model: r(bits.model),
-    logits_rel_diff: r(diff / ref),
-    build_packed_s: r(buildPackedS),
-    build_f32_s: r(buildF32S),
+    head_bytes: headBytes,
+    weight_read_GBps: rd((weightBytes * decodeTps) / 1e9),
+    copy_bandwidth_GBps: rd(copyBps / 1e9),
+    weight_read_vs_copy: rd((weightBytes * decodeTps) / copyBps),
+    bits_per_param_linear: rd(bitsFromCounts(binarized, linearFp, otherFp).linear),
+    build_packed_s: rd(buildPackedS),
   };
+  if (peer) {
+    const fmt: Record<string, { pp_tokens_per_s: number; tg_tokens_per_s: number }> = {};
+    for (const [, label] of PEER_FORMATS) fmt[label] = { pp_tokens_per_s: rd(median(theirs.map((t) => t[label].pp))), tg_tokens_per_s: rd(median(theirs.map((t) => t[label].tg))) };
+    const bestTg = Math.max(...Object.values(fmt).map((f) => f.tg_tokens_per_s));
+    const bestPp = Math.max(...Object.values(fmt).map((f) => f.pp_tokens_per_s));
+    Object.assign(result, {
+      peer: { dir: args.peer, threads, formats: fmt },
+      decode_vs_fastest_peer: rd(decodeTps / bestTg),
+      prefill_vs_fastest_peer: rd(prefillTps / bestPp),
+    });
+  }
+  if (args.f32Baseline) {
+    // The same model in f32: identical embedding, norms and head values; linears = alpha * S + beta.
+    const dense = withFbiLinearFactory((_c, i, o) => new MaterializedLinear(i, o), () => new CausalLM(cfg, { seed: 1 }));
+    for (const [n, t] of packed.namedParameters()) if (n !== 'lm_head.weight') dense.setTensor(n, t);
+    for (const [base, l] of linears) {
+      const w = new Map(dense.namedParameters()).get(`${base}.weight`)!;
+      const bits = buffers.get(`${base}.weight_bits`)!.dataSync() as Int32Array;
+      fbiUnpack(new Uint32Array(bits.buffer, bits.byteOffset, bits.length), buffers.get(`${base}.wscale`)!.dataSync() as Float32Array,
+        buffers.get(`${base}.wbias`)!.dataSync() as Float32Array, l.pattern, l.inFeatures, l.outFeatures, w.dataSync() as Float32Array);
+    }
+    for (const p of dense.parameters()) p.requiresGrad = false;
+    const fp = measure(dense, prompt, args.decode);
+    Object.assign(result, { f32_tokens_per_s: rd(args.decode / fp.decodeS), f32_prefill_tokens_per_s: rd(args.prefill / fp.prefillS) });
+  }
+  return result;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  run(process.argv.slice(2)).then((r) => console.log(JSON.stringify(r, null, 2)), (e: Error) => {
-    console.error(`fbi-generate: ${e.message}`);
-    process.exit(1);
-  });
-}
+await runBenchIfMain(import.meta.url, run);

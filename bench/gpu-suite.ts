@@ -64,6 +64,9 @@ function headline(name: string, r: Record<string, unknown>): Record<string, unkn
   };
 }
 
+
+/** The --key options run() reads (`frugal bench gpu-suite` rejects any other). */
+export const options: readonly string[] = ['out', 'only', 'tiny', 'cpu-smoke', 'no-peer'];
 export async function run(args: Args): Promise<Record<string, unknown>> {
   if (typeof args.out !== 'string') throw new Error('gpu-suite needs --out DIR (the folder that receives one JSON file per benchmark)');
   const out = args.out;

@@ -31,6 +31,9 @@ function numpy(shapes: Shape[], reps: number): Array<number | null> {
   return rows.map((x) => x.gflops);
 }
 
+
+/** The --key options run() reads (`frugal bench matmul` rejects any other). */
+export const options: readonly string[] = ['device', 'reps', 'size', 'target-ms', 'peer-budget-s', 'cpu-smoke', 'keep-device', 'no-peer'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   if (args.device === 'webgpu') return runWebGPU(args);
   if (args.device !== undefined && args.device !== 'cpu') throw new Error(`--device must be 'cpu' or 'webgpu', got '${args.device}'`);

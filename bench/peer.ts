@@ -49,6 +49,9 @@ function makeRetrieval(dim: number, n: number, rng: Rng) {
   };
 }
 
+
+/** The --key options run() reads (`frugal bench peer` rejects any other). */
+export const options: readonly string[] = ['reps', 'tokens', 'retrieval-tokens', 'bruteforce-tokens'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const reps = args.reps ? Number(args.reps) : 3;
   const T = args.tokens ? Number(args.tokens) : 512;

@@ -29,6 +29,9 @@ export function torchPeer(script: string, args: object): Record<string, unknown>
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
 
+
+/** The --key options run() reads (`frugal bench train-step` rejects any other). */
+export const options: readonly string[] = ['device', 'preset', 'steps', 'budget-s', 'no-peer', 'no-replay', ...Object.keys(REFERENCE)];
 export async function run(args: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
   const c = modelShape(args);
   if (args.device === 'webgpu') return runWebGPU(c, args);

@@ -211,6 +211,9 @@ async function measureWebGPU(a: ChildArgs): Promise<{ adapter: string; rows: Gpu
   return { adapter, rows };
 }
 
+
+/** The --key options run() reads (`frugal bench ttt-context` rejects any other). */
+export const options: readonly string[] = ['device', 'contexts', 'layers', 'decode', 'chunk', 'attn-prefill-max', 'dim', 'heads', 'ffn', 'vocab'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const device = String(args.device ?? 'cpu');
   if (device !== 'cpu' && device !== 'webgpu') throw new Error(`--device must be cpu or webgpu, got '${device}'`);

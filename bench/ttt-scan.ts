@@ -11,6 +11,9 @@ import { Rng } from '../src/tensor/rng.ts';
 import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
 
 
+
+/** The --key options run() reads (`frugal bench ttt-scan` rejects any other). */
+export const options: readonly string[] = ['len', 'heads', 'dim', 'kind'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const L = Number(args.len ?? 2048), nh = Number(args.heads ?? 12), f = Number(args.dim ?? 64), K = 16;
   const mlp = args.kind === 'mlp';

@@ -1,13 +1,17 @@
 // Per-step host overhead of a small model's training step on WebGPU: eager (op code runs and encodes
 // every kernel each step) vs a captured step replayed as one command buffer. Prints/returns JSON.
-// Run: node --import tsx -e "import('./bench/webgpu-replay.ts').then(m => m.run([]))"
+// Run: node bin/frugal.js bench webgpu-replay [--steps 20]
 import { captureWebGPUStep, destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName } from '../src/backend/webgpu/index.ts';
 import { CausalLM } from '../src/models/index.ts';
 import { backward, fromArray, Rng, tidy } from '../src/tensor/index.ts';
 import { AdamW } from '../src/train/optim.ts';
 
-export async function run(args: string[] = []): Promise<Record<string, unknown>> {
-  const steps = Number(args[0] ?? 20);
+/** The --key options run() reads (`frugal bench webgpu-replay` rejects any other). */
+export const options: readonly string[] = ['steps'];
+
+export async function run(args: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
+  const steps = Number(args.steps ?? 20);
+  if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got '${args.steps}'`);
   await initWebGPU();
   const cfg = { vocabSize: 64, hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64 };
   const B = 2, T = 16;
@@ -48,4 +52,4 @@ export async function run(args: string[] = []): Promise<Record<string, unknown>>
   return res;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await run(process.argv.slice(2));
+if (import.meta.url === `file://${process.argv[1]}`) await run({ steps: process.argv[2] ?? '20' });

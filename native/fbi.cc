@@ -12,7 +12,9 @@
 // weight bits (one masked add per 16 weights); AVX2 turns each byte into an 8-lane mask through a
 // 256-entry table and adds with an AND; the portable path precomputes, for each group of 8
 // activations, the 256 possible subset sums, so each row costs one table lookup per 8 weights.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -61,6 +63,7 @@ void masked_sums_scalar(const Problem& pr) {
   }
 }
 
+#if defined(__x86_64__)
 // ---- AVX-512: masked adds under mask registers taken from the weight bits ------------------
 template <int T, int R>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void tile512(const Problem& pr, int64_t t0, int64_t i0) {
@@ -140,6 +143,8 @@ void masked_sums_simd(const Problem& pr) {
   }
 }
 
+#endif
+
 bool isa_available(int isa) {
   if (isa == kAvx512) return has_avx512();
   if (isa == kAvx2) return has_avx2();
@@ -152,13 +157,16 @@ int resolve_isa(int isa) {
 }
 
 void masked_sums(const Problem& pr, int isa) {
+#if defined(__x86_64__)
   if (isa == kAvx512) {
     if (pr.M == 1) masked_sums_simd<1, 4, tile512<1, 4>, tile512<1, 1>>(pr);
     else masked_sums_simd<4, 4, tile512<4, 4>, tile512<1, 1>>(pr);
   } else if (isa == kAvx2) {
     if (pr.M == 1) masked_sums_simd<1, 8, tile256<1, 8>, tile256<1, 1>>(pr);
     else masked_sums_simd<3, 4, tile256<3, 4>, tile256<1, 1>>(pr);
-  } else {
+  } else
+#endif
+  {
     masked_sums_scalar(pr);
   }
 }

@@ -12,7 +12,7 @@ export { saveCheckpoint, loadModel } from './train/checkpoint.ts';
 export { perplexity, perplexityByPosition } from './eval/perplexity.ts';
 export { evaluateMultipleChoice } from './eval/multiple-choice.ts';
 export { generate } from './infer/generate.ts';
-export { loadPackedModel, savePackedModel, packModel } from './infer/packed-linear.ts';
+export { loadPackedModel, savePackedModel, packModel, setPackedActivations } from './infer/packed-linear.ts';
 export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
 export { readTorchBin } from './io/torch-bin.ts';
 export * from './data/index.ts';

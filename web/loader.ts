@@ -113,6 +113,7 @@ function expandPacked(hf: Record<string, unknown>, file: Uint8Array): { config: 
   if (marker.format !== PACKED_FORMAT || marker.version !== PACKED_VERSION || marker.word_bits !== 32) {
     throw new Error(`packed format ${JSON.stringify(marker)} is not supported (expected ${PACKED_FORMAT} version ${PACKED_VERSION}, 32-bit words)`);
   }
+  if (marker.head_dtype === 'int8') throw new Error('this packed folder has an int8 LM head (frugal pack --head int8), which the playground does not read; pack it with the default f16 head');
   const { tensors, metadata } = readSafetensors(file);
   let shapes: Record<string, [number, number]>;
   try {

@@ -36,13 +36,26 @@ export function splitBenchArgs(argv: string[]): { own: string[]; extra: Record<s
   return { own, extra };
 }
 
+/** Every --key given to a benchmark must be one it reads; a typo is an error, not a silent default. */
+export function checkBenchOptions(name: string, extra: Record<string, string | boolean>, known: readonly string[]): void {
+  const unknown = Object.keys(extra).filter((k) => !known.includes(k));
+  if (unknown.length) {
+    throw new UsageError(`benchmark ${name} has no option ${unknown.map((k) => `--${k}`).join(', ')}; its options: ${known.map((k) => `--${k}`).join(' ') || 'none'}`);
+  }
+}
+
 export async function run(f: Flags, positional: string[], extra: Record<string, string | boolean> = {}): Promise<number> {
   const name = positional[0];
   const names = benchNames();
   if (!name) throw new UsageError(`frugal bench needs a benchmark name; available: ${names.join(', ') || 'none'}`);
   if (!names.includes(name)) throw new UsageError(`unknown benchmark '${name}'; available: ${names.join(', ') || 'none'}`);
-  const mod = (await import(pathToFileURL(join(BENCH_DIR, `${name}.ts`)).href)) as { run?: (a: Record<string, string | boolean>) => Promise<unknown> };
-  if (typeof mod.run !== 'function') throw new Error(`internal: bench/${name}.ts exports no run(args) function`);
+  const mod = (await import(pathToFileURL(join(BENCH_DIR, `${name}.ts`)).href)) as {
+    run?: (a: Record<string, string | boolean>) => Promise<unknown>;
+    options?: readonly string[];
+  };
+  if (typeof mod.run !== 'function') throw new UsageError(`bench/${name}.ts is a probe script, not a benchmark of \`frugal bench\`; run it with node --import tsx bench/${name}.ts`);
+  if (!Array.isArray(mod.options)) throw new Error(`internal: bench/${name}.ts exports no options list`);
+  checkBenchOptions(name, extra, mod.options);
   const result = await mod.run(extra);
   console.log(f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2));
   return 0;

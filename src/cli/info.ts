@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import { presetRegistry } from '../models/presets.ts';
 import { bitsFromCounts, bitsPerParam } from '../nn/fbi-linear.ts';
-import { PackedLinear } from '../infer/packed-linear.ts';
+import { HalfHead, Int8Head, PackedLinear } from '../infer/packed-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
 import { GgufEmbedding, GgufLinear, ggufWeightTypes } from '../infer/gguf-model.ts';
@@ -34,15 +34,18 @@ export function describe(model: CausalLM) {
     .reduce((s, m) => s + m.weights.rows * m.weights.cols, 0);
   const storedBits = model.modules().filter((m): m is GgufLinear | GgufEmbedding => m instanceof GgufLinear || m instanceof GgufEmbedding)
     .reduce((s, m) => s + m.weights.storageBytes * 8, 0);
+  // A packed model's f16 or int8 LM head holds its weight as buffers too; it counts as full precision.
+  const headParams = model.modules().filter((m) => m instanceof HalfHead || m instanceof Int8Head)
+    .reduce((s, m) => s + (m as HalfHead).inFeatures * (m as HalfHead).outFeatures, 0);
   const latent = bitsPerParam(model);
   const bits = packed.length
     ? bitsFromCounts(latent.binarizedParams + packedWeights, latent.linearFpParams + packedScales,
-      latent.fpParams - latent.linearFpParams)
+      latent.fpParams - latent.linearFpParams + headParams)
     : latent;
   return {
     architecture: `${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv${c.headDim ? `, head size ${c.headDim}` : ''}${c.qkNorm ? ', q/k norm' : ''}), ` +
       `mixer ${c.mixer}, ffn ${[...new Set(ffns)].join('+')}, linear ${c.linear}, vocab ${c.vocabSize}, context ${c.maxPositions}`,
-    parameters: model.numParameters() + packedWeights + packedScales + stored,
+    parameters: model.numParameters() + packedWeights + packedScales + headParams + stored,
     ...(stored ? { gguf_weight_types: ggufWeightTypes(model) } : {}),
     embedding_parameters: embed,
     binarized_parameters: bits.binarizedParams,

@@ -30,6 +30,12 @@ export interface PackedModelData {
   linears: Map<string, PackedLinearData>;
   /** Full-precision tensors (embedding, LM head, norms). */
   tensors: TensorMap;
+  /**
+   * How the LM head is stored: 'f16'/'f32' as `lm_head.weight`, 'int8' as `lm_head.weight_q` (I32
+   * words holding int8 bytes, rows padded to 64 bytes) and `lm_head.weight_scale` (F32 per row).
+   * Unset for in-memory data: the head is then f32.
+   */
+  headDtype?: 'f16' | 'f32' | 'int8';
 }
 
 export interface PackedWriteOptions {
@@ -37,7 +43,8 @@ export interface PackedWriteOptions {
   embeddingDtype?: 'f16' | 'f32';
 }
 
-const EMBEDDING = /(^|\.)(embed_tokens|lm_head)\.weight$/;
+const EMBED = /(^|\.)embed_tokens\.weight$/;
+const HEAD = 'lm_head.weight';
 
 export const packedWordsPerRow = (inF: number) => Math.ceil(inF / 32);
 
@@ -50,6 +57,10 @@ export function isPackedConfig(config: Record<string, unknown>): boolean {
 export function writePackedFolder(dir: string, data: PackedModelData, opts: PackedWriteOptions = {}): void {
   const embeddingDtype = opts.embeddingDtype ?? 'f16';
   if (embeddingDtype !== 'f16' && embeddingDtype !== 'f32') throw new Error(`packed write: embeddingDtype must be 'f16' or 'f32', got ${JSON.stringify(embeddingDtype)}`);
+  const headDtype = data.headDtype === 'int8' ? 'int8' : embeddingDtype;
+  if (headDtype === 'int8' && (data.tensors.has(HEAD) || !data.tensors.has('lm_head.weight_q') || !data.tensors.has('lm_head.weight_scale'))) {
+    throw new Error('packed write: an int8 head is given as lm_head.weight_q and lm_head.weight_scale (and no lm_head.weight)');
+  }
   const tensors: TensorMap = new Map();
   const shapes: Record<string, [number, number]> = {};
   for (const [name, l] of data.linears) {
@@ -68,10 +79,10 @@ export function writePackedFolder(dir: string, data: PackedModelData, opts: Pack
   }
   const config = {
     ...data.config,
-    frugal_packed: { format: PACKED_FORMAT, version: PACKED_VERSION, word_bits: 32, bit_order: 'lsb-first', embedding_dtype: embeddingDtype },
+    frugal_packed: { format: PACKED_FORMAT, version: PACKED_VERSION, word_bits: 32, bit_order: 'lsb-first', embedding_dtype: embeddingDtype, head_dtype: headDtype },
   };
   saveCheckpointFolder(dir, config, tensors, { packed_linears: JSON.stringify(shapes) }, {
-    f16: (name) => embeddingDtype === 'f16' && EMBEDDING.test(name),
+    f16: (name) => (name === HEAD ? headDtype === 'f16' : embeddingDtype === 'f16' && EMBED.test(name)),
   });
 }
 
@@ -108,7 +119,9 @@ export function readPackedFolder(dir: string): PackedModelData {
     }
     linears.set(name, { outFeatures: outF, inFeatures: inF, bits: new Uint32Array(bits.data.buffer, bits.data.byteOffset, bits.data.length), wscale, wbias });
   }
+  const headDtype = marker!.head_dtype ?? marker!.embedding_dtype ?? 'f32';
+  if (headDtype !== 'f16' && headDtype !== 'f32' && headDtype !== 'int8') throw new Error(`${dir}: packed head_dtype ${JSON.stringify(headDtype)} is not f16, f32 or int8`);
   const config = { ...raw };
   delete config.frugal_packed;
-  return { config, linears, tensors };
+  return { config, linears, tensors, headDtype };
 }

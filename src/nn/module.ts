@@ -22,6 +22,12 @@ export abstract class Module {
     return m;
   }
 
+  /** Puts another module in place of an existing child (serving models swap in faster layers). */
+  replaceChild(name: string, m: Module): void {
+    if (!this.childMap.has(name)) throw new Error(`internal: no submodule '${name}' to replace`);
+    this.childMap.set(name, m);
+  }
+
   /** All parameters with their dotted names (depth-first, registration order). */
   namedParameters(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];

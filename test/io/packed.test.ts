@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type FbiIsa, fbiIsaAvailable, fbiPackedMatmul, fbiPackSigns, fbiUnpack, wordsPerRow } from '../../src/backend/cpu/fbi.ts';
-import { loadPackedModel, modelFromPacked, packModel, PackedLinear, savePackedModel } from '../../src/infer/packed-linear.ts';
+import { loadPackedModel, modelFromPacked, packModel, PackedLinear, savePackedModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
 import { readPackedFolder } from '../../src/io/packed.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/io/raw.ts';
 import { loadPretrained } from '../../src/models/llama-hf.ts';
@@ -64,9 +64,10 @@ test('sign packing layout: bit j % 32 of word j / 32, zero padding, unpack resto
 const golden = () => loadPretrained(join(GOLDEN_DIR, 'fbi_checkpoint'));
 const ids = () => fromArray(Int32Array.from({ length: 2 * 20 }, (_, i) => (i * 37 + 11) % 320), [2, 20]);
 
-test('a packed model gives the latent model\'s logits (same signs, same scales)', () => {
+test('a packed model in exact (f32-activation) mode gives the latent model\'s logits (same signs, same scales)', () => {
   const latent = golden();
   const packed = modelFromPacked(packModel(latent));
+  setPackedActivations(packed, 'f32');
   const nPacked = [...packed.namedBuffers()].filter(([n]) => n.endsWith('.weight_bits')).length;
   assert.equal(nPacked, 14, 'every projection of both layers runs from bits');
   const a = noGrad(() => latent.forward(ids())).dataSync();

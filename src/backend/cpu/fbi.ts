@@ -81,4 +81,107 @@ export function fbiIsa(): string {
   return nativeAddon().fbiIsa() as string;
 }
 
+/** uint32 words of the interleaved layout (16-row blocks x 4-input groups, one 64-bit word each). */
+export const interleavedWords = (inF: number, outF: number) => 2 * Math.ceil(outF / 16) * Math.ceil(inF / 4);
+
+/**
+ * The interleaved layout of row-major sign bits for the int8 kernels (native/fbi_int8.cc): word
+ * (block b, group g) holds bit 4 r + k = sign of row 16 b + r at input 4 g + k.
+ */
+export function fbiRepack(bits: Uint32Array, inF: number, outF: number): Uint32Array {
+  checkSizes(inF, outF);
+  checkLen('sign bits', bits, outF * wordsPerRow(inF));
+  // A fresh ArrayBuffer is 8-byte aligned, as the kernels' 64-bit loads need.
+  const out = new Uint32Array(interleavedWords(inF, outF));
+  nativeAddon().fbiRepack(bits, inF, outF, out);
+  return out;
+}
+
+/**
+ * y [rows, out] = x @ (alpha * S + beta)^T with x quantized to int8 once per token (absmax scale,
+ * after the column scales for pattern 'column') and S from interleaved bits (fbiRepack).
+ */
+export function fbiInt8Matmul(
+  x: Float32Array, interleaved: Uint32Array, alpha: Float32Array, beta: Float32Array, pattern: PackedPattern,
+  rows: number, inF: number, outF: number, y: Float32Array, isa: FbiIsa = 'auto',
+): void {
+  checkSizes(inF, outF);
+  if (!Number.isSafeInteger(rows) || rows < 0) throw new Error(`packed FBI: rows must be a non-negative integer, got ${rows}`);
+  const ns = scaleCount(pattern, inF, outF);
+  checkLen('x', x, rows * inF);
+  checkLen('interleaved sign bits', interleaved, interleavedWords(inF, outF));
+  checkLen('wscale', alpha, ns);
+  checkLen('wbias', beta, ns);
+  checkLen('y', y, rows * outF);
+  if (interleaved.byteOffset % 8) throw new Error('packed FBI: interleaved sign bits must start at a multiple of 8 bytes');
+  if (!(isa in ISA_CODE)) throw new Error(`packed FBI: isa must be one of ${Object.keys(ISA_CODE).join(', ')}`);
+  nativeAddon().fbiInt8Matmul(x, interleaved, alpha, beta, PATTERN_CODE[pattern], rows, inF, outF, y, ISA_CODE[isa]);
+}
+
+/** y [rows, out] = x [rows, in] @ W^T with W [out, in] stored as f16 bits. */
+export function f16Matmul(x: Float32Array, w: Uint16Array, rows: number, inF: number, outF: number, y: Float32Array, isa: FbiIsa = 'auto'): void {
+  checkSizes(inF, outF);
+  checkLen('x', x, rows * inF);
+  checkLen('f16 weight', w, inF * outF);
+  checkLen('y', y, rows * outF);
+  if (!(isa in ISA_CODE)) throw new Error(`f16 matmul: isa must be one of ${Object.keys(ISA_CODE).join(', ')}`);
+  nativeAddon().f16Matmul(x, w, rows, inF, outF, y, ISA_CODE[isa]);
+}
+
+/** Row stride (bytes) of an int8 weight: the input count rounded up to 64. */
+export const int8RowBytes = (inF: number) => Math.ceil(inF / 64) * 64;
+
+/** An int8 weight with one f32 scale per row: W ~= scale[n] * q[n, :]. */
+export interface Int8Weight { q: Uint8Array; scale: Float32Array; rowSum: Int32Array }
+
+/** Quantizes W [out, in] per row to int8 (absmax / 127), rows zero-padded to int8RowBytes(in). */
+export function quantizeRowsInt8(w: Float32Array, inF: number, outF: number): Int8Weight {
+  checkSizes(inF, outF);
+  checkLen('weight', w, inF * outF);
+  const kp = int8RowBytes(inF);
+  const q = new Uint8Array(outF * kp), scale = new Float32Array(outF), rowSum = new Int32Array(outF);
+  const qs = new Int8Array(q.buffer);
+  for (let n = 0; n < outF; n++) {
+    let amax = 0;
+    for (let k = 0; k < inF; k++) amax = Math.max(amax, Math.abs(w[n * inF + k]));
+    scale[n] = amax / 127;
+    const inv = amax > 0 ? 127 / amax : 0;
+    let s = 0;
+    for (let k = 0; k < inF; k++) {
+      const v = Math.max(-127, Math.min(127, Math.round(w[n * inF + k] * inv)));
+      qs[n * kp + k] = v;
+      s += v;
+    }
+    rowSum[n] = s;
+  }
+  return { q, scale, rowSum };
+}
+
+/** y [rows, out] = x @ (scale * q)^T with x quantized to int8 per token. */
+export function i8Matmul(x: Float32Array, w: Int8Weight, rows: number, inF: number, outF: number, y: Float32Array, isa: FbiIsa = 'auto'): void {
+  checkSizes(inF, outF);
+  checkLen('x', x, rows * inF);
+  checkLen('int8 weight', w.q, outF * int8RowBytes(inF));
+  checkLen('row scales', w.scale, outF);
+  checkLen('row sums', w.rowSum, outF);
+  checkLen('y', y, rows * outF);
+  if (!(isa in ISA_CODE)) throw new Error(`int8 matmul: isa must be one of ${Object.keys(ISA_CODE).join(', ')}`);
+  nativeAddon().i8Matmul(x, w.q, w.scale, w.rowSum, rows, inF, int8RowBytes(inF), outF, y, ISA_CODE[isa]);
+}
+
+/** Whether this CPU can run a code path of the int8 kernels (AVX-512 needs BW; both SIMD paths F16C). */
+export function fbiInt8IsaAvailable(isa: FbiIsa): boolean {
+  return isa === 'auto' || Boolean(nativeAddon().fbiInt8IsaAvailable(ISA_CODE[isa]));
+}
+
+/** The code path 'auto' selects for the int8 kernels (avx512-vnni | avx512bw | avx2 | scalar). */
+export function fbiInt8Isa(): string {
+  return nativeAddon().fbiInt8Isa() as string;
+}
+
+/** Best-of-`reps` parallel memcpy bandwidth in bytes/s (read + write), over `megabytes` MiB. */
+export function copyBandwidth(megabytes = 512, reps = 5): number {
+  return nativeAddon().copyBandwidth(megabytes, reps) as number;
+}
+
 cpuExtra.fbiPackedMatmul = fbiPackedMatmul;

@@ -1,0 +1,620 @@
+// Packed 1-bit FBI-Linear with int8 activations: the fast serving path.
+//
+// Activations are quantized once per token: u = alpha (.) x (column scales) or u = x, then
+// q = round(u / d) in [-127, 127] with d = max|u| / 127. With sign bits b_ij in {0, 1},
+//   sum_j (2 b_ij - 1) q_tj = 2 P_ti - Q_t,   P_ti = sum of q_tj over the set bits, Q_t = sum_j q_tj,
+// all in int32, and y_ti = d_t (2 P_ti - Q_t) scaled and shifted as in fbi.cc.
+//
+// Weight layout ("interleaved", built from the row-major bits at load): rows in blocks of 16, inputs
+// in groups of 4; one 64-bit word per (block, group) whose bit 4 r + k is the sign of row 16 b + r at
+// input 4 g + k. Expanding a word to bytes (one AVX-512 masked move) gives, lane by lane, exactly
+// the u8 operand of a 4-way int8 dot product (VNNI vpdpbusd) against the 4 activation bytes of the
+// group broadcast to every lane: 64 weights per instruction, 16 rows per vector, no horizontal sums.
+// AVX2 expands the word with a byte shuffle and does the dot product with maddubs/madd; the portable
+// path looks each row's 4-bit nibble up in a per-token table of the 16 subset sums of the group.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "registry.h"
+#include "threadpool.h"
+
+namespace frugal {
+namespace fbi8 {
+namespace {
+
+enum Isa { kAuto = 0, kScalar = 1, kAvx2 = 2, kAvx512 = 3 };
+
+bool has_vnni() {
+#if defined(__x86_64__)
+  static bool v = has_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  return v;
+#else
+  return false;
+#endif
+}
+bool has_avx512bw() {
+#if defined(__x86_64__)
+  static bool v = has_avx512() && __builtin_cpu_supports("avx512bw");
+  return v;
+#else
+  return false;
+#endif
+}
+bool has_f16c() {
+#if defined(__x86_64__)
+  static bool v = __builtin_cpu_supports("f16c");
+  return v;
+#else
+  return false;
+#endif
+}
+bool isa_available(int isa) {
+  if (isa == kAvx512) return has_avx512bw() && has_f16c();
+  if (isa == kAvx2) return has_avx2() && has_f16c();
+  return isa == kScalar;
+}
+int resolve_isa(int isa) {
+  if (isa != kAuto) return isa;
+  return isa_available(kAvx512) ? kAvx512 : isa_available(kAvx2) ? kAvx2 : kScalar;
+}
+
+// ---- quantization: one token row of u to int8 -------------------------------------------------
+struct QuantRow {
+  float d;     // scale: u ~= d * q
+  int32_t qs;  // sum of q
+};
+
+QuantRow quantize_row(const float* u, int64_t K, int8_t* q, int64_t kpad) {
+  float amax = 0.0f;
+  for (int64_t j = 0; j < K; j++) amax = std::max(amax, std::fabs(u[j]));
+  QuantRow r{amax / 127.0f, 0};
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int64_t j = 0; j < K; j++) {
+    const int v = static_cast<int>(std::nearbyint(u[j] * inv));
+    q[j] = static_cast<int8_t>(std::max(-127, std::min(127, v)));
+    r.qs += q[j];
+  }
+  for (int64_t j = K; j < kpad; j++) q[j] = 0;
+  return r;
+}
+
+// Below this many weights a product runs on the calling thread: waking the pool costs more than the
+// second core gains (measured at the fbi-130m shapes: 768 x 768 took 8 us on one thread, 24 us on two).
+constexpr int64_t kParallelMinWeights = int64_t{1} << 21;
+void blocks_for(int64_t n, int64_t weights, const std::function<void(int64_t, int64_t)>& fn) {
+  if (weights < kParallelMinWeights) fn(0, n);
+  else parallel_for(n, fn);
+}
+
+// ---- the masked int8 sums P over the interleaved layout -----------------------------------------
+struct Problem {
+  const int8_t* q;        // [M, 4 G] quantized activations, zero past K
+  const uint64_t* w;      // [NB, G] interleaved sign words
+  int64_t M, NB, G;
+  int32_t* p;             // [M, 16 NB]
+};
+
+void block_scalar(const Problem& pr, int64_t b, const int16_t* tables) {
+  for (int64_t t = 0; t < pr.M; t++) {
+    int32_t acc[16] = {0};
+    const int16_t* tab = tables + t * pr.G * 16;
+    const uint64_t* wb = pr.w + b * pr.G;
+    for (int64_t g = 0; g < pr.G; g++) {
+      const uint64_t word = wb[g];
+      const int16_t* tg = tab + g * 16;
+      for (int r = 0; r < 16; r++) acc[r] += tg[(word >> (4 * r)) & 15];
+    }
+    std::memcpy(pr.p + t * pr.NB * 16 + b * 16, acc, sizeof acc);
+  }
+}
+
+void sums_scalar(const Problem& pr) {
+  // tables[t][g][s] = sum of q[t][4 g + k] over the set bits k of s.
+  std::vector<int16_t> tables(static_cast<size_t>(pr.M * pr.G * 16));
+  for (int64_t t = 0; t < pr.M; t++)
+    for (int64_t g = 0; g < pr.G; g++) {
+      const int8_t* qg = pr.q + t * pr.G * 4 + g * 4;
+      int16_t* tg = tables.data() + (t * pr.G + g) * 16;
+      tg[0] = 0;
+      for (int s = 1; s < 16; s++) tg[s] = static_cast<int16_t>(tg[s & (s - 1)] + qg[__builtin_ctz(s)]);
+    }
+  blocks_for(pr.NB, pr.NB * pr.G * 64, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) block_scalar(pr, b, tables.data());
+  });
+}
+
+#if defined(__x86_64__)
+template <int T, int R, bool kVnni>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void tile512(const Problem& pr, int64_t t0, int64_t b0) {
+  const __m512i ones8 = _mm512_set1_epi8(1);
+  const __m512i ones16 = _mm512_set1_epi16(1);
+  __m512i acc[T][R];
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) acc[t][r] = _mm512_setzero_si512();
+  const uint64_t* wb[R];
+  for (int r = 0; r < R; r++) wb[r] = pr.w + (b0 + r) * pr.G;
+  const int32_t* q32[T];
+  for (int t = 0; t < T; t++) q32[t] = reinterpret_cast<const int32_t*>(pr.q + (t0 + t) * pr.G * 4);
+  for (int64_t g = 0; g < pr.G; g++) {
+    __m512i wv[R];
+    for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_mov_epi8(_cvtu64_mask64(wb[r][g]), ones8);
+    for (int t = 0; t < T; t++) {
+      const __m512i a = _mm512_set1_epi32(q32[t][g]);
+      for (int r = 0; r < R; r++) {
+        if (kVnni) acc[t][r] = _mm512_dpbusd_epi32(acc[t][r], wv[r], a);
+        else acc[t][r] = _mm512_add_epi32(acc[t][r], _mm512_madd_epi16(_mm512_maddubs_epi16(wv[r], a), ones16));
+      }
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) _mm512_storeu_si512(pr.p + (t0 + t) * pr.NB * 16 + (b0 + r) * 16, acc[t][r]);
+}
+
+// One 32-bit half of a word (8 rows x 4 inputs) as 0/1 bytes in maddubs order.
+__attribute__((target("avx2"))) inline __m256i expand32(uint32_t half) {
+  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(half)), shuf);
+  return _mm256_min_epu8(_mm256_and_si256(v, bit), _mm256_set1_epi8(1));
+}
+
+template <int T>
+__attribute__((target("avx2"))) inline void tile256(const Problem& pr, int64_t t0, int64_t b) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i acc[T][2];
+  for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm256_setzero_si256();
+  const uint64_t* wb = pr.w + b * pr.G;
+  const int32_t* q32[T];
+  for (int t = 0; t < T; t++) q32[t] = reinterpret_cast<const int32_t*>(pr.q + (t0 + t) * pr.G * 4);
+  for (int64_t g = 0; g < pr.G; g++) {
+    const uint64_t word = wb[g];
+    const __m256i lo = expand32(static_cast<uint32_t>(word)), hi = expand32(static_cast<uint32_t>(word >> 32));
+    for (int t = 0; t < T; t++) {
+      const __m256i a = _mm256_set1_epi32(q32[t][g]);
+      acc[t][0] = _mm256_add_epi32(acc[t][0], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a), ones16));
+      acc[t][1] = _mm256_add_epi32(acc[t][1], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a), ones16));
+    }
+  }
+  for (int t = 0; t < T; t++) {
+    int32_t* out = pr.p + (t0 + t) * pr.NB * 16 + b * 16;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), acc[t][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), acc[t][1]);
+  }
+}
+
+template <bool kVnni>
+void sums512(const Problem& pr) {
+  if (pr.M == 1) {
+    // Decode: 4 row blocks (64 rows) per pass share each activation broadcast.
+    const int64_t tiles = (pr.NB + 3) / 4;
+    blocks_for(tiles, pr.NB * pr.G * 64, [&](int64_t a, int64_t e) {
+      for (int64_t i = a; i < e; i++) {
+        const int64_t b = 4 * i;
+        if (b + 4 <= pr.NB) tile512<1, 4, kVnni>(pr, 0, b);
+        else
+          for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, kVnni>(pr, 0, c);
+      }
+    });
+    return;
+  }
+  // Prefill: 2 row blocks x 8 tokens per tile; a block pair's words stay in L1 over all tokens.
+  const int64_t pairs = (pr.NB + 1) / 2;
+  blocks_for(pairs, pr.M * pr.NB * pr.G * 64, [&](int64_t a, int64_t e) {
+    for (int64_t i = a; i < e; i++) {
+      const int64_t b = 2 * i;
+      const bool two = b + 2 <= pr.NB;
+      int64_t t = 0;
+      for (; t + 8 <= pr.M; t += 8) two ? tile512<8, 2, kVnni>(pr, t, b) : tile512<8, 1, kVnni>(pr, t, b);
+      for (; t < pr.M; t++) two ? tile512<1, 2, kVnni>(pr, t, b) : tile512<1, 1, kVnni>(pr, t, b);
+    }
+  });
+}
+
+void sums256(const Problem& pr) {
+  blocks_for(pr.NB, pr.M * pr.NB * pr.G * 64, [&](int64_t a, int64_t e) {
+    for (int64_t b = a; b < e; b++) {
+      int64_t t = 0;
+      for (; t + 4 <= pr.M; t += 4) tile256<4>(pr, t, b);
+      for (; t < pr.M; t++) tile256<1>(pr, t, b);
+    }
+  });
+}
+#endif
+
+void masked_sums(const Problem& pr, int isa) {
+#if defined(__x86_64__)
+  if (isa == kAvx512) return has_vnni() ? sums512<true>(pr) : sums512<false>(pr);
+  if (isa == kAvx2) return sums256(pr);
+#endif
+  sums_scalar(pr);
+}
+
+// fbiRepack(bits u32 [N, ceil(K/32)], K, N, out u32 [2 * ceil(N/16) * ceil(K/4)]): interleaved layout.
+Napi::Value Repack(const Napi::CallbackInfo& info) {
+  size_t bn, on;
+  const uint32_t* bits = u32(info, 0, &bn);
+  const int64_t K = num(info, 1), N = num(info, 2);
+  uint32_t* out32 = u32(info, 3, &on);
+  const int64_t wpr = (K + 31) / 32, G = (K + 3) / 4, NB = (N + 15) / 16;
+  if (K <= 0 || N <= 0 || static_cast<int64_t>(bn) < N * wpr || static_cast<int64_t>(on) < 2 * NB * G)
+    throw Napi::RangeError::New(info.Env(), "fbiRepack: bad sizes");
+  uint64_t* out = reinterpret_cast<uint64_t*>(out32);
+  if (reinterpret_cast<uintptr_t>(out) % 8) throw Napi::RangeError::New(info.Env(), "fbiRepack: output must be 8-byte aligned");
+  parallel_for(NB, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++)
+      for (int64_t g = 0; g < G; g++) {
+        uint64_t word = 0;
+        for (int r = 0; r < 16; r++) {
+          const int64_t i = 16 * b + r;
+          if (i >= N) break;
+          const uint32_t* row = bits + i * wpr;
+          for (int k = 0; k < 4; k++) {
+            const int64_t j = 4 * g + k;
+            if (j < K && ((row[j >> 5] >> (j & 31)) & 1u)) word |= uint64_t{1} << (4 * r + k);
+          }
+        }
+        out[b * G + g] = word;
+      }
+  });
+  return info.Env().Undefined();
+}
+
+// fbiInt8Matmul(x f32 [M,K], wi u32 (interleaved), alpha, beta, pattern 0|1|2, M, K, N, y f32 [M,N], isa)
+Napi::Value Int8Matmul(const Napi::CallbackInfo& info) {
+  size_t xn, wn, an, betan, yn;
+  const float* x = f32(info, 0, &xn);
+  const uint32_t* w32 = u32(info, 1, &wn);
+  const float* alpha = f32(info, 2, &an);
+  const float* beta = f32(info, 3, &betan);
+  const int pattern = static_cast<int>(num(info, 4));
+  const int64_t M = num(info, 5), K = num(info, 6), N = num(info, 7);
+  float* y = f32(info, 8, &yn);
+  const int isa = resolve_isa(static_cast<int>(num(info, 9)));
+  auto env = info.Env();
+  if (M < 0 || K <= 0 || N <= 0 || pattern < 0 || pattern > 2) throw Napi::RangeError::New(env, "fbiInt8Matmul: bad sizes or pattern");
+  const int64_t G = (K + 3) / 4, NB = (N + 15) / 16;
+  const int64_t nscale = pattern == 0 ? K : pattern == 1 ? N : 1;
+  if (static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < 2 * NB * G || static_cast<int64_t>(an) < nscale ||
+      static_cast<int64_t>(betan) < nscale || static_cast<int64_t>(yn) < M * N)
+    throw Napi::RangeError::New(env, "fbiInt8Matmul: an array is shorter than the sizes need");
+  if (reinterpret_cast<uintptr_t>(w32) % 8) throw Napi::RangeError::New(env, "fbiInt8Matmul: weights must be 8-byte aligned");
+  if (!isa_available(isa)) throw Napi::Error::New(env, "fbiInt8Matmul: the requested instruction set is not available on this CPU");
+  if (M == 0) return env.Undefined();
+
+  std::vector<int8_t> q(static_cast<size_t>(M * G * 4));
+  std::vector<float> u(static_cast<size_t>(K)), bias(M);
+  std::vector<QuantRow> qr(M);
+  for (int64_t t = 0; t < M; t++) {
+    const float* xt = x + t * K;
+    double sb = 0;
+    for (int64_t j = 0; j < K; j++) {
+      u[j] = pattern == 0 ? alpha[j] * xt[j] : xt[j];
+      sb += pattern == 0 ? static_cast<double>(beta[j]) * xt[j] : xt[j];
+    }
+    bias[t] = static_cast<float>(sb);
+    qr[t] = quantize_row(u.data(), K, q.data() + t * G * 4, G * 4);
+  }
+  std::vector<int32_t> p(static_cast<size_t>(M * NB * 16));
+  Problem pr{q.data(), reinterpret_cast<const uint64_t*>(w32), M, NB, G, p.data()};
+  masked_sums(pr, isa);
+  for (int64_t t = 0; t < M; t++) {
+    const int32_t* pt = p.data() + t * NB * 16;
+    float* yt = y + t * N;
+    const float d = qr[t].d;
+    for (int64_t i = 0; i < N; i++) {
+      const float s = d * static_cast<float>(2 * pt[i] - qr[t].qs);
+      if (pattern == 0) yt[i] = s + bias[t];
+      else {
+        const int64_t k = pattern == 1 ? i : 0;
+        yt[i] = alpha[k] * s + beta[k] * bias[t];
+      }
+    }
+  }
+  return env.Undefined();
+}
+
+// ---- the LM head: f16 weights, or int8 weights with a scale per row -----------------------------
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
+  else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+  else if (man == 0) bits = sign;
+  else {  // subnormal: normalize
+    int e = -1;
+    do { man <<= 1; e++; } while (!(man & 0x400));
+    bits = sign | ((112 - e) << 23) | ((man & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void f16_rows_scalar(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N, float* y, int64_t n0, int64_t n1) {
+  std::vector<float> row(K);
+  for (int64_t n = n0; n < n1; n++) {
+    for (int64_t k = 0; k < K; k++) row[k] = half_to_float(w[n * K + k]);
+    for (int64_t t = 0; t < M; t++) {
+      float s = 0;
+      for (int64_t k = 0; k < K; k++) s += x[t * K + k] * row[k];
+      y[t * N + n] = s;
+    }
+  }
+}
+
+#if defined(__x86_64__)
+template <int T, int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) inline void f16_tile512(const float* x, const uint16_t* w, int64_t K, int64_t N, float* y, int64_t t0, int64_t n0) {
+  __m512 acc[T][R];
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) acc[t][r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 wv[R];
+    for (int r = 0; r < R; r++) wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (n0 + r) * K + k)));
+    for (int t = 0; t < T; t++) {
+      const __m512 xv = _mm512_loadu_ps(x + (t0 + t) * K + k);
+      for (int r = 0; r < R; r++) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    __m512 wv[R];
+    for (int r = 0; r < R; r++) wv[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + (n0 + r) * K + k));
+    for (int t = 0; t < T; t++) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + (t0 + t) * K + k);
+      for (int r = 0; r < R; r++) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) y[(t0 + t) * N + n0 + r] = _mm512_reduce_add_ps(acc[t][r]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int T, int R>
+__attribute__((target("avx2,fma,f16c"))) inline void f16_tile256(const float* x, const uint16_t* w, int64_t K, int64_t N, float* y, int64_t t0, int64_t n0) {
+  __m256 acc[T][R];
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) acc[t][r] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[R];
+    for (int r = 0; r < R; r++) wv[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (n0 + r) * K + k)));
+    for (int t = 0; t < T; t++) {
+      const __m256 xv = _mm256_loadu_ps(x + (t0 + t) * K + k);
+      for (int r = 0; r < R; r++) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) {
+      float s = hsum256(acc[t][r]);
+      for (int64_t j = k; j < K; j++) s += x[(t0 + t) * K + j] * half_to_float(w[(n0 + r) * K + j]);
+      y[(t0 + t) * N + n0 + r] = s;
+    }
+}
+
+template <void (*Tile)(const float*, const uint16_t*, int64_t, int64_t, float*, int64_t, int64_t),
+          void (*Tile1)(const float*, const uint16_t*, int64_t, int64_t, float*, int64_t, int64_t),
+          void (*TileD)(const float*, const uint16_t*, int64_t, int64_t, float*, int64_t, int64_t), int T, int R, int RD>
+void f16_simd(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N, float* y) {
+  const int64_t r = M == 1 ? RD : R;
+  const int64_t blocks = (N + r - 1) / r;
+  parallel_for(blocks, [&](int64_t a, int64_t e) {
+    for (int64_t b = a; b < e; b++) {
+      const int64_t n0 = b * r;
+      if (n0 + r > N) {
+        for (int64_t n = n0; n < N; n++)
+          for (int64_t t = 0; t < M; t++) Tile1(x, w, K, N, y, t, n);
+        continue;
+      }
+      if (M == 1) { TileD(x, w, K, N, y, 0, n0); continue; }
+      int64_t t = 0;
+      for (; t + T <= M; t += T) Tile(x, w, K, N, y, t, n0);
+      for (; t < M; t++)
+        for (int64_t n = n0; n < n0 + r; n++) Tile1(x, w, K, N, y, t, n);
+    }
+  });
+}
+#endif
+
+// f16Matmul(x f32 [M,K], w u16 [N,K] (f16 bits), M, K, N, y f32 [M,N], isa): y = x w^T.
+Napi::Value F16Matmul(const Napi::CallbackInfo& info) {
+  size_t xn, wn, yn;
+  const float* x = f32(info, 0, &xn);
+  const uint16_t* w = typed_ptr<uint16_t, napi_uint16_array>(info[1], &wn, "uint16 argument");
+  const int64_t M = num(info, 2), K = num(info, 3), N = num(info, 4);
+  float* y = f32(info, 5, &yn);
+  const int isa = resolve_isa(static_cast<int>(num(info, 6)));
+  auto env = info.Env();
+  if (M < 0 || K <= 0 || N <= 0 || static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < N * K ||
+      static_cast<int64_t>(yn) < M * N)
+    throw Napi::RangeError::New(env, "f16Matmul: bad sizes");
+  if (!isa_available(isa)) throw Napi::Error::New(env, "f16Matmul: the requested instruction set is not available on this CPU");
+#if defined(__x86_64__)
+  if (isa == kAvx512) return f16_simd<f16_tile512<4, 4>, f16_tile512<1, 1>, f16_tile512<1, 8>, 4, 4, 8>(x, w, M, K, N, y), env.Undefined();
+  if (isa == kAvx2) return f16_simd<f16_tile256<3, 4>, f16_tile256<1, 1>, f16_tile256<1, 4>, 3, 4, 4>(x, w, M, K, N, y), env.Undefined();
+#endif
+  parallel_for(N, [&](int64_t a, int64_t e) { f16_rows_scalar(x, w, M, K, N, y, a, e); });
+  return env.Undefined();
+}
+
+// int8 head: w s8 [N, kp] (rows zero-padded to kp, a multiple of 64), scale f32 [N], rowsum i32 [N]
+// (sum of each row, for the unsigned-offset trick of vpdpbusd). y_tn = d_t s_n sum_k q_tk w_nk.
+#if defined(__x86_64__)
+template <int T, int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void i8_tile512(const uint8_t* xu, const int8_t* w, int64_t kp, int32_t* dot, int64_t N, int64_t t0, int64_t n0) {
+  __m512i acc[T][R];
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) acc[t][r] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < kp; k += 64) {
+    __m512i wv[R];
+    for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_si512(w + (n0 + r) * kp + k);
+    for (int t = 0; t < T; t++) {
+      const __m512i a = _mm512_loadu_si512(xu + (t0 + t) * kp + k);
+      for (int r = 0; r < R; r++) acc[t][r] = _mm512_dpbusd_epi32(acc[t][r], a, wv[r]);
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) dot[(t0 + t) * N + n0 + r] = _mm512_reduce_add_epi32(acc[t][r]);
+}
+
+template <int T, int R>
+__attribute__((target("avx2"))) inline void i8_tile256(const int8_t* xq, const int8_t* w, int64_t kp, int32_t* dot, int64_t N, int64_t t0, int64_t n0) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i acc[T][R];
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) acc[t][r] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < kp; k += 32) {
+    __m256i wv[R], wa[R];
+    for (int r = 0; r < R; r++) {
+      wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (n0 + r) * kp + k));
+      wa[r] = _mm256_sign_epi8(wv[r], wv[r]);  // |w| as u8
+    }
+    for (int t = 0; t < T; t++) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (t0 + t) * kp + k));
+      for (int r = 0; r < R; r++)
+        acc[t][r] = _mm256_add_epi32(acc[t][r], _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(a, wv[r])), ones16));
+    }
+  }
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < R; r++) {
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[t][r]), _mm256_extracti128_si256(acc[t][r], 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+      dot[(t0 + t) * N + n0 + r] = _mm_cvtsi128_si32(s);
+    }
+}
+#endif
+
+// i8Matmul(x f32 [M,K], w i8 (as u8) [N,kp], scale f32 [N], rowsum i32 [N], M, K, kp, N, y f32 [M,N], isa)
+Napi::Value I8Matmul(const Napi::CallbackInfo& info) {
+  size_t xn, wn, sn, rn, yn;
+  const float* x = f32(info, 0, &xn);
+  const int8_t* w = reinterpret_cast<const int8_t*>(u8(info, 1, &wn));
+  const float* scale = f32(info, 2, &sn);
+  const int32_t* rowsum = i32(info, 3, &rn);
+  const int64_t M = num(info, 4), K = num(info, 5), kp = num(info, 6), N = num(info, 7);
+  float* y = f32(info, 8, &yn);
+  const int isa = resolve_isa(static_cast<int>(num(info, 9)));
+  auto env = info.Env();
+  if (M < 0 || K <= 0 || N <= 0 || kp < K || kp % 64 || static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < N * kp ||
+      static_cast<int64_t>(sn) < N || static_cast<int64_t>(rn) < N || static_cast<int64_t>(yn) < M * N)
+    throw Napi::RangeError::New(env, "i8Matmul: bad sizes");
+  if (!isa_available(isa)) throw Napi::Error::New(env, "i8Matmul: the requested instruction set is not available on this CPU");
+  if (M == 0) return env.Undefined();
+  std::vector<int8_t> q(static_cast<size_t>(M * kp));
+  std::vector<QuantRow> qr(M);
+  for (int64_t t = 0; t < M; t++) qr[t] = quantize_row(x + t * K, K, q.data() + t * kp, kp);
+  std::vector<int32_t> dot(static_cast<size_t>(M * N));
+  bool offset = false;
+#if defined(__x86_64__)
+  if (isa == kAvx512 && has_vnni()) {
+    // vpdpbusd multiplies unsigned by signed bytes: feed q + 128 and subtract 128 * rowsum after.
+    std::vector<uint8_t> xu(q.size());
+    for (size_t i = 0; i < q.size(); i++) xu[i] = static_cast<uint8_t>(q[i] + 128);
+    const int R = M == 1 ? 8 : 4;
+    parallel_for((N + R - 1) / R, [&](int64_t a, int64_t e) {
+      for (int64_t b = a; b < e; b++) {
+        const int64_t n0 = b * R;
+        if (n0 + R > N) {
+          for (int64_t n = n0; n < N; n++)
+            for (int64_t t = 0; t < M; t++) i8_tile512<1, 1>(xu.data(), w, kp, dot.data(), N, t, n);
+          continue;
+        }
+        int64_t t = 0;
+        if (M == 1) { i8_tile512<1, 8>(xu.data(), w, kp, dot.data(), N, 0, n0); continue; }
+        for (; t + 4 <= M; t += 4) i8_tile512<4, 4>(xu.data(), w, kp, dot.data(), N, t, n0);
+        for (; t < M; t++) i8_tile512<1, 4>(xu.data(), w, kp, dot.data(), N, t, n0);
+      }
+    });
+    offset = true;
+  } else if (isa == kAvx512 || isa == kAvx2) {
+    parallel_for((N + 3) / 4, [&](int64_t a, int64_t e) {
+      for (int64_t b = a; b < e; b++) {
+        const int64_t n0 = b * 4;
+        if (n0 + 4 > N) {
+          for (int64_t n = n0; n < N; n++)
+            for (int64_t t = 0; t < M; t++) i8_tile256<1, 1>(q.data(), w, kp, dot.data(), N, t, n);
+          continue;
+        }
+        int64_t t = 0;
+        for (; t + 3 <= M; t += 3) i8_tile256<3, 4>(q.data(), w, kp, dot.data(), N, t, n0);
+        for (; t < M; t++) i8_tile256<1, 4>(q.data(), w, kp, dot.data(), N, t, n0);
+      }
+    });
+  } else
+#endif
+  {
+    parallel_for(N, [&](int64_t a, int64_t e) {
+      for (int64_t n = a; n < e; n++)
+        for (int64_t t = 0; t < M; t++) {
+          int32_t s = 0;
+          for (int64_t k = 0; k < kp; k++) s += static_cast<int32_t>(q[t * kp + k]) * w[n * kp + k];
+          dot[t * N + n] = s;
+        }
+    });
+  }
+  for (int64_t t = 0; t < M; t++)
+    for (int64_t n = 0; n < N; n++) {
+      const int32_t d = dot[t * N + n] - (offset ? 128 * rowsum[n] : 0);
+      y[t * N + n] = qr[t].d * scale[n] * static_cast<float>(d);
+    }
+  return env.Undefined();
+}
+
+// copyBandwidth(megabytes, reps): best-of-reps bytes/s of a parallel memcpy over all threads
+// (read + write counted once each), the machine's streaming reference for the weight reads.
+Napi::Value CopyBandwidth(const Napi::CallbackInfo& info) {
+  const int64_t bytes = num(info, 0) << 20;
+  const int reps = static_cast<int>(num(info, 1));
+  if (bytes <= 0 || reps <= 0) throw Napi::RangeError::New(info.Env(), "copyBandwidth: bad sizes");
+  std::vector<char> a(bytes, 1), b(bytes, 0);
+  const int64_t chunks = 64;
+  double best = 1e30;
+  for (int r = 0; r <= reps; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    parallel_tasks(chunks, [&](int64_t c) {
+      const int64_t s = bytes / chunks * c, e = c + 1 == chunks ? bytes : bytes / chunks * (c + 1);
+      std::memcpy(b.data() + s, a.data() + s, e - s);
+    });
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r > 0) best = std::min(best, dt);  // the first pass faults the pages in
+  }
+  return Napi::Number::New(info.Env(), 2.0 * static_cast<double>(bytes) / best);
+}
+
+Napi::Value Int8IsaAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), isa_available(static_cast<int>(num(info, 0))));
+}
+Napi::Value Int8IsaName(const Napi::CallbackInfo& info) {
+  const int isa = resolve_isa(kAuto);
+  return Napi::String::New(info.Env(), isa == kAvx512 ? (has_vnni() ? "avx512-vnni" : "avx512bw") : isa == kAvx2 ? "avx2" : "scalar");
+}
+
+}  // namespace
+}  // namespace fbi8
+}  // namespace frugal
+
+FRUGAL_EXPORT("fbiRepack", frugal::fbi8::Repack)
+FRUGAL_EXPORT("fbiInt8Matmul", frugal::fbi8::Int8Matmul)
+FRUGAL_EXPORT("f16Matmul", frugal::fbi8::F16Matmul)
+FRUGAL_EXPORT("i8Matmul", frugal::fbi8::I8Matmul)
+FRUGAL_EXPORT("copyBandwidth", frugal::fbi8::CopyBandwidth)
+FRUGAL_EXPORT("fbiInt8IsaAvailable", frugal::fbi8::Int8IsaAvailable)
+FRUGAL_EXPORT("fbiInt8Isa", frugal::fbi8::Int8IsaName)

@@ -1,0 +1,67 @@
+// `frugal bench` hands benchmark options through as --key value and rejects unknown ones;
+// `frugal pack --head int8` writes an int8 LM head that loads and generates; bad values exit 2.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { checkBenchOptions, splitBenchArgs } from '../../src/cli/bench.ts';
+import { Int8Head, loadPackedModel } from '../../src/infer/packed-linear.ts';
+import { CausalLM } from '../../src/models/index.ts';
+import { presetConfig } from '../../src/models/llama-hf.ts';
+import { saveCheckpoint } from '../../src/train/checkpoint.ts';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'frugal.js');
+const tmp = mkdtempSync(join(tmpdir(), 'frugal-bench-pack-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function frugal(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: tmp });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function assertUserError(r: ReturnType<typeof frugal>, pattern: RegExp) {
+  assert.equal(r.code, 2, `exit code ${r.code}; stderr: ${r.err}`);
+  const lines = r.err.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got: ${r.err}`);
+  assert.match(lines[0], /^frugal: /);
+  assert.match(lines[0], pattern);
+}
+
+test('benchmark options arrive as a --key value record; unknown keys are rejected', () => {
+  const { own, extra } = splitBenchArgs(['fbi-generate', '--preset', 'fbi-130m', '--json', '--reps=2', '--f32-baseline']);
+  assert.deepEqual(own, ['fbi-generate', '--json']);
+  assert.deepEqual(extra, { preset: 'fbi-130m', reps: '2', 'f32-baseline': true });
+  assert.doesNotThrow(() => checkBenchOptions('x', extra, ['preset', 'reps', 'f32-baseline']));
+  assert.throws(() => checkBenchOptions('x', { presett: 'a' }, ['preset']), /benchmark x has no option --presett; its options: --preset/);
+});
+
+test('frugal bench fbi-generate honours --preset and rejects unknown options and bad values', () => {
+  const r = frugal('bench', 'fbi-generate', '--preset', 'fbi-tiny', '--reps', '1', '--decode', '2', '--prefill', '4', '--json');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out.trim().split('\n').at(-1)!);
+  assert.equal(j.preset, 'fbi-tiny');
+  assert.equal(j.decode_steps, 2);
+  assert.ok(j.packed_tokens_per_s > 0 && j.copy_bandwidth_GBps > 0);
+  assert.equal(j.peer, undefined, 'no peer without --peer or LLAMA_PEER_DIR');
+  assertUserError(frugal('bench', 'fbi-generate', '--presett', 'fbi-130m'), /benchmark fbi-generate has no option --presett/);
+  assertUserError(frugal('bench', 'ttt-scan', '--length', '5'), /benchmark ttt-scan has no option --length/);
+  assertUserError(frugal('bench', 'fbi-generate', '--preset', 'fbi-9b'), /--preset must be one of/);
+  assertUserError(frugal('bench', 'fbi-generate', '--peer', join(tmp, 'nowhere')), /no bin\/llama-bench there/);
+});
+
+test('frugal pack --head int8 writes an int8 LM head that loads; a bad --head exits 2', () => {
+  const src = join(tmp, 'fbi');
+  saveCheckpoint(src, new CausalLM({ ...presetConfig('fbi-tiny'), vocabSize: 256 }, { seed: 3 }));
+  const p = frugal('pack', src, join(tmp, 'int8'), '--head', 'int8');
+  assert.equal(p.code, 0, p.err);
+  const f16 = frugal('pack', src, join(tmp, 'f16'));
+  assert.equal(f16.code, 0, f16.err);
+  const model = loadPackedModel(join(tmp, 'int8'));
+  assert.ok(model.lmHead instanceof Int8Head);
+  const g = frugal('generate', '--model', join(tmp, 'int8'), '--prompt', 'ab', '--max-new-tokens', '4', '--temperature', '0');
+  assert.equal(g.code, 0, g.err);
+  assertUserError(frugal('pack', src, join(tmp, 'bad'), '--head', 'int4'), /--head must be f16 or int8/);
+});
