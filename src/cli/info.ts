@@ -5,7 +5,7 @@ import { bitsFromCounts, bitsPerParam } from '../nn/fbi-linear.ts';
 import { PackedLinear } from '../infer/packed-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
-import { loadAnyModel } from './model-spec.ts';
+import { describeNonFinite, loadAnyModel, nonFiniteWeights } from './model-spec.ts';
 import { type CommandSpec, type Flags, UsageError } from './args.ts';
 import { fmtBytes, fmtCount, folderBytes } from './common.ts';
 
@@ -57,7 +57,11 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   const d = describe(model);
   const weightBytes = folderBytes(dir, (n) => /\.(safetensors|bin)$/.test(n) && !n.startsWith('optimizer'));
   const tok = loadModelTokenizer(dir);
-  const info = { model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: folderBytes(dir), tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none' };
+  const bad = nonFiniteWeights(model);
+  const info = {
+    model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: folderBytes(dir), tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none',
+    nonfinite_values: bad.values, nonfinite_tensors: bad.tensors,
+  };
   if (f.json) {
     console.log(JSON.stringify(info));
     return 0;
@@ -68,5 +72,6 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   console.log(`bits/parameter:   ${d.bits_per_param.toFixed(3)} (linears ${d.bits_per_param_linear.toFixed(3)})`);
   console.log(`size on disk:     ${fmtBytes(weightBytes)} weights, ${fmtBytes(info.folder_bytes)} folder (with optimizer state)`);
   console.log(`tokenizer:        ${info.tokenizer}`);
+  console.log(`weights:          ${bad.values ? `WARNING: ${describeNonFinite(bad)}; generate refuses this model unless --allow-nonfinite` : 'all finite'}`);
   return 0;
 }

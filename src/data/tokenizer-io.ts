@@ -1,9 +1,12 @@
 // Reading and writing tokenizer.json files; picks the fast in-house byte-level BPE when the file is one.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { ensureDir, writeFileAtomic } from '../io/atomic.ts';
+import { readTextFile } from '../io/safe-read.ts';
 import { dirname, join } from 'node:path';
 import { BYTE_TO_CHAR } from './byte-level.ts';
 import { ByteLevelBpeTokenizer, type AddedToken } from './bpe.ts';
 import { HfTokenizer } from './hf-tokenizer.ts';
+import { checkTokenizerJson } from './tokenizer-check.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 type Json = Record<string, unknown>;
@@ -17,8 +20,15 @@ export function tokenizerFromJson(json: unknown, config: Json = {}, source = 'to
   if (!isObj(j.model) || j.model.vocab === undefined) {
     throw new Error(`${source} has no "model" section with a type and vocab; it is not a Hugging Face tokenizer.json`);
   }
-  if (isPlainByteLevelBpe(j)) return byteLevelFromJson(j, source);
-  return new HfTokenizer(j, config);
+  checkTokenizerJson(j, source);
+  try {
+    if (isPlainByteLevelBpe(j)) return byteLevelFromJson(j, source);
+    return new HfTokenizer(j, config);
+  } catch (e) {
+    // A shape the checks above do not cover still ends in one line about the file, not a crash.
+    if (e instanceof TypeError || e instanceof RangeError) throw new Error(`${source} is malformed or unsupported (${e.message})`);
+    throw e;
+  }
 }
 
 const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -70,8 +80,8 @@ function byteLevelFromJson(j: Json, source: string): ByteLevelBpeTokenizer {
   });
 }
 
-function readJson(path: string, what: string): unknown {
-  const text = readFileSync(path, 'utf8');
+function readJson(path: string, what: string, root?: string): unknown {
+  const text = readTextFile(path, { root, what });
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -87,23 +97,23 @@ export function loadTokenizer(pathOrDir: string): Tokenizer {
   }
   let file = pathOrDir;
   let config: Json = {};
+  let root: string | undefined;
   if (statSync(pathOrDir).isDirectory()) {
+    root = pathOrDir;
     file = join(pathOrDir, 'tokenizer.json');
     if (!existsSync(file)) throw new Error(`No tokenizer.json in folder ${pathOrDir}; pass a tokenizer.json file or a folder containing one`);
   }
   const configFile = join(dirname(file), 'tokenizer_config.json');
   if (existsSync(configFile)) {
-    const c = readJson(configFile, 'Tokenizer config');
+    const c = readJson(configFile, 'Tokenizer config', root ?? dirname(file));
     if (isObj(c)) config = c;
   }
-  return tokenizerFromJson(readJson(file, 'Tokenizer file'), config, file);
+  return tokenizerFromJson(readJson(file, 'Tokenizer file', root), config, file);
 }
 
 /** Writes tok.toJSON() atomically (temp file + rename) so a crash never leaves a half-written file. */
 export function saveTokenizer(tok: Tokenizer, path: string): void {
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'tokenizer.json') : path;
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(tok.toJSON(), null, 2));
-  renameSync(tmp, file);
+  ensureDir(dirname(file));
+  writeFileAtomic(file, JSON.stringify(tok.toJSON(), null, 2));
 }

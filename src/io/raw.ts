@@ -1,6 +1,7 @@
 // The in-memory form every checkpoint reader returns and every writer accepts, plus the
 // number conversions and random-access byte sources the readers share.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
+import { openRegularFile } from './safe-read.ts';
 import { endianness } from 'node:os';
 
 export type RawDType = 'f32' | 'i32';
@@ -182,19 +183,8 @@ export function bufferSource(bytes: Uint8Array, name = '<buffer>'): ByteSource {
   };
 }
 
-export function fileSource(path: string): ByteSource {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new Error(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
-  }
-  const st = fstatSync(fd);
-  if (st.isDirectory()) {
-    closeSync(fd);
-    throw new Error(`${path} is a folder, not a file; pass the weight file itself (or load the folder as a checkpoint)`);
-  }
-  const size = st.size;
+export function fileSource(path: string, root?: string): ByteSource {
+  const { fd, size } = openRegularFile(path, root);
   let open = true;
   return {
     name: path,
