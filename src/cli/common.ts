@@ -144,6 +144,9 @@ export function prepareRunDir(out: string | undefined, cmd: string, f: Flags): s
   return dir;
 }
 
+/** Settings a resume takes from the checkpoint unless given again (they change no training loss). */
+export const ADJUSTABLE_KEYS = ['eval-every', 'eval-sequences', 'save-every', 'keep'];
+
 /** Flags a resume must match: their values as given to the run (paths resolved), saved in its checkpoint. */
 export function runSettings(f: Flags, keys: string[], paths: string[]): Record<string, string | number | boolean | null> {
   const out: Record<string, string | number | boolean | null> = {};
@@ -158,7 +161,7 @@ export function runSettings(f: Flags, keys: string[], paths: string[]): Record<s
  * For --resume: the run's checkpoint folder and the flags to continue with, taken from the checkpoint.
  * A flag the user gave that contradicts the checkpoint is an error naming both values.
  */
-export function resumeFlags(f: Flags, dir: string, keys: string[], paths: string[]): { ckpt: string; flags: Flags; saved?: Record<string, unknown> } {
+export function resumeFlags(f: Flags, dir: string, keys: string[], paths: string[], adjustable: string[] = ADJUSTABLE_KEYS): { ckpt: string; flags: Flags; saved?: Record<string, unknown> } {
   const ckpt = latestCheckpoint(dir)!;
   const saved = loadTrainerState(ckpt)?.extra?.settings as Record<string, unknown> | undefined;
   if (!saved) return { ckpt, flags: f };
@@ -170,7 +173,9 @@ export function resumeFlags(f: Flags, dir: string, keys: string[], paths: string
     throw new UsageError(`--${k} ${show(given[k])} contradicts the checkpoint in ${ckpt}, which was trained with --${k} ${show(saved[k])}; drop --${k} to continue the run as it was`);
   }
   const flags: Flags = { ...f };
-  for (const k of keys) if (k in saved) flags[k] = saved[k] === null ? undefined : (saved[k] as string | number | boolean);
+  for (const k of [...keys, ...adjustable.filter((a) => !explicit.has(a))]) {
+    if (k in saved) flags[k] = saved[k] === null ? undefined : (saved[k] as string | number | boolean);
+  }
   return { ckpt, flags, saved };
 }
 

@@ -8,7 +8,7 @@ import { train, type LossFn } from '../train/trainer.ts';
 import type { CausalLM } from '../models/index.ts';
 import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
 import {
-  chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
+  ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
 import { familyHooks, modelFromSpec } from './model-spec.ts';
 
@@ -66,7 +66,7 @@ export async function run(given: Flags): Promise<number> {
     throw new UsageError(`--ctx ${s.ctx} is longer than the student's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
   }
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
-  const settings = { ...runSettings(f, RESUME_KEYS, PATH_KEYS), trainTokens: data.trainTokens };
+  const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS), trainTokens: data.trainTokens };
   const stop = interruptFlag();
   try {
     const r = await train({

@@ -1,7 +1,7 @@
 // frugal train: trains a model (preset, config file, or an existing checkpoint) on a text corpus.
 import { type CommandSpec, type Flags, str, UsageError } from './args.ts';
 import {
-  chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
+  ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
 import { familyHooks, modelFromSpec } from './model-spec.ts';
 import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
@@ -50,7 +50,7 @@ export async function run(given: Flags): Promise<number> {
   if (resumed?.saved && resumed.saved.trainTokens !== undefined && resumed.saved.trainTokens !== data.trainTokens) {
     throw new UsageError(`the training data changed since the checkpoint in ${resumed.ckpt} (${data.trainTokens} tokens now, ${resumed.saved.trainTokens} then); an exact resume needs the same data`);
   }
-  const settings = { ...runSettings(f, RESUME_KEYS, PATH_KEYS), trainTokens: data.trainTokens };
+  const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS), trainTokens: data.trainTokens };
   const stop = interruptFlag();
   try {
     const r = await train({
