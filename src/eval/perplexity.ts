@@ -9,10 +9,22 @@ export interface WindowOpts {
   window?: number;
   /** Stop after this many windows (default: all). */
   maxWindows?: number;
+  /** Called after each window with the windows done and the total (progress output). */
+  onWindow?: (done: number, total: number) => void;
 }
 
 /** Per-token negative log-likelihoods: nll[w][i] is the loss of predicting token i+1 of window w. */
 export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowOpts = {}): Promise<Float64Array[]> {
+  const out: Float64Array[] = [];
+  await scoreWindows(model, tokens, o, (nll) => void out.push(Float64Array.from(nll)));
+  return out;
+}
+
+/**
+ * Scores the windows one after another and hands each window's per-token losses to `visit`; the
+ * buffer is reused, so memory does not grow with the length of the text.
+ */
+export async function scoreWindows(model: CausalLM, tokens: Int32Array, o: WindowOpts, visit: (nll: Float64Array) => void): Promise<number> {
   const window = o.window ?? Math.min(model.config.maxPositions, 2048);
   if (!Number.isInteger(window) || window < 2) throw new Error(`window must be an integer >= 2, got ${window}`);
   if (window > model.config.maxPositions && model.config.mixer === 'attention') {
@@ -22,15 +34,17 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
   const v = model.config.vocabSize;
   for (const t of tokens) if (t < 0 || t >= v) throw new Error(`token id ${t} is outside the model's vocabulary of ${v}; use the model's tokenizer`);
   model.eval();
-  const out: Float64Array[] = [];
+  const total = Math.min(Math.ceil((tokens.length - 1) / window), o.maxWindows ?? Infinity);
+  const buf = new Float64Array(window);
+  let done = 0;
   for (let start = 0; start + 1 < tokens.length; start += window) {
-    if (o.maxWindows !== undefined && out.length >= o.maxWindows) break;
+    if (done >= total) break;
     const chunk = tokens.subarray(start, Math.min(start + window, tokens.length));
     const n = chunk.length - 1;
     const logits = tidy(() => noGrad(() => model.forward(fromArray(Int32Array.from(chunk.subarray(0, n)), [1, n], model.device))));
     const l = await logits.data();
     logits.dispose();
-    const nll = new Float64Array(n);
+    const nll = buf.subarray(0, n);
     for (let i = 0; i < n; i++) {
       let max = -Infinity;
       const row = i * v;
@@ -39,9 +53,11 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
       for (let j = 0; j < v; j++) z += Math.exp(l[row + j] - max);
       nll[i] = max + Math.log(z) - l[row + chunk[i + 1]];
     }
-    out.push(nll);
+    visit(nll);
+    done++;
+    o.onWindow?.(done, total);
   }
-  return out;
+  return done;
 }
 
 export interface PerplexityResult {
@@ -54,12 +70,14 @@ export interface PerplexityResult {
 }
 
 export async function perplexity(model: CausalLM, tokens: Int32Array, o: WindowOpts = {}): Promise<PerplexityResult> {
-  const nlls = await windowNlls(model, tokens, o);
   let sum = 0;
   let count = 0;
-  for (const w of nlls) for (const x of w) { sum += x; count++; }
+  const windows = await scoreWindows(model, tokens, o, (w) => {
+    for (const x of w) sum += x;
+    count += w.length;
+  });
   const nll = sum / count;
-  return { perplexity: Math.exp(nll), nll, tokens: count, windows: nlls.length, window: o.window ?? Math.min(model.config.maxPositions, 2048) };
+  return { perplexity: Math.exp(nll), nll, tokens: count, windows, window: o.window ?? Math.min(model.config.maxPositions, 2048) };
 }
 
 export interface PositionBucket {
@@ -73,20 +91,21 @@ export interface PositionBucket {
 
 /** Perplexity by position: the window's predicted positions 1..window-1 split into equal-width buckets. */
 export async function perplexityByPosition(model: CausalLM, tokens: Int32Array, o: WindowOpts & { buckets?: number } = {}): Promise<PositionBucket[]> {
-  const nlls = await windowNlls(model, tokens, o);
-  const longest = Math.max(...nlls.map((w) => w.length));
-  const nb = Math.min(o.buckets ?? 8, longest);
+  // The longest window is the first one (only the last can be shorter).
+  const window = o.window ?? Math.min(model.config.maxPositions, 2048);
+  const longest = Math.min(window, tokens.length) - 1;
+  const nb = Math.min(o.buckets ?? 8, Math.max(longest, 1));
   if (!Number.isInteger(nb) || nb < 1) throw new Error(`buckets must be a positive integer, got ${o.buckets}`);
   const width = Math.ceil(longest / nb);
   const sums = new Float64Array(nb);
   const counts = new Float64Array(nb);
-  for (const w of nlls) {
+  await scoreWindows(model, tokens, o, (w) => {
     for (let i = 0; i < w.length; i++) {
       const b = Math.floor(i / width);
       sums[b] += w[i];
       counts[b]++;
     }
-  }
+  });
   const out: PositionBucket[] = [];
   for (let b = 0; b < nb; b++) {
     if (!counts[b]) continue;
