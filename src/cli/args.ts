@@ -22,6 +22,12 @@ export class UsageError extends Error {}
 
 export type Flags = Record<string, string | number | boolean | undefined>;
 
+/** Flags the user typed (as opposed to defaults), per parsed flag set. */
+const EXPLICIT = new WeakMap<Flags, Set<string>>();
+export function explicitFlags(flags: Flags): Set<string> {
+  return EXPLICIT.get(flags) ?? new Set(Object.keys(flags).filter((k) => flags[k] !== undefined));
+}
+
 export function helpText(spec: CommandSpec): string {
   const lines = [`frugal ${spec.name}: ${spec.summary}`, '', `usage: ${spec.usage}`, '', 'options:'];
   const rows = Object.entries(spec.flags).map(([k, f]) => {
@@ -68,6 +74,7 @@ export function parseArgs(spec: CommandSpec, argv: string[]): { flags: Flags; po
   if (!help && positional.length > (spec.positionals?.length ?? 0)) {
     throw new UsageError(`unexpected argument '${positional[spec.positionals?.length ?? 0]}' for '${spec.name}'; see frugal ${spec.name} --help`);
   }
+  EXPLICIT.set(flags, new Set(Object.keys(flags)));
   for (const [k, f] of Object.entries(spec.flags)) if (flags[k] === undefined && f.default !== undefined) flags[k] = f.default;
   return { flags, positional, help };
 }

@@ -1,6 +1,9 @@
 // What the training-style subcommands share: training flags, tokenizer and data setup, Ctrl-C
 // handling, run folders and the report.
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { ensureDir, recoverDir } from '../io/atomic.ts';
+import { latestCheckpoint } from '../train/trainer.ts';
+import { loadTrainerState } from '../train/checkpoint.ts';
 import { join, resolve } from 'node:path';
 import {
   BatchIterator, ByteTokenizer, defaultCorpus, loadTextDataset, loadTokenizer, PackedDataset, splitDocuments, splitTail,
@@ -8,7 +11,7 @@ import {
 } from '../data/index.ts';
 import { readMetrics } from '../train/metrics.ts';
 import { writeReport } from '../train/report.ts';
-import { type FlagSpec, type Flags, num, positive, nonNegative, UsageError } from './args.ts';
+import { explicitFlags, type FlagSpec, type Flags, num, positive, nonNegative, UsageError } from './args.ts';
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   data: { type: 'string', arg: 'PATH', help: 'training text: .txt, .jsonl ({"text": ...} per line) or a folder of them; default: the embedded corpus' },
@@ -27,7 +30,9 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'eval-sequences': { type: 'int', help: 'validation sequences per evaluation', default: 64 },
   'save-every': { type: 'int', help: 'steps between checkpoints, 0 = only at the end', default: 50 },
   seed: { type: 'int', help: 'seed for initialization, data order and sampling', default: 0 },
-  resume: { type: 'bool', help: 'continue the run in --out from its last checkpoint' },
+  resume: { type: 'bool', help: 'continue the run in --out from its last checkpoint (model, tokenizer, data and settings come from it)' },
+  overwrite: { type: 'bool', help: 'replace the run already in --out (the old one goes once the new one has a checkpoint)' },
+  keep: { type: 'int', help: 'checkpoints to keep: model/ plus keep-1 older ones as checkpoint-STEP/', default: 1 },
   quiet: { type: 'bool', help: 'no progress output' },
 };
 
@@ -46,6 +51,8 @@ export interface TrainSettings {
   saveEvery: number;
   seed: number;
   resume: boolean;
+  overwrite: boolean;
+  keep: number;
 }
 
 export function trainSettings(f: Flags): TrainSettings {
@@ -57,7 +64,7 @@ export function trainSettings(f: Flags): TrainSettings {
     warmup: f.warmup === undefined ? undefined : int0('warmup'),
     clip: num(f, 'clip', nonNegative, '>= 0'), accum: int1('accum'), weightDecay: num(f, 'weight-decay', nonNegative, '>= 0'),
     evalEvery: int0('eval-every'), evalSequences: int1('eval-sequences'), saveEvery: int0('save-every'), seed: int0('seed'),
-    resume: Boolean(f.resume),
+    resume: Boolean(f.resume), overwrite: Boolean(f.overwrite), keep: int1('keep'),
   };
 }
 
@@ -97,6 +104,79 @@ export function timestamp(): string {
 
 export function runDir(out: string | undefined, cmd: string): string {
   return resolve(out ?? join('runs', `${cmd}-${timestamp()}`));
+}
+
+/**
+ * The run folder of a training-style command, checked before any work: a folder that already holds
+ * something is refused unless --resume (which needs a checkpoint there) or --overwrite is given.
+ */
+export function prepareRunDir(out: string | undefined, cmd: string, f: Flags): string {
+  const dir = runDir(out, cmd);
+  if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite exclude each other: --resume continues the run in --out, --overwrite replaces it');
+  try {
+    recoverDir(dir);
+  } catch {
+    // An unreadable parent shows up below as a clear error.
+  }
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    st = undefined;
+  }
+  if (st && !st.isDirectory()) throw new UsageError(`--out ${dir} is a file; pass a folder for the run`);
+  if (f.resume) {
+    if (!st || !latestCheckpoint(dir)) {
+      throw new UsageError(`--resume: ${dir} holds no checkpoint to resume from (no model/trainer_state.json); run without --resume to start a new run there`);
+    }
+    return dir;
+  }
+  const held = st ? readdirSync(dir) : [];
+  if (held.length && !f.overwrite) {
+    const shown = held.slice(0, 3).join(', ') + (held.length > 3 ? ', ...' : '');
+    throw new UsageError(`--out ${dir} already holds files (${shown}); pass --resume to continue that run, --overwrite to replace it, or choose another folder`);
+  }
+  try {
+    ensureDir(dir);
+  } catch (e) {
+    throw new UsageError(`--out: ${(e as Error).message}`);
+  }
+  return dir;
+}
+
+/** Settings a resume takes from the checkpoint unless given again (they change no training loss). */
+export const ADJUSTABLE_KEYS = ['eval-every', 'eval-sequences', 'save-every', 'keep'];
+
+/** Flags a resume must match: their values as given to the run (paths resolved), saved in its checkpoint. */
+export function runSettings(f: Flags, keys: string[], paths: string[]): Record<string, string | number | boolean | null> {
+  const out: Record<string, string | number | boolean | null> = {};
+  for (const k of keys) {
+    const v = f[k];
+    out[k] = v === undefined ? null : paths.includes(k) && typeof v === 'string' && v !== 'bytes' ? resolve(v) : v;
+  }
+  return out;
+}
+
+/**
+ * For --resume: the run's checkpoint folder and the flags to continue with, taken from the checkpoint.
+ * A flag the user gave that contradicts the checkpoint is an error naming both values.
+ */
+export function resumeFlags(f: Flags, dir: string, keys: string[], paths: string[], adjustable: string[] = ADJUSTABLE_KEYS): { ckpt: string; flags: Flags; saved?: Record<string, unknown> } {
+  const ckpt = latestCheckpoint(dir)!;
+  const saved = loadTrainerState(ckpt)?.extra?.settings as Record<string, unknown> | undefined;
+  if (!saved) return { ckpt, flags: f };
+  const given = runSettings(f, keys, paths);
+  const explicit = explicitFlags(f);
+  const show = (v: unknown) => (v === null || v === undefined ? '(not set)' : String(v));
+  for (const k of keys) {
+    if (!explicit.has(k) || !(k in saved) || given[k] === saved[k]) continue;
+    throw new UsageError(`--${k} ${show(given[k])} contradicts the checkpoint in ${ckpt}, which was trained with --${k} ${show(saved[k])}; drop --${k} to continue the run as it was`);
+  }
+  const flags: Flags = { ...f };
+  for (const k of [...keys, ...adjustable.filter((a) => !explicit.has(a))]) {
+    if (k in saved) flags[k] = saved[k] === null ? undefined : (saved[k] as string | number | boolean);
+  }
+  return { ckpt, flags, saved };
 }
 
 /**

@@ -7,7 +7,9 @@ import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
 import { train, type LossFn } from '../train/trainer.ts';
 import type { CausalLM } from '../models/index.ts';
 import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
-import { chooseTokenizer, interruptFlag, loadSplit, makeData, reportFor, runDir, TRAIN_FLAGS, trainSettings } from './common.ts';
+import {
+  ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
+} from './common.ts';
 import { familyHooks, modelFromSpec } from './model-spec.ts';
 
 export const spec: CommandSpec = {
@@ -40,7 +42,14 @@ export function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void 
   }
 }
 
-export async function run(f: Flags): Promise<number> {
+const RESUME_KEYS = ['teacher', 'student', 'gt-weight', 'tokenizer', 'data', 'steps', 'batch', 'ctx', 'lr', 'min-lr', 'warmup', 'clip', 'accum', 'weight-decay', 'seed'];
+const PATH_KEYS = ['teacher', 'tokenizer', 'data'];
+
+export async function run(given: Flags): Promise<number> {
+  const out = prepareRunDir(str(given, 'out'), 'distill', given);
+  // A resumed run takes its student, teacher, data and settings from the checkpoint.
+  const resumed = given.resume ? resumeFlags(given, out, RESUME_KEYS, PATH_KEYS) : undefined;
+  const f = resumed?.flags ?? given;
   const s = trainSettings(f);
   const gt = num(f, 'gt-weight', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   const teacherDir = need(f, 'teacher', 'distill');
@@ -51,13 +60,17 @@ export async function run(f: Flags): Promise<number> {
     const st = loadModelTokenizer(studentSpec);
     if (st && st.id() !== tok.id()) throw new UsageError(`vocabulary mismatch: student ${studentSpec} and teacher ${teacherDir} use different tokenizers`);
   }
-  const { model } = await modelFromSpec(studentSpec, teacher.config.vocabSize, s.seed);
+  const model = resumed ? loadModel(resumed.ckpt) : (await modelFromSpec(studentSpec, teacher.config.vocabSize, s.seed)).model;
   checkSameVocabulary(teacher, model);
+  if (s.ctx > model.config.maxPositions) {
+    throw new UsageError(`--ctx ${s.ctx} is longer than the student's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
+  }
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
-  const out = runDir(str(f, 'out'), 'distill');
+  const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS), trainTokens: data.trainTokens };
   const stop = interruptFlag();
   try {
     const r = await train({
+      overwrite: s.overwrite, keep: s.keep, extra: { settings },
       model, data: data.train, valData: data.val, evalSequences: s.evalSequences, steps: s.steps, lr: s.lr, minLr: s.minLr,
       warmup: s.warmup, clip: s.clip, accum: s.accum, weightDecay: s.weightDecay, evalEvery: s.evalEvery, saveEvery: s.saveEvery,
       outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, shouldStop: stop.requested, lossFn: distillLoss(teacher, gt),

@@ -5,6 +5,8 @@ import { perplexity, perplexityByPosition } from '../eval/perplexity.ts';
 import { loadServingModel } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer, loadSplit } from './common.ts';
+import { tokenizeFileStreamed } from '../data/stream-tokens.ts';
+import { Progress } from '../train/progress.ts';
 
 export const spec: CommandSpec = {
   name: 'eval',
@@ -33,14 +35,30 @@ export async function run(f: Flags): Promise<number> {
   const maxWindows = f['max-windows'] === undefined ? undefined : num(f, 'max-windows', (v) => v >= 1, '>= 1');
   if (f.data !== undefined || f.tasks === undefined) {
     const path = str(f, 'data');
-    const text = path ? (await import('../data/index.ts')).loadTextDataset(path).documents : loadSplit(undefined).validationDocs;
+    const progress = new Progress(f.json ? 'none' : 'bar', 1, 'eval');
     const lc = f['llama-cpp'] ? { bos: tok.bosId } : undefined;
-    const ids = lc ? Int32Array.from([...(tok.bosId !== undefined ? [tok.bosId] : []), ...text.flatMap((d) => tok.encode(d))]) : tokenizeDocuments(text, tok);
-    const ppl = await perplexity(model, ids, { window, maxWindows, llamaCpp: lc });
+    let ids: Int32Array;
+    if (lc) {
+      // llama-perplexity's token stream: BOS once (when the tokenizer adds one), then the text as is.
+      const text = path ? (await import('../data/index.ts')).loadTextDataset(path).documents : loadSplit(undefined).validationDocs;
+      ids = Int32Array.from([...(tok.bosId !== undefined ? [tok.bosId] : []), ...text.flatMap((d) => tok.encode(d))]);
+    } else if (path && path.endsWith('.txt')) {
+      // Plain text is streamed: the file is never held whole, its ids once.
+      ids = tokenizeFileStreamed(path, tok, (read, size) => {
+        if (size >= 8 << 20) progress.note(`eval: tokenized ${(read / 2 ** 20).toFixed(0)}/${(size / 2 ** 20).toFixed(0)} MiB`);
+      });
+    } else {
+      const text = path ? (await import('../data/index.ts')).loadTextDataset(path).documents : loadSplit(undefined).validationDocs;
+      ids = tokenizeDocuments(text, tok);
+    }
+    const every = (done: number, total: number) => {
+      if (total > 1 && (done === total || done % Math.ceil(total / 10) === 0)) progress.note(`eval: window ${done}/${total}`);
+    };
+    const ppl = await perplexity(model, ids, { window, maxWindows, llamaCpp: lc, onWindow: every });
     result.perplexity = ppl;
     if (!f.json) console.log(`perplexity ${ppl.perplexity.toFixed(4)} (${ppl.nll.toFixed(4)} nats/token) over ${ppl.tokens} tokens in ${ppl.windows} windows of ${ppl.window}`);
     if (f['by-position']) {
-      const b = await perplexityByPosition(model, ids, { window, maxWindows, llamaCpp: lc, buckets: num(f, 'buckets', (v) => v >= 1, '>= 1') });
+      const b = await perplexityByPosition(model, ids, { window, maxWindows, llamaCpp: lc, onWindow: every, buckets: num(f, 'buckets', (v) => v >= 1, '>= 1') });
       result.by_position = b;
       if (!f.json) for (const x of b) console.log(`  positions ${x.from}-${x.to - 1}: perplexity ${x.perplexity.toFixed(4)} (${x.tokens} tokens)`);
     }

@@ -1,14 +1,14 @@
 // frugal experiment NAME: small, fixed comparisons on the embedded corpus. Each experiment trains its
 // models, prints one results table and writes report.html (training curves, the experiment's own
 // chart, the table and how the numbers were made) in its run folder.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { runLongContext, type ExperimentOpts, type ExperimentOutcome } from '../eval/experiments/long-context.ts';
 import { runPeerIsoflop } from '../eval/experiments/peer-isoflop.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
+import { ensureDir, promoteDir, stagingPath, writeFileAtomic } from '../io/atomic.ts';
 import { pngChart, svgChart } from '../train/report.ts';
 import { type CommandSpec, type Flags, str, UsageError } from './args.ts';
-import { interruptFlag, reportFor, runDir } from './common.ts';
+import { interruptFlag, prepareRunDir, reportFor } from './common.ts';
 
 const EXPERIMENTS: Record<string, { what: string; run: (o: ExperimentOpts) => Promise<ExperimentOutcome> }> = {
   'long-context': { what: 'perplexity by position of equal-size attention, TTT-Linear and TTT-MLP models', run: runLongContext },
@@ -25,6 +25,7 @@ export const spec: CommandSpec = {
     out: { type: 'string', arg: 'DIR', help: 'run folder (default runs/experiment-NAME-<time>)' },
     seed: { type: 'int', help: 'seed for initialization and data order', default: 0 },
     quiet: { type: 'bool', help: 'no progress output' },
+    overwrite: { type: 'bool', help: 'replace what --out already holds (once the new experiment has finished)' },
   },
 };
 
@@ -36,16 +37,23 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   if (!exp) throw new UsageError(`unknown experiment '${name}'; experiments: ${names}`);
   const seed = f.seed as number;
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`--seed must be an integer >= 0, got ${seed}`);
-  const out = runDir(str(f, 'out'), `experiment-${name}`);
-  mkdirSync(out, { recursive: true });
+  const final = prepareRunDir(str(f, 'out'), `experiment-${name}`, f);
+  // With --overwrite the experiment runs beside the old results and replaces them when it is done.
+  const replacing = readdirSync(final).length > 0;
+  const out = replacing ? stagingPath(final) : final;
+  ensureDir(out);
   const stop = interruptFlag();
   let r: ExperimentOutcome;
+  let report: string;
   try {
     r = await exp.run({ quick: Boolean(f.quick), out, seed, quiet: Boolean(f.quiet), shouldStop: stop.requested });
+    writeExperimentReport(out, r);
+    if (replacing) promoteDir(out, final);
+    report = join(final, 'report.html');
   } finally {
     stop.dispose();
+    if (replacing) rmSync(out, { recursive: true, force: true });
   }
-  const report = writeExperimentReport(out, r);
   console.log(`\n${r.title}`);
   for (const n of r.notes) console.log(n);
   printTable(r.table.headers, r.table.rows);

@@ -2,8 +2,8 @@
 import { ByteTokenizer } from '../data/index.ts';
 import { generate } from '../infer/generate.ts';
 import { checkSampling } from '../infer/sampling.ts';
-import { loadServingModel } from './model-spec.ts';
-import { type CommandSpec, type Flags, need, num, str } from './args.ts';
+import { describeNonFinite, loadServingModel, nonFiniteWeights } from './model-spec.ts';
+import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
 import { chooseTokenizer } from './common.ts';
 
 export const spec: CommandSpec = {
@@ -20,6 +20,7 @@ export const spec: CommandSpec = {
     seed: { type: 'int', help: 'sampling seed', default: 0 },
     tokenizer: { type: 'string', arg: 'bytes|PATH', help: 'tokenizer when the model folder has none' },
     stats: { type: 'bool', help: 'print decode speed on stderr' },
+    'allow-nonfinite': { type: 'bool', help: 'generate even if the weights hold NaN or Inf values' },
   },
 };
 
@@ -28,6 +29,10 @@ export async function run(f: Flags): Promise<number> {
   const sampling = { temperature: num(f, 'temperature'), topK: num(f, 'top-k'), topP: num(f, 'top-p') };
   checkSampling(sampling);
   const { model, tokenizer } = loadServingModel(dir);
+  const bad = nonFiniteWeights(model);
+  if (bad.values && !f['allow-nonfinite']) {
+    throw new UsageError(`${dir} has ${describeNonFinite(bad)}; its output would be garbage (pass --allow-nonfinite to generate anyway)`);
+  }
   const tok = tokenizer ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const prompt = str(f, 'prompt')!;
   process.stdout.write(prompt);

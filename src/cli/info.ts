@@ -6,7 +6,7 @@ import { HalfHead, Int8Head, PackedLinear } from '../infer/packed-linear.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
 import { GgufEmbedding, GgufLinear, ggufWeightTypes } from '../infer/gguf-model.ts';
-import { isGgufPath, loadServingModel } from './model-spec.ts';
+import { describeNonFinite, isGgufPath, loadServingModel, nonFiniteWeights } from './model-spec.ts';
 import { type CommandSpec, type Flags, UsageError } from './args.ts';
 import { fmtBytes, fmtCount, folderBytes } from './common.ts';
 
@@ -65,7 +65,11 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   const d = describe(model);
   const gguf = isGgufPath(dir);
   const weightBytes = gguf ? statSync(dir).size : folderBytes(dir, (n) => /\.(safetensors|bin)$/.test(n) && !n.startsWith('optimizer'));
-  const info = { model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: gguf ? weightBytes : folderBytes(dir), tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none' };
+  const bad = nonFiniteWeights(model);
+  const info = {
+    model: dir, ...d, size_on_disk_bytes: weightBytes, folder_bytes: gguf ? weightBytes : folderBytes(dir),
+    tokenizer: tok ? `${tok.vocabSize} tokens (${tok.id()})` : 'none', nonfinite_values: bad.values, nonfinite_tensors: bad.tensors,
+  };
   if (f.json) {
     console.log(JSON.stringify(info));
     return 0;
@@ -80,5 +84,6 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   }
   console.log(gguf ? `size on disk:     ${fmtBytes(weightBytes)} (GGUF file)` : `size on disk:     ${fmtBytes(weightBytes)} weights, ${fmtBytes(info.folder_bytes)} folder (with optimizer state)`);
   console.log(`tokenizer:        ${info.tokenizer}`);
+  console.log(`weights:          ${bad.values ? `WARNING: ${describeNonFinite(bad)}; generate refuses this model unless --allow-nonfinite` : 'all finite'}`);
   return 0;
 }

@@ -58,6 +58,14 @@ export async function main(argv: string[]): Promise<number> {
   return cmd.run(flags, positional, extra);
 }
 
+// `frugal info ... | head -1`: the reader went away; stop quietly as other Unix tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

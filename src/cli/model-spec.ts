@@ -1,5 +1,6 @@
 // Resolving a model argument: a checkpoint folder, a config .json file, or a preset name.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readTextFile } from '../io/safe-read.ts';
 import { CausalLM, type ModelConfig } from '../models/index.ts';
 import { presetByName } from '../models/presets.ts';
 import { binarizedLinears, bitsPerParam, FlipFlopTracker } from '../nn/fbi-linear.ts';
@@ -21,9 +22,12 @@ export async function configFromSpec(spec: string, vocabSize: number): Promise<P
   let cfg: Partial<ModelConfig>;
   if (spec.endsWith('.json') && existsSync(spec) && statSync(spec).isFile()) {
     try {
-      cfg = JSON.parse(readFileSync(spec, 'utf8'));
+      cfg = JSON.parse(readTextFile(spec, { what: 'model config' }));
     } catch (e) {
       throw new UsageError(`model config ${spec} is not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) {
+      throw new UsageError(`model config ${spec} must hold one JSON object of model fields (see README), not ${Array.isArray(cfg) ? 'an array' : JSON.stringify(cfg)}`);
     }
   } else {
     cfg = await presetByName(spec);
@@ -92,4 +96,26 @@ export function loadServingModel(spec: string): { model: CausalLM; tokenizer?: T
   const abs = resolveModelDir(spec);
   const model = isPackedConfig(readConfig(abs)) ? loadPackedModel(abs) : loadModel(abs);
   return { model, tokenizer: loadModelTokenizer(abs), path: abs };
+}
+
+/** Weights that are NaN or infinite (a diverged or damaged checkpoint): counts and the first tensors named. */
+export function nonFiniteWeights(model: CausalLM): { values: number; tensors: string[] } {
+  let values = 0;
+  const tensors: string[] = [];
+  for (const [name, t] of [...model.namedParameters(), ...model.namedBuffers()]) {
+    if (t.dtype !== 'f32') continue;
+    const d = t.dataSync() as Float32Array;
+    let n = 0;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) n++;
+    if (n) {
+      values += n;
+      tensors.push(name);
+    }
+  }
+  return { values, tensors };
+}
+
+export function describeNonFinite(r: { values: number; tensors: string[] }): string {
+  const shown = r.tensors.slice(0, 3).join(', ') + (r.tensors.length > 3 ? `, ... (${r.tensors.length} tensors)` : '');
+  return `${r.values} NaN/Inf values in ${shown}`;
 }

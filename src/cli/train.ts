@@ -1,12 +1,17 @@
 // frugal train: trains a model (preset, config file, or an existing checkpoint) on a text corpus.
-import { type CommandSpec, type Flags, str } from './args.ts';
+import { type CommandSpec, type Flags, str, UsageError } from './args.ts';
 import {
-  chooseTokenizer, interruptFlag, loadSplit, makeData, reportFor, runDir, TRAIN_FLAGS, trainSettings,
+  ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
 import { familyHooks, modelFromSpec } from './model-spec.ts';
-import { loadModelTokenizer } from '../train/checkpoint.ts';
+import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
+import { ByteTokenizer } from '../data/index.ts';
 import { existsSync, statSync } from 'node:fs';
+
+/** What a resumed run takes from its checkpoint; giving one of these with another value is an error. */
+export const RESUME_KEYS = ['preset', 'config', 'model', 'tokenizer', 'data', 'steps', 'batch', 'ctx', 'lr', 'min-lr', 'warmup', 'clip', 'accum', 'weight-decay', 'seed'];
+export const PATH_KEYS = ['config', 'model', 'tokenizer', 'data'];
 
 export const spec: CommandSpec = {
   name: 'train',
@@ -20,16 +25,36 @@ export const spec: CommandSpec = {
   },
 };
 
-export async function run(f: Flags): Promise<number> {
+export async function run(given: Flags): Promise<number> {
+  const out = prepareRunDir(str(given, 'out'), 'train', given);
+  // A resumed run is rebuilt from its checkpoint: architecture, weights, tokenizer, data and settings.
+  const resumed = given.resume ? resumeFlags(given, out, RESUME_KEYS, PATH_KEYS) : undefined;
+  const f = resumed?.flags ?? given;
   const s = trainSettings(f);
   const modelDir = str(f, 'model');
-  const tok = (modelDir && existsSync(modelDir) && statSync(modelDir).isDirectory() ? loadModelTokenizer(modelDir) : undefined) ?? chooseTokenizer(str(f, 'tokenizer'));
-  const { model } = await modelFromSpec(modelDir ?? str(f, 'config') ?? str(f, 'preset')!, tok.vocabSize, s.seed);
+  let tok;
+  let model;
+  if (resumed) {
+    tok = loadModelTokenizer(resumed.ckpt) ?? new ByteTokenizer();
+    model = loadModel(resumed.ckpt);
+  } else {
+    tok = (modelDir && existsSync(modelDir) && statSync(modelDir).isDirectory() ? loadModelTokenizer(modelDir) : undefined) ?? chooseTokenizer(str(f, 'tokenizer'));
+    // The preset is recorded only when it chose the model (not under --config or --model).
+    if (modelDir || str(f, 'config')) f.preset = undefined;
+    model = (await modelFromSpec(modelDir ?? str(f, 'config') ?? str(f, 'preset')!, tok.vocabSize, s.seed)).model;
+  }
+  if (s.ctx > model.config.maxPositions) {
+    throw new UsageError(`--ctx ${s.ctx} is longer than the model's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
+  }
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
-  const out = runDir(str(f, 'out'), 'train');
+  if (resumed?.saved && resumed.saved.trainTokens !== undefined && resumed.saved.trainTokens !== data.trainTokens) {
+    throw new UsageError(`the training data changed since the checkpoint in ${resumed.ckpt} (${data.trainTokens} tokens now, ${resumed.saved.trainTokens} then); an exact resume needs the same data`);
+  }
+  const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS), trainTokens: data.trainTokens };
   const stop = interruptFlag();
   try {
     const r = await train({
+      overwrite: s.overwrite, keep: s.keep, extra: { settings },
       model, data: data.train, valData: data.val, evalSequences: s.evalSequences, steps: s.steps, lr: s.lr, minLr: s.minLr,
       warmup: s.warmup, clip: s.clip, accum: s.accum, weightDecay: s.weightDecay, evalEvery: s.evalEvery, saveEvery: s.saveEvery,
       outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, shouldStop: stop.requested, hooks: familyHooks(model),

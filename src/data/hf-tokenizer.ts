@@ -16,6 +16,8 @@ export class HfTokenizer implements Tokenizer {
   constructor(private readonly json: Record<string, unknown>, private readonly config: Record<string, unknown> = {}) {
     try {
       this.runtime = new HfRuntime(json, config);
+      // Some malformed fields only fail when text goes through them: find out now, not mid-run.
+      this.runtime.encode('Ab 1, x.', { add_special_tokens: false });
     } catch (e) {
       throw new Error(`Unsupported or malformed tokenizer.json: ${(e as Error).message}`);
     }
@@ -36,7 +38,17 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
-    return this.runtime.encode(text, { add_special_tokens: false }).ids;
+    return this.guard(() => this.runtime.encode(text, { add_special_tokens: false }).ids);
+  }
+
+  /** A crash inside the tokenizer runtime comes from a field it did not expect: report it as the file's fault. */
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof TypeError || e instanceof RangeError) throw new Error(`Unsupported or malformed tokenizer.json: ${e.message}`);
+      throw e;
+    }
   }
 
   decode(ids: number[]): string {
@@ -47,7 +59,7 @@ export class HfTokenizer implements Tokenizer {
       }
     }
     if (ids.length === 0) return '';
-    return this.runtime.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    return this.guard(() => this.runtime.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
   }
 
   /**

@@ -1,5 +1,7 @@
 // Reading and writing tokenizer.json files (Node); parsing is in tokenizer-json.ts.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { ensureDir, writeFileAtomic } from '../io/atomic.ts';
+import { readTextFile } from '../io/safe-read.ts';
 import { dirname, join } from 'node:path';
 import { tokenizerFromJson } from './tokenizer-json.ts';
 import type { Tokenizer } from './tokenizer.ts';
@@ -9,8 +11,8 @@ export { tokenizerFromJson };
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-function readJson(path: string, what: string): unknown {
-  const text = readFileSync(path, 'utf8');
+function readJson(path: string, what: string, root?: string): unknown {
+  const text = readTextFile(path, { root, what });
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -26,23 +28,23 @@ export function loadTokenizer(pathOrDir: string): Tokenizer {
   }
   let file = pathOrDir;
   let config: Json = {};
+  let root: string | undefined;
   if (statSync(pathOrDir).isDirectory()) {
+    root = pathOrDir;
     file = join(pathOrDir, 'tokenizer.json');
     if (!existsSync(file)) throw new Error(`No tokenizer.json in folder ${pathOrDir}; pass a tokenizer.json file or a folder containing one`);
   }
   const configFile = join(dirname(file), 'tokenizer_config.json');
   if (existsSync(configFile)) {
-    const c = readJson(configFile, 'Tokenizer config');
+    const c = readJson(configFile, 'Tokenizer config', root ?? dirname(file));
     if (isObj(c)) config = c;
   }
-  return tokenizerFromJson(readJson(file, 'Tokenizer file'), config, file);
+  return tokenizerFromJson(readJson(file, 'Tokenizer file', root), config, file);
 }
 
 /** Writes tok.toJSON() atomically (temp file + rename) so a crash never leaves a half-written file. */
 export function saveTokenizer(tok: Tokenizer, path: string): void {
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'tokenizer.json') : path;
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(tok.toJSON(), null, 2));
-  renameSync(tmp, file);
+  ensureDir(dirname(file));
+  writeFileAtomic(file, JSON.stringify(tok.toJSON(), null, 2));
 }

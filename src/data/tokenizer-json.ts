@@ -3,6 +3,7 @@
 import { BYTE_TO_CHAR } from './byte-level.ts';
 import { ByteLevelBpeTokenizer, type AddedToken } from './bpe.ts';
 import { HfTokenizer } from './hf-tokenizer.ts';
+import { checkTokenizerJson } from './tokenizer-check.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 type Json = Record<string, unknown>;
@@ -16,8 +17,15 @@ export function tokenizerFromJson(json: unknown, config: Json = {}, source = 'to
   if (!isObj(j.model) || j.model.vocab === undefined) {
     throw new Error(`${source} has no "model" section with a type and vocab; it is not a Hugging Face tokenizer.json`);
   }
-  if (isPlainByteLevelBpe(j)) return byteLevelFromJson(j, source);
-  return new HfTokenizer(j, config);
+  checkTokenizerJson(j, source);
+  try {
+    if (isPlainByteLevelBpe(j)) return byteLevelFromJson(j, source);
+    return new HfTokenizer(j, config);
+  } catch (e) {
+    // A shape the checks above do not cover still ends in one line about the file, not a crash.
+    if (e instanceof TypeError || e instanceof RangeError) throw new Error(`${source} is malformed or unsupported (${e.message})`);
+    throw e;
+  }
 }
 
 const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);

@@ -15,10 +15,22 @@ export interface WindowOpts {
    * window/2 .. window-2 predicting the next token), so each scored token sees at least window/2 tokens.
    */
   llamaCpp?: { bos?: number };
+  /** Called after each window with the windows done and the total (progress output). */
+  onWindow?: (done: number, total: number) => void;
 }
 
 /** Per-token negative log-likelihoods: nll[w][i] is the loss of predicting token i+1 of window w. */
 export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowOpts = {}): Promise<Float64Array[]> {
+  const out: Float64Array[] = [];
+  await scoreWindows(model, tokens, o, (nll) => void out.push(Float64Array.from(nll)));
+  return out;
+}
+
+/**
+ * Scores the windows one after another and hands each window's per-token losses to `visit`; the
+ * buffer is reused, so memory does not grow with the length of the text.
+ */
+export async function scoreWindows(model: CausalLM, tokens: Int32Array, o: WindowOpts, visit: (nll: Float64Array) => void): Promise<number> {
   const window = o.window ?? Math.min(model.config.maxPositions, 2048);
   if (!Number.isInteger(window) || window < 2) throw new Error(`window must be an integer >= 2, got ${window}`);
   if (window > model.config.maxPositions && model.config.mixer === 'attention') {
@@ -28,13 +40,15 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
   const v = model.config.vocabSize;
   for (const t of tokens) if (t < 0 || t >= v) throw new Error(`token id ${t} is outside the model's vocabulary of ${v}; use the model's tokenizer`);
   model.eval();
-  const out: Float64Array[] = [];
   const lc = o.llamaCpp;
   if (lc && tokens.length < window) throw new Error(`the evaluation text has ${tokens.length} tokens, fewer than one window of ${window} (llama.cpp scoring uses whole windows only)`);
   const last = lc ? tokens.length - window : tokens.length - 2;
+  const total = Math.min(Math.floor(last / window) + 1, o.maxWindows ?? Infinity);
+  const buf = new Float64Array(window);
+  let done = 0;
   for (let start = 0; start <= last; start += window) {
-    if (o.maxWindows !== undefined && out.length >= o.maxWindows) break;
-    const chunk = Int32Array.from(tokens.subarray(start, Math.min(start + window, tokens.length)));
+    if (done >= total) break;
+    const chunk = tokens.subarray(start, Math.min(start + window, tokens.length));
     const n = chunk.length - 1;
     const input = lc ? chunk.slice() : chunk.slice(0, n);
     if (lc?.bos !== undefined) input[0] = lc.bos;
@@ -42,7 +56,7 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
     const l = await logits.data();
     logits.dispose();
     const first = lc ? Math.floor(window / 2) : 0;
-    const nll = new Float64Array(n - first);
+    const nll = buf.subarray(0, n - first);
     for (let i = first; i < n; i++) {
       let max = -Infinity;
       const row = i * v;
@@ -51,9 +65,11 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
       for (let j = 0; j < v; j++) z += Math.exp(l[row + j] - max);
       nll[i - first] = max + Math.log(z) - l[row + chunk[i + 1]];
     }
-    out.push(nll);
+    visit(nll);
+    done++;
+    o.onWindow?.(done, total);
   }
-  return out;
+  return done;
 }
 
 export interface PerplexityResult {
@@ -66,12 +82,14 @@ export interface PerplexityResult {
 }
 
 export async function perplexity(model: CausalLM, tokens: Int32Array, o: WindowOpts = {}): Promise<PerplexityResult> {
-  const nlls = await windowNlls(model, tokens, o);
   let sum = 0;
   let count = 0;
-  for (const w of nlls) for (const x of w) { sum += x; count++; }
+  const windows = await scoreWindows(model, tokens, o, (w) => {
+    for (const x of w) sum += x;
+    count += w.length;
+  });
   const nll = sum / count;
-  return { perplexity: Math.exp(nll), nll, tokens: count, windows: nlls.length, window: o.window ?? Math.min(model.config.maxPositions, 2048) };
+  return { perplexity: Math.exp(nll), nll, tokens: count, windows, window: o.window ?? Math.min(model.config.maxPositions, 2048) };
 }
 
 export interface PositionBucket {
@@ -85,20 +103,21 @@ export interface PositionBucket {
 
 /** Perplexity by position: the window's predicted positions 1..window-1 split into equal-width buckets. */
 export async function perplexityByPosition(model: CausalLM, tokens: Int32Array, o: WindowOpts & { buckets?: number } = {}): Promise<PositionBucket[]> {
-  const nlls = await windowNlls(model, tokens, o);
-  const longest = Math.max(...nlls.map((w) => w.length));
-  const nb = Math.min(o.buckets ?? 8, longest);
+  // The longest window is the first one (only the last can be shorter).
+  const window = o.window ?? Math.min(model.config.maxPositions, 2048);
+  const longest = Math.min(window, tokens.length) - 1;
+  const nb = Math.min(o.buckets ?? 8, Math.max(longest, 1));
   if (!Number.isInteger(nb) || nb < 1) throw new Error(`buckets must be a positive integer, got ${o.buckets}`);
   const width = Math.ceil(longest / nb);
   const sums = new Float64Array(nb);
   const counts = new Float64Array(nb);
-  for (const w of nlls) {
+  await scoreWindows(model, tokens, o, (w) => {
     for (let i = 0; i < w.length; i++) {
       const b = Math.floor(i / width);
       sums[b] += w[i];
       counts[b]++;
     }
-  }
+  });
   const out: PositionBucket[] = [];
   for (let b = 0; b < nb; b++) {
     if (!counts[b]) continue;

@@ -3,12 +3,13 @@
 import type * as NodeFs from 'node:fs';
 import type * as NodePath from 'node:path';
 import { nodeBuiltin } from './node-builtins.ts';
-const { existsSync, mkdirSync, readFileSync, statSync } = nodeBuiltin<typeof NodeFs>('node:fs');
-const { basename, dirname, join, resolve } = nodeBuiltin<typeof NodePath>('node:path');
+import { checkRegularFile, readTextFile } from './safe-read.ts';
 import { type RawTensor, type TensorMap, toTensorMap } from './raw.ts';
 import { type SafetensorsWriteOptions, encodeSafetensors, readSafetensors } from './safetensors.ts';
 import { readTorchBin } from './torch-bin.ts';
 import { writeDirAtomic } from './atomic.ts';
+const { existsSync, mkdirSync, statSync } = nodeBuiltin<typeof NodeFs>('node:fs');
+const { basename, dirname, join, resolve } = nodeBuiltin<typeof NodePath>('node:path');
 
 /** Weight layouts in the order they are preferred when several are present. */
 const WEIGHT_LAYOUTS = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
@@ -28,12 +29,12 @@ function requireFolder(dir: string): string {
   return abs;
 }
 
-function readJson(path: string, what: string): unknown {
+function readJson(path: string, what: string, root: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextFile(path, { root, what });
   } catch (e) {
-    throw new Error(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
+    throw new Error(`cannot read ${what} ${path}: ${(e as Error).message.replace(`cannot open ${path}: `, '')}`);
   }
   try {
     return JSON.parse(text);
@@ -46,17 +47,18 @@ function readJson(path: string, what: string): unknown {
 export function readConfig(dir: string): Record<string, unknown> {
   const path = join(requireFolder(dir), 'config.json');
   if (!existsSync(path)) throw new Error(`checkpoint folder ${dirname(path)} has no config.json; a checkpoint needs its model config next to the weights`);
-  const cfg = readJson(path, 'config');
+  const cfg = readJson(path, 'config', dirname(path));
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new Error(`config ${path} must hold a JSON object`);
   return cfg as Record<string, unknown>;
 }
 
-function readWeightFile(path: string): TensorMap {
+function readWeightFile(path: string, root: string): TensorMap {
+  checkRegularFile(path, root);
   return path.endsWith('.safetensors') ? readSafetensors(path).tensors : readTorchBin(path);
 }
 
 function loadSharded(dir: string, indexPath: string): { tensors: TensorMap; files: string[] } {
-  const index = readJson(indexPath, 'weight index');
+  const index = readJson(indexPath, 'weight index', dir);
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
     throw new Error(`weight index ${indexPath} has no "weight_map" object (tensor name -> shard file)`);
@@ -76,7 +78,7 @@ function loadSharded(dir: string, indexPath: string): { tensors: TensorMap; file
   for (const [file, names] of byShard) {
     const path = join(dir, file);
     if (!existsSync(path)) throw new Error(`shard ${file} listed in ${indexPath} is missing; re-download the checkpoint`);
-    const shard = readWeightFile(path);
+    const shard = readWeightFile(path, dir);
     for (const name of names) {
       if (!shard.has(name)) throw new Error(`weight index ${indexPath} places "${name}" in ${file}, but that shard does not contain it`);
     }
@@ -102,7 +104,7 @@ export function loadWeights(dir: string): { tensors: TensorMap; files: string[] 
   }
   const path = join(abs, layout);
   if (layout.endsWith('.index.json')) return loadSharded(abs, path);
-  return { tensors: readWeightFile(path), files: [path] };
+  return { tensors: readWeightFile(path, abs), files: [path] };
 }
 
 export interface SaveCheckpointOptions extends SafetensorsWriteOptions {

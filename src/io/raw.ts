@@ -2,7 +2,8 @@
 // number conversions and random-access byte sources the readers share.
 import type * as NodeFs from 'node:fs';
 import { littleEndian, nodeBuiltin } from './node-builtins.ts';
-const { closeSync, fstatSync, openSync, readSync } = nodeBuiltin<typeof NodeFs>('node:fs');
+import { openRegularFile } from './safe-read.ts';
+const { closeSync, readSync } = nodeBuiltin<typeof NodeFs>('node:fs');
 
 export type RawDType = 'f32' | 'i32';
 
@@ -183,19 +184,8 @@ export function bufferSource(bytes: Uint8Array, name = '<buffer>'): ByteSource {
   };
 }
 
-export function fileSource(path: string): ByteSource {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new Error(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
-  }
-  const st = fstatSync(fd);
-  if (st.isDirectory()) {
-    closeSync(fd);
-    throw new Error(`${path} is a folder, not a file; pass the weight file itself (or load the folder as a checkpoint)`);
-  }
-  const size = st.size;
+export function fileSource(path: string, root?: string): ByteSource {
+  const { fd, size } = openRegularFile(path, root);
   let open = true;
   return {
     name: path,

@@ -31,6 +31,9 @@ class LoadedTensor {
   constructor(readonly tensor: RawTensor) {}
 }
 
+/** Largest tensor a view may materialize beyond its storage's own size (broadcast views). */
+const MAX_EXPANDED_ELEMENTS = 1 << 22;
+
 // Python pickles of legacy (pre-1.6) torch.save files start with this magic number.
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 
@@ -56,6 +59,11 @@ function rebuildTensor(storage: unknown, offset: unknown, sizeArg: unknown, stri
     count *= shape[d];
     if (shape[d] > 0) last += (shape[d] - 1) * stride[d];
     if (!Number.isSafeInteger(count) || !Number.isSafeInteger(last)) throw new Error(`size [${shape}] with stride [${stride}] overflows`);
+  }
+  if (count > storage.numel && count > MAX_EXPANDED_ELEMENTS) {
+    // A zero (or overlapping) stride lets a tiny storage claim any number of elements; copying such a view out would
+    // allocate far more than the file holds.
+    throw new Error(`a [${shape}] view with stride [${stride}] would expand a ${storage.numel}-element storage to ${count} elements; views larger than their storage are refused above ${MAX_EXPANDED_ELEMENTS} elements`);
   }
   if (count > 0 && last >= storage.numel) {
     throw new Error(`a [${shape}] view at offset ${offset} with stride [${stride}] reaches element ${last} of a ${storage.numel}-element storage`);

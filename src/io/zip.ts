@@ -14,6 +14,7 @@ const EOCD_SIZE = 22;
 const CENTRAL_SIZE = 46;
 const LOCAL_SIZE = 30;
 const MAX_COMMENT = 0xffff;
+const MAX_DEFLATE_RATIO = 1032;
 
 export interface ZipEntry {
   name: string;
@@ -44,6 +45,19 @@ export class ZipArchive {
     for (const e of this.entries) {
       if (this.byName.has(e.name)) throw this.error(`it holds two entries named "${e.name}"`);
       this.byName.set(e.name, e);
+    }
+    // Entries sharing bytes are the "overlapping" zip bomb (one compressed run read as many huge
+    // files); a real archive never overlaps, so it is refused before anything is inflated.
+    const spans = this.entries.map((e) => ({ e, from: e.localHeaderOffset, to: e.localHeaderOffset + LOCAL_SIZE + e.compressedSize }))
+      .sort((a, b) => a.from - b.from);
+    for (let i = 1; i < spans.length; i++) {
+      if (spans[i].from < spans[i - 1].to) throw this.error(`entries "${spans[i - 1].e.name}" and "${spans[i].e.name}" overlap (a zip bomb or a damaged archive)`);
+    }
+    for (const e of this.entries) {
+      // Deflate cannot compress better than about 1032:1; a larger claimed ratio is a lie.
+      if (e.method === 8 && e.size > e.compressedSize * MAX_DEFLATE_RATIO + 1024) {
+        throw this.error(`entry "${e.name}" claims ${e.size} bytes from ${e.compressedSize} compressed, more than deflate can expand`);
+      }
     }
   }
 

@@ -3,7 +3,7 @@
 // replaced as a whole (src/io writeDirAtomic), so a crash or a failing save never leaves a broken one.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeDirAtomic, type FileData } from '../io/atomic.ts';
+import { recoverDir, writeDirAtomic, type FileData } from '../io/atomic.ts';
 import { loadWeights, readConfig } from '../io/hf-folder.ts';
 import type { RawTensor, TensorMap } from '../io/raw.ts';
 import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
@@ -40,6 +40,8 @@ export interface SaveOpts {
   state?: TrainerState;
   /** Extra files written into the same atomic folder replacement. */
   files?: Record<string, FileData>;
+  /** Keep the replaced checkpoint under this path instead of deleting it. */
+  retireTo?: string;
 }
 
 /**
@@ -110,12 +112,23 @@ export function saveCheckpoint(dir: string, model: CausalLM, opts: SaveOpts = {}
     files['optimizer.safetensors'] = encodeSafetensors(m, { step: String(opts.optimizer.step) });
   }
   if (opts.state) files['trainer_state.json'] = `${JSON.stringify(opts.state, null, 2)}\n`;
-  writeDirAtomic(resolve(dir), files);
+  writeDirAtomic(resolve(dir), files, { retireTo: opts.retireTo });
+}
+
+/** Finishes or drops what a killed save left (best effort: a read-only folder is read as it is). */
+function tryRecover(dir: string): void {
+  try {
+    recoverDir(dir);
+  } catch {
+    // Reading still works from the complete folder if one exists.
+  }
 }
 
 /** A run folder holds its latest checkpoint under model/; accept either. */
 export function resolveModelDir(dir: string): string {
   const abs = resolve(dir);
+  tryRecover(abs);
+  tryRecover(join(abs, 'model'));
   if (!existsSync(abs)) throw new Error(`model folder ${abs} does not exist; pass a checkpoint folder (with config.json) or a run folder`);
   if (!statSync(abs).isDirectory()) throw new Error(`${abs} is a file; pass the checkpoint folder that holds config.json`);
   if (!existsSync(join(abs, 'config.json')) && existsSync(join(abs, 'model', 'config.json'))) return join(abs, 'model');

@@ -1,8 +1,9 @@
 // The training loop: AdamW (or any optimizer with the same surface), warmup + cosine schedule,
 // gradient accumulation and clipping, periodic evaluation, atomic checkpoints with exact resume
 // (weights, optimizer moments, data position, RNG), a JSONL metrics log and a progress line.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ensureDir, promoteDir, recoverDir, stagingPath } from '../io/atomic.ts';
 import { loadWeights } from '../io/hf-folder.ts';
 import type { BatchIterator, PackedDataset, Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
@@ -58,8 +59,17 @@ export interface TrainOpts {
   makeOptimizer?: (params: [string, Tensor][], opts: { lr: number; weightDecay: number }) => Optimizer;
   hooks?: TrainHook[];
   tokenizer?: Tokenizer;
-  /** Continue from outDir/model when it holds a trainer state. */
+  /** Continue from the run folder's latest checkpoint; an error when it holds none. */
   resume?: boolean;
+  /**
+   * outDir holds an older run to replace: the new run is written beside it and takes its place
+   * only once its first checkpoint is on disk, so a failing new run never costs the old one.
+   */
+  overwrite?: boolean;
+  /** Checkpoints to keep: model/ (the latest) plus keep-1 older ones as checkpoint-STEP/. Default 1. */
+  keep?: number;
+  /** Saved in trainer_state.json (extra), e.g. the settings a resume must match. */
+  extra?: Record<string, unknown>;
   /** Stop (with a checkpoint) after this many steps although the schedule spans `steps`. */
   stopAfter?: number;
   /** Polled between steps; true stops the run after saving a checkpoint (Ctrl-C). */
@@ -102,15 +112,22 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
   const rng = new Rng(o.seed ?? 0);
   const hooks = o.hooks ?? [];
 
-  const outDir = o.outDir ? resolve(o.outDir) : undefined;
-  const ckptDir = outDir ? join(outDir, 'model') : undefined;
-  if (outDir) mkdirSync(outDir, { recursive: true });
-  const log = outDir ? new MetricsLog(join(outDir, 'metrics.jsonl')) : undefined;
+  const keep = int(o.keep ?? 1, 'keep', 1);
+  const finalDir = o.outDir ? resolve(o.outDir) : undefined;
+  if (o.resume && o.overwrite) throw new Error('resume and overwrite exclude each other: resume continues the run in the folder, overwrite replaces it');
+  // With overwrite the run lives in a staging sibling until its first checkpoint is written.
+  let staging = finalDir && o.overwrite && existsSync(finalDir) ? stagingPath(finalDir) : undefined;
+  let outDir = staging ?? finalDir;
+  let ckptDir = outDir ? join(outDir, 'model') : undefined;
+  if (outDir) ensureDir(outDir);
+  let log = outDir ? new MetricsLog(join(outDir, 'metrics.jsonl')) : undefined;
 
   let step = 0;
   let tokens = 0;
-  if (o.resume && ckptDir && existsSync(join(ckptDir, 'trainer_state.json'))) {
-    const st = resumeInto(ckptDir, model, opt, o, rng);
+  if (o.resume) {
+    const from = finalDir ? latestCheckpoint(finalDir) : undefined;
+    if (!from) throw new Error(`cannot resume: ${finalDir ?? 'the run (no outDir)'} holds no checkpoint with a trainer state; start the run without resume`);
+    const st = resumeInto(from, model, opt, o, rng);
     step = st.step;
     tokens = st.tokens;
     log?.truncateAfter(step);
@@ -120,82 +137,142 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
 
   const state = (): TrainerState => ({
     step, totalSteps: o.steps, data: data.state(), rng: rng.getState(), tokens, tokenizerId: o.tokenizer?.id(),
+    ...(o.extra ? { extra: o.extra } : {}),
   });
   const save = () => {
-    if (!ckptDir) return;
-    saveCheckpoint(ckptDir, model, { tokenizer: o.tokenizer, optimizer: opt.state(), state: state() });
+    if (!ckptDir || !outDir) return;
+    const prev = keep > 1 ? savedStep(ckptDir) : undefined;
+    saveCheckpoint(ckptDir, model, {
+      tokenizer: o.tokenizer, optimizer: opt.state(), state: state(),
+      retireTo: prev !== undefined && prev !== step ? join(outDir, `checkpoint-${prev}`) : undefined,
+    });
+    if (keep > 1) pruneCheckpoints(outDir, keep - 1);
+    if (staging && finalDir) {
+      promoteDir(staging, finalDir);
+      staging = undefined;
+      outDir = finalDir;
+      ckptDir = join(finalDir, 'model');
+      log = new MetricsLog(join(finalDir, 'metrics.jsonl'));
+    }
   };
 
-  const losses: number[] = [];
-  const evals: EvalRecord[] = [];
-  const end = Math.min(o.steps, o.stopAfter ?? o.steps);
-  const progress = new Progress(o.progress ?? 'none', end, o.label ?? 'train');
-  progress.start(step);
-  const t0 = performance.now();
-  const stepsAtStart = step;
-  let tokensThisCall = 0;
-  let interrupted = false;
-  model.train();
-  while (step < end) {
-    // CPU readbacks resolve as microtasks, which never let the event loop run: yield one macrotask
-    // per step so signal handlers (Ctrl-C) and timers get their turn.
-    await new Promise((r) => setImmediate(r));
-    if (o.shouldStop?.()) {
-      interrupted = true;
-      break;
-    }
-    const ts = performance.now();
-    opt.lr = lrAt(step, { lr: o.lr, minLr, warmup, steps: o.steps });
-    let lossSum = 0;
-    let stepTokens = 0;
-    for (let a = 0; a < accum; a++) {
-      const b = data.next();
-      const l = tidy(() => {
-        const x = fromArray(b.inputs, [b.batch, b.ctx], model.device);
-        const y = fromArray(b.targets, [b.batch * b.ctx], model.device);
-        const loss = lossFn(model, x, y, rng);
-        backward(loss);
-        return loss;
-      });
-      lossSum += await l.item();
-      l.dispose();
-      stepTokens += b.batch * b.ctx;
-    }
-    const norm = (await gradNorm(model.parameters())) / accum;
-    if (!Number.isFinite(norm) || !Number.isFinite(lossSum)) {
-      throw new Error(`training diverged at step ${step + 1} (loss ${lossSum / accum}, grad norm ${norm}); lower the learning rate or enable clipping`);
-    }
-    for (const h of hooks) await h.beforeUpdate?.();
-    opt.update(clipFactor(norm, clip) / accum);
-    opt.zeroGrad();
-    const extras: Record<string, number> = {};
-    for (const h of hooks) Object.assign(extras, await h.afterUpdate?.());
-    step++;
-    tokens += stepTokens;
-    tokensThisCall += stepTokens;
-    const dt = (performance.now() - ts) / 1000;
-    const rec: StepRecord = {
-      type: 'step', step, loss: lossSum / accum, lr: opt.lr, grad_norm: norm, tokens_per_s: stepTokens / dt, tokens, ...extras,
-    };
-    losses.push(rec.loss);
-    log?.append(rec);
-    o.onStep?.(rec);
-    progress.update(step, rec.loss, rec.tokens_per_s);
-
-    if (o.valData && ((evalEvery && step % evalEvery === 0) || step === o.steps)) {
-      const ev = await validate(model, o.valData, o.evalSequences ?? 64, data.batchSize, step);
-      model.train();
-      evals.push(ev);
-      log?.append(ev);
-      o.onEval?.(ev);
-      progress.note(`step ${step}: validation loss ${ev.val_loss.toFixed(4)}, perplexity ${ev.val_ppl.toFixed(2)}`);
-    }
-    if ((saveEvery && step % saveEvery === 0) || step === end) save();
+  try {
+    return await loop();
+  } finally {
+    // A new run that never reached its first checkpoint leaves the old run as it was.
+    if (staging) rmSync(staging, { recursive: true, force: true });
   }
-  if (interrupted && step > stepsAtStart) save();
-  progress.done();
-  const secs = (performance.now() - t0) / 1000;
-  return { step, losses, evals, interrupted, tokensPerSecond: tokensThisCall / Math.max(secs, 1e-9), checkpointDir: ckptDir };
+
+  async function loop(): Promise<TrainResult> {
+    const losses: number[] = [];
+    const evals: EvalRecord[] = [];
+    const end = Math.min(o.steps, o.stopAfter ?? o.steps);
+    const progress = new Progress(o.progress ?? 'none', end, o.label ?? 'train');
+    progress.start(step);
+    const t0 = performance.now();
+    const stepsAtStart = step;
+    let tokensThisCall = 0;
+    let interrupted = false;
+    model.train();
+    while (step < end) {
+      // CPU readbacks resolve as microtasks, which never let the event loop run: yield one macrotask
+      // per step so signal handlers (Ctrl-C) and timers get their turn.
+      await new Promise((r) => setImmediate(r));
+      if (o.shouldStop?.()) {
+        interrupted = true;
+        break;
+      }
+      const ts = performance.now();
+      opt.lr = lrAt(step, { lr: o.lr, minLr, warmup, steps: o.steps });
+      let lossSum = 0;
+      let stepTokens = 0;
+      for (let a = 0; a < accum; a++) {
+        const b = data.next();
+        const l = tidy(() => {
+          const x = fromArray(b.inputs, [b.batch, b.ctx], model.device);
+          const y = fromArray(b.targets, [b.batch * b.ctx], model.device);
+          const loss = lossFn(model, x, y, rng);
+          backward(loss);
+          return loss;
+        });
+        lossSum += await l.item();
+        l.dispose();
+        stepTokens += b.batch * b.ctx;
+      }
+      const norm = (await gradNorm(model.parameters())) / accum;
+      if (!Number.isFinite(norm) || !Number.isFinite(lossSum)) {
+        throw new Error(`training diverged at step ${step + 1} (loss ${lossSum / accum}, grad norm ${norm}); lower the learning rate or enable clipping`);
+      }
+      for (const h of hooks) await h.beforeUpdate?.();
+      opt.update(clipFactor(norm, clip) / accum);
+      opt.zeroGrad();
+      const extras: Record<string, number> = {};
+      for (const h of hooks) Object.assign(extras, await h.afterUpdate?.());
+      step++;
+      tokens += stepTokens;
+      tokensThisCall += stepTokens;
+      const dt = (performance.now() - ts) / 1000;
+      const rec: StepRecord = {
+        type: 'step', step, loss: lossSum / accum, lr: opt.lr, grad_norm: norm, tokens_per_s: stepTokens / dt, tokens, ...extras,
+      };
+      losses.push(rec.loss);
+      log?.append(rec);
+      o.onStep?.(rec);
+      progress.update(step, rec.loss, rec.tokens_per_s);
+
+      if (o.valData && ((evalEvery && step % evalEvery === 0) || step === o.steps)) {
+        const ev = await validate(model, o.valData, o.evalSequences ?? 64, data.batchSize, step);
+        model.train();
+        evals.push(ev);
+        log?.append(ev);
+        o.onEval?.(ev);
+        progress.note(`step ${step}: validation loss ${ev.val_loss.toFixed(4)}, perplexity ${ev.val_ppl.toFixed(2)}`);
+      }
+      if ((saveEvery && step % saveEvery === 0) || step === end) save();
+    }
+    if (interrupted && step > stepsAtStart) save();
+    progress.done();
+    const secs = (performance.now() - t0) / 1000;
+    return { step, losses, evals, interrupted, tokensPerSecond: tokensThisCall / Math.max(secs, 1e-9), checkpointDir: ckptDir };
+  }
+}
+
+/** Step recorded in a checkpoint folder's trainer state, or undefined. */
+function savedStep(dir: string): number | undefined {
+  try {
+    return loadTrainerState(dir)?.step;
+  } catch {
+    return undefined;
+  }
+}
+
+/** checkpoint-STEP/ folders of a run, newest first. */
+export function olderCheckpoints(runDir: string): { step: number; dir: string }[] {
+  let names: string[];
+  try {
+    names = readdirSync(runDir);
+  } catch {
+    return [];
+  }
+  return names.map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ step: Number(m[1]), dir: join(runDir, m[0]) })).sort((a, b) => b.step - a.step);
+}
+
+function pruneCheckpoints(runDir: string, keepOlder: number): void {
+  for (const c of olderCheckpoints(runDir).slice(keepOlder)) rmSync(c.dir, { recursive: true, force: true });
+}
+
+/**
+ * The checkpoint a resume continues from: model/ when it holds a trainer state, else the newest
+ * checkpoint-STEP/ (a run whose latest save was lost still has its older ones).
+ */
+export function latestCheckpoint(runDir: string): string | undefined {
+  const candidates = [join(runDir, 'model'), ...olderCheckpoints(runDir).map((c) => c.dir)];
+  for (const dir of candidates) {
+    recoverDir(dir);
+    if (existsSync(join(dir, 'trainer_state.json'))) return dir;
+  }
+  return undefined;
 }
 
 function resumeInto(dir: string, model: CausalLM, opt: Optimizer, o: TrainOpts, rng: Rng): TrainerState {
