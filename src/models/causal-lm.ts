@@ -31,6 +31,18 @@ class Block extends Module {
     h = op.add(h, this.mixer.forward(this.norm.forward(h), state?.mixer));
     return op.add(h, this.ffn.forward(this.ffnNorm.forward(h)));
   }
+  /** Rows of h [N, L, C] continue their own batch-1 states; token-wise parts run on all rows at once. */
+  forwardRows(h: Tensor, states: { pre?: LayerState; mixer?: LayerState }[]): Tensor {
+    const perRow = (x: Tensor, f: (row: Tensor, i: number) => Tensor) =>
+      states.length === 1 ? f(x, 0) : op.concat(states.map((_, i) => f(op.slice(x, 0, i, i + 1), i)), 0);
+    if (this.pre) h = op.add(h, perRow(h, (r, i) => this.pre!.forward(r, states[i].pre)));
+    const x = this.norm.forward(h);
+    const mixed = this.mixer.forwardRows
+      ? this.mixer.forwardRows(x, states.map((s) => s.mixer))
+      : perRow(x, (r, i) => this.mixer.forward(r, states[i].mixer));
+    h = op.add(h, mixed);
+    return op.add(h, this.ffn.forward(this.ffnNorm.forward(h)));
+  }
   createState(batch: number, capacity: number) {
     return { pre: this.pre?.createState(batch, capacity), mixer: this.mixer.createState(batch, capacity) };
   }
@@ -82,6 +94,21 @@ export class CausalLM extends Module {
     });
     if (state) state.position += ids.shape[1];
     return this.model.norm.forward(h);
+  }
+
+  /**
+   * Logits [N, L, V] of N independent sequences decoded together: row i of ids [N, L] continues
+   * states[i] (each created with batch 1), so sequences at different positions share one forward
+   * (continuous batching). Embedding, norms, FFNs, projections and the LM head see all rows at once.
+   */
+  forwardRows(ids: Tensor, states: ModelState[]): Tensor {
+    if (ids.ndim !== 2 || ids.shape[0] !== states.length) throw new Error(`forwardRows: ids [${ids.shape}] need one state per row, got ${states.length}`);
+    let h = this.model.embed.forward(ids);
+    this.model.layers.forEach((layer, i) => {
+      h = layer.forwardRows(h, states.map((s) => s.layers[i]));
+    });
+    for (const s of states) s.position += ids.shape[1];
+    return this.logitsFromHidden(this.model.norm.forward(h));
   }
 
   logitsFromHidden(h: Tensor): Tensor {
