@@ -10,6 +10,7 @@ import { isPackedConfig } from '../io/packed.ts';
 import { loadPackedModel } from '../infer/packed-linear.ts';
 import type { TrainHook } from '../train/trainer.ts';
 import { UsageError } from './args.ts';
+import type { DeviceName } from '../backend/types.ts';
 
 /** Config of a preset or .json file, with the vocabulary set to the tokenizer's. */
 export async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<ModelConfig>> {
@@ -71,4 +72,9 @@ export function familyHooks(model: CausalLM): TrainHook[] {
 export function loadAnyModel(dir: string): CausalLM {
   const abs = resolveModelDir(dir);
   return isPackedConfig(readConfig(abs)) ? loadPackedModel(abs) : loadModel(abs);
+}
+
+/** loadAnyModel, then placed on `device` (brought up by useDevice). */
+export async function loadModelOn(dir: string, device: DeviceName): Promise<CausalLM> {
+  return loadAnyModel(dir).moveTo(device);
 }

@@ -3,7 +3,7 @@ import * as op from '../ops/index.ts';
 import { Embedding, type InitOpts, Linear, RMSNorm } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import { Rng } from '../tensor/rng.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { type Tensor, toDevice } from '../tensor/tensor.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { ffnKindAt, type ModelConfig, resolveConfig } from './config.ts';
 import { type FeedForward, ffnPlugin, type LayerState, linearPlugin, mixerPlugin, type SequenceMixer } from './registry.ts';
@@ -75,7 +75,7 @@ export class CausalLM extends Module {
   readonly config: ModelConfig;
   readonly model: Backbone;
   readonly lmHead?: Linear;
-  readonly device: DeviceName;
+  device: DeviceName;
   constructor(config: Partial<ModelConfig>, opts: BuildOpts = {}) {
     super();
     this.config = resolveConfig(config);
@@ -126,6 +126,16 @@ export class CausalLM extends Module {
   /** Mean next-token loss of ids [B, L+1] style: inputs and targets given separately. */
   loss(inputs: Tensor, targets: Tensor): Tensor {
     return op.crossEntropy(this.forward(inputs), targets);
+  }
+
+  /** Copies every parameter and buffer to `device` (keeping which ones take gradients); ids go there too. */
+  async moveTo(device: DeviceName): Promise<this> {
+    if (device === this.device) return this;
+    const frozen = new Set(this.namedParameters().filter(([, t]) => !t.requiresGrad).map(([n]) => n));
+    for (const [name, t] of [...this.namedParameters(), ...this.namedBuffers()]) this.setTensor(name, await toDevice(t, device));
+    for (const [name, t] of this.namedParameters()) if (frozen.has(name)) t.requiresGrad = false;
+    this.device = device;
+    return this;
   }
 
   createState(batch = 1, capacity = this.config.maxPositions): ModelState {
