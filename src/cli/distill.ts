@@ -9,16 +9,18 @@ import type { CausalLM } from '../models/index.ts';
 import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
 import { chooseTokenizer, interruptFlag, loadSplit, makeData, reportFor, runDir, TRAIN_FLAGS, trainSettings } from './common.ts';
 import { familyHooks, modelFromSpec } from './model-spec.ts';
+import { DEVICE_FLAGS, useDevice } from './device.ts';
 
 export const spec: CommandSpec = {
   name: 'distill',
   summary: 'train a student (e.g. an FBI 1-bit model) from a full-precision teacher by autoregressive distillation',
-  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [options]',
+  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [--device cpu|webgpu] [--threads N] [options]',
   flags: {
     teacher: { type: 'string', arg: 'DIR', help: 'teacher checkpoint folder (any full-precision model this build loads)' },
     student: { type: 'string', arg: 'PRESET|DIR', help: 'student preset, config .json, or checkpoint folder', default: 'tiny-fbi' },
     'gt-weight': { type: 'number', help: 'weight of the ground-truth cross-entropy mixed into the loss (0 = pure distillation, as the paper)', default: 0 },
     ...TRAIN_FLAGS,
+    ...DEVICE_FLAGS,
   },
 };
 
@@ -42,9 +44,10 @@ export function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void 
 
 export async function run(f: Flags): Promise<number> {
   const s = trainSettings(f);
+  const device = await useDevice(f);
   const gt = num(f, 'gt-weight', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   const teacherDir = need(f, 'teacher', 'distill');
-  const teacher = loadModel(teacherDir);
+  const teacher = await loadModel(teacherDir).moveTo(device);
   const tok = loadModelTokenizer(teacherDir) ?? chooseTokenizer(str(f, 'tokenizer'));
   const studentSpec = str(f, 'student')!;
   if (existsSync(studentSpec) && statSync(studentSpec).isDirectory()) {
@@ -53,6 +56,7 @@ export async function run(f: Flags): Promise<number> {
   }
   const { model } = await modelFromSpec(studentSpec, teacher.config.vocabSize, s.seed);
   checkSameVocabulary(teacher, model);
+  await model.moveTo(device);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   const out = runDir(str(f, 'out'), 'distill');
   const stop = interruptFlag();

@@ -3,14 +3,15 @@ import { ByteTokenizer, tokenizeDocuments } from '../data/index.ts';
 import { evaluateMultipleChoice, loadMcTasks } from '../eval/multiple-choice.ts';
 import { perplexity, perplexityByPosition } from '../eval/perplexity.ts';
 import { loadModelTokenizer } from '../train/checkpoint.ts';
-import { loadAnyModel } from './model-spec.ts';
+import { loadModelOn } from './model-spec.ts';
+import { DEVICE_FLAGS, useDevice } from './device.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer, loadSplit } from './common.ts';
 
 export const spec: CommandSpec = {
   name: 'eval',
   summary: 'evaluate a model: perplexity (non-overlapping windows), perplexity by position, multiple-choice accuracy',
-  usage: 'frugal eval --model DIR [--data FILE] [--window N] [--by-position] [--tasks FILE.jsonl] [--json]',
+  usage: 'frugal eval --model DIR [--data FILE] [--window N] [--by-position] [--tasks FILE.jsonl] [--json] [--device cpu|webgpu] [--threads N]',
   flags: {
     model: { type: 'string', arg: 'DIR', help: 'checkpoint folder' },
     data: { type: 'string', arg: 'PATH', help: 'text to score (.txt/.jsonl/folder; whole file); default: validation split of the embedded corpus' },
@@ -21,12 +22,13 @@ export const spec: CommandSpec = {
     tasks: { type: 'string', arg: 'FILE', help: 'multiple-choice JSONL file of {context, choices, gold}' },
     tokenizer: { type: 'string', arg: 'bytes|PATH', help: "tokenizer when the model folder has none ('bytes' or a tokenizer.json)" },
     json: { type: 'bool', help: 'print one JSON object with all results' },
+    ...DEVICE_FLAGS,
   },
 };
 
 export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'eval');
-  const model = loadAnyModel(dir);
+  const model = await loadModelOn(dir, await useDevice(f));
   const tok = loadModelTokenizer(dir) ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const result: Record<string, unknown> = { model: dir };
   const window = f.window === undefined ? undefined : num(f, 'window', (v) => v >= 2, '>= 2');

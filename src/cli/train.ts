@@ -7,24 +7,28 @@ import { familyHooks, modelFromSpec } from './model-spec.ts';
 import { loadModelTokenizer } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
 import { existsSync, statSync } from 'node:fs';
+import { DEVICE_FLAGS, useDevice } from './device.ts';
 
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'train a language model and save checkpoints, metrics and an HTML report',
-  usage: 'frugal train [--preset NAME | --config FILE.json | --model DIR] [--data PATH] [--out DIR] [options]',
+  usage: 'frugal train [--preset NAME | --config FILE.json | --model DIR] [--data PATH] [--out DIR] [--device cpu|webgpu] [--threads N] [options]',
   flags: {
     preset: { type: 'string', arg: 'NAME', help: 'model preset (see frugal info --presets)', default: 'tiny-dense' },
     config: { type: 'string', arg: 'FILE', help: 'model config JSON (frugal ModelConfig fields) instead of a preset' },
     model: { type: 'string', arg: 'DIR', help: 'start from the weights of this checkpoint folder' },
     ...TRAIN_FLAGS,
+    ...DEVICE_FLAGS,
   },
 };
 
 export async function run(f: Flags): Promise<number> {
   const s = trainSettings(f);
+  const device = await useDevice(f);
   const modelDir = str(f, 'model');
   const tok = (modelDir && existsSync(modelDir) && statSync(modelDir).isDirectory() ? loadModelTokenizer(modelDir) : undefined) ?? chooseTokenizer(str(f, 'tokenizer'));
   const { model } = await modelFromSpec(modelDir ?? str(f, 'config') ?? str(f, 'preset')!, tok.vocabSize, s.seed);
+  await model.moveTo(device);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   const out = runDir(str(f, 'out'), 'train');
   const stop = interruptFlag();
