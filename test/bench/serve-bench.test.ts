@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { run } from '../../bench/serve.ts';
 
 test('bench serve: responses complete and identical to greedy generate; TTFT and tokens/s reported', async () => {
-  const r = await run({ clients: '1,3', tokens: '6', preset: 'micro-dense' });
+  const r = await run({ clients: '1,3', tokens: '6', reps: '2', preset: 'micro-dense' });
   assert.equal(r.host, '127.0.0.1');
   assert.equal(r.all_identical, true);
   assert.deepEqual(r.rows.map((x) => x.clients), [1, 3]);
