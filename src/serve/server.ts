@@ -176,6 +176,10 @@ export class OpenAIServer {
       throw new RequestError(404, `no route ${req.method} ${path}; routes: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions`);
     } catch (e) {
       if (e instanceof RequestError) return sendError(res, e);
+      // A JS engine error is a bug in the server, not in the request.
+      if (e instanceof TypeError || e instanceof ReferenceError || e instanceof RangeError) {
+        return sendError(res, new RequestError(500, `internal error: ${e.message}`, null, 'server_error'));
+      }
       // Checks of the model and sampling code reject what the request asked for (e.g. context too long).
       return sendError(res, new RequestError(400, (e as Error).message));
     }

@@ -171,6 +171,17 @@ test('a client that disconnects frees its slot: decoding of its sequence stops',
   assert.equal(server.scheduler.active, 0);
   assert.ok(server.scheduler.stepRows - rows0 < 70, `decoded ${server.scheduler.stepRows - rows0} more tokens after the disconnect`);
   assert.equal((await json('/v1/completions', { prompt: 'x', max_tokens: 2 })).status, 200);
+  // Non-streamed: the request is dropped too when its client goes away before the answer.
+  const ac2 = new AbortController();
+  const rows1 = server.scheduler.stepRows;
+  const pending = post('/v1/completions', { prompt: 'Call me', max_tokens: 80, temperature: 0 }, ac2.signal).catch((e: Error) => e);
+  const t1 = Date.now();
+  while (server.scheduler.active === 0 && Date.now() - t1 < 5000) await new Promise((res) => setTimeout(res, 2));
+  ac2.abort();
+  assert.ok((await pending) instanceof Error);
+  while (server.scheduler.active > 0 && Date.now() - t1 < 5000) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(server.scheduler.active, 0);
+  assert.ok(server.scheduler.stepRows - rows1 < 79, `decoded ${server.scheduler.stepRows - rows1} tokens of 80`);
 });
 
 test('bad requests get a 400 JSON error naming the problem, and the server keeps serving', async () => {
