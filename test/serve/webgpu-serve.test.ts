@@ -18,7 +18,7 @@ test('webgpu: batched greedy serving equals generate() alone', { skip: DEVICE !=
   assert.equal(model.device, 'webgpu');
   const prompts = ['Call me Ishmael.', 'The whale', 'It was', 'Queequeg was a native'];
   const lens = [12, 9, 14, 7];
-  const refs = [];
+  const refs: Awaited<ReturnType<typeof generate>>[] = [];
   for (let i = 0; i < prompts.length; i++) refs.push(await generate(model, tok, prompts[i], { maxNewTokens: lens[i], temperature: 0 }));
   const server = new OpenAIServer({ model, tokenizer: tok, modelName: 'gpu', maxBatch: 4 });
   const base = `http://127.0.0.1:${await server.listen(0)}`;
