@@ -27,11 +27,26 @@ export interface LoadedModel {
   packed: boolean;
 }
 
-/** A folder chosen with <input type=file webkitdirectory> (or several files picked together). */
+/**
+ * A folder chosen with <input type=file webkitdirectory> (or several files picked together). Files
+ * are told apart by their folder (webkitRelativePath): a run folder holds a checkpoint in model/ and
+ * perhaps a packed one in packed/, whose files share names, so they are never mixed: the one folder
+ * with a config.json is used, and a pick with several such folders is refused with their names.
+ */
 export function folderFromFiles(files: Iterable<File>): FolderReader {
-  const byName = new Map<string, File>();
-  for (const f of files) byName.set(f.name, f);
-  if (byName.size === 0) throw new Error('no files were chosen; pick the checkpoint folder (or its config.json, weights and tokenizer.json)');
+  const byDir = new Map<string, Map<string, File>>();
+  for (const f of files) {
+    const rel = (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name;
+    const dir = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+    if (!byDir.has(dir)) byDir.set(dir, new Map());
+    byDir.get(dir)!.set(f.name, f);
+  }
+  if (byDir.size === 0) throw new Error('no files were chosen; pick the checkpoint folder (or its config.json, weights and tokenizer.json)');
+  const withConfig = [...byDir.keys()].filter((d) => byDir.get(d)!.has('config.json'));
+  if (withConfig.length > 1) {
+    throw new Error(`the chosen folder holds several checkpoints (${withConfig.map((d) => `${d}/`).join(', ')}); pick one of them, e.g. model/ or packed/ of a run folder`);
+  }
+  const byName = byDir.get(withConfig[0] ?? [...byDir.keys()][0])!;
   return async (name) => {
     const f = byName.get(name);
     return f ? new Uint8Array(await f.arrayBuffer()) : null;

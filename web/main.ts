@@ -101,6 +101,7 @@ async function runGenerate(): Promise<void> {
       maxNewTokens: numberInput('max-tokens', 'max new tokens', isCount, 'an integer >= 0'),
       temperature: numberInput('temperature', 'temperature', (v) => v >= 0, 'a number >= 0'),
       topK: numberInput('top-k', 'top-k', isCount, 'an integer >= 0'),
+      topP: numberInput('top-p', 'top-p', (v) => v > 0 && v <= 1, 'a number in (0, 1]'),
       seed: numberInput('seed', 'seed', isCount, 'an integer >= 0'),
       stream: (t) => void out.append(t),
     });

@@ -11,16 +11,18 @@ import {
   ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
 import { familyHooks, modelFromSpec } from './model-spec.ts';
+import { DEVICE_FLAGS, useDevice } from './device.ts';
 
 export const spec: CommandSpec = {
   name: 'distill',
   summary: 'train a student (e.g. an FBI 1-bit model) from a full-precision teacher by autoregressive distillation',
-  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [options]',
+  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [--device cpu|webgpu] [--threads N] [options]',
   flags: {
     teacher: { type: 'string', arg: 'DIR', help: 'teacher checkpoint folder (any full-precision model this build loads)' },
     student: { type: 'string', arg: 'PRESET|DIR', help: 'student preset, config .json, or checkpoint folder', default: 'tiny-fbi' },
     'gt-weight': { type: 'number', help: 'weight of the ground-truth cross-entropy mixed into the loss (0 = pure distillation, as the paper)', default: 0 },
     ...TRAIN_FLAGS,
+    ...DEVICE_FLAGS,
   },
 };
 
@@ -51,9 +53,10 @@ export async function run(given: Flags): Promise<number> {
   const resumed = given.resume ? resumeFlags(given, out, RESUME_KEYS, PATH_KEYS) : undefined;
   const f = resumed?.flags ?? given;
   const s = trainSettings(f);
+  const device = await useDevice(f);
   const gt = num(f, 'gt-weight', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   const teacherDir = need(f, 'teacher', 'distill');
-  const teacher = loadModel(teacherDir);
+  const teacher = await loadModel(teacherDir).moveTo(device);
   const tok = loadModelTokenizer(teacherDir) ?? chooseTokenizer(str(f, 'tokenizer'));
   const studentSpec = str(f, 'student')!;
   if (existsSync(studentSpec) && statSync(studentSpec).isDirectory()) {
@@ -65,6 +68,7 @@ export async function run(given: Flags): Promise<number> {
   if (s.ctx > model.config.maxPositions) {
     throw new UsageError(`--ctx ${s.ctx} is longer than the student's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
   }
+  await model.moveTo(device);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS), trainTokens: data.trainTokens };
   const stop = interruptFlag();

@@ -2,7 +2,8 @@
 import { ByteTokenizer, tokenizeDocuments, type Tokenizer } from '../data/index.ts';
 import { evaluateMultipleChoice, loadMcTasks } from '../eval/multiple-choice.ts';
 import { perplexity, perplexityByPosition } from '../eval/perplexity.ts';
-import { loadServingModel } from './model-spec.ts';
+import { loadModelOn } from './model-spec.ts';
+import { DEVICE_FLAGS, useDevice } from './device.ts';
 import { type CommandSpec, type Flags, need, num, str } from './args.ts';
 import { chooseTokenizer, loadSplit } from './common.ts';
 import { tokenizeFileStreamed } from '../data/stream-tokens.ts';
@@ -11,7 +12,7 @@ import { Progress } from '../train/progress.ts';
 export const spec: CommandSpec = {
   name: 'eval',
   summary: 'evaluate a model: perplexity (non-overlapping windows), perplexity by position, multiple-choice accuracy',
-  usage: 'frugal eval --model DIR|FILE.gguf [--data FILE] [--window N] [--by-position] [--llama-cpp] [--tasks FILE.jsonl] [--json]',
+  usage: 'frugal eval --model DIR|FILE.gguf [--data FILE] [--window N] [--by-position] [--llama-cpp] [--tasks FILE.jsonl] [--json] [--device cpu|webgpu] [--threads N]',
   flags: {
     model: { type: 'string', arg: 'DIR|FILE.gguf', help: 'checkpoint folder, packed folder or GGUF file (LLaMA / Qwen3)' },
     data: { type: 'string', arg: 'PATH', help: 'text to score (.txt/.jsonl/folder; whole file); default: validation split of the embedded corpus' },
@@ -23,12 +24,13 @@ export const spec: CommandSpec = {
     tokenizer: { type: 'string', arg: 'bytes|PATH', help: "tokenizer when the model folder has none ('bytes' or a tokenizer.json)" },
     'llama-cpp': { type: 'bool', help: "score as llama.cpp's llama-perplexity does: BOS first (when the tokenizer adds one), no EOS, whole windows only, each window's first token replaced by BOS and its second half scored" },
     json: { type: 'bool', help: 'print one JSON object with all results' },
+    ...DEVICE_FLAGS,
   },
 };
 
 export async function run(f: Flags): Promise<number> {
   const dir = need(f, 'model', 'eval');
-  const { model, tokenizer } = loadServingModel(dir);
+  const { model, tokenizer } = await loadModelOn(dir, await useDevice(f));
   const tok: Tokenizer = tokenizer ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
   const result: Record<string, unknown> = { model: dir };
   const window = f.window === undefined ? undefined : num(f, 'window', (v) => v >= 2, '>= 2');

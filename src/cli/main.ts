@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   distill: () => import('./distill.ts'),
   eval: () => import('./eval.ts'),
   generate: () => import('./generate.ts'),
+  serve: () => import('./serve.ts'),
   pack: () => import('./pack.ts'),
   bench: () => import('./bench.ts'),
   info: () => import('./info.ts'),
@@ -27,6 +28,7 @@ commands:
   distill    distill a student (e.g. 1-bit FBI) from a full-precision teacher
   eval       perplexity, perplexity by position, multiple-choice accuracy
   generate   stream text from a prompt
+  serve      OpenAI-compatible HTTP server (completions, chat, streaming, batched decoding)
   pack       pack an FBI model into 1-bit serving format
   bench      run a benchmark from bench/
   info       describe a checkpoint (architecture, parameters, bits/param, size)

@@ -16,6 +16,7 @@ import { tokenizerFromGguf } from '../data/gguf-tokenizer.ts';
 import { loadModelTokenizer } from '../train/checkpoint.ts';
 import type { Tokenizer } from '../data/index.ts';
 import { UsageError } from './args.ts';
+import type { DeviceName } from '../backend/types.ts';
 
 /** Config of a preset or .json file, with the vocabulary set to the tokenizer's. */
 export async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<ModelConfig>> {
@@ -118,4 +119,10 @@ export function nonFiniteWeights(model: CausalLM): { values: number; tensors: st
 export function describeNonFinite(r: { values: number; tensors: string[] }): string {
   const shown = r.tensors.slice(0, 3).join(', ') + (r.tensors.length > 3 ? `, ... (${r.tensors.length} tensors)` : '');
   return `${r.values} NaN/Inf values in ${shown}`;
+}
+
+/** loadServingModel, then placed on `device` (brought up by useDevice). */
+export async function loadModelOn(spec: string, device: DeviceName): Promise<{ model: CausalLM; tokenizer?: Tokenizer; path: string }> {
+  const r = loadServingModel(spec);
+  return { ...r, model: await r.model.moveTo(device) };
 }

@@ -8,6 +8,7 @@ import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
 import { ByteTokenizer } from '../data/index.ts';
 import { existsSync, statSync } from 'node:fs';
+import { DEVICE_FLAGS, useDevice } from './device.ts';
 
 /** What a resumed run takes from its checkpoint; giving one of these with another value is an error. */
 export const RESUME_KEYS = ['preset', 'config', 'model', 'tokenizer', 'data', 'steps', 'batch', 'ctx', 'lr', 'min-lr', 'warmup', 'clip', 'accum', 'weight-decay', 'seed'];
@@ -16,12 +17,13 @@ export const PATH_KEYS = ['config', 'model', 'tokenizer', 'data'];
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'train a language model and save checkpoints, metrics and an HTML report',
-  usage: 'frugal train [--preset NAME | --config FILE.json | --model DIR] [--data PATH] [--out DIR] [options]',
+  usage: 'frugal train [--preset NAME | --config FILE.json | --model DIR] [--data PATH] [--out DIR] [--device cpu|webgpu] [--threads N] [options]',
   flags: {
     preset: { type: 'string', arg: 'NAME', help: 'model preset (see frugal info --presets)', default: 'tiny-dense' },
     config: { type: 'string', arg: 'FILE', help: 'model config JSON (frugal ModelConfig fields) instead of a preset' },
     model: { type: 'string', arg: 'DIR', help: 'start from the weights of this checkpoint folder' },
     ...TRAIN_FLAGS,
+    ...DEVICE_FLAGS,
   },
 };
 
@@ -31,6 +33,7 @@ export async function run(given: Flags): Promise<number> {
   const resumed = given.resume ? resumeFlags(given, out, RESUME_KEYS, PATH_KEYS) : undefined;
   const f = resumed?.flags ?? given;
   const s = trainSettings(f);
+  const device = await useDevice(f);
   const modelDir = str(f, 'model');
   let tok;
   let model;
@@ -46,6 +49,7 @@ export async function run(given: Flags): Promise<number> {
   if (s.ctx > model.config.maxPositions) {
     throw new UsageError(`--ctx ${s.ctx} is longer than the model's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
   }
+  model = await model.moveTo(device);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   if (resumed?.saved && resumed.saved.trainTokens !== undefined && resumed.saved.trainTokens !== data.trainTokens) {
     throw new UsageError(`the training data changed since the checkpoint in ${resumed.ckpt} (${data.trainTokens} tokens now, ${resumed.saved.trainTokens} then); an exact resume needs the same data`);

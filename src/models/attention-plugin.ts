@@ -8,6 +8,9 @@ class AttentionMixer extends SelfAttention implements SequenceMixer {
   override forward(x: Tensor, state?: unknown): Tensor {
     return super.forward(x, state as KVCache | undefined);
   }
+  override forwardRows(x: Tensor, states: unknown[]): Tensor {
+    return super.forwardRows(x, states as KVCache[]);
+  }
   createState(batch: number, capacity: number): KVCache {
     return new KVCache(batch === 1 ? capacity : 0);
   }

@@ -3,7 +3,7 @@ import * as op from '../ops/index.ts';
 import { Embedding, type InitOpts, Linear, RMSNorm } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import { Rng } from '../tensor/rng.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { type Tensor, toDevice } from '../tensor/tensor.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { ffnKindAt, type ModelConfig, resolveConfig } from './config.ts';
 import { type FeedForward, ffnPlugin, type LayerState, type LinearPlugin, linearPlugin, mixerPlugin, type SequenceMixer } from './registry.ts';
@@ -36,6 +36,18 @@ class Block extends Module {
   forward(h: Tensor, state?: { pre?: LayerState; mixer?: LayerState }): Tensor {
     if (this.pre) h = op.add(h, this.pre.forward(h, state?.pre));
     h = op.add(h, this.mixer.forward(this.norm.forward(h), state?.mixer));
+    return op.add(h, this.ffn.forward(this.ffnNorm.forward(h)));
+  }
+  /** Rows of h [N, L, C] continue their own batch-1 states; token-wise parts run on all rows at once. */
+  forwardRows(h: Tensor, states: { pre?: LayerState; mixer?: LayerState }[]): Tensor {
+    const perRow = (x: Tensor, f: (row: Tensor, i: number) => Tensor) =>
+      states.length === 1 ? f(x, 0) : op.concat(states.map((_, i) => f(op.slice(x, 0, i, i + 1), i)), 0);
+    if (this.pre) h = op.add(h, perRow(h, (r, i) => this.pre!.forward(r, states[i].pre)));
+    const x = this.norm.forward(h);
+    const mixed = this.mixer.forwardRows
+      ? this.mixer.forwardRows(x, states.map((s) => s.mixer))
+      : perRow(x, (r, i) => this.mixer.forward(r, states[i].mixer));
+    h = op.add(h, mixed);
     return op.add(h, this.ffn.forward(this.ffnNorm.forward(h)));
   }
   createState(batch: number, capacity: number) {
@@ -77,7 +89,7 @@ export class CausalLM extends Module {
   readonly config: ModelConfig;
   readonly model: Backbone;
   readonly lmHead?: LinearLike;
-  readonly device: DeviceName;
+  device: DeviceName;
   constructor(config: Partial<ModelConfig>, opts: BuildOpts = {}) {
     super();
     this.config = resolveConfig(config);
@@ -99,6 +111,21 @@ export class CausalLM extends Module {
     return this.model.norm.forward(h);
   }
 
+  /**
+   * Logits [N, L, V] of N independent sequences decoded together: row i of ids [N, L] continues
+   * states[i] (each created with batch 1), so sequences at different positions share one forward
+   * (continuous batching). Embedding, norms, FFNs, projections and the LM head see all rows at once.
+   */
+  forwardRows(ids: Tensor, states: ModelState[]): Tensor {
+    if (ids.ndim !== 2 || ids.shape[0] !== states.length) throw new Error(`forwardRows: ids [${ids.shape}] need one state per row, got ${states.length}`);
+    let h = this.model.embed.forward(ids);
+    this.model.layers.forEach((layer, i) => {
+      h = layer.forwardRows(h, states.map((s) => s.layers[i]));
+    });
+    for (const s of states) s.position += ids.shape[1];
+    return this.logitsFromHidden(this.model.norm.forward(h));
+  }
+
   logitsFromHidden(h: Tensor): Tensor {
     if (this.lmHead) return this.lmHead.forward(h);
     const embed = this.model.embed;
@@ -117,6 +144,16 @@ export class CausalLM extends Module {
   /** Mean next-token loss of ids [B, L+1] style: inputs and targets given separately. */
   loss(inputs: Tensor, targets: Tensor): Tensor {
     return op.crossEntropy(this.forward(inputs), targets);
+  }
+
+  /** Copies every parameter and buffer to `device` (keeping which ones take gradients); ids go there too. */
+  async moveTo(device: DeviceName): Promise<this> {
+    if (device === this.device) return this;
+    const frozen = new Set(this.namedParameters().filter(([, t]) => !t.requiresGrad).map(([n]) => n));
+    for (const [name, t] of [...this.namedParameters(), ...this.namedBuffers()]) this.setTensor(name, await toDevice(t, device));
+    for (const [name, t] of this.namedParameters()) if (frozen.has(name)) t.requiresGrad = false;
+    this.device = device;
+    return this;
   }
 
   createState(batch = 1, capacity = this.config.maxPositions): ModelState {

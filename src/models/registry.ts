@@ -13,6 +13,8 @@ export type LayerState = unknown;
 export interface SequenceMixer extends Module {
   forward(x: Tensor, state?: LayerState): Tensor;
   createState(batch: number, capacity: number): LayerState;
+  /** Optional: rows of x [N, L, C] continue their own batch-1 states in one call (batched decoding). */
+  forwardRows?(x: Tensor, states: LayerState[]): Tensor;
 }
 
 export interface MixerPlugin {

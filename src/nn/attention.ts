@@ -88,4 +88,27 @@ export class SelfAttention extends Module {
     const a = op.attention(q, k, v, { causal: true });
     return this.o.forward(op.reshape(a, [b, l, h * d]));
   }
+
+  /**
+   * Several independent sequences in one forward: row i of x [N, L, C] continues caches[i] (each
+   * cache holds one sequence at its own position). The projections run once over all rows; RoPE,
+   * the cache append and attention run per row, since each row has its own past.
+   */
+  forwardRows(x: Tensor, caches: KVCache[]): Tensor {
+    const [n, l] = x.shape;
+    if (caches.length !== n) throw new Error(`attention: ${n} rows but ${caches.length} caches`);
+    const { numHeads: h, numKvHeads: hkv, ropeTheta, ropeStyle } = this.cfg;
+    const d = this.headDim;
+    const rope = { theta: ropeTheta, style: ropeStyle } as const;
+    const q = op.reshape(this.q.forward(x), [n, l, h, d]);
+    const k = op.reshape(this.k.forward(x), [n, l, hkv, d]);
+    const v = op.reshape(this.v.forward(x), [n, l, hkv, d]);
+    const rows = caches.map((cache, i) => {
+      const pos = fromArray(Int32Array.from({ length: l }, (_, j) => cache.length + j), [l], x.device);
+      const row = (t: Tensor) => op.slice(t, 0, i, i + 1);
+      const kv = cache.append(op.rope(row(k), pos, rope), row(v));
+      return op.attention(op.rope(row(q), pos, rope), kv.k, kv.v, { causal: true });
+    });
+    return this.o.forward(op.reshape(n === 1 ? rows[0] : op.concat(rows, 0), [n, l, h * d]));
+  }
 }
