@@ -1,5 +1,5 @@
 // frugal train: trains a model (preset, config file, or an existing checkpoint) on a text corpus.
-import { type CommandSpec, type Flags, str } from './args.ts';
+import { type CommandSpec, type Flags, str, UsageError } from './args.ts';
 import {
   chooseTokenizer, interruptFlag, loadSplit, makeData, reportFor, runDir, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
@@ -7,6 +7,7 @@ import { familyHooks, modelFromSpec } from './model-spec.ts';
 import { loadModelTokenizer } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
 import { existsSync, statSync } from 'node:fs';
+import { runTorchEngine, TORCH_FLAGS } from './train-torch.ts';
 
 export const spec: CommandSpec = {
   name: 'train',
@@ -17,6 +18,7 @@ export const spec: CommandSpec = {
     config: { type: 'string', arg: 'FILE', help: 'model config JSON (frugal ModelConfig fields) instead of a preset' },
     model: { type: 'string', arg: 'DIR', help: 'start from the weights of this checkpoint folder' },
     ...TRAIN_FLAGS,
+    ...TORCH_FLAGS,
   },
 };
 
@@ -25,6 +27,13 @@ export async function run(f: Flags): Promise<number> {
   const modelDir = str(f, 'model');
   const tok = (modelDir && existsSync(modelDir) && statSync(modelDir).isDirectory() ? loadModelTokenizer(modelDir) : undefined) ?? chooseTokenizer(str(f, 'tokenizer'));
   const { model } = await modelFromSpec(modelDir ?? str(f, 'config') ?? str(f, 'preset')!, tok.vocabSize, s.seed);
+  if (str(f, 'engine') === 'torch') {
+    const out = runDir(str(f, 'out'), 'train');
+    const r = runTorchEngine(f, s, model, tok, out);
+    console.log(`finished (torch engine) at step ${s.steps}; ${r.tokensPerSecond.toFixed(0)} tokens/s\ncheckpoint: ${r.checkpointDir}\nreport: ${reportFor(out, `frugal train: ${out}`, [{ name: 'train', dir: out }])}`);
+    return 0;
+  }
+  if (str(f, 'engine') !== 'native') throw new UsageError(`--engine must be native or torch, got ${str(f, 'engine')}`);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   const out = runDir(str(f, 'out'), 'train');
   const stop = interruptFlag();

@@ -80,18 +80,16 @@ export function checkShard(shard: TokenShard, tok: Tokenizer, modelVocab: number
   if (shard.vocabSize > modelVocab) throw new Error(`${source}: vocabulary ${shard.vocabSize} exceeds the model's ${modelVocab} entries`);
 }
 
-/** The launcher: `torchrun` on PATH, else `python3 -m torch.distributed.run`; one clear line when neither works. */
+/**
+ * The launcher: torchrun's own entry point (torch.distributed.run) through python/frugal_lm_torch/launch.py,
+ * which fixes PyTorch 1.13's redirect parsing on Python 3.11; one clear line when torchrun is missing.
+ */
 export function findTorchrun(): string[] {
-  const probe = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', stdio: 'pipe' }).status === 0;
-  if (process.env.FRUGAL_TORCHRUN) {
-    const parts = process.env.FRUGAL_TORCHRUN.split(' ').filter(Boolean);
-    if (!probe(parts[0], [...parts.slice(1), '--help'])) throw new Error(`FRUGAL_TORCHRUN='${process.env.FRUGAL_TORCHRUN}' does not run; point it at torchrun`);
-    return parts;
-  }
-  if (probe('torchrun', ['--help'])) return ['torchrun'];
   const py = pythonWithTorch();
-  if (py && probe(py, ['-m', 'torch.distributed.run', '--help'])) return [py, '-m', 'torch.distributed.run'];
-  throw new Error('torchrun was not found (and python3 -m torch.distributed.run fails): install PyTorch (Debian: apt-get install python3-torch)');
+  if (!py) throw new Error('torchrun was not found: no python3 imports torch (install PyTorch, e.g. Debian: apt-get install python3-torch, or set FRUGAL_PYTHON)');
+  const r = spawnSync(py, ['-c', 'import torch.distributed.run'], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`torchrun was not found: ${py} imports torch but not torch.distributed.run (a PyTorch build without distributed support)`);
+  return [py, '-m', 'frugal_lm_torch.launch'];
 }
 
 /** Builds the config with the twin's own validation, so a config it cannot build fails before launch. */
