@@ -109,7 +109,10 @@ def main(argv=None):
     names = [n for n, _ in model.named_parameters()]
     no_decay = {n for n, p in model.named_parameters() if p.dim() < 2 or n.endswith('bias')}
     if a.fsdp:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        try:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        except Exception as e:  # e.g. Debian's PyTorch 1.13 on Python 3.11 fails to import it
+            return fail(f'--fsdp: this PyTorch build cannot load FSDP ({type(e).__name__}: {str(e)[:120]}); use DDP (drop --fsdp) or PyTorch >= 2.0')
         net = FSDP(model, use_orig_params=True)
     else:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -151,7 +154,7 @@ def main(argv=None):
 
     def save(step):
         if a.fsdp:
-            from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+            from torch.distributed.fsdp import FullStateDictConfig, StateDictType, FullyShardedDataParallel as FSDP
             with FSDP.state_dict_type(net, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
                 sd = net.state_dict()
         else:
