@@ -14,10 +14,10 @@ export const PYTHON_DIR = resolve(import.meta.dirname, '..', '..', 'python');
 const MAGIC = 'FRUGTOK1';
 
 let python: string | null | undefined;
-/** A Python that imports torch: $FRUGAL_PYTHON, python3 or Debian's /usr/bin/python3; null when none does. */
-export function pythonWithTorch(): string | null {
-  if (python !== undefined) return python;
-  const cands = [process.env.FRUGAL_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => Boolean(c));
+/** A Python that imports torch: $FRUGAL_PYTHON when set (only it), else python3 or Debian's /usr/bin/python3; null when none does. */
+export function pythonWithTorch(refresh = false): string | null {
+  if (python !== undefined && !refresh) return python;
+  const cands = process.env.FRUGAL_PYTHON ? [process.env.FRUGAL_PYTHON] : ['python3', '/usr/bin/python3'];
   python = cands.find((c) => spawnSync(c, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) ?? null;
   return python;
 }
@@ -85,7 +85,7 @@ export function checkShard(shard: TokenShard, tok: Tokenizer, modelVocab: number
  * which fixes PyTorch 1.13's redirect parsing on Python 3.11; one clear line when torchrun is missing.
  */
 export function findTorchrun(): string[] {
-  const py = pythonWithTorch();
+  const py = pythonWithTorch(true);
   if (!py) throw new Error('torchrun was not found: no python3 imports torch (install PyTorch, e.g. Debian: apt-get install python3-torch, or set FRUGAL_PYTHON)');
   const r = spawnSync(py, ['-c', 'import torch.distributed.run'], { stdio: 'ignore' });
   if (r.status !== 0) throw new Error(`torchrun was not found: ${py} imports torch but not torch.distributed.run (a PyTorch build without distributed support)`);

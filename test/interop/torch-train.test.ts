@@ -11,7 +11,7 @@ import { ByteTokenizer } from '../../src/data/index.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import { CausalLM } from '../../src/models/index.ts';
 import { loadModel } from '../../src/train/checkpoint.ts';
-import { checkShard, decodeTokenShard, encodeTokenShard, pythonWithTorch, trainWithTorch } from '../../src/train/torch-engine.ts';
+import { checkShard, checkTwinConfig, decodeTokenShard, encodeTokenShard, findTorchrun, pythonWithTorch, trainWithTorch } from '../../src/train/torch-engine.ts';
 import { fromArray, noGrad, Rng } from '../../src/tensor/index.ts';
 import { relMaxAbs } from '../helpers.ts';
 
@@ -82,6 +82,34 @@ test('the torch engine refuses a batch that does not split over the processes', 
       model, tokenizer: new ByteTokenizer(), train: new Int32Array(100), outDir: dir, nproc: 2, steps: 1, batch: 3, ctx: 8, lr: 1e-3,
       clip: 1, accum: 1, weightDecay: 0, evalEvery: 0, evalSequences: 1, saveEvery: 0, seed: 0,
     }), /--batch 3 is not divisible by --nproc 2/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad input: a config the twin cannot build, a missing torchrun, a shard of another tokenizer', { skip: SKIP }, () => {
+  const model = new CausalLM({ vocabSize: 256, hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 16 });
+  (model.config as unknown as Record<string, unknown>).futureField = 1;
+  assert.throws(() => checkTwinConfig(model), /the PyTorch twin cannot build this model: config: field 'futureField' is not supported/);
+  const saved = process.env.FRUGAL_PYTHON;
+  process.env.FRUGAL_PYTHON = '/nonexistent/python3';
+  try {
+    assert.throws(() => findTorchrun(), /torchrun was not found/);
+  } finally {
+    if (saved === undefined) delete process.env.FRUGAL_PYTHON;
+    else process.env.FRUGAL_PYTHON = saved;
+    pythonWithTorch(true);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'frugal-shard-'));
+  try {
+    const shard = join(dir, 'other.tok');
+    writeFileSync(shard, encodeTokenShard(new Int32Array(200), 300, 'bpe:other'));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'train', '--engine', 'torch',
+      '--preset', 'tiny-dense', '--steps', '1', '--data', shard, '--out', join(dir, 'run'), '--quiet'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], /^frugal: .*other\.tok was written by another tokenizer/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
