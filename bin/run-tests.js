@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { chromiumPath, webgpuEnv } from './test-env.js';
 
-const WEBGPU_ROOTS = ['test/ops', 'test/golden', 'test/nn', 'test/models', 'test/backend'];
+const WEBGPU_ROOTS = ['test/ops', 'test/golden', 'test/nn', 'test/models', 'test/backend', 'test/serve/webgpu-serve.test.ts'];
 const isWebgpuOnly = (f) => /test\/backend\/webgpu-[^/]*\.test\.ts$/.test(f);
 
 function collect(roots) {
