@@ -47,7 +47,8 @@ if (args.length === 0 || args[0] === '--cpu' || args[0] === '--webgpu') {
     passes.push(spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit'], { stdio: 'inherit' }).status ?? 1);
   }
   if (only !== '--webgpu') passes.push(run(collect(['test']).filter((f) => !isWebgpuOnly(f)), 'cpu'));
-  if (only !== '--cpu') passes.push(run(collect(WEBGPU_ROOTS).filter((f) => !/cpu-[^/]*\.test\.ts$/.test(f)), 'webgpu'));
+  if (only !== '--cpu') // cpu-* files and the GGUF model tests (quantized GGUF weights run on the CPU only) stay in the CPU pass.
+    passes.push(run(collect(WEBGPU_ROOTS).filter((f) => !/cpu-[^/]*\.test\.ts$/.test(f) && !/gguf[^/]*\.test\.ts$/.test(f)), 'webgpu'));
   status = passes.find((s) => s !== 0) ?? 0;
 } else {
   status = run(collect(args), process.env.FRUGAL_DEVICE ?? 'cpu');
