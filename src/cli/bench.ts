@@ -44,11 +44,23 @@ export function checkBenchOptions(name: string, extra: Record<string, string | b
   }
 }
 
+/** The benchmarks are the repository's TypeScript scripts (bench/*.ts): the CLI, compiled, loads them through tsx. */
+async function loadTypeScript(): Promise<void> {
+  if (import.meta.url.endsWith('.ts')) return; // already running from the sources under tsx
+  try {
+    const { register } = await import('tsx/esm/api');
+    register();
+  } catch {
+    throw new UsageError('frugal bench runs the TypeScript benchmarks in bench/ and needs the dev dependency tsx: run it in a clone of the repository after npm install');
+  }
+}
+
 export async function run(f: Flags, positional: string[], extra: Record<string, string | boolean> = {}): Promise<number> {
   const name = positional[0];
   const names = benchNames();
   if (!name) throw new UsageError(`frugal bench needs a benchmark name; available: ${names.join(', ') || 'none'}`);
   if (!names.includes(name)) throw new UsageError(`unknown benchmark '${name}'; available: ${names.join(', ') || 'none'}`);
+  await loadTypeScript();
   const mod = (await import(pathToFileURL(join(BENCH_DIR, `${name}.ts`)).href)) as {
     run?: (a: Record<string, string | boolean>) => Promise<unknown>;
     options?: readonly string[];
