@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fbiPackedMatmul, fbiPackSigns } from '../../src/backend/cpu/fbi.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
-import { modelFromPacked, packModel } from '../../src/infer/packed-linear.ts';
+import { modelFromPacked, packModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
 import { loadPretrained } from '../../src/models/llama-hf.ts';
 import type { CausalLM } from '../../src/models/index.ts';
 import { fromArray, noGrad, Rng, type Tensor } from '../../src/tensor/index.ts';
@@ -62,6 +62,9 @@ if (gpu) {
     const latent = loadPretrained(join(GOLDEN_DIR, 'fbi_checkpoint'));
     const data = packModel(latent);
     const cpu = modelFromPacked(data);
+    // The WebGPU packed kernel takes f32 activations: compare it with the CPU's exact mode (the CPU's
+    // default int8-activation path is checked against its own reference in test/infer/packed-int8.test.ts).
+    setPackedActivations(cpu, 'f32');
     const webgpu = await toWebGPU(modelFromPacked(data));
     const ids = Int32Array.from({ length: 2 * 12 }, (_, i) => (i * 37 + 11) % 320);
     const logits = async (m: CausalLM, a: Int32Array, shape: number[]) => {
