@@ -1,10 +1,10 @@
 // `frugal bench` hands benchmark options through as --key value and rejects unknown ones;
 // `frugal pack --head int8` writes an int8 LM head that loads and generates; bad values exit 2.
+import { assertUserError, frugalIn } from '../cli-helpers.ts';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { checkBenchOptions, splitBenchArgs } from '../../src/cli/bench.ts';
 import { Int8Head, loadPackedModel } from '../../src/infer/packed-linear.ts';
@@ -12,23 +12,11 @@ import { CausalLM } from '../../src/models/index.ts';
 import { presetConfig } from '../../src/models/llama-hf.ts';
 import { saveCheckpoint } from '../../src/train/checkpoint.ts';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'frugal.js');
 const tmp = mkdtempSync(join(tmpdir(), 'frugal-bench-pack-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-function frugal(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: tmp });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
+const frugal = frugalIn(tmp);
 
-function assertUserError(r: ReturnType<typeof frugal>, pattern: RegExp) {
-  assert.equal(r.code, 2, `exit code ${r.code}; stderr: ${r.err}`);
-  const lines = r.err.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `expected one line, got: ${r.err}`);
-  assert.match(lines[0], /^frugal: /);
-  assert.match(lines[0], pattern);
-}
 
 test('benchmark options arrive as a --key value record; unknown keys are rejected', () => {
   const { own, extra } = splitBenchArgs(['fbi-generate', '--preset', 'fbi-130m', '--json', '--reps=2', '--f32-baseline']);

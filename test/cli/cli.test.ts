@@ -1,35 +1,22 @@
 // End-to-end runs of the `frugal` command: train a micro model, then info, generate and eval on it;
 // user mistakes exit with code 2 and one line; Ctrl-C during training leaves a loadable checkpoint.
+import { assertUserError, FRUGAL_BIN, frugalIn } from '../cli-helpers.ts';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CausalLM } from '../../src/models/index.ts';
 import { loadModel, saveCheckpoint } from '../../src/train/checkpoint.ts';
 import { readMetrics } from '../../src/train/metrics.ts';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'frugal.js');
 const tmp = mkdtempSync(join(tmpdir(), 'frugal-cli-'));
 const text = join(tmp, 'text.txt');
 const run = join(tmp, 'run');
 
-function frugal(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: tmp });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
+const frugal = frugalIn(tmp);
 
-/** A user error: exit code 2 and exactly one line on stderr starting with "frugal: ", no stack. */
-function assertUserError(r: ReturnType<typeof frugal>, pattern: RegExp) {
-  assert.equal(r.code, 2, `exit code ${r.code}; stderr: ${r.err}`);
-  const lines = r.err.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `expected one line, got: ${r.err}`);
-  assert.match(lines[0], /^frugal: /);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.err, /\n\s+at /);
-}
 
 before(() => {
   writeFileSync(text, 'Call me Ishmael. Some years ago, never mind how long precisely, having little money in my purse. '.repeat(60));
@@ -117,7 +104,7 @@ test('user mistakes exit with code 2 and one clear line', () => {
 
 test('Ctrl-C during training stops cleanly and leaves the last checkpoint loadable', async () => {
   const out = join(tmp, 'sigint');
-  const child = spawn(process.execPath, [BIN, 'train', '--preset', 'micro-dense', '--data', text, '--out', out, '--steps', '100000',
+  const child = spawn(process.execPath, [FRUGAL_BIN, 'train', '--preset', 'micro-dense', '--data', text, '--out', out, '--steps', '100000',
     '--batch', '4', '--ctx', '32', '--save-every', '5', '--eval-every', '0', '--quiet'], { cwd: tmp });
   let err = '';
   child.stderr.on('data', (d) => (err += d));

@@ -2,11 +2,12 @@
 // --overwrite; --overwrite replaces the old run only once the new one has a checkpoint; --resume
 // needs a checkpoint and takes model, tokenizer, data and settings from it; --keep N keeps older
 // checkpoints as checkpoint-STEP/; interrupted folder swaps are finished on the next load.
+import { assertUserError, frugalIn } from '../cli-helpers.ts';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BatchIterator, ByteTokenizer, PackedDataset } from '../../src/data/index.ts';
 import { recoverDir } from '../../src/io/atomic.ts';
@@ -15,25 +16,13 @@ import { loadModel, loadTrainerState } from '../../src/train/checkpoint.ts';
 import { readMetrics } from '../../src/train/metrics.ts';
 import { train } from '../../src/train/trainer.ts';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'frugal.js');
 const tmp = mkdtempSync(join(tmpdir(), 'frugal-runfolder-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const text = join(tmp, 'text.txt');
 writeFileSync(text, 'The quick brown fox jumps over the lazy dog while the cat sleeps by the fire. '.repeat(40));
 const FLAGS = ['--preset', 'micro-dense', '--data', text, '--steps', '4', '--batch', '2', '--ctx', '16', '--save-every', '2', '--eval-every', '0', '--eval-sequences', '2', '--quiet'];
 
-function frugal(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: tmp });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
-function assertUserError(r: ReturnType<typeof frugal>, pattern: RegExp) {
-  assert.equal(r.code, 2, `exit code ${r.code}; stderr: ${r.err}`);
-  const lines = r.err.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `expected one line, got: ${r.err}`);
-  assert.match(lines[0], /^frugal: /);
-  assert.match(lines[0], pattern);
-}
+const frugal = frugalIn(tmp);
 function snapshot(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (d: string, rel: string) => {
