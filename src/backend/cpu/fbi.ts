@@ -27,6 +27,20 @@ function checkSizes(inF: number, outF: number): void {
   }
 }
 
+/** The checks both packed products share: sizes, row count, and the lengths of x, the scales and y. */
+function checkMatmulArgs(
+  x: Float32Array, alpha: Float32Array, beta: Float32Array, pattern: PackedPattern,
+  rows: number, inF: number, outF: number, y: Float32Array,
+): void {
+  checkSizes(inF, outF);
+  if (!Number.isSafeInteger(rows) || rows < 0) throw new Error(`packed FBI: rows must be a non-negative integer, got ${rows}`);
+  const ns = scaleCount(pattern, inF, outF);
+  checkLen('x', x, rows * inF);
+  checkLen('wscale', alpha, ns);
+  checkLen('wbias', beta, ns);
+  checkLen('y', y, rows * outF);
+}
+
 /**
  * y [rows, out] = x [rows, in] @ (alpha * S + beta)^T from sign bits S [out, wordsPerRow(in)].
  * isa forces a code path (tests compare them); 'auto' picks the best this CPU has.
@@ -35,14 +49,8 @@ export function fbiPackedMatmul(
   x: Float32Array, bits: Uint32Array, alpha: Float32Array, beta: Float32Array, pattern: PackedPattern,
   rows: number, inF: number, outF: number, y: Float32Array, isa: FbiIsa = 'auto',
 ): void {
-  checkSizes(inF, outF);
-  if (!Number.isSafeInteger(rows) || rows < 0) throw new Error(`packed FBI: rows must be a non-negative integer, got ${rows}`);
-  const ns = scaleCount(pattern, inF, outF);
-  checkLen('x', x, rows * inF);
+  checkMatmulArgs(x, alpha, beta, pattern, rows, inF, outF, y);
   checkLen('sign bits', bits, outF * wordsPerRow(inF));
-  checkLen('wscale', alpha, ns);
-  checkLen('wbias', beta, ns);
-  checkLen('y', y, rows * outF);
   if (!(isa in ISA_CODE)) throw new Error(`packed FBI: isa must be one of ${Object.keys(ISA_CODE).join(', ')}`);
   nativeAddon().fbiPackedMatmul(x, bits, alpha, beta, PATTERN_CODE[pattern], rows, inF, outF, y, ISA_CODE[isa]);
 }
@@ -105,14 +113,8 @@ export function fbiInt8Matmul(
   x: Float32Array, interleaved: Uint32Array, alpha: Float32Array, beta: Float32Array, pattern: PackedPattern,
   rows: number, inF: number, outF: number, y: Float32Array, isa: FbiIsa = 'auto',
 ): void {
-  checkSizes(inF, outF);
-  if (!Number.isSafeInteger(rows) || rows < 0) throw new Error(`packed FBI: rows must be a non-negative integer, got ${rows}`);
-  const ns = scaleCount(pattern, inF, outF);
-  checkLen('x', x, rows * inF);
+  checkMatmulArgs(x, alpha, beta, pattern, rows, inF, outF, y);
   checkLen('interleaved sign bits', interleaved, interleavedWords(inF, outF));
-  checkLen('wscale', alpha, ns);
-  checkLen('wbias', beta, ns);
-  checkLen('y', y, rows * outF);
   if (interleaved.byteOffset % 8) throw new Error('packed FBI: interleaved sign bits must start at a multiple of 8 bytes');
   if (!(isa in ISA_CODE)) throw new Error(`packed FBI: isa must be one of ${Object.keys(ISA_CODE).join(', ')}`);
   nativeAddon().fbiInt8Matmul(x, interleaved, alpha, beta, PATTERN_CODE[pattern], rows, inF, outF, y, ISA_CODE[isa]);
