@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fbiPackedMatmul, fbiPackSigns } from '../../src/backend/cpu/fbi.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
+import type { Buf } from '../../src/backend/types.ts';
 import { modelFromPacked, packModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
 import { loadPretrained } from '../../src/models/llama-hf.ts';
 import type { CausalLM } from '../../src/models/index.ts';
@@ -27,8 +28,8 @@ const PATTERNS = ['column', 'row', 'single'] as const;
 if (gpu) {
   test('packed matmul on webgpu = cpu packed kernel (all scale patterns, decode and small batches)', async () => {
     const rng = new Rng(3);
-    const kernel = gpu.extra.fbiPackedMatmul;
-    assert.ok(kernel, 'webgpu registers fbiPackedMatmul');
+    const kernel = (x: Buf, bits: Buf, alpha: Buf, beta: Buf, pattern: 'column' | 'row' | 'single', rows: number, inF: number, outF: number, y: Buf) =>
+      gpu.fbi.packedMatmul({ x, bits, alpha, beta, pattern, rows, inF, outF, y });
     // rows: 1 (decode path), 5 and 9 (partial tiles of 4 tokens); in: whole and partial words; out > 64 threads.
     for (const pattern of PATTERNS) {
       for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [3, 300, 130]]) {

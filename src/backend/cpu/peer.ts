@@ -1,6 +1,8 @@
 // CPU kernels of the PEER layer (native/peer.cc for the hot loops, SGEMM for sub-key scores) and of
-// BatchNorm1d. Registered in the CPU backend's extra table under the names src/ops/peer.ts calls.
-import { cpuExtra } from './index.ts';
+// BatchNorm1d: the CPU's PeerKernels (src/backend/contracts.ts), plus the factored-gradient kernels
+// the CPU's generic and optimizer tables use.
+import type { BatchNormDims, PeerExpertDims, PeerExpertInputs, PeerExpertSaved, PeerKernels, PeerRetrieveDims, PeerRetrieveOut, PeerTableGrads } from '../contracts.ts';
+import type { Buf } from '../types.ts';
 import { sgemm } from './gemm.ts';
 import { nativeAddon } from './native.ts';
 
@@ -180,7 +182,34 @@ export function batchNormBackward(x: F32, weight: F32 | null, mean: F32, rstd: F
   }
 }
 
-Object.assign(cpuExtra, {
-  peerRetrieve, peerRetrieveBackward, peerExpertsForward, adviseHugePages, peerExpertsBackward, batchNormForward, batchNormBackward,
-  factoredRows, factoredSumSquares, factoredAdamw,
-});
+const f32 = (b: Buf) => b as unknown as F32;
+const i32 = (b: Buf) => b as unknown as I32;
+const f32n = (b: Buf | null) => (b === null ? null : f32(b));
+const ACT = { gelu: 0, relu: 1 } as const;
+const SCORE = { softmax: 0, sigmoid: 1 } as const;
+
+/** The CPU's PEER table. */
+export const cpuPeer: PeerKernels = {
+  retrieve(q: Buf, keys: Buf, d: PeerRetrieveDims, o: PeerRetrieveOut) {
+    peerRetrieve(f32(q), f32(keys), d.tokens, d.heads, d.hk, d.n, d.dh, d.k, i32(o.indices), f32(o.scores), i32(o.sub));
+  },
+  retrieveBackward(q, keys, sub, dz, d, dq, dkeys) {
+    peerRetrieveBackward(f32(q), f32(keys), i32(sub), f32(dz), d.tokens, d.heads, d.hk, d.n, d.dh, d.k, f32(dq), f32(dkeys));
+  },
+  expertsForward(x: PeerExpertInputs, d: PeerExpertDims, y: Buf, saved: PeerExpertSaved) {
+    peerExpertsForward(f32(x.x), f32(x.down), f32(x.up), i32(x.indices), f32(x.scores), d.tokens, d.c, d.experts, d.heads, d.k,
+      ACT[d.activation], SCORE[d.score], f32(y), f32(saved.g), f32(saved.pre));
+  },
+  expertsBackward(x, d, saved, dy, dx, dz): PeerTableGrads {
+    const r = peerExpertsBackward(f32(x.x), f32(x.down), f32(x.up), i32(x.indices), f32(saved.g), f32(saved.pre), f32(dy),
+      d.tokens, d.c, d.experts, d.heads, d.k, ACT[d.activation], SCORE[d.score], f32(dx), f32(dz));
+    return { form: 'factored', rows: r.rows, count: r.rows.length, slot: r.slot, token: r.token, ds: r.ds, w: r.w };
+  },
+  batchNormForward(x, w, b, rm, rv, d: BatchNormDims, y, mean, rstd) {
+    batchNormForward(f32(x), f32n(w), f32n(b), f32n(rm), f32n(rv), d.rows, d.features, d.training, d.momentum, d.eps,
+      f32(y), f32(mean), f32(rstd));
+  },
+  batchNormBackward(x, w, mean, rstd, dy, d, dx, dw, db) {
+    batchNormBackward(f32(x), f32n(w), f32(mean), f32(rstd), f32(dy), d.rows, d.features, d.training, f32(dx), f32n(dw), f32n(db));
+  },
+};
