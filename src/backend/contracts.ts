@@ -10,10 +10,26 @@
 // lengths, buffers from another backend).
 //
 // Each fused kernel has a plain reference of the same contract in ./reference/ (TypeScript loops,
-// float64 where it matters); tests and benchmarks hold every backend against it.
-import type { Buf, FactoredRows } from './types.ts';
+// float64 where it matters); tests and benchmarks hold every backend against it. The generic ops are
+// in ./types.ts (Kernels), with the Backend that holds every table.
 
-export type { FactoredRows };
+/** Opaque device buffer. */
+export interface Buf {
+  readonly length: number;
+}
+
+/** A factored row-sparse gradient: `terms` rank-1 terms over `rows` rows of `width` values. */
+export interface FactoredRows {
+  /** i32 [terms]: the row (0..rows-1) each term adds to. */
+  slot: Buf;
+  /** i32 [terms]: the basis row each term scales. */
+  token: Buf;
+  /** f32 [terms]. */
+  coef: Buf;
+  /** f32 [basis rows, width]. */
+  basis: Buf;
+  terms: number; rows: number; width: number;
+}
 
 /** The one error a missing kernel raises. */
 export class KernelUnavailableError extends Error {

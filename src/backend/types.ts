@@ -1,7 +1,9 @@
 // The backend contract: a backend owns buffers and runs the generic kernels below plus one typed
 // table per layer family (./contracts.ts); ops own the semantics. Every kernel writes into
 // preallocated outputs and works on contiguous row-major buffers.
-import type { AttentionKernels, FbiKernels, OptimKernels, PeerKernels, TttKernels } from './contracts.ts';
+import type { AttentionKernels, Buf, FactoredRows, FbiKernels, OptimKernels, PeerKernels, TttKernels } from './contracts.ts';
+
+export type { Buf, FactoredRows };
 export type DType = 'f32' | 'i32';
 export type DeviceName = 'cpu' | 'webgpu';
 export type TypedArray = Float32Array | Int32Array;
@@ -12,29 +14,11 @@ export type UnaryOp =
   | 'gelu' | 'gelu_tanh' | 'abs' | 'sign' | 'square' | 'reciprocal';
 export type ReduceOp = 'sum' | 'max' | 'min';
 
-/** Opaque device buffer. */
-export interface Buf {
-  readonly length: number;
-}
-
 /** Strided view description used by copy and broadcast kernels (all in elements). */
 export interface Strided {
   shape: number[];
   strides: number[];
   offset: number;
-}
-
-/** A factored row-sparse gradient: `terms` rank-1 terms over `rows` rows of `width` values. */
-export interface FactoredRows {
-  /** i32 [terms]: the row (0..rows-1) each term adds to. */
-  slot: Buf;
-  /** i32 [terms]: the basis row each term scales. */
-  token: Buf;
-  /** f32 [terms]. */
-  coef: Buf;
-  /** f32 [basis rows, width]. */
-  basis: Buf;
-  terms: number; rows: number; width: number;
 }
 
 /** The generic ops every backend implements in full. */
@@ -105,6 +89,8 @@ export interface Backend {
   readonly name: DeviceName;
   alloc(length: number, dtype: DType): Buf;
   upload(data: TypedArray): Buf;
+  /** Whether readSync works (host memory); else only read() does. */
+  readonly syncReadable: boolean;
   /** Synchronous readback (CPU); backends that cannot read synchronously throw. */
   readSync(buf: Buf): TypedArray;
   read(buf: Buf): Promise<TypedArray>;

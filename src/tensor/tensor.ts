@@ -139,9 +139,9 @@ export class Tensor {
     const a = this.backend.readSync(this.buf);
     return a.length === this.size ? a : a.subarray(0, this.size);
   }
-  /** Host data when the backend can read synchronously (CPU), else null. */
+  /** Host data when the backend can read synchronously (host memory), else null. */
   dataSyncMaybe(): TypedArray | null {
-    return this.device === 'cpu' ? this.dataSync() : null;
+    return this.backend.syncReadable ? this.dataSync() : null;
   }
   async data(): Promise<TypedArray> {
     this.assertAlive();

@@ -27,6 +27,7 @@ export const cpuBackend: Backend = {
     fill(a);
     return a;
   },
+  syncReadable: true,
   readSync: asArray,
   async read(b: Buf) { return asArray(b); },
   free() { /* the garbage collector owns CPU memory */ },

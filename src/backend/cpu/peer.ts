@@ -1,8 +1,9 @@
 // CPU kernels of the PEER layer (native/peer.cc for the hot loops, SGEMM for sub-key scores) and of
-// BatchNorm1d: the CPU's PeerKernels (src/backend/contracts.ts), plus the factored-gradient kernels
+// BatchNorm1d (the reference loops, which are cheap at its sizes): the CPU's PeerKernels (src/backend/contracts.ts), plus the factored-gradient kernels
 // the CPU's generic and optimizer tables use.
 import type { BatchNormDims, PeerExpertDims, PeerExpertInputs, PeerExpertSaved, PeerKernels, PeerRetrieveDims, PeerRetrieveOut, PeerTableGrads } from '../contracts.ts';
 import type { Buf } from '../types.ts';
+import { batchNormBackward, batchNormForward } from '../reference/peer.ts';
 import { sgemm } from './gemm.ts';
 import { nativeAddon } from './native.ts';
 
@@ -123,63 +124,6 @@ export function factoredAdamw(slot: I32, token: I32, coef: F32, basis: F32, R: n
   N: number, w: F32, m: F32, v: F32, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
   step: number, gradScale: number): void {
   nativeAddon().peerFactoredAdamw(slot, token, coef, basis, R, U, C, rows, N, w, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
-}
-
-/**
- * BatchNorm1d forward over x [rows, F]. Training: batch mean and biased variance normalize, and
- * running stats (when given) move by momentum with the unbiased variance (PyTorch semantics).
- * Eval: running stats normalize. Saves xhat-free state: mean and 1/std per feature.
- */
-export function batchNormForward(x: F32, weight: F32 | null, bias: F32 | null, runMean: F32 | null, runVar: F32 | null,
-  rows: number, F: number, training: boolean, momentum: number, eps: number, y: F32, mean: F32, rstd: F32): void {
-  if (training) {
-    const s = new Float64Array(F), ss = new Float64Array(F);
-    for (let r = 0; r < rows; r++) for (let f = 0; f < F; f++) s[f] += x[r * F + f];
-    for (let f = 0; f < F; f++) mean[f] = s[f] / rows;
-    for (let r = 0; r < rows; r++) for (let f = 0; f < F; f++) { const d = x[r * F + f] - mean[f]; ss[f] += d * d; }
-    for (let f = 0; f < F; f++) {
-      const varB = ss[f] / rows;
-      rstd[f] = 1 / Math.sqrt(varB + eps);
-      if (runMean && runVar) {
-        runMean[f] = (1 - momentum) * runMean[f] + momentum * mean[f];
-        runVar[f] = (1 - momentum) * runVar[f] + momentum * (rows > 1 ? ss[f] / (rows - 1) : varB);
-      }
-    }
-  } else {
-    if (!runMean || !runVar) throw new Error('batchNorm1d: eval mode needs running mean and variance');
-    for (let f = 0; f < F; f++) { mean[f] = runMean[f]; rstd[f] = 1 / Math.sqrt(runVar[f] + eps); }
-  }
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f;
-      y[i] = (x[i] - mean[f]) * rstd[f] * (weight ? weight[f] : 1) + (bias ? bias[f] : 0);
-    }
-  }
-}
-
-/** dx (and dweight/dbias when given); `training` selects the batch-statistics backward. */
-export function batchNormBackward(x: F32, weight: F32 | null, mean: F32, rstd: F32, dy: F32, rows: number, F: number,
-  training: boolean, dx: F32, dweight: F32 | null, dbias: F32 | null): void {
-  const sdy = new Float64Array(F), sdyx = new Float64Array(F);
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f;
-      sdy[f] += dy[i];
-      sdyx[f] += dy[i] * (x[i] - mean[f]) * rstd[f];
-    }
-  }
-  for (let f = 0; f < F; f++) {
-    if (dweight) dweight[f] = sdyx[f];
-    if (dbias) dbias[f] = sdy[f];
-  }
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f, wf = weight ? weight[f] : 1;
-      if (!training) { dx[i] = dy[i] * wf * rstd[f]; continue; }
-      const xhat = (x[i] - mean[f]) * rstd[f];
-      dx[i] = wf * rstd[f] * (dy[i] - sdy[f] / rows - xhat * sdyx[f] / rows);
-    }
-  }
 }
 
 const f32 = (b: Buf) => b as unknown as F32;

@@ -76,6 +76,7 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
       if (data.length) rt.write(b, data);
       return b;
     },
+    syncReadable: false,
     readSync(): TypedArray {
       throw new Error('webgpu tensors cannot be read synchronously: use `await t.data()` or `await t.item()` instead of dataSync()/itemSync()');
     },
