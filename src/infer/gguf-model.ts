@@ -12,7 +12,7 @@ import { applyMatrix, type LinearLike } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import * as op from '../ops/index.ts';
 import { type QuantBlockType, quantLinear } from '../ops/fbi.ts';
-import { empty, fromArray, type Tensor } from '../tensor/tensor.ts';
+import { fromArray, type Tensor } from '../tensor/tensor.ts';
 
 const isBlockType = (t: GgmlType): t is QuantBlockType => t === 'Q8_0' || t === 'Q4_0' || t === 'Q1_0';
 

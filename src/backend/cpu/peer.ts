@@ -42,36 +42,6 @@ export function peerRetrieveBackward(q: F32, keys: F32, sub: I32, dz: F32, T: nu
   nativeAddon().peerRetrieveBackward(q, keys, sub, dz, T, H, Hk, n, dh, k, dq, dkeys);
 }
 
-/**
- * Naive reference for retrieval: scores every one of the N = n^2 full keys [c_i ; c'_j] with one
- * GEMM per chunk of keys and keeps a running top-k. Cost O(N dk) per query instead of O(sqrt(N) dk).
- * q [R, dk] (rows = token-head pairs), c0/c1 [n, dh] (one head's sub-keys). Returns idx/score [R, k].
- */
-export function peerRetrieveBruteForce(q: F32, c0: F32, c1: F32, R: number, n: number, dh: number, k: number): { idx: I32; score: F32; gemmMs: number } {
-  const addon = nativeAddon();
-  const dk = 2 * dh;
-  const chunkI = Math.max(1, Math.floor((1 << 16) / n)); // 64k keys per chunk
-  const keysChunk = new Float32Array(chunkI * n * dk);
-  const scores = new Float32Array(R * chunkI * n);
-  const idx = new Int32Array(R * k), score = new Float32Array(R * k);
-  let gemmMs = 0;
-  for (let i0 = 0; i0 < n; i0 += chunkI) {
-    const ci = Math.min(chunkI, n - i0), m = ci * n;
-    for (let i = 0; i < ci; i++) {
-      for (let j = 0; j < n; j++) {
-        const row = (i * n + j) * dk;
-        keysChunk.set(c0.subarray((i0 + i) * dh, (i0 + i + 1) * dh), row);
-        keysChunk.set(c1.subarray(j * dh, (j + 1) * dh), row + dh);
-      }
-    }
-    const t0 = performance.now();
-    sgemm(false, true, R, m, dk, 1, q, 0, dk, keysChunk, 0, dk, 0, scores, 0, m);
-    addon.peerTopkMerge(scores, R, m, k, i0 * n, score, idx, i0 === 0);
-    gemmMs += performance.now() - t0;
-  }
-  return { idx, score, gemmMs };
-}
-
 /** Asks for transparent huge pages on a large array before it is first written (see native). */
 export function adviseHugePages(a: F32): number {
   return a.length >= 1 << 20 ? (nativeAddon().peerAdviseHugePages(a) as number) : 0;
