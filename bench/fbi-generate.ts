@@ -20,7 +20,7 @@ import { applyMatrix, type LinearLike } from '../src/nn/layers.ts';
 import { Module } from '../src/nn/module.ts';
 import { bitsFromCounts } from '../src/nn/fbi-linear.ts';
 import { empty, fromArray, noGrad, type Tensor } from '../src/tensor/index.ts';
-import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { runBenchIfMain } from './kit.ts';
 import { UsageError } from '../src/cli/args.ts';
 
 /** The --key options run() reads (`frugal bench fbi-generate` rejects any other). */
