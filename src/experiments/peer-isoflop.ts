@@ -4,10 +4,10 @@
 // models is identical, so per-token FLOPs are nearly equal and the step counts are set so each
 // budget's total training FLOPs match.
 import { join } from 'node:path';
-import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../../data/index.ts';
-import { CausalLM, ffnKindAt, resolveConfig, type ModelConfig, type PeerOptions } from '../../models/index.ts';
-import { train } from '../../train/trainer.ts';
-import { perplexity } from '../perplexity.ts';
+import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../data/index.ts';
+import { CausalLM, ffnKindAt, resolveConfig, type ModelConfig, type PeerOptions } from '../models/index.ts';
+import { train } from '../train/trainer.ts';
+import { perplexity } from '../eval/perplexity.ts';
 import type { ExperimentOpts, ExperimentOutcome } from './long-context.ts';
 
 export interface IsoflopScale {

@@ -3,10 +3,10 @@
 // context, then scored by position on long validation windows. A model that uses its context well
 // keeps lowering its loss as the position grows; the curves show where each one stops gaining.
 import { join } from 'node:path';
-import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../../data/index.ts';
-import { CausalLM, type ModelConfig } from '../../models/index.ts';
-import { train } from '../../train/trainer.ts';
-import { windowNlls } from '../perplexity.ts';
+import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../data/index.ts';
+import { CausalLM, type ModelConfig } from '../models/index.ts';
+import { train } from '../train/trainer.ts';
+import { windowNlls } from '../eval/perplexity.ts';
 
 export interface LongContextScale {
   /** Shared shape; intermediateSize is the attention model's and is re-solved for the others. */
