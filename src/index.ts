@@ -5,7 +5,7 @@ export * from './tensor/index.ts';
 export * as ops from './ops/index.ts';
 export * from './models/index.ts';
 export { presetRegistry, presetByName } from './models/presets.ts';
-export { loadPretrained } from './models/llama-hf.ts';
+export { fromHf, toHf, loadPretrained, loadStateDict } from './models/hf.ts';
 export { AdamW, clipFactor, gradNorm } from './train/optim.ts';
 export { train, type LossFn, type TrainHook, type TrainOpts, type TrainResult } from './train/trainer.ts';
 export { distillLoss } from './train/distill.ts';

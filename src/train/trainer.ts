@@ -7,7 +7,7 @@ import { ensureDir, promoteDir, recoverDir, stagingPath } from '../io/atomic.ts'
 import { loadWeights } from '../io/hf-folder.ts';
 import type { BatchIterator, PackedDataset, Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
-import { loadStateDict } from '../models/llama-hf.ts';
+import { loadStateDict } from '../models/hf.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor, tidy } from '../tensor/index.ts';
 import {
   loadOptimizerState, loadTrainerState, type OptimizerSnapshot, saveCheckpoint, type TrainerState,

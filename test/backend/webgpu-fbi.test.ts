@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { fbiPackedMatmul, fbiPackSigns } from '../../src/backend/cpu/fbi.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
 import { modelFromPacked, packModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
-import { loadPretrained } from '../../src/models/llama-hf.ts';
+import { loadPretrained } from '../../src/models/hf.ts';
 import type { CausalLM } from '../../src/models/index.ts';
 import { fromArray, noGrad, Rng, type Tensor } from '../../src/tensor/index.ts';
 import { DEVICE, GOLDEN_DIR, randArray, relMaxAbs } from '../helpers.ts';

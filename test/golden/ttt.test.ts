@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import { CausalLM } from '../../src/models/index.ts';
 import '../../src/models/ttt-plugin.ts';
-import { tttConfigFromHf } from '../../src/models/ttt-hf.ts';
+import { fromHf } from '../../src/models/hf.ts';
 import * as op from '../../src/ops/index.ts';
 import { backward, fromArray, noGrad, type Tensor } from '../../src/tensor/index.ts';
 import { DEVICE, GOLDEN_DIR, relMaxAbs, relNorm } from '../helpers.ts';
@@ -18,7 +18,7 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
   test(`golden ${name}: logits, loss, gradients, decode`, async () => {
     const { tensors, metadata } = readSafetensors(join(GOLDEN_DIR, `${name}.safetensors`));
     const meta = JSON.parse(metadata.meta) as { config: Record<string, unknown> };
-    const model = new CausalLM(tttConfigFromHf(meta.config), { device: DEVICE });
+    const model = new CausalLM(fromHf(meta.config), { device: DEVICE });
     const tensor = (key: string): Tensor => {
       const t = tensors.get(key);
       assert.ok(t, `missing ${key}`);
