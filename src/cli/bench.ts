@@ -17,7 +17,7 @@ export const spec: CommandSpec = {
 /** bench/kit.ts is what the benchmarks share; probes live in bench/probes/ and are not listed. */
 const NOT_BENCHMARKS = new Set(['kit']);
 
-export function benchNames(): string[] {
+function benchNames(): string[] {
   if (!existsSync(BENCH_DIR)) return [];
   return readdirSync(BENCH_DIR).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).filter((n) => !NOT_BENCHMARKS.has(n)).sort();
 }

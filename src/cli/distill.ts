@@ -26,7 +26,7 @@ export const spec: CommandSpec = {
   },
 };
 
-export function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void {
+function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void {
   if (teacher.config.vocabSize !== student.config.vocabSize) {
     throw new UsageError(`vocabulary mismatch: teacher has ${teacher.config.vocabSize} tokens, student ${student.config.vocabSize}; distillation needs one shared vocabulary`);
   }

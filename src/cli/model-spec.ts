@@ -16,7 +16,7 @@ import { UsageError } from './args.ts';
 import type { DeviceName } from '../backend/types.ts';
 
 /** Config of a preset or .json file, with the vocabulary set to the tokenizer's. */
-export async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<ModelConfig>> {
+async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<ModelConfig>> {
   let cfg: Partial<ModelConfig>;
   if (spec.endsWith('.json') && existsSync(spec) && statSync(spec).isFile()) {
     try {

@@ -43,7 +43,7 @@ export interface FfnCost {
 }
 
 /** Work per token of a layer's FFN, from the config. */
-export function ffnCost(cfg: ModelConfig, layer: number): FfnCost {
+function ffnCost(cfg: ModelConfig, layer: number): FfnCost {
   const d = cfg.hiddenSize;
   if (ffnKindAt(cfg, layer) === 'swiglu') {
     const p = 3 * d * cfg.intermediateSize;

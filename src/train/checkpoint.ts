@@ -51,7 +51,7 @@ function toRaw(t: Tensor): RawTensor {
 }
 
 /** The model's parameters and buffers by HF name. */
-export function modelTensors(model: CausalLM): TensorMap {
+function modelTensors(model: CausalLM): TensorMap {
   const out: TensorMap = new Map();
   for (const [n, t] of [...model.namedParameters(), ...model.namedBuffers()]) out.set(n, toRaw(t));
   return out;

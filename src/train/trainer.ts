@@ -247,7 +247,7 @@ function savedStep(dir: string): number | undefined {
 }
 
 /** checkpoint-STEP/ folders of a run, newest first. */
-export function olderCheckpoints(runDir: string): { step: number; dir: string }[] {
+function olderCheckpoints(runDir: string): { step: number; dir: string }[] {
   let names: string[];
   try {
     names = readdirSync(runDir);
@@ -294,7 +294,7 @@ function resumeInto(dir: string, model: CausalLM, opt: Optimizer, o: TrainOpts, 
 }
 
 /** Mean cross-entropy over the first `maxSeq` validation sequences, in order, without gradients. */
-export async function validate(model: CausalLM, val: PackedDataset, maxSeq: number, batch: number, step: number): Promise<EvalRecord> {
+async function validate(model: CausalLM, val: PackedDataset, maxSeq: number, batch: number, step: number): Promise<EvalRecord> {
   model.eval();
   const n = Math.min(maxSeq, val.numSequences);
   let total = 0;
