@@ -8,7 +8,7 @@ import { modelFromPacked, packModel, setPackedActivations } from '../src/infer/p
 import { CausalLM } from '../src/models/index.ts';
 import { backward, fromArray, Rng, tidy } from '../src/tensor/index.ts';
 import { AdamW } from '../src/train/optim.ts';
-import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { runBenchIfMain } from './kit.ts';
 import { UsageError } from '../src/cli/args.ts';
 
 /** The --key options run() reads (`frugal bench fbi-accuracy` rejects any other). */

@@ -8,7 +8,7 @@ import { fbiInt8Matmul, fbiPackedMatmul, fbiPackSigns, fbiRepack } from '../../s
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
 import type { Buf } from '../../src/backend/types.ts';
 import { modelFromPacked, packModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
-import { loadPretrained } from '../../src/models/llama-hf.ts';
+import { loadPretrained } from '../../src/models/hf.ts';
 import type { CausalLM } from '../../src/models/index.ts';
 import { fromArray, noGrad, Rng, type Tensor } from '../../src/tensor/index.ts';
 import { DEVICE, GOLDEN_DIR, randArray, relMaxAbs } from '../helpers.ts';

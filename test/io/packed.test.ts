@@ -9,7 +9,7 @@ import { type FbiIsa, fbiIsaAvailable, fbiPackedMatmul, fbiPackSigns, fbiUnpack,
 import { loadPackedModel, modelFromPacked, packModel, PackedLinear, savePackedModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
 import { readPackedFolder } from '../../src/io/packed.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/io/raw.ts';
-import { loadPretrained } from '../../src/models/llama-hf.ts';
+import { loadPretrained } from '../../src/models/hf.ts';
 import { fromArray, noGrad, Rng } from '../../src/tensor/index.ts';
 import { GOLDEN_DIR, randArray, relMaxAbs } from '../helpers.ts';
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import '../../src/models/index.ts';
 import { CausalLM } from '../../src/models/index.ts';
-import { PEER_PRESETS } from '../../src/models/peer-plugin.ts';
+import { PRESETS } from '../../src/models/presets.ts';
 import { ExpertUsage, expertUsageFraction, PEER, usageUnevenness } from '../../src/nn/peer.ts';
 import * as op from '../../src/ops/index.ts';
 import { batchNorm1d, peerExperts, peerRetrieve, type PeerExpertsOpts } from '../../src/ops/peer.ts';
@@ -172,7 +172,7 @@ for (const sharedKeys of [true, false]) {
 }
 
 test('CausalLM with ffn peer in one layer: builds from a preset, trains a step, names follow the references', () => {
-  const model = new CausalLM(PEER_PRESETS['peer-tiny'], { seed: 1, device: DEVICE });
+  const model = new CausalLM(PRESETS['peer-tiny'], { seed: 1, device: DEVICE });
   const names = model.namedParameters().map(([n]) => n);
   for (const n of ['model.layers.1.mlp.query.weight', 'model.layers.1.mlp.query_bn.weight', 'model.layers.1.mlp.sub_keys',
     'model.layers.1.mlp.down.weight', 'model.layers.1.mlp.up.weight', 'model.layers.0.mlp.gate_proj.weight']) {

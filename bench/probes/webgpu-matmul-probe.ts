@@ -1,11 +1,11 @@
 // WebGPU matmul kernel variants: exactness against a float64 host product on small batched shapes
 // (transposes, edges, alpha/beta), then fp32 throughput at n = 4096 and 2048 with a few entries of C
 // checked against float64 sums. One JSON line per result.
-// Usage: node --import tsx bench/webgpu-matmul-probe.ts [--check-only] [--variants a,b] [--sizes 4096,2048] [--reps 20]
+// Usage: node --import tsx bench/probes/webgpu-matmul-probe.ts [--check-only] [--variants a,b] [--sizes 4096,2048] [--reps 20]
 // The default variant for the library is chosen with FRUGAL_WEBGPU_MATMUL_VARIANT=<name>.
-import type { Backend, Buf } from '../src/backend/types.ts';
-import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../src/backend/webgpu/index.ts';
-import { MATMUL_VARIANTS, matmulVariantSharedBytes, setMatmulVariant } from '../src/backend/webgpu/kernels/matmul.ts';
+import type { Backend, Buf } from '../../src/backend/types.ts';
+import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
+import { MATMUL_VARIANTS, matmulVariantSharedBytes, setMatmulVariant } from '../../src/backend/webgpu/kernels/matmul.ts';
 
 const TOL = 1e-5; // relative max-abs error on small shapes (k <= 256), as in the parity test
 const BIG_TOL = 1e-4; // sampled entries at k = 4096: fp32 rounding grows with sqrt(k)
