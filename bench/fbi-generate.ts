@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyBandwidth, fbiInt8Isa, fbiUnpack } from '../src/backend/cpu/fbi.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
-import { HalfHead, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../src/infer/packed-linear.ts';
+import { HalfHead, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../src/nn/packed.ts';
 import { CausalLM, type ModelConfig } from '../src/models/index.ts';
 import { withFbiLinearFactory } from '../src/models/fbi-plugin.ts';
 import { PRESETS } from '../src/models/presets.ts';
