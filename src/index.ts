@@ -13,6 +13,7 @@ export { perplexity, perplexityByPosition } from './eval/perplexity.ts';
 export { evaluateMultipleChoice } from './eval/multiple-choice.ts';
 export { generate } from './infer/generate.ts';
 export { loadPackedModel, savePackedModel, packModel, setPackedActivations } from './infer/packed-linear.ts';
+export { packedModelFromFiles, packedModelOnDevice, packedMemory, type PackedMemory } from './infer/packed-device.ts';
 export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
 export { readTorchBin } from './io/torch-bin.ts';
 export * from './data/index.ts';
