@@ -117,7 +117,10 @@ function startTraining(): void {
     return showError(e);
   }
   chart = new LossChart($<HTMLCanvasElement>('loss-chart'), settings.steps);
-  $('train-status').textContent = '';
+  const status = $('train-status');
+  status.textContent = '';
+  delete status.dataset.step;
+  delete status.dataset.loss;
   setJob('train');
   setState('training');
   send({ type: 'train', settings });
