@@ -95,6 +95,7 @@ function startGenerate(): void {
   out.textContent = '';
   out.dataset.tokens = '0';
   $('gen-stats').textContent = '';
+  $('candidates').textContent = '';
   setJob('generate');
   setState('generating');
   send({ type: 'generate', settings });
@@ -167,10 +168,19 @@ function onReply(r: Reply): void {
     case 'generated': {
       const stats = $('gen-stats');
       const stopped = r.finishReason === 'abort';
+      const meanLp = r.logprobs.reduce((a, b) => a + b, 0) / Math.max(1, r.logprobs.length);
       stats.textContent = `${r.tokens} tokens${stopped ? ' (stopped)' : ''}, ${r.tokensPerSecond.toFixed(1)} tokens/s decode, ` +
-        `prefill ${r.promptTokens} tokens in ${r.prefillMs.toFixed(0)} ms`;
-      Object.assign(stats.dataset, { tokens: String(r.tokens), tokensPerSecond: String(r.tokensPerSecond), finishReason: r.finishReason });
+        `prefill ${r.promptTokens} tokens in ${r.prefillMs.toFixed(0)} ms` +
+        (r.logprobs.length ? `; mean log-probability ${meanLp.toFixed(3)} per token (perplexity ${Math.exp(-meanLp).toFixed(2)})` : '');
+      Object.assign(stats.dataset, {
+        tokens: String(r.tokens), tokensPerSecond: String(r.tokensPerSecond), finishReason: r.finishReason, logprobs: JSON.stringify(r.logprobs),
+      });
       if (r.tokensAtStop !== undefined) stats.dataset.tokensAtStop = String(r.tokensAtStop);
+      // The whole first-step distribution, for scripts (and the browser test).
+      (stats as HTMLElement & { firstStepLogprobs?: number[] }).firstStepLogprobs = r.firstStep;
+      $('candidates').textContent = r.candidates.length
+        ? `most likely first tokens: ${r.candidates.map(([t, p]) => `${JSON.stringify(t)} ${(100 * p).toFixed(1)}%`).join(', ')}`
+        : '';
       $('generated').dataset.tokens = String(r.tokens);
       setJob(null);
       setState(stopped ? 'stopped' : 'generated');

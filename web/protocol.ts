@@ -52,6 +52,12 @@ export type Reply =
   | {
     type: 'generated'; tokens: number; promptTokens: number; tokensPerSecond: number; prefillMs: number;
     finishReason: string;
+    /** The model's log-probability (natural log) of each generated token. */
+    logprobs: number[];
+    /** The log-probabilities over the whole vocabulary at the first step (the next token after the prompt). */
+    firstStep: number[];
+    /** The most likely first tokens: text and probability. */
+    candidates: [string, number][];
     /** Tokens generated when the stop request reached the worker (only after a stop). */
     tokensAtStop?: number;
   }

@@ -46,17 +46,29 @@ async function load(req: Extract<Request, { type: 'load' }>): Promise<void> {
   post({ type: 'loaded', rows: infoRows(info, req.label, notes), memory: info.memory });
 }
 
+/** The `k` most likely next tokens of a log-probability row, as text with probabilities. */
+function topCandidates(tokenizer: Tokenizer, lp: number[], k: number): [string, number][] {
+  return lp.map((v, id) => [id, v] as const).sort((a, b) => b[1] - a[1]).slice(0, k).map(([id, v]) => [tokenizer.decode([id]), Math.exp(v)]);
+}
+
 async function runGenerate(s: GenerateSettings): Promise<void> {
   if (!current) throw new Error('load or train a model first');
+  const { model, tokenizer } = current;
   const ctl = new AbortController();
   let tokens = 0;
   let tokensAtStop: number | undefined;
+  const logprobs: number[] = [];
+  let firstStep: number[] = [];
   stopJob = () => {
     tokensAtStop ??= tokens;
     ctl.abort();
   };
-  const r = await generate(current.model, current.tokenizer, s.prompt, {
+  const r = await generate(model, tokenizer, s.prompt, {
     maxNewTokens: s.maxNewTokens, temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed, signal: ctl.signal,
+    onLogprobs: (lp, id) => {
+      if (logprobs.length === 0) firstStep = Array.from(lp);
+      logprobs.push(lp[id]);
+    },
     stream: (text, n) => {
       tokens = n;
       post({ type: 'token', text, tokens: n });
@@ -64,7 +76,7 @@ async function runGenerate(s: GenerateSettings): Promise<void> {
   });
   post({
     type: 'generated', tokens: r.ids.length, promptTokens: r.promptTokens, tokensPerSecond: r.tokensPerSecond,
-    prefillMs: r.prefillSeconds * 1000, finishReason: r.finishReason, tokensAtStop,
+    prefillMs: r.prefillSeconds * 1000, finishReason: r.finishReason, logprobs, firstStep, candidates: topCandidates(tokenizer, firstStep, 5), tokensAtStop,
   });
 }
 

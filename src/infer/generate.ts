@@ -13,6 +13,8 @@ export interface GenerateOpts extends SamplingOpts {
   seed?: number;
   /** Called with each new piece of text as soon as it decodes to complete characters (and the tokens generated so far). */
   stream?: (text: string, tokens: number) => void;
+  /** Called for each generated token with the log-probabilities of that step (natural log, over the vocabulary). */
+  onLogprobs?: (logprobs: Float32Array, id: number) => void;
   /** Ends generation before the next decode step once aborted (the step in flight still completes its token). */
   signal?: AbortSignal;
   /** Stop at the tokenizer's end-of-sequence token (default true). */
@@ -177,7 +179,7 @@ export async function generate(model: CausalLM, tokenizer: Tokenizer, prompt: st
   let logits = more() ? await step(model, ids, seq.state) : null;
   const t1 = performance.now();
   while (logits) {
-    emit(seq.accept(logits));
+    emit(seq.accept(logits, o.onLogprobs));
     logits = more() ? await step(model, [seq.last], seq.state) : null;
   }
   const t2 = performance.now();

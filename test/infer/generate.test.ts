@@ -100,3 +100,18 @@ test('an aborted signal ends generation after the token in flight, keeping the t
   const before = await generate(model, tok, 'Call me', { maxNewTokens: 30, signal: AbortSignal.abort() });
   assert.deepEqual([before.ids, before.finishReason], [[], 'abort']);
 });
+
+test('onLogprobs gives each generated token the log-softmax of the model logits at its step', async () => {
+  const seen: [Float32Array, number][] = [];
+  const r = await generate(model, tok, 'Call me', { maxNewTokens: 6, temperature: 0, onLogprobs: (lp, id) => seen.push([lp, id]) });
+  assert.deepEqual(seen.map(([, id]) => id), r.ids);
+  const ids = tok.encode('Call me');
+  for (const [lp, id] of seen) {
+    const logits = fullLogitsLast(ids);
+    let z = 0;
+    const m = Math.max(...logits);
+    for (const v of logits) z += Math.exp(v - m);
+    assert.ok(Math.abs(lp[id] - (logits[id] - m - Math.log(z))) < 1e-4, `log-prob of ${id}: ${lp[id]}`);
+    ids.push(id);
+  }
+});

@@ -116,6 +116,12 @@ let origin = '';
 const expected: Record<string, string> = {};
 /** The packed folder's memory as the CPU packed model and the latent model count it. */
 const packedRef = { linears: 0, bytes: 0, f32Bytes: 0, latentBytes: 0 };
+/** The packed CPU model's log-probability of each greedy token (the logits' check). */
+const packedLogprobs: number[] = [];
+/** Its log-softmax over the vocabulary at the first step: the prompt's next-token logits up to a constant. */
+let packedFirstStep: Float32Array = new Float32Array(0);
+// Log-probabilities from WebGPU logits against the CPU's (different summation orders, ~1e-5 relative).
+const LOGPROB_TOL = 1e-3;
 // The run folder's FBI model is given a long context so that a generation can run long enough to be stopped.
 const LONG_CONTEXT = 512;
 const consoleLines: string[] = [];
@@ -146,7 +152,12 @@ before(async () => {
     '--max-new-tokens', String(NEW_TOKENS), '--temperature', '0'], { cwd: REPO });
   assert.ok(cli.stdout.startsWith(PROMPT) && cli.stdout.endsWith('\n'), `unexpected CLI output ${JSON.stringify(cli.stdout)}`);
   expected.dense = cli.stdout.slice(PROMPT.length, -1);
-  expected.packed = (await generate(packedModel, new ByteTokenizer(), PROMPT, { maxNewTokens: NEW_TOKENS, temperature: 0 })).text;
+  expected.packed = (await generate(packedModel, new ByteTokenizer(), PROMPT, {
+    maxNewTokens: NEW_TOKENS, temperature: 0, onLogprobs: (lp, id) => {
+      if (packedLogprobs.length === 0) packedFirstStep = lp.slice();
+      packedLogprobs.push(lp[id]);
+    },
+  })).text;
   for (const [k, v] of Object.entries(expected)) assert.ok(v.length >= NEW_TOKENS / 2, `Node reference for ${k} is too short to compare: ${JSON.stringify(v)}`);
   console.log(`# fixtures and Node references in ${((performance.now() - t0) / 1000).toFixed(1)} s; greedy margins ${margin.toFixed(3)}, ${packedMargin.toFixed(3)}`);
 
@@ -243,9 +254,18 @@ test('greedy generation in Chromium on WebGPU equals the Node CLI for a checkpoi
   assert.match(await page.textContent('#gpu-status') ?? '', /WebGPU ready/);
 });
 
-test('a packed 1-bit folder stays packed on WebGPU: memory figures, and the text the packed CPU model generates', async () => {
+test('a packed 1-bit folder stays packed on WebGPU: memory figures, and the text and log-probabilities of the packed CPU model', async () => {
   const text = await generateInPage('run/packed');
   assert.equal(text, expected.packed);
+  const lps = JSON.parse((await page.$eval('#gen-stats', (el) => (el as HTMLElement).dataset.logprobs)) ?? '[]') as number[];
+  assert.equal(lps.length, packedLogprobs.length);
+  const lpErr = Math.max(...lps.map((v, i) => Math.abs(v - packedLogprobs[i])));
+  assert.ok(lpErr < LOGPROB_TOL, `log-probabilities of the greedy tokens differ from the CPU packed model's by ${lpErr}`);
+  const first = await page.$eval('#gen-stats', (el) => (el as HTMLElement & { firstStepLogprobs?: number[] }).firstStepLogprobs ?? []);
+  assert.equal(first.length, packedFirstStep.length);
+  const rowErr = Math.max(...first.map((v, i) => Math.abs(v - packedFirstStep[i])));
+  assert.ok(rowErr < LOGPROB_TOL, `the first step's log-probabilities over the vocabulary differ from the CPU packed model's by ${rowErr}`);
+  assert.match(await page.textContent('#candidates') ?? '', /most likely first tokens: /);
   assert.match(await page.textContent('#model-info') ?? '', /stay packed/);
   const m = await memoryInPage();
   assert.equal(m.packedLinears, packedRef.linears);
@@ -256,7 +276,7 @@ test('a packed 1-bit folder stays packed on WebGPU: memory figures, and the text
   assert.equal(m.gpuBytes, m.f32Bytes - (packedRef.f32Bytes - packedRef.bytes));
   // The GPU buffers the worker really holds: at least the packed weights (rounded up to buckets), less than f32 weights would need.
   assert.ok(m.poolBytes >= m.gpuBytes && m.poolBytes < m.f32Bytes, `GPU buffers ${m.poolBytes} B for ${m.gpuBytes} B packed, ${m.f32Bytes} B as f32`);
-  console.log(`# packed linears ${m.packedBytes} B on the GPU vs ${m.packedF32Bytes} B as f32; model ${m.gpuBytes} B vs ${m.f32Bytes} B; GPU buffers ${m.poolBytes} B`);
+  console.log(`# packed linears ${m.packedBytes} B on the GPU vs ${m.packedF32Bytes} B as f32; model ${m.gpuBytes} B vs ${m.f32Bytes} B; GPU buffers ${m.poolBytes} B; greedy log-probabilities within ${lpErr.toExponential(1)} of the CPU's, the first step's whole row within ${rowErr.toExponential(1)}`);
 });
 
 test('a picked run folder with model/ and packed/ is refused; its packed/ folder picked alone loads and generates', async () => {
