@@ -16,6 +16,7 @@ export { evaluateMultipleChoice } from './eval/multiple-choice.ts';
 export { generate } from './infer/generate.ts';
 export { loadPackedModel, savePackedModel, packModel } from './infer/packed-linear.ts';
 export { setPackedActivations } from './nn/packed.ts';
+export { packedModelFromFiles, packedModelOnDevice, packedMemory, type PackedMemory } from './infer/packed-device.ts';
 export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
 export { readTorchBin } from './io/torch-bin.ts';
 export * from './data/index.ts';

@@ -47,6 +47,8 @@ export default defineConfig({
       { find: /^webgpu$/, replacement: shim('webgpu-package.ts') },
     ],
   },
+  // The engine runs in a module worker (web/worker.ts), bundled with the same aliases as the page.
+  worker: { format: 'es' },
   build: {
     outDir: join(here, 'dist'),
     emptyOutDir: true,

@@ -11,8 +11,12 @@ import { StopMatcher } from './stop.ts';
 export interface GenerateOpts extends SamplingOpts {
   maxNewTokens?: number;
   seed?: number;
-  /** Called with each new piece of text as soon as it decodes to complete characters. */
-  stream?: (text: string) => void;
+  /** Called with each new piece of text as soon as it decodes to complete characters (and the tokens generated so far). */
+  stream?: (text: string, tokens: number) => void;
+  /** Called for each generated token with the log-probabilities of that step (natural log, over the vocabulary). */
+  onLogprobs?: (logprobs: Float32Array, id: number) => void;
+  /** Ends generation before the next decode step once aborted (the step in flight still completes its token). */
+  signal?: AbortSignal;
   /** Stop at the tokenizer's end-of-sequence token (default true). */
   stopAtEos?: boolean;
   /** Stop strings: generation ends before the first occurrence of any of them (not included in the text). */
@@ -26,7 +30,8 @@ export interface GenerateResult {
   /** Decode throughput (new tokens after the first, per second). */
   tokensPerSecond: number;
   prefillSeconds: number;
-  finishReason: FinishReason;
+  /** 'abort': ended by `signal`. */
+  finishReason: FinishReason | 'abort';
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -167,19 +172,20 @@ export async function generate(model: CausalLM, tokenizer: Tokenizer, prompt: st
   model.eval();
   const seq = new DecodeSequence(model, tokenizer, ids, o);
   const emit = (piece: string) => {
-    if (piece) o.stream?.(piece);
+    if (piece) o.stream?.(piece, seq.ids.length);
   };
+  const more = () => !seq.finishReason && !o.signal?.aborted;
   const t0 = performance.now();
-  let logits = seq.finishReason ? null : await step(model, ids, seq.state);
+  let logits = more() ? await step(model, ids, seq.state) : null;
   const t1 = performance.now();
   while (logits) {
-    emit(seq.accept(logits));
-    logits = seq.finishReason ? null : await step(model, [seq.last], seq.state);
+    emit(seq.accept(logits, o.onLogprobs));
+    logits = more() ? await step(model, [seq.last], seq.state) : null;
   }
   const t2 = performance.now();
   const n = seq.ids.length;
   return {
-    text: seq.text, ids: seq.ids, promptTokens: ids.length, finishReason: seq.finishReason ?? 'length',
+    text: seq.text, ids: seq.ids, promptTokens: ids.length, finishReason: seq.finishReason ?? (o.signal?.aborted ? 'abort' : 'length'),
     tokensPerSecond: n > 1 ? (n - 1) / ((t2 - t1) / 1000) : 0,
     prefillSeconds: (t1 - t0) / 1000,
   };

@@ -81,3 +81,37 @@ test('bad generation options are rejected with a clear message', async () => {
   await assert.rejects(generate(model, tok, 'x', { topP: 0 }), /top-p must be/);
   await assert.rejects(generate(model, tok, 'x', { maxNewTokens: 500 }), /exceeds the model context/);
 });
+
+test('an aborted signal ends generation after the token in flight, keeping the text so far', async () => {
+  const full = await generate(model, tok, 'Call me', { maxNewTokens: 30, temperature: 0, stopAtEos: false });
+  const ctl = new AbortController();
+  const counts: number[] = [];
+  const r = await generate(model, tok, 'Call me', {
+    maxNewTokens: 30, temperature: 0, stopAtEos: false, signal: ctl.signal,
+    stream: (_t, n) => {
+      counts.push(n);
+      if (n === 5) ctl.abort();
+    },
+  });
+  assert.deepEqual(counts, [1, 2, 3, 4, 5]);
+  assert.equal(r.finishReason, 'abort');
+  assert.deepEqual(r.ids, full.ids.slice(0, 5));
+  assert.equal(full.finishReason, 'length');
+  const before = await generate(model, tok, 'Call me', { maxNewTokens: 30, signal: AbortSignal.abort() });
+  assert.deepEqual([before.ids, before.finishReason], [[], 'abort']);
+});
+
+test('onLogprobs gives each generated token the log-softmax of the model logits at its step', async () => {
+  const seen: [Float32Array, number][] = [];
+  const r = await generate(model, tok, 'Call me', { maxNewTokens: 6, temperature: 0, onLogprobs: (lp, id) => seen.push([lp, id]) });
+  assert.deepEqual(seen.map(([, id]) => id), r.ids);
+  const ids = tok.encode('Call me');
+  for (const [lp, id] of seen) {
+    const logits = fullLogitsLast(ids);
+    let z = 0;
+    const m = Math.max(...logits);
+    for (const v of logits) z += Math.exp(v - m);
+    assert.ok(Math.abs(lp[id] - (logits[id] - m - Math.log(z))) < 1e-4, `log-prob of ${id}: ${lp[id]}`);
+    ids.push(id);
+  }
+});

@@ -1,7 +1,7 @@
 // The playground's folder picker: a run folder's model/ and packed/ checkpoints are never mixed.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { folderFromFiles } from '../../web/loader.ts';
+import { folderFromFiles } from '../../web/folder.ts';
 
 const file = (rel: string, text: string) => {
   const f = new File([text], rel.split('/').at(-1)!);

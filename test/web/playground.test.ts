@@ -1,8 +1,12 @@
-// End-to-end test of the browser playground: builds web/ with Vite, serves it with two tiny
-// checkpoints (a training checkpoint and a packed 1-bit FBI folder), drives Debian's Chromium headless
-// on WebGPU (SwiftShader), and checks that greedy generation in the page gives exactly the text the
-// Node side gives for the same model and prompt (the CLI for the checkpoint, loadPackedModel's CPU
-// packed kernels for the packed folder). Also trains a few steps in the page. Saves screenshots.
+// End-to-end test of the browser playground: builds web/ with Vite, serves it with tiny checkpoints
+// (a training checkpoint, and a run folder holding an FBI model's latent checkpoint in model/ and its
+// packed 1-bit folder in packed/), drives Chromium headless on WebGPU (SwiftShader), and checks that
+// greedy generation in the page gives exactly the text the Node side gives for the same model and
+// prompt (the CLI for the checkpoint, loadPackedModel's CPU packed kernels for the packed folder);
+// that a packed folder stays packed on the GPU (the page's memory figures against the CPU packed
+// model's); that Stop ends a long generation within a token while the page keeps responding; that a
+// picked run folder with both model/ and packed/ is refused. Also trains a few steps in the page.
+// Saves screenshots.
 //
 // Chromium flags: `--enable-unsafe-webgpu` is the one that matters (without it requestAdapter()
 // returns null in headless Chromium on Linux); `--enable-features=Vulkan --use-vulkan=swiftshader
@@ -21,6 +25,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ByteTokenizer } from '../../src/data/index.ts';
 import { generate } from '../../src/infer/generate.ts';
 import { loadPackedModel, savePackedModel } from '../../src/infer/packed-linear.ts';
+import { PackedLinear } from '../../src/nn/packed.ts';
 import { CausalLM, type ModelConfig } from '../../src/models/index.ts';
 import { backward, fromArray, noGrad, Rng, tidy } from '../../src/tensor/index.ts';
 import { AdamW } from '../../src/train/optim.ts';
@@ -110,6 +115,16 @@ let page: Page;
 let server: Server | undefined;
 let origin = '';
 const expected: Record<string, string> = {};
+/** The packed folder's memory as the CPU packed model and the latent model count it. */
+const packedRef = { linears: 0, bytes: 0, f32Bytes: 0, latentBytes: 0 };
+/** The packed CPU model's log-probability of each greedy token (the logits' check). */
+const packedLogprobs: number[] = [];
+/** Its log-softmax over the vocabulary at the first step: the prompt's next-token logits up to a constant. */
+let packedFirstStep: Float32Array = new Float32Array(0);
+// Log-probabilities from WebGPU logits against the CPU's (different summation orders, ~1e-5 relative).
+const LOGPROB_TOL = 1e-3;
+// The run folder's FBI model is given a long context so that a generation can run long enough to be stopped.
+const LONG_CONTEXT = 512;
 const consoleLines: string[] = [];
 
 before(async () => {
@@ -118,9 +133,17 @@ before(async () => {
   const margin = greedyMargin(dense, PROMPT, NEW_TOKENS);
   assert.ok(margin > MIN_MARGIN, `fixture model is not decisive (greedy margin ${margin}); train it longer`);
   saveCheckpoint(join(work, 'dense'), dense, { tokenizer: new ByteTokenizer() });
-  const fbi = trainFixture({ vocabSize: 256, hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64, maxPositions: 64, linear: 'fbi' }, 150);
-  savePackedModel(fbi, join(work, 'packed'));
-  const packedModel = loadPackedModel(join(work, 'packed'));
+  const fbi = trainFixture({ vocabSize: 256, hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64, maxPositions: LONG_CONTEXT, linear: 'fbi' }, 150);
+  mkdirSync(join(work, 'run'));
+  saveCheckpoint(join(work, 'run', 'model'), fbi, { tokenizer: new ByteTokenizer() });
+  savePackedModel(fbi, join(work, 'run', 'packed'));
+  const packedModel = loadPackedModel(join(work, 'run', 'packed'));
+  // The page and the CPU reference both run the default int8-activation packed products.
+  const linears = packedModel.modules().filter((m): m is PackedLinear => m instanceof PackedLinear);
+  Object.assign(packedRef, {
+    linears: linears.length, bytes: linears.reduce((a, l) => a + l.storageBytes, 0),
+    f32Bytes: linears.reduce((a, l) => a + 4 * (l.inFeatures * l.outFeatures + l.storageScaleCount), 0), latentBytes: fbi.numParameters() * 4,
+  });
   const packedMargin = greedyMargin(packedModel, PROMPT, NEW_TOKENS);
   assert.ok(packedMargin > MIN_MARGIN, `packed fixture model is not decisive (greedy margin ${packedMargin}); train it longer`);
 
@@ -129,7 +152,12 @@ before(async () => {
     '--max-new-tokens', String(NEW_TOKENS), '--temperature', '0'], { cwd: REPO });
   assert.ok(cli.stdout.startsWith(PROMPT) && cli.stdout.endsWith('\n'), `unexpected CLI output ${JSON.stringify(cli.stdout)}`);
   expected.dense = cli.stdout.slice(PROMPT.length, -1);
-  expected.packed = (await generate(packedModel, new ByteTokenizer(), PROMPT, { maxNewTokens: NEW_TOKENS, temperature: 0 })).text;
+  expected.packed = (await generate(packedModel, new ByteTokenizer(), PROMPT, {
+    maxNewTokens: NEW_TOKENS, temperature: 0, onLogprobs: (lp, id) => {
+      if (packedLogprobs.length === 0) packedFirstStep = lp.slice();
+      packedLogprobs.push(lp[id]);
+    },
+  })).text;
   for (const [k, v] of Object.entries(expected)) assert.ok(v.length >= NEW_TOKENS / 2, `Node reference for ${k} is too short to compare: ${JSON.stringify(v)}`);
   console.log(`# fixtures and Node references in ${((performance.now() - t0) / 1000).toFixed(1)} s; greedy margins ${margin.toFixed(3)}, ${packedMargin.toFixed(3)}`);
 
@@ -143,6 +171,18 @@ before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: run the tests through npm test (which unpacks @sparticuz/chromium) or set FRUGAL_CHROMIUM`);
   ctx = await chromium.launchPersistentContext(join(work, 'profile-a'), {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1024, height: 1100 },
+  });
+  // Counts WebGPU adapter requests made by the page's own scripts (the worker's are not seen here).
+  await ctx.addInitScript(() => {
+    const w = window as unknown as { mainThreadAdapterRequests: number };
+    w.mainThreadAdapterRequests = 0;
+    const gpu = navigator.gpu as GPU | undefined;
+    if (!gpu) return;
+    const request = gpu.requestAdapter.bind(gpu);
+    gpu.requestAdapter = (o?: GPURequestAdapterOptions) => {
+      w.mainThreadAdapterRequests++;
+      return request(o);
+    };
   });
   page = await ctx.newPage();
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
@@ -181,18 +221,29 @@ async function openAndSettle(path: string): Promise<{ state: string; error: stri
   }));
 }
 
-async function generateInPage(folder: string): Promise<string> {
-  await page.goto(`${origin}/?model=${encodeURIComponent(`/ckpt/${folder}/`)}`);
-  await waitState(['loaded'], 60_000);
+/** Greedy generation in the page with the model already loaded; the generated text. */
+async function generateLoaded(shotName: string): Promise<string> {
   await page.fill('#prompt', PROMPT);
   await page.fill('#max-tokens', String(NEW_TOKENS));
   await page.fill('#temperature', '0');
   await page.click('#generate');
   await waitState(['generated'], 60_000);
-  const shot = join(artifacts, `playground-${folder}.png`);
+  const shot = join(artifacts, `playground-${shotName}.png`);
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`# screenshot ${shot}; ${await page.textContent('#gen-stats')}`);
   return (await page.textContent('#generated')) ?? '';
+}
+
+async function generateInPage(folder: string): Promise<string> {
+  await page.goto(`${origin}/?model=${encodeURIComponent(`/ckpt/${folder}/`)}`);
+  await waitState(['loaded'], 60_000);
+  return generateLoaded(folder.replaceAll('/', '-'));
+}
+
+/** The memory figures the page shows for the loaded model (#model-info data attributes). */
+async function memoryInPage(): Promise<Record<string, number>> {
+  const d = await page.$eval('#model-info', (el) => ({ ...(el as HTMLElement).dataset }));
+  return Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Number(v)]));
 }
 
 test('greedy generation in Chromium on WebGPU equals the Node CLI for a checkpoint folder', async () => {
@@ -203,13 +254,110 @@ test('greedy generation in Chromium on WebGPU equals the Node CLI for a checkpoi
   assert.match(await page.textContent('#gpu-status') ?? '', /WebGPU ready/);
 });
 
-test('a packed 1-bit folder expands on load and generates what the packed CPU model generates', async () => {
-  const text = await generateInPage('packed');
+test('a packed 1-bit folder stays packed on WebGPU: memory figures, and the text and log-probabilities of the packed CPU model', async () => {
+  const text = await generateInPage('run/packed');
   assert.equal(text, expected.packed);
-  assert.match(await page.textContent('#model-info') ?? '', /expanded on load/);
+  const lps = JSON.parse((await page.$eval('#gen-stats', (el) => (el as HTMLElement).dataset.logprobs)) ?? '[]') as number[];
+  assert.equal(lps.length, packedLogprobs.length);
+  const lpErr = Math.max(...lps.map((v, i) => Math.abs(v - packedLogprobs[i])));
+  assert.ok(lpErr < LOGPROB_TOL, `log-probabilities of the greedy tokens differ from the CPU packed model's by ${lpErr}`);
+  const first = await page.$eval('#gen-stats', (el) => (el as HTMLElement & { firstStepLogprobs?: number[] }).firstStepLogprobs ?? []);
+  assert.equal(first.length, packedFirstStep.length);
+  const rowErr = Math.max(...first.map((v, i) => Math.abs(v - packedFirstStep[i])));
+  assert.ok(rowErr < LOGPROB_TOL, `the first step's log-probabilities over the vocabulary differ from the CPU packed model's by ${rowErr}`);
+  assert.match(await page.textContent('#candidates') ?? '', /most likely first tokens: /);
+  assert.match(await page.textContent('#model-info') ?? '', /stay packed/);
+  const m = await memoryInPage();
+  assert.equal(m.packedLinears, packedRef.linears);
+  assert.equal(m.packedBytes, packedRef.bytes);
+  assert.equal(m.packedF32Bytes, packedRef.f32Bytes);
+  // The model with f32 weights is the latent model; on the GPU it is smaller by what the bits save.
+  assert.equal(m.f32Bytes, packedRef.latentBytes);
+  assert.equal(m.gpuBytes, m.f32Bytes - (packedRef.f32Bytes - packedRef.bytes));
+  // The GPU buffers the worker really holds: at least the packed weights (rounded up to buckets), less than f32 weights would need.
+  assert.ok(m.poolBytes >= m.gpuBytes && m.poolBytes < m.f32Bytes, `GPU buffers ${m.poolBytes} B for ${m.gpuBytes} B packed, ${m.f32Bytes} B as f32`);
+  console.log(`# packed linears ${m.packedBytes} B on the GPU vs ${m.packedF32Bytes} B as f32; model ${m.gpuBytes} B vs ${m.f32Bytes} B; GPU buffers ${m.poolBytes} B; greedy log-probabilities within ${lpErr.toExponential(1)} of the CPU's, the first step's whole row within ${rowErr.toExponential(1)}`);
 });
 
-test('the page trains a tiny model and charts a finite loss per step', async () => {
+test('a picked run folder with model/ and packed/ is refused; its packed/ folder picked alone loads and generates', async () => {
+  await page.goto(origin);
+  await waitState(['ready'], 60_000);
+  await page.setInputFiles('#pick-folder', join(work, 'run'));
+  await page.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: 10_000 });
+  assert.match(await page.textContent('#error') ?? '', /several checkpoints \(run\/model\/, run\/packed\/\)/);
+  await page.setInputFiles('#pick-folder', join(work, 'run', 'packed'));
+  await waitState(['loaded'], 60_000);
+  assert.match(await page.textContent('#model-info') ?? '', /of packed\/.*stay packed/s);
+  assert.equal((await memoryInPage()).packedBytes, packedRef.bytes);
+  assert.equal(await generateLoaded('picked-packed'), expected.packed);
+});
+
+test('Stop ends a long generation within a token, and the page keeps responding meanwhile', async () => {
+  const max = LONG_CONTEXT - PROMPT.length;
+  await page.goto(`${origin}/?model=${encodeURIComponent('/ckpt/run/packed/')}`);
+  await waitState(['loaded'], 60_000);
+  await page.fill('#prompt', PROMPT);
+  await page.fill('#max-tokens', String(max));
+  await page.fill('#temperature', '0');
+  // A 10 ms timer on the page's main thread while it generates: its largest gap is how long the page was unresponsive.
+  await page.evaluate(() => {
+    const w = window as unknown as { ticks: number[]; t0: number; firstToken: number };
+    w.ticks = [];
+    w.t0 = performance.now();
+    new MutationObserver((_, obs) => {
+      w.firstToken = performance.now() - w.t0;
+      obs.disconnect();
+    }).observe(document.getElementById('generated')!, { childList: true, characterData: true, subtree: true });
+    const timer = setInterval(() => {
+      w.ticks.push(performance.now());
+      if (document.body.dataset.state !== 'generating') clearInterval(timer);
+    }, 10);
+    document.getElementById('generate')!.click();
+  });
+  await page.waitForFunction(() => Number(document.getElementById('generated')!.dataset.tokens) >= 12, null, { timeout: 60_000 });
+  // The page handles input while the worker generates.
+  await page.fill('#seed', '7');
+  assert.equal(await page.inputValue('#seed'), '7');
+  const shownAtStop = await page.evaluate(() => {
+    const n = Number(document.getElementById('generated')!.dataset.tokens);
+    document.getElementById('stop')!.click();
+    return n;
+  });
+  await waitState(['stopped'], 30_000);
+  const stats = await page.$eval('#gen-stats', (el) => ({ ...(el as HTMLElement).dataset }));
+  const [tokens, atStop] = [Number(stats.tokens), Number(stats.tokensAtStop)];
+  assert.equal(stats.finishReason, 'abort');
+  assert.ok(tokens < max, `generation ran to the end (${tokens} tokens) despite Stop`);
+  // The worker had at least what the page had shown when Stop was pressed, and finished only the token in flight.
+  assert.ok(atStop >= shownAtStop && tokens <= atStop + 1, `Stop pressed at ${shownAtStop} tokens shown, reached the worker at ${atStop}, ended at ${tokens}`);
+  const text = (await page.textContent('#generated')) ?? '';
+  assert.equal(text.length, tokens, 'byte-level model: one character per token');
+  assert.ok(text.startsWith(expected.packed.slice(0, Math.min(tokens, expected.packed.length))), `stopped text ${JSON.stringify(text)} is not the greedy text`);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await page.textContent('#generated'), text, 'tokens kept coming after Stop');
+  const { ticks, t0, firstToken } = await page.evaluate(() => {
+    const w = window as unknown as { ticks: number[]; t0: number; firstToken: number };
+    return { ticks: w.ticks, t0: w.t0, firstToken: w.firstToken };
+  });
+  // Gaps while tokens stream (first token shown -> Stop), when the page handles a message per token.
+  // Before the first token the page runs no code at all; on SwiftShader that phase compiles the kernels
+  // in Chromium's GPU process, and on this shared 2-core machine its gaps are reported, not asserted.
+  const gapsFrom = (from: number, to: number) => ticks.slice(1).map((t, i) => [ticks[i] - t0, t - ticks[i]]).filter(([at]) => at >= from && at < to).map(([, g]) => g);
+  const decodeGaps = gapsFrom(firstToken, Infinity);
+  const prefillGap = Math.max(0, ...gapsFrom(0, firstToken));
+  assert.ok(decodeGaps.length > 20, `only ${decodeGaps.length} timer ticks while tokens streamed`);
+  const gap = Math.max(...decodeGaps);
+  assert.ok(gap < 250, `the page's main thread stalled for ${gap.toFixed(0)} ms while tokens streamed`);
+  // The model runs in the worker: the page itself never asked for a WebGPU adapter.
+  assert.equal(page.workers().length, 1);
+  assert.equal(await page.evaluate(() => (window as unknown as { mainThreadAdapterRequests: number }).mainThreadAdapterRequests), 0);
+  assert.equal(await page.workers()[0].evaluate(() => typeof navigator.gpu), 'object');
+  assert.equal(await page.isDisabled('#generate'), false, 'the page is ready for the next generation');
+  console.log(`# Stop: pressed at ${shownAtStop} tokens shown, worker at ${atStop}, ended at ${tokens} of ${max}; first token shown ${firstToken.toFixed(0)} ms after Generate; longest main-thread timer gap (10 ms timer) ${gap.toFixed(0)} ms while tokens streamed (${decodeGaps.length} ticks), ${prefillGap.toFixed(0)} ms before the first token`);
+  await page.screenshot({ path: join(artifacts, 'playground-stopped.png'), fullPage: true });
+});
+
+test('the page trains a tiny model, charts a finite loss per step, and Stop ends training after the step in flight', async () => {
   await page.goto(origin);
   await waitState(['ready'], 60_000);
   await page.selectOption('#train-preset', 'micro-dense');
@@ -223,6 +371,20 @@ test('the page trains a tiny model and charts a finite loss per step', async () 
   // Four steps from a fresh byte-level model: the loss is still near ln(256) = 5.55.
   assert.ok(Number.isFinite(loss) && Math.abs(loss - Math.log(256)) < 1, `loss after 4 steps is ${loss}`);
   await page.screenshot({ path: join(artifacts, 'playground-train.png'), fullPage: true });
+
+  await page.fill('#train-steps', '200');
+  await page.click('#train');
+  await page.waitForFunction(() => document.body.dataset.state === 'training' && Number(document.getElementById('train-status')!.dataset.step) >= 2, null, { timeout: 60_000 });
+  const atStop = await page.evaluate(() => {
+    const n = Number(document.getElementById('train-status')!.dataset.step);
+    document.getElementById('train-stop')!.click();
+    return n;
+  });
+  await waitState(['trained'], 60_000);
+  const stopped = await page.$eval('#train-status', (el) => Number((el as HTMLElement).dataset.step));
+  // Steps whose loss was already on its way to the page when Stop was pressed, plus the one in flight.
+  assert.ok(stopped >= atStop && stopped <= atStop + 2, `Stop pressed at step ${atStop}, training ended at step ${stopped} of 200`);
+  assert.equal(await page.isDisabled('#generate'), false, 'the trained model is loaded for generation');
 });
 
 test('a URL without a checkpoint gives one clear error in the page', async () => {
