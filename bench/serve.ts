@@ -156,7 +156,7 @@ function byteVocabGguf(): Record<string, string | string[] | number | boolean> {
   const vocab = (new ByteTokenizer().toJSON() as { model: { vocab: Record<string, number> } }).model.vocab;
   const tokens: string[] = new Array(256);
   for (const [t, id] of Object.entries(vocab)) tokens[id] = t;
-  return { 'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.pre': 'default', 'tokenizer.ggml.tokens': tokens, 'tokenizer.ggml.merges': [`${tokens[32]} ${tokens[32]}`], 'tokenizer.ggml.add_bos_token': false };
+  return { 'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.pre': 'default', 'tokenizer.ggml.tokens': tokens, 'tokenizer.ggml.merges': [], 'tokenizer.ggml.add_bos_token': false };
 }
 
 export async function run(args: Args = {}) {
