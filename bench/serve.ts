@@ -4,19 +4,29 @@
 // batch 1, the rest queued). Reported: time to first token p50/p99, aggregate tokens/s, and the
 // speedup of batching; every response is checked complete and identical to generate() alone.
 // The model is the tiny-dense preset shape with seeded random weights (a byte vocabulary).
-// Usage: frugal bench serve [--clients 1,4,16] [--tokens 32] [--reps 3] [--preset tiny-dense] [--threads N]
+// Usage: frugal bench serve [--clients 1,4,16] [--tokens 32] [--reps 3] [--preset tiny-dense] [--threads N] [--peer DIR]
 // Each mode runs --reps rounds (alternating); the fastest round of each is reported.
-// The llama.cpp peer (llama-server on the same model as GGUF) is not wired in yet: see bench/NOTES.md.
-import { cpus } from 'node:os';
+// --peer DIR (or LLAMA_PEER_DIR): llama.cpp's DIR/bin/llama-server serves the same model written as
+// GGUF (F32, byte vocabulary) under the same clients (token-id prompts, greedy, EOS ignored). A peer
+// that does not start (a missing shared library, say) is reported as peer: { error } in the result.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { ByteTokenizer } from '../src/data/index.ts';
 import { generate } from '../src/infer/generate.ts';
 import { CausalLM } from '../src/models/index.ts';
 import { presetByName } from '../src/models/presets.ts';
 import { OpenAIServer } from '../src/serve/server.ts';
 import { cpuThreads, setCpuThreads } from '../src/backend/cpu/threads.ts';
+import { ggufFromModel } from '../src/infer/gguf-model.ts';
 import { runBenchIfMain } from './kit.ts';
 
 type Args = Record<string, string | boolean>;
+
+/** The --key options run() reads (frugal bench refuses any other). */
+export const options: readonly string[] = ['clients', 'tokens', 'reps', 'preset', 'threads', 'peer'];
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -35,11 +45,21 @@ interface Round {
 async function round(model: CausalLM, prompts: string[], tokens: number, maxBatch: number): Promise<Round> {
   const server = new OpenAIServer({ model, tokenizer: new ByteTokenizer(), modelName: 'bench', maxBatch, maxQueue: prompts.length });
   const base = `http://127.0.0.1:${await server.listen(0, '127.0.0.1')}`;
-  const t0 = performance.now();
   try {
-    const results = await Promise.all(prompts.map(async (prompt) => {
+    return await streamAll(base, prompts.map((prompt) => ({ prompt, max_tokens: tokens, temperature: 0, stream: true })), tokens);
+  } finally {
+    await server.close();
+  }
+}
+
+/** One streaming /v1/completions request per body, all at once; each client's TTFT, the wall time. */
+async function streamAll(base: string, bodies: object[], tokens: number): Promise<Round> {
+  const t0 = performance.now();
+  {
+    const results = await Promise.all(bodies.map(async (body) => {
       const start = performance.now();
-      const r = await fetch(`${base}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt, max_tokens: tokens, temperature: 0, stream: true }) });
+      const r = await fetch(`${base}/v1/completions`, { method: 'POST', body: JSON.stringify(body) });
+      if (!r.ok) throw new Error(`${base}/v1/completions answered ${r.status}: ${(await r.text()).slice(0, 200)}`);
       const reader = r.body!.getReader();
       const dec = new TextDecoder();
       let raw = '';
@@ -53,7 +73,7 @@ async function round(model: CausalLM, prompts: string[], tokens: number, maxBatc
           if (raw.includes('"text"')) first = performance.now() - start;
         } else raw += dec.decode(value, { stream: true });
       }
-      const events = raw.split('\n\n').filter((e) => e.startsWith('data: '));
+      const events = raw.split(/\r?\n\r?\n/).map((e) => e.trim()).filter((e) => e.startsWith('data: '));
       const done = events.at(-1) === 'data: [DONE]';
       const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)));
       return {
@@ -62,12 +82,81 @@ async function round(model: CausalLM, prompts: string[], tokens: number, maxBatc
       };
     }));
     return {
-      ttftMs: results.map((r) => r.ttft), wallMs: performance.now() - t0, tokens: prompts.length * tokens,
+      ttftMs: results.map((r) => r.ttft), wallMs: performance.now() - t0, tokens: bodies.length * tokens,
       texts: results.map((r) => r.text), complete: results.every((r) => r.complete),
     };
-  } finally {
-    await server.close();
   }
+}
+
+/** A free loopback port (llama-server takes a fixed one). */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+interface Peer {
+  base: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * llama-server of the peer folder on `gguf`, `slots` parallel sequences, on 127.0.0.1; an error
+ * line when it cannot run (no binary, a shared library its lib/ lacks, it exits or never answers /health).
+ */
+async function startPeer(dir: string, gguf: string, slots: number, ctxPerSlot: number, threads: number): Promise<Peer | { error: string }> {
+  const bin = join(dir, 'bin', 'llama-server');
+  if (!existsSync(bin)) return { error: `no llama-server at ${bin}` };
+  const env = { ...process.env, LD_LIBRARY_PATH: [join(dir, 'lib'), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') };
+  // Does it load at all (the dynamic loader names a missing library and exits 127)?
+  const probe = spawnSync(bin, ['--version'], { env, encoding: 'utf8', timeout: 30_000 });
+  if (probe.error) return { error: `llama-server (${bin}) does not run: ${probe.error.message}` };
+  if (probe.status !== 0) {
+    const line = `${probe.stderr}\n${probe.stdout}`.split('\n').map((l) => l.trim()).filter(Boolean).at(-1) ?? '';
+    const lib = /error while loading shared libraries: ([^:]+)/.exec(line)?.[1];
+    return { error: lib ? `llama-server does not start: ${lib} is missing from ${join(dir, 'lib')} (${line})` : `llama-server --version exited with ${probe.status}: ${line}` };
+  }
+  const port = await freePort();
+  const proc = spawn(bin, ['-m', gguf, '--host', '127.0.0.1', '--port', String(port), '-np', String(slots), '-c', String(slots * ctxPerSlot), '-t', String(threads), '--no-webui'],
+    { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d) => {
+    err = (err + d).slice(-4000);
+  });
+  let exited = false;
+  const gone = new Promise<void>((r) => proc.on('exit', () => {
+    exited = true;
+    r();
+  }));
+  const stop = async () => {
+    if (!exited) proc.kill('SIGTERM');
+    await gone;
+  };
+  const base = `http://127.0.0.1:${port}`;
+  for (const t0 = performance.now(); performance.now() - t0 < 60_000;) {
+    if (exited) return { error: `llama-server exited while starting: ${err.trim().split('\n').at(-1) ?? ''}` };
+    try {
+      if ((await fetch(`${base}/health`)).ok) return { base, stop };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await stop();
+  return { error: 'llama-server did not answer /health within 60 s' };
+}
+
+/** GGUF tokenizer metadata of the byte vocabulary: GPT-2 byte-level tokens, id = byte (prompts go as ids). */
+function byteVocabGguf(): Record<string, string | string[] | number | boolean> {
+  const vocab = (new ByteTokenizer().toJSON() as { model: { vocab: Record<string, number> } }).model.vocab;
+  const tokens: string[] = new Array(256);
+  for (const [t, id] of Object.entries(vocab)) tokens[id] = t;
+  return { 'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.pre': 'default', 'tokenizer.ggml.tokens': tokens, 'tokenizer.ggml.merges': [], 'tokenizer.ggml.add_bos_token': false };
 }
 
 export async function run(args: Args = {}) {
@@ -112,12 +201,54 @@ export async function run(args: Args = {}) {
       responses_identical_to_generate: same,
     });
   }
-  const peerDir = (args.peer as string | undefined) ?? process.env.LLAMA_PEER_DIR;
+  const peerArg = args.peer ?? process.env.LLAMA_PEER_DIR;
+  if (peerArg === true) throw new Error('--peer needs the llama.cpp folder (bin/, lib/)');
+  const peer = peerArg ? await runPeer(resolve(peerArg), model, clients, tokens, reps, new Map(rows.map((r) => [r.clients, r.batched.tokens_per_s]))) : 'not run (pass --peer DIR or set LLAMA_PEER_DIR)';
   return {
     bench: 'serve', model: preset, params: model.numParameters(), tokens_per_request: tokens, reps, threads: cpuThreads(), cores: cpus().length,
-    host: '127.0.0.1', rows, all_identical: identical,
-    peer: peerDir ? `not run: the GGUF export for llama-server is not implemented in this benchmark yet (${peerDir})` : 'not run (pass --peer DIR or set LLAMA_PEER_DIR)',
+    host: '127.0.0.1', rows, all_identical: identical, peer,
   };
+}
+
+/** The same clients against llama-server on the model as GGUF; batched rows (one slot per client) or { error }. */
+async function runPeer(dir: string, model: CausalLM, clients: number[], tokens: number, reps: number, frugalTps: Map<number, number>) {
+  const tmp = mkdtempSync(join(tmpdir(), 'frugal-bench-serve-'));
+  try {
+    const gguf = join(tmp, 'model.gguf');
+    try {
+      writeFileSync(gguf, ggufFromModel(model, { metadata: byteVocabGguf() }));
+    } catch (e) {
+      return { error: `the model does not go to GGUF: ${(e as Error).message}` };
+    }
+    const tok = new ByteTokenizer();
+    const rows = [];
+    for (const c of clients) {
+      const prompts = Array.from({ length: c }, (_, i) => `Client ${i}: call me Ishmael. `);
+      const refs = await Promise.all(prompts.map((p) => generate(model, tok, p, { maxNewTokens: tokens, temperature: 0 })));
+      const p = await startPeer(dir, gguf, c, Math.max(...prompts.map((x) => x.length)) + tokens + 16, cpuThreads());
+      if ('error' in p) return { error: p.error };
+      try {
+        const bodies = prompts.map((x) => ({ prompt: tok.encode(x), max_tokens: tokens, temperature: 0, ignore_eos: true, cache_prompt: false, stream: true }));
+        let best: Round | undefined;
+        const all: Round[] = [];
+        for (let r = 0; r < reps; r++) {
+          const x = await streamAll(p.base, bodies, tokens);
+          all.push(x);
+          if (!best || x.wallMs < best.wallMs) best = x;
+        }
+        rows.push({
+          clients: c, ttft_p50_ms: pct(best!.ttftMs, 50), ttft_p99_ms: pct(best!.ttftMs, 99), tokens_per_s: best!.tokens / (best!.wallMs / 1000),
+          frugal_batched_over_peer: (frugalTps.get(c) ?? NaN) / (best!.tokens / (best!.wallMs / 1000)),
+          responses_identical_to_generate: all.every((x) => x.complete && x.texts.every((t, i) => t === refs[i].text)),
+        });
+      } finally {
+        await p.stop();
+      }
+    }
+    return { server: join(dir, 'bin', 'llama-server'), rows };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 await runBenchIfMain(import.meta.url, run);

@@ -28,6 +28,8 @@ export function splitBenchArgs(argv: string[]): { own: string[]; extra: Record<s
   const extra: Record<string, string | boolean> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    // A bare `--` (the usage's separator before the benchmark's options) is no option itself.
+    if (a === '--') continue;
     if (a === '--json' || a === '--help' || a === '-h' || !a.startsWith('--')) {
       own.push(a);
       continue;

@@ -7,7 +7,7 @@ import { loadModel, resolveModelDir } from '../train/checkpoint.ts';
 import { readConfig } from '../io/hf-folder.ts';
 import { isPackedConfig } from '../io/packed.ts';
 import { loadPackedModel } from '../infer/packed-linear.ts';
-import { readGguf } from '../io/gguf.ts';
+import { type GgufValue, readGguf } from '../io/gguf.ts';
 import { modelFromGguf } from '../infer/gguf-model.ts';
 import { tokenizerFromGguf } from '../data/gguf-tokenizer.ts';
 import { loadModelTokenizer } from '../train/checkpoint.ts';
@@ -49,12 +49,20 @@ export function loadAnyModel(dir: string): CausalLM {
   return loadServingModel(dir).model;
 }
 
+export interface ServingModel {
+  model: CausalLM;
+  tokenizer?: Tokenizer;
+  path: string;
+  /** A GGUF file's metadata (chat template and the like); undefined for a folder. */
+  ggufMetadata?: Map<string, GgufValue>;
+}
+
 /** The model and the tokenizer stored with it (a folder's tokenizer.json, a GGUF's tokenizer metadata), if any. */
-export function loadServingModel(spec: string): { model: CausalLM; tokenizer?: Tokenizer; path: string } {
+export function loadServingModel(spec: string): ServingModel {
   if (isGgufPath(spec)) {
     if (!existsSync(spec) || !statSync(spec).isFile()) throw new UsageError(`GGUF file ${spec} does not exist`);
     const file = readGguf(spec);
-    return { model: modelFromGguf(file, spec), tokenizer: tokenizerFromGguf(file.metadata, spec), path: spec };
+    return { model: modelFromGguf(file, spec), tokenizer: tokenizerFromGguf(file.metadata, spec), path: spec, ggufMetadata: file.metadata };
   }
   const abs = resolveModelDir(spec);
   const model = isPackedConfig(readConfig(abs)) ? loadPackedModel(abs) : loadModel(abs);
@@ -84,7 +92,7 @@ export function describeNonFinite(r: { values: number; tensors: string[] }): str
 }
 
 /** loadServingModel, then placed on `device` (brought up by useDevice). */
-export async function loadModelOn(spec: string, device: DeviceName): Promise<{ model: CausalLM; tokenizer?: Tokenizer; path: string }> {
+export async function loadModelOn(spec: string, device: DeviceName): Promise<ServingModel> {
   const r = loadServingModel(spec);
   return { ...r, model: await r.model.moveTo(device) };
 }

@@ -3,7 +3,7 @@
 import { basename } from 'node:path';
 import { ByteTokenizer } from '../data/index.ts';
 import { OpenAIServer } from '../serve/server.ts';
-import { loadChatTemplate } from '../serve/chat.ts';
+import { chatTemplateFromGguf, loadChatTemplate } from '../serve/chat.ts';
 import { resolveModelDir } from '../train/checkpoint.ts';
 import { isGgufPath, loadModelOn } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
@@ -13,9 +13,9 @@ import { DEVICE_FLAGS, useDevice } from './device.ts';
 export const spec: CommandSpec = {
   name: 'serve',
   summary: 'serve a model over HTTP with the OpenAI API (completions, chat, streaming), batching concurrent requests',
-  usage: 'frugal serve --model DIR [--host 127.0.0.1] [--port 8080] [--device cpu|webgpu] [--threads N] [--max-batch N] [--max-queue N]',
+  usage: 'frugal serve --model DIR|FILE.gguf [--host 127.0.0.1] [--port 8080] [--device cpu|webgpu] [--threads N] [--max-batch N] [--max-queue N]',
   flags: {
-    model: { type: 'string', arg: 'DIR', help: 'checkpoint, packed or run folder' },
+    model: { type: 'string', arg: 'DIR|FILE.gguf', help: 'checkpoint, packed or run folder, or a GGUF file' },
     host: { type: 'string', arg: 'ADDR', help: 'address to listen on', default: '127.0.0.1' },
     port: { type: 'int', help: 'port to listen on (0 = any free port)', default: 8080 },
     'max-batch': { type: 'int', help: 'sequences decoded together at most', default: 8 },
@@ -34,13 +34,19 @@ export async function run(f: Flags): Promise<number> {
   const maxQueue = num(f, 'max-queue', (v) => Number.isInteger(v) && v >= 0, 'an integer >= 0');
   const defaultMaxTokens = num(f, 'max-tokens', (v) => Number.isInteger(v) && v >= 0, 'an integer >= 0');
   const device = await useDevice(f);
-  const { model, tokenizer } = await loadModelOn(dir, device);
+  const { model, tokenizer, ggufMetadata } = await loadModelOn(dir, device);
   const tok = tokenizer ?? (str(f, 'tokenizer') ? chooseTokenizer(str(f, 'tokenizer')) : new ByteTokenizer());
-  // Chat templates come from a folder's tokenizer_config.json (a GGUF file's own template is not read yet).
+  // Chat templates come from a folder's tokenizer_config.json or a GGUF file's tokenizer.chat_template.
   const gguf = isGgufPath(dir);
-  const chatTemplate = gguf ? undefined : loadChatTemplate(resolveModelDir(dir));
+  let chatTemplate;
+  try {
+    chatTemplate = ggufMetadata ? chatTemplateFromGguf(ggufMetadata, dir) : loadChatTemplate(resolveModelDir(dir));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const chatTemplateSource = gguf ? 'tokenizer.chat_template in its GGUF metadata' : "'chat_template' in its tokenizer_config.json";
   const name = str(f, 'name') ?? basename(gguf ? dir : resolveModelDir(dir));
-  const server = new OpenAIServer({ model, tokenizer: tok, modelName: name, chatTemplate, maxBatch, maxQueue, defaultMaxTokens });
+  const server = new OpenAIServer({ model, tokenizer: tok, modelName: name, chatTemplate, chatTemplateSource, maxBatch, maxQueue, defaultMaxTokens });
   const host = str(f, 'host')!;
   let bound: number;
   try {

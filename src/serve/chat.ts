@@ -1,5 +1,6 @@
-// Chat prompts: the chat template of a model's tokenizer_config.json (Hugging Face layout), rendered
-// with @huggingface/jinja the way transformers' apply_chat_template does.
+// Chat prompts: the chat template of a model's tokenizer_config.json (Hugging Face layout) or of a
+// GGUF file's metadata (tokenizer.chat_template), rendered with @huggingface/jinja the way
+// transformers' apply_chat_template does.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
@@ -50,4 +51,20 @@ export function loadChatTemplate(dir: string): ChatTemplate | undefined {
     throw new Error(`${p} is not valid JSON (${(e as Error).message})`);
   }
   return chatTemplateFrom(cfg, p);
+}
+
+/**
+ * The template a GGUF file carries (tokenizer.chat_template), or undefined when it has none; its
+ * bos_token and eos_token are the texts of tokenizer.ggml.bos_token_id / eos_token_id.
+ */
+export function chatTemplateFromGguf(meta: ReadonlyMap<string, unknown>, what = 'GGUF'): ChatTemplate | undefined {
+  const src = meta.get('tokenizer.chat_template');
+  if (src === undefined) return undefined;
+  if (typeof src !== 'string') throw new Error(`${what}: tokenizer.chat_template must be a string`);
+  const tokens = meta.get('tokenizer.ggml.tokens');
+  const text = (key: string) => {
+    const id = meta.get(key);
+    return Array.isArray(tokens) && typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < tokens.length && typeof tokens[id] === 'string' ? tokens[id] : undefined;
+  };
+  return chatTemplateFrom({ chat_template: src, bos_token: text('tokenizer.ggml.bos_token_id'), eos_token: text('tokenizer.ggml.eos_token_id') }, `${what} (tokenizer.chat_template)`);
 }

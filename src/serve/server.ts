@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { Tokenizer } from '../data/index.ts';
+import { ByteTokenizer, type Tokenizer } from '../data/index.ts';
 import { type FinishReason, type GenerateOpts, promptIds } from '../infer/generate.ts';
 import { checkSampling } from '../infer/sampling.ts';
 import type { CausalLM } from '../models/index.ts';
@@ -25,6 +25,8 @@ export interface ServeOpts {
   defaultMaxTokens?: number;
   /** Largest request body accepted, bytes. */
   maxBodyBytes?: number;
+  /** Where the chat template was looked for, named in the 400 a chat request gets when there is none. */
+  chatTemplateSource?: string;
 }
 
 /** A request the client got wrong: answered with this status and an OpenAI-style error object. */
@@ -35,6 +37,13 @@ class RequestError extends Error {
 }
 
 type Body = Record<string, unknown>;
+
+interface ChatTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+type ChatLogprob = ChatTokenLogprob & { top_logprobs: ChatTokenLogprob[] };
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -222,6 +231,18 @@ export class OpenAIServer {
     return this.o.tokenizer.decode([id]);
   }
 
+  /** A token's bytes: the byte itself for the byte tokenizer (so a piece of a multi-byte character is exact), else its text as UTF-8. */
+  private tokenBytes(id: number): number[] {
+    if (this.o.tokenizer instanceof ByteTokenizer) return [id];
+    return [...Buffer.from(this.tokenText(id), 'utf8')];
+  }
+
+  /** One entry of a chat response's logprobs.content (OpenAI chat format). */
+  private chatLogprob(t: TokenInfo): ChatLogprob {
+    const entry = (id: number, logprob: number) => ({ token: this.tokenText(id), logprob, bytes: this.tokenBytes(id) });
+    return { ...entry(t.id, t.logprob!), top_logprobs: (t.top ?? []).map(([i, l]) => entry(i, l)) };
+  }
+
   private async completions(b: Body, res: ServerResponse): Promise<void> {
     this.checkModel(b);
     const opts = generationOpts(b, 16);
@@ -305,7 +326,7 @@ export class OpenAIServer {
       return { role: m.role, content: m.content };
     });
     const tpl = this.o.chatTemplate;
-    if (!tpl) throw new RequestError(400, "this model has no chat template (no 'chat_template' in its tokenizer_config.json); use /v1/completions", 'messages');
+    if (!tpl) throw new RequestError(400, `this model has no chat template (no ${this.o.chatTemplateSource ?? "'chat_template' in its tokenizer_config.json"}); use /v1/completions`, 'messages');
     let text: string;
     try {
       text = tpl.render(messages);
@@ -325,22 +346,40 @@ export class OpenAIServer {
     this.checkModel(b);
     const opts = generationOpts(b, this.o.defaultMaxTokens ?? 256);
     const stream = optBool(b, 'stream') ?? false;
+    // OpenAI chat: logprobs is a switch, top_logprobs (0..20) the alternatives, and only with logprobs on.
+    const wantLp = optBool(b, 'logprobs') ?? false;
+    const top = optNumber(b, 'top_logprobs', (v) => isInt(v) && v >= 0 && v <= 20, 'an integer in [0, 20]');
+    if (top !== undefined && !wantLp) throw new RequestError(400, "'top_logprobs' needs 'logprobs': true", 'top_logprobs');
+    const topLogprobs = wantLp ? (top ?? 0) : undefined;
     const p = this.chatPrompt(b, opts.maxNewTokens);
     const id = `chatcmpl-${this.nextId++}`;
     const head = { id, created: Math.floor(Date.now() / 1000), model: this.o.modelName };
     if (stream) {
-      const chunk = (delta: Record<string, string>, finish: FinishReason | null) =>
-        `data: ${JSON.stringify({ ...head, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
-      await this.streamJob(res, { prompt: p.ids, opts, onToken: (piece) => piece && res.write(chunk({ content: piece }, null)) },
-        (r) => chunk({}, r.finishReason), chunk({ role: 'assistant', content: '' }, null));
+      const chunk = (delta: Record<string, string>, finish: FinishReason | null, lp: ChatLogprob[] | null = null) =>
+        `data: ${JSON.stringify({ ...head, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: lp && { content: lp }, finish_reason: finish }] })}\n\n`;
+      await this.streamJob(res, {
+        prompt: p.ids, opts, topLogprobs,
+        onToken: (piece, info) => {
+          // With logprobs every token gets its chunk, even one whose text is held back (part of a character or of a stop string).
+          if (wantLp && info.logprob !== undefined) res.write(chunk({ content: piece }, null, [this.chatLogprob(info)]));
+          else if (piece) res.write(chunk({ content: piece }, null));
+        },
+      }, (r) => chunk({}, r.finishReason), chunk({ role: 'assistant', content: '' }, null));
       return;
     }
-    const results = await this.runJobs(res, [{ prompt: p.ids, opts, onDone: () => {}, onError: () => {} }]);
+    const content: ChatLogprob[] = [];
+    const results = await this.runJobs(res, [{
+      prompt: p.ids, opts, topLogprobs,
+      onToken: (_piece, info) => {
+        if (wantLp && info.logprob !== undefined) content.push(this.chatLogprob(info));
+      },
+      onDone: () => {}, onError: () => {},
+    }]);
     if (!results) return;
     const r = results[0];
     sendJson(res, 200, {
       ...head, object: 'chat.completion',
-      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finishReason }],
+      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: wantLp ? { content } : null, finish_reason: r.finishReason }],
       usage: { prompt_tokens: p.ids.length, completion_tokens: r.ids.length, total_tokens: p.ids.length + r.ids.length },
     });
   }

@@ -23,6 +23,8 @@ test('benchmark options arrive as a --key value record; unknown keys are rejecte
   const { own, extra } = splitBenchArgs(['fbi-generate', '--preset', 'fbi-130m', '--json', '--reps=2', '--f32-baseline']);
   assert.deepEqual(own, ['fbi-generate', '--json']);
   assert.deepEqual(extra, { preset: 'fbi-130m', reps: '2', 'f32-baseline': true });
+  // The usage's `--` before the benchmark's options is a separator, not an option.
+  assert.deepEqual(splitBenchArgs(['serve', '--json', '--', '--reps', '5']), { own: ['serve', '--json'], extra: { reps: '5' } });
   assert.doesNotThrow(() => checkBenchOptions('x', extra, ['preset', 'reps', 'f32-baseline']));
   assert.throws(() => checkBenchOptions('x', { presett: 'a' }, ['preset']), /benchmark x has no option --presett; its options: --preset/);
 });
