@@ -1,7 +1,7 @@
 // frugal main (npm start): the demo pipeline on the embedded corpus. Trains a tiny dense teacher,
 // distills a tiny FBI (1-bit) student from it, trains tiny TTT and PEER variants, evaluates all of
 // them on the validation split and prints one comparison table plus the HTML report's path.
-import { mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ByteTokenizer, tokenizeDocuments, defaultCorpus } from '../data/index.ts';
 import { perplexity } from '../eval/perplexity.ts';
@@ -10,7 +10,8 @@ import { CausalLM, ffnPlugin, mixerPlugin, type ModelConfig } from '../models/in
 import { presetByName } from '../models/presets.ts';
 import { train, type TrainResult } from '../train/trainer.ts';
 import { type CommandSpec, type Flags, str } from './args.ts';
-import { fmtBytes, fmtCount, folderBytes, interruptFlag, makeData, reportFor, runDir } from './common.ts';
+import { fmtBytes, fmtCount, folderBytes, interruptFlag, makeData, prepareRunDir, reportFor } from './common.ts';
+import { ensureDir, promoteDir, stagingPath } from '../io/atomic.ts';
 import { distillLoss } from './distill.ts';
 import { describe } from './info.ts';
 import { familyHooks, loadAnyModel } from './model-spec.ts';
@@ -19,12 +20,13 @@ import { packFolder } from './pack.ts';
 export const spec: CommandSpec = {
   name: 'main',
   summary: 'train, distill, evaluate and compare tiny dense, FBI, TTT and PEER models on the embedded corpus',
-  usage: 'frugal main [--quick] [--out DIR]',
+  usage: 'frugal main [--quick] [--out DIR [--overwrite]]',
   flags: {
     quick: { type: 'bool', help: 'the same pipeline at a much smaller size (under a minute; used by the tests)' },
     out: { type: 'string', arg: 'DIR', help: 'run folder (default runs/<time>)' },
     seed: { type: 'int', help: 'seed', default: 0 },
     quiet: { type: 'bool', help: 'no progress output' },
+    overwrite: { type: 'bool', help: 'replace what --out already holds (once the new pipeline has saved a model)' },
   },
 };
 
@@ -76,8 +78,26 @@ interface Row {
 export async function run(f: Flags): Promise<number> {
   const scale = f.quick ? QUICK : FULL;
   const seed = f.seed as number;
-  const out = runDir(str(f, 'out'), 'main');
-  mkdirSync(out, { recursive: true });
+  // A folder that holds something is refused unless --overwrite; then the new pipeline runs beside
+  // the old results and replaces them only once it has saved at least one model.
+  const final = prepareRunDir(str(f, 'out'), 'main', f, { resumable: false });
+  const replacing = readdirSync(final).length > 0;
+  const staged = replacing ? stagingPath(final) : undefined;
+  try {
+    if (staged) ensureDir(staged);
+    return await pipeline(f, scale, seed, staged ?? final, final, () => {
+      if (staged) promoteDir(staged, final);
+    });
+  } finally {
+    if (staged) rmSync(staged, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Trains, evaluates and compares the variants in `out`; `commit` is called once the results are
+ * complete (or at least one model was saved before an interrupt), before the report path is printed.
+ */
+async function pipeline(f: Flags, scale: Scale, seed: number, out: string, final: string, commit: () => void): Promise<number> {
   const tok = new ByteTokenizer();
   const split = defaultCorpus();
   const valIds = tokenizeDocuments(split.validationDocs, tok);
@@ -129,14 +149,17 @@ export async function run(f: Flags): Promise<number> {
   const headers = ['model', 'val ppl', 'params', 'bits/param', 'size on disk', 'train tok/s', 'gen tok/s'];
   const done = rows.filter((r) => !r.missing);
   const table = done.map((r) => [r.name, r.ppl!.toFixed(3), fmtCount(r.params!), r.bits!.toFixed(2), fmtBytes(r.bytes!), r.trainTps === undefined ? '-' : r.trainTps.toFixed(0), r.genTps!.toFixed(1)]);
-  const report = reportFor(out, 'frugal main: tiny dense, FBI, TTT and PEER on the embedded corpus', runs, { headers, rows: table });
+  reportFor(out, 'frugal main: tiny dense, FBI, TTT and PEER on the embedded corpus', runs, { headers, rows: table });
+  const saved = runs.some((r) => existsSync(join(r.dir, 'model')));
+  if (saved) commit();
+  const report = saved || out === final ? join(final, 'report.html') : undefined;
   const widths = headers.map((h, i) => Math.max(h.length, ...table.map((r) => String(r[i]).length)));
   const line = (cells: (string | number)[]) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   console.log(`\nValidation split of ${split.name} (${valIds.length} byte tokens; perplexity over non-overlapping ${scale.ctx}-token windows)`);
   console.log(line(headers));
   for (const r of table) console.log(line(r));
   for (const r of rows) if (r.missing) console.log(r.missing);
-  console.log(`report: ${report}`);
+  console.log(report ? `report: ${report}` : `interrupted before any model was saved; ${final} is left as it was`);
   return stop.requested() ? 130 : 0;
 }
 
