@@ -58,8 +58,10 @@ export async function scoreWindows(model: CausalLM, tokens: TokenSource, o: Wind
   const max = o.maxWindows ?? Infinity;
   const v = model.config.vocabSize;
   model.eval();
-  const chunk = new Int32Array(window);
-  const buf = new Float64Array(window);
+  // The window buffer grows to the window length as tokens arrive (a TTT model may be given a
+  // window far longer than the text; nothing that long is allocated up front).
+  let chunk = new Int32Array(Math.min(window, whole ? whole.length : 1 << 16));
+  let buf = new Float64Array(chunk.length);
   let done = 0;
   const score = async (len: number) => {
     const n = len - 1;
@@ -89,6 +91,12 @@ export async function scoreWindows(model: CausalLM, tokens: TokenSource, o: Wind
     for (const t of piece) if (t < 0 || t >= v) throw new Error(`token id ${t} is outside the model's vocabulary of ${v}; use the model's tokenizer`);
     for (let off = 0; off < piece.length;) {
       const take = Math.min(window - have, piece.length - off);
+      if (have + take > chunk.length) {
+        const grown = new Int32Array(Math.min(window, Math.max(2 * chunk.length, have + take)));
+        grown.set(chunk.subarray(0, have));
+        chunk = grown;
+        buf = new Float64Array(grown.length);
+      }
       chunk.set(piece.subarray(off, off + take), have);
       have += take;
       off += take;
