@@ -1,9 +1,10 @@
 // Cases found by probing the commands again: each ends in one clear line, exit 2, at once (no
 // hang, no abort): absurd --threads, a model too big for this machine's memory, FIFOs as a config,
-// task file, GGUF file or trainer state; and a window far longer than the text allocates nothing big.
+// task file, GGUF file or trainer state; pack into a folder that holds files; and a window far
+// longer than the text allocates nothing big.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -72,4 +73,18 @@ test('a window far longer than the text (TTT models allow it) scores the text wi
   assert.equal(streamed.windows, 1);
   assert.equal(streamed.tokens, ids.length - 1);
   assert.deepEqual(streamed, await perplexity(model, ids, { window: 2 ** 40 }));
+});
+
+test('frugal pack does not write into a folder that holds files unless --overwrite', () => {
+  const fbi = join(tmp, 'fbi');
+  saveCheckpoint(fbi, new CausalLM({ vocabSize: 256, hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 16, maxPositions: 64, linear: 'fbi' }, { seed: 1 }), { tokenizer: new ByteTokenizer() });
+  const other = join(tmp, 'other');
+  saveCheckpoint(other, new CausalLM({ vocabSize: 256, hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 16, maxPositions: 64 }, { seed: 2 }));
+  const before = readFileSync(join(other, 'model.safetensors'));
+  quickError(() => frugal('pack', fbi, other), /other already holds files \(config\.json, model\.safetensors\); pass --overwrite/);
+  assert.deepEqual(readFileSync(join(other, 'model.safetensors')), before);
+  const r = frugal('pack', fbi, other, '--overwrite');
+  assert.equal(r.code, 0, r.err);
+  assert.notDeepEqual(readFileSync(join(other, 'model.safetensors')), before);
+  assert.ok(existsSync(join(other, 'tokenizer.json')));
 });
