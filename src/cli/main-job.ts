@@ -8,10 +8,11 @@ import { perplexity } from '../eval/perplexity.ts';
 import { generate } from '../infer/generate.ts';
 import { CausalLM, ffnPlugin, mixerPlugin, type ModelConfig } from '../models/index.ts';
 import { presetByName } from '../models/presets.ts';
-import { train, type TrainResult } from '../train/trainer.ts';
-import { type CommandSpec, type Flags, str } from './args.ts';
+import { latestCheckpoint, train, type TrainResult } from '../train/trainer.ts';
+import { type CommandSpec, explicitFlags, type Flags, str, UsageError } from './args.ts';
+import { readTextFile } from '../io/safe-read.ts';
 import { fmtBytes, fmtCount, folderBytes, interruptFlag, makeData, prepareRunDir, reportFor } from './common.ts';
-import { ensureDir, promoteDir, stagingPath } from '../io/atomic.ts';
+import { ensureDir, promoteDir, stagingPath, writeFileAtomic } from '../io/atomic.ts';
 import { distillLoss } from './distill.ts';
 import { describe } from './info.ts';
 import { familyHooks, loadAnyModel } from './model-spec.ts';
@@ -20,13 +21,14 @@ import { packFolder } from './pack.ts';
 export const spec: CommandSpec = {
   name: 'main',
   summary: 'train, distill, evaluate and compare tiny dense, FBI, TTT and PEER models on the embedded corpus',
-  usage: 'frugal main [--quick] [--out DIR [--overwrite]]',
+  usage: 'frugal main [--quick] [--out DIR [--overwrite | --resume]]',
   flags: {
     quick: { type: 'bool', help: 'the same pipeline at a much smaller size (under a minute; used by the tests)' },
     out: { type: 'string', arg: 'DIR', help: 'run folder (default runs/<time>)' },
     seed: { type: 'int', help: 'seed', default: 0 },
     quiet: { type: 'bool', help: 'no progress output' },
     overwrite: { type: 'bool', help: 'replace what --out already holds (once the new pipeline has saved a model)' },
+    resume: { type: 'bool', help: 'continue an interrupted pipeline in --out: finished models are kept, the interrupted one continues from its checkpoint' },
   },
 };
 
@@ -75,17 +77,39 @@ interface Row {
   missing?: string;
 }
 
+/** The pipeline's settings, saved in its folder so that --resume continues it as it was. */
+const SETTINGS = 'main.json';
+
+function resumedFlags(f: Flags, dir: string): Flags {
+  const path = join(dir, SETTINGS);
+  let saved: { quick?: unknown; seed?: unknown };
+  try {
+    saved = JSON.parse(readTextFile(path, { what: 'pipeline settings' })) as typeof saved;
+  } catch (e) {
+    throw new UsageError(`--resume: cannot read ${path} (${(e as Error).message}); run without --resume (and --overwrite) to start again`);
+  }
+  if (typeof saved?.quick !== 'boolean' || !Number.isInteger(saved.seed)) throw new UsageError(`--resume: ${path} is not a frugal main settings file; run without --resume (and --overwrite) to start again`);
+  const explicit = explicitFlags(f);
+  for (const k of ['quick', 'seed'] as const) {
+    if (explicit.has(k) && f[k] !== saved[k]) {
+      throw new UsageError(`--${k} ${String(f[k])} contradicts the pipeline in ${dir}, which was started with --${k} ${String(saved[k])}; drop --${k} to continue it as it was`);
+    }
+  }
+  return { ...f, quick: saved.quick, seed: saved.seed as number };
+}
+
 export async function run(f: Flags): Promise<number> {
-  const scale = f.quick ? QUICK : FULL;
   const seed = f.seed as number;
   // A folder that holds something is refused unless --overwrite; then the new pipeline runs beside
   // the old results and replaces them only once it has saved at least one model.
-  const final = prepareRunDir(str(f, 'out'), 'main', f, { resumable: false });
+  const final = prepareRunDir(str(f, 'out'), 'main', f, { resumeFrom: { has: (d) => existsSync(join(d, SETTINGS)), what: `${SETTINGS} of an earlier frugal main` } });
+  if (f.resume) return pipeline(resumedFlags(f, final), final, final, () => undefined);
   const replacing = readdirSync(final).length > 0;
   const staged = replacing ? stagingPath(final) : undefined;
   try {
     if (staged) ensureDir(staged);
-    return await pipeline(f, scale, seed, staged ?? final, final, () => {
+    writeFileAtomic(join(staged ?? final, SETTINGS), `${JSON.stringify({ quick: Boolean(f.quick), seed })}\n`);
+    return await pipeline(f, staged ?? final, final, () => {
       if (staged) promoteDir(staged, final);
     });
   } finally {
@@ -97,7 +121,9 @@ export async function run(f: Flags): Promise<number> {
  * Trains, evaluates and compares the variants in `out`; `commit` is called once the results are
  * complete (or at least one model was saved before an interrupt), before the report path is printed.
  */
-async function pipeline(f: Flags, scale: Scale, seed: number, out: string, final: string, commit: () => void): Promise<number> {
+async function pipeline(f: Flags, out: string, final: string, commit: () => void): Promise<number> {
+  const scale = f.quick ? QUICK : FULL;
+  const seed = f.seed as number;
   const tok = new ByteTokenizer();
   const split = defaultCorpus();
   const valIds = tokenizeDocuments(split.validationDocs, tok);
@@ -125,8 +151,10 @@ async function pipeline(f: Flags, scale: Scale, seed: number, out: string, final
       const model = new CausalLM(cfg, { seed });
       const dir = join(out, v.name);
       const data = makeData(split, tok, { batch: scale.batch, ctx: scale.ctx, seed }, model.config.vocabSize);
+      // Under --resume a variant with a checkpoint continues from it (one already finished runs no step).
+      const resume = Boolean(f.resume) && latestCheckpoint(dir) !== undefined;
       const r: TrainResult = await train({
-        model, data: data.train, valData: data.val, evalSequences: 32, steps: scale.steps, lr: scale.lr,
+        resume, model, data: data.train, valData: data.val, evalSequences: 32, steps: scale.steps, lr: scale.lr,
         warmup: Math.ceil(scale.steps / 10), evalEvery: Math.ceil(scale.steps / 5), saveEvery: 0, outDir: dir, seed, tokenizer: tok,
         lossFn: v.distill ? distillLoss(teacher!, 0) : undefined, hooks: familyHooks(model), shouldStop: stop.requested,
         progress: f.quiet ? 'none' : 'bar', label: v.name,
@@ -139,7 +167,7 @@ async function pipeline(f: Flags, scale: Scale, seed: number, out: string, final
       const d = describe(model);
       rows.push({
         name: v.name, what: v.what, ppl: ppl.perplexity, params: d.parameters, bits: d.bits_per_param,
-        bytes: folderBytes(join(dir, 'model'), (n) => n === 'model.safetensors'), trainTps: r.tokensPerSecond, genTps: gen.tokensPerSecond,
+        bytes: folderBytes(join(dir, 'model'), (n) => n === 'model.safetensors'), trainTps: r.losses.length ? r.tokensPerSecond : undefined, genTps: gen.tokensPerSecond,
       });
       if (v.name === 'fbi') rows.push(await packedRow(dir, valIds, scale, d.parameters, d.bits_per_param));
     }
