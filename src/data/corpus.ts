@@ -115,8 +115,9 @@ export function datasetFiles(path: string): string[] {
 
 /**
  * The text of a dataset in reading order, without holding it: a string continues the current
- * document, `null` ends it. A .txt file is one document, delivered in chunks that end at line breaks
- * (a single line longer than a chunk is delivered whole); each JSONL record is one document, read
+ * document, `null` ends it. A .txt file is one document, delivered in chunks cut just before a line
+ * break that follows a non-space character (where pre-tokenizers always end a token; text without
+ * such a place is carried on until one comes); each JSONL record is one document, read
  * one line at a time. Empty documents are delivered too (the caller decides; see loadTextDataset).
  */
 export function* documentPieces(path: string, o: TextReadOptions = {}): Generator<string | null> {
@@ -128,11 +129,11 @@ export function* documentPieces(path: string, o: TextReadOptions = {}): Generato
   for (const [k, f] of files.entries()) {
     const progress = o.onProgress && ((read: number) => o.onProgress!(before + read, total));
     if (extname(f).toLowerCase() !== '.jsonl') {
-      yield* lineChunks(f, o.chunkBytes ?? CHUNK_BYTES, progress);
+      yield* lineChunks(f, o.chunkBytes ?? CHUNK_BYTES, safeCut, progress);
       yield null;
     } else {
       let line = 0;
-      for (const chunk of lineChunks(f, o.chunkBytes ?? CHUNK_BYTES, progress)) {
+      for (const chunk of lineChunks(f, o.chunkBytes ?? CHUNK_BYTES, (t) => t.lastIndexOf('\n') + 1, progress)) {
         const lines = chunk.split('\n');
         if (chunk.endsWith('\n')) lines.pop();
         for (const l of lines) {
@@ -175,10 +176,11 @@ function listTextFiles(dir: string): string[] {
 }
 
 /**
- * A file's text in chunks of about `chunkBytes`, each cut after its last line break; only regular
+ * A file's text in chunks of about `chunkBytes`, each cut where `cutAt` says (text without a place
+ * to cut is carried into the next chunk); only regular
  * files are read (a FIFO would block). The byte order mark is kept, as a whole-file read keeps it.
  */
-function* lineChunks(file: string, chunkBytes: number, onRead?: (read: number) => void): Generator<string> {
+function* lineChunks(file: string, chunkBytes: number, cutAt: (text: string) => number, onRead?: (read: number) => void): Generator<string> {
   const { fd } = openRegularFile(file);
   try {
     const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
@@ -194,13 +196,22 @@ function* lineChunks(file: string, chunkBytes: number, onRead?: (read: number) =
         return;
       }
       onRead?.(read);
-      const cut = text.lastIndexOf('\n') + 1;
+      const cut = cutAt(text);
       carry = text.slice(cut);
       if (cut > 0) yield text.slice(0, cut);
     }
   } finally {
     closeSync(fd);
   }
+}
+
+/** The start of the last line break (\n or \r\n) that follows a non-space character, or 0. */
+function safeCut(text: string): number {
+  for (let at = text.lastIndexOf('\n'); at > 0; at = text.lastIndexOf('\n', at - 1)) {
+    const start = text[at - 1] === '\r' ? at - 1 : at;
+    if (start > 0 && !/\s/.test(text[start - 1])) return start;
+  }
+  return 0;
 }
 
 function jsonlText(line: string, file: string, n: number, field: string): string {

@@ -11,9 +11,9 @@ export interface StreamTokenOptions extends TextReadOptions {
 
 /**
  * The ids of `path` in order, one Int32Array per chunk. They equal tokenizeDocuments on
- * loadTextDataset(path).documents (empty documents left out, EOS after each) for tokenizers whose
- * pre-tokenizer splits at line breaks (bytes, byte-level BPE); others may differ at chunk edges
- * (one every 64 KiB). Throws, after reading, when the dataset holds no text.
+ * loadTextDataset(path).documents (empty documents left out, EOS after each). A tokenizer that is
+ * not chunkSafe (SentencePiece-style, which marks the start of every call) gets each document
+ * whole, so only that one document's text is held. Throws, after reading, when the dataset holds no text.
  */
 export function* streamTokens(path: string, tok: Tokenizer, o: StreamTokenOptions = {}): Generator<Int32Array> {
   const eos = o.eos !== false ? tok.eosId : undefined;
@@ -21,8 +21,20 @@ export function* streamTokens(path: string, tok: Tokenizer, o: StreamTokenOption
   let pending = '';
   let started = false;
   let any = false;
+  let whole: string[] = [];
   for (const piece of documentPieces(path, o)) {
-    if (piece === null) {
+    if (!tok.chunkSafe) {
+      if (piece !== null) {
+        whole.push(piece);
+        continue;
+      }
+      const doc = whole.join('');
+      whole = [];
+      if (!/\S/.test(doc)) continue;
+      any = true;
+      yield Int32Array.from(tok.encode(doc));
+      if (eos !== undefined) yield Int32Array.of(eos);
+    } else if (piece === null) {
       if (started && eos !== undefined) yield Int32Array.of(eos);
       started = false;
       pending = '';

@@ -63,6 +63,19 @@ test('streamed ids of .jsonl files and folders equal tokenizing the loaded docum
   assert.throws(() => concat(streamTokens(join(tmp, 'blank.jsonl'), bytesEos)), /contains no text/);
 });
 
+test('chunk edges never change ids: blank lines, trailing spaces, CRLF; non-chunk-safe tokenizers get whole documents', () => {
+  const lines = Array.from({ length: 300 }, (_, i) => `${i % 3 ? 'word' : 'said'} ${i}${' '.repeat(i % 3)}${i % 4 ? '\n' : '\r\n'}${i % 5 ? '' : '\n\n'}`);
+  const file = join(tmp, 'edges.txt');
+  writeFileSync(file, lines.join(''));
+  const docs = loadTextDataset(file).documents;
+  const bpe = trainBpe(docs[0], { vocabSize: 420 });
+  // Marks the start of every encode call, as SentencePiece's Metaspace pre-tokenizer does.
+  const marking: Tokenizer = Object.assign(Object.create(new ByteTokenizer()) as Tokenizer, { encode: (t: string) => [1, ...new ByteTokenizer().encode(t)], chunkSafe: false });
+  for (const tok of [bpe, new ByteTokenizer(), marking]) {
+    for (const chunkBytes of [3, 17, 100]) assert.deepEqual(concat(streamTokens(file, tok, { chunkBytes })), tokenizeDocuments(docs, tok), `chunks of ${chunkBytes}`);
+  }
+});
+
 test('perplexity over a stream equals perplexity over the array; --max-windows stops reading', async () => {
   const model = new CausalLM({ vocabSize: 256, hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 32, maxPositions: 64 }, { seed: 2 });
   const tok = bytesEos;
