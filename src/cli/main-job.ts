@@ -100,8 +100,9 @@ function resumedFlags(f: Flags, dir: string): Flags {
 
 export async function run(f: Flags): Promise<number> {
   const seed = f.seed as number;
-  // A folder that holds something is refused unless --overwrite; then the new pipeline runs beside
-  // the old results and replaces them only once it has saved at least one model.
+  // A folder that holds something is refused unless --resume (continue the pipeline started there)
+  // or --overwrite; then the new pipeline runs beside the old results and replaces them only once it
+  // has saved at least one model.
   const final = prepareRunDir(str(f, 'out'), 'main', f, { resumeFrom: { has: (d) => existsSync(join(d, SETTINGS)), what: `${SETTINGS} of an earlier frugal main` } });
   if (f.resume) return pipeline(resumedFlags(f, final), final, final, () => undefined);
   const replacing = readdirSync(final).length > 0;
