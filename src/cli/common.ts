@@ -109,8 +109,10 @@ export function runDir(out: string | undefined, cmd: string): string {
 /**
  * The run folder of a training-style command, checked before any work: a folder that already holds
  * something is refused unless --resume (which needs a checkpoint there) or --overwrite is given.
+ * `resumable: false` is for commands without --resume (the refusal then offers --overwrite only);
+ * `resumeFrom` replaces the checkpoint test for commands whose run folder is laid out differently.
  */
-export function prepareRunDir(out: string | undefined, cmd: string, f: Flags): string {
+export function prepareRunDir(out: string | undefined, cmd: string, f: Flags, opts: { resumable?: boolean; resumeFrom?: { has: (dir: string) => boolean; what: string } } = {}): string {
   const dir = runDir(out, cmd);
   if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite exclude each other: --resume continues the run in --out, --overwrite replaces it');
   try {
@@ -126,15 +128,16 @@ export function prepareRunDir(out: string | undefined, cmd: string, f: Flags): s
   }
   if (st && !st.isDirectory()) throw new UsageError(`--out ${dir} is a file; pass a folder for the run`);
   if (f.resume) {
-    if (!st || !latestCheckpoint(dir)) {
-      throw new UsageError(`--resume: ${dir} holds no checkpoint to resume from (no model/trainer_state.json); run without --resume to start a new run there`);
+    if (!st || !(opts.resumeFrom ? opts.resumeFrom.has(dir) : latestCheckpoint(dir))) {
+      throw new UsageError(`--resume: ${dir} holds no checkpoint to resume from (no ${opts.resumeFrom?.what ?? 'model/trainer_state.json'}); run without --resume to start a new run there`);
     }
     return dir;
   }
   const held = st ? readdirSync(dir) : [];
   if (held.length && !f.overwrite) {
     const shown = held.slice(0, 3).join(', ') + (held.length > 3 ? ', ...' : '');
-    throw new UsageError(`--out ${dir} already holds files (${shown}); pass --resume to continue that run, --overwrite to replace it, or choose another folder`);
+    const how = opts.resumable === false ? 'pass --overwrite to replace what it holds' : 'pass --resume to continue that run, --overwrite to replace it';
+    throw new UsageError(`--out ${dir} already holds files (${shown}); ${how}, or choose another folder`);
   }
   try {
     ensureDir(dir);

@@ -10,13 +10,16 @@ export const DEVICE_FLAGS: Record<string, FlagSpec> = {
   threads: { type: 'int', help: 'CPU threads for the native kernels (default: all cores)' },
 };
 
+const MAX_THREADS = 1024;
+
 /** Applies --threads and brings up --device; returns the device name. */
 export async function useDevice(f: Flags): Promise<DeviceName> {
   const d = String(f.device ?? 'cpu');
   if (d !== 'cpu' && d !== 'webgpu') throw new UsageError(`--device must be cpu or webgpu, got '${d}'`);
   if (f.threads !== undefined) {
     const n = f.threads as number;
-    if (!(Number.isInteger(n) && n >= 1)) throw new UsageError(`--threads must be an integer >= 1, got ${n}`);
+    // The system refuses to start absurd numbers of threads (the native pool would abort).
+    if (!(Number.isInteger(n) && n >= 1 && n <= MAX_THREADS)) throw new UsageError(`--threads must be an integer from 1 to ${MAX_THREADS}, got ${n}`);
     setCpuThreads(n);
   }
   if (d === 'webgpu') {

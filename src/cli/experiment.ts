@@ -37,7 +37,7 @@ export async function run(f: Flags, positional: string[]): Promise<number> {
   if (!exp) throw new UsageError(`unknown experiment '${name}'; experiments: ${names}`);
   const seed = f.seed as number;
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`--seed must be an integer >= 0, got ${seed}`);
-  const final = prepareRunDir(str(f, 'out'), `experiment-${name}`, f);
+  const final = prepareRunDir(str(f, 'out'), `experiment-${name}`, f, { resumable: false });
   // With --overwrite the experiment runs beside the old results and replaces them when it is done.
   const replacing = readdirSync(final).length > 0;
   const out = replacing ? stagingPath(final) : final;

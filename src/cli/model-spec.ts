@@ -1,7 +1,9 @@
 // Resolving a model argument: a checkpoint folder, a config .json file, or a preset name.
 import { existsSync, statSync } from 'node:fs';
 import { readTextFile } from '../io/safe-read.ts';
+import { totalmem } from 'node:os';
 import { CausalLM, type ModelConfig } from '../models/index.ts';
+import { estimateParameters, resolveConfig } from '../models/config.ts';
 import { presetByName } from '../models/presets.ts';
 import { loadModel, resolveModelDir } from '../train/checkpoint.ts';
 import { readConfig } from '../io/hf-folder.ts';
@@ -18,9 +20,10 @@ import type { DeviceName } from '../backend/types.ts';
 /** Config of a preset or .json file, with the vocabulary set to the tokenizer's. */
 async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<ModelConfig>> {
   let cfg: Partial<ModelConfig>;
-  if (spec.endsWith('.json') && existsSync(spec) && statSync(spec).isFile()) {
+  if (spec.endsWith('.json') && existsSync(spec)) {
+    const text = readTextFile(spec, { what: 'model config' });
     try {
-      cfg = JSON.parse(readTextFile(spec, { what: 'model config' }));
+      cfg = JSON.parse(text);
     } catch (e) {
       throw new UsageError(`model config ${spec} is not valid JSON (${(e as Error).message})`);
     }
@@ -33,10 +36,27 @@ async function configFromSpec(spec: string, vocabSize: number): Promise<Partial<
   return { ...cfg, vocabSize };
 }
 
+/**
+ * Training keeps four f32 copies of every parameter (weights, gradients, two AdamW moments): a model
+ * that cannot fit in this machine's memory is refused before anything is allocated, instead of
+ * paging for minutes and being killed.
+ */
+function checkFitsInMemory(cfg: ModelConfig, spec: string): void {
+  const params = estimateParameters(cfg);
+  const need = params * 16;
+  const have = totalmem();
+  if (need > have) {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new UsageError(`${spec}: training a model of about ${params.toExponential(2)} parameters needs about ${gib(need)} GiB (weights, gradients and optimizer state in f32), more than this machine's ${gib(have)} GiB; choose a smaller model`);
+  }
+}
+
 /** A fresh model from a preset/config, or the model stored in a checkpoint folder. */
 export async function modelFromSpec(spec: string, vocabSize: number, seed: number): Promise<{ model: CausalLM; fromCheckpoint: boolean }> {
   if (existsSync(spec) && statSync(spec).isDirectory()) return { model: loadModel(spec), fromCheckpoint: true };
-  return { model: new CausalLM(await configFromSpec(spec, vocabSize), { seed }), fromCheckpoint: false };
+  const cfg = resolveConfig(await configFromSpec(spec, vocabSize));
+  checkFitsInMemory(cfg, spec);
+  return { model: new CausalLM(cfg, { seed }), fromCheckpoint: false };
 }
 
 /** Whether a model argument names a GGUF file (by its extension). */
@@ -60,7 +80,7 @@ export interface ServingModel {
 /** The model and the tokenizer stored with it (a folder's tokenizer.json, a GGUF's tokenizer metadata), if any. */
 export function loadServingModel(spec: string): ServingModel {
   if (isGgufPath(spec)) {
-    if (!existsSync(spec) || !statSync(spec).isFile()) throw new UsageError(`GGUF file ${spec} does not exist`);
+    if (!existsSync(spec)) throw new UsageError(`GGUF file ${spec} does not exist`);
     const file = readGguf(spec);
     return { model: modelFromGguf(file, spec), tokenizer: tokenizerFromGguf(file.metadata, spec), path: spec, ggufMetadata: file.metadata };
   }

@@ -47,12 +47,15 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
   private readonly sourceJson?: object;
   private readonly cache = new Map<string, number[]>();
   private fp?: string;
+  /** The GPT-2 pattern always ends a pre-token before a line break that follows a non-space. */
+  readonly chunkSafe: boolean;
 
   constructor(spec: ByteLevelBpeSpec) {
     this.tokens = spec.tokens;
     this.merges = spec.merges;
     this.added = spec.addedTokens;
     this.addPrefixSpace = spec.addPrefixSpace ?? false;
+    this.chunkSafe = !this.addPrefixSpace && !spec.addedTokens.some((t) => t.content.includes('\n'));
     this.ignoreMerges = spec.ignoreMerges ?? false;
     this.sourceJson = spec.sourceJson;
     this.vocabSize = spec.tokens.length;

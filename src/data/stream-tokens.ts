@@ -1,24 +1,65 @@
-// Token ids of a large text file without holding the text: the file is read in chunks, each cut at
-// its last line break and tokenized on its own, and the ids go into one growing buffer.
-import { closeSync, readSync } from 'node:fs';
-import { openRegularFile } from '../io/safe-read.ts';
+// Token ids of a dataset (.txt, .jsonl or a folder of them) without holding its text: the files are
+// read in chunks that end at line breaks, each chunk is tokenized on its own and its ids are handed
+// on, so a consumer that does not keep them (perplexity over windows) runs in constant memory.
+import { documentPieces, type TextReadOptions } from './corpus.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
-const CHUNK_BYTES = 4 << 20;
+export interface StreamTokenOptions extends TextReadOptions {
+  /** Append the tokenizer's EOS (if it has one) after each document, as tokenizeDocuments does (default true). */
+  eos?: boolean;
+}
 
 /**
- * Tokenizes a UTF-8 text file chunk by chunk. Chunks end at line breaks, so a tokenizer whose
- * pre-tokenizer splits at line breaks (byte-level BPE, bytes) gives the same ids as on the whole text.
- * Like tokenizeDocuments on the file as one document, the tokenizer's EOS (if any) follows it.
- * `onProgress` gets the bytes read so far and the file size.
+ * The ids of `path` in order, one Int32Array per chunk. They equal tokenizeDocuments on
+ * loadTextDataset(path).documents (empty documents left out, EOS after each). A tokenizer that is
+ * not chunkSafe (SentencePiece-style, which marks the start of every call) gets each document
+ * whole, so only that one document's text is held. Throws, after reading, when the dataset holds no text.
  */
-export function tokenizeFileStreamed(path: string, tok: Tokenizer, onProgress?: (read: number, size: number) => void, chunkBytes = CHUNK_BYTES): Int32Array {
-  const { fd, size } = openRegularFile(path);
+export function* streamTokens(path: string, tok: Tokenizer, o: StreamTokenOptions = {}): Generator<Int32Array> {
+  const eos = o.eos !== false ? tok.eosId : undefined;
+  // A document's leading whitespace waits until the document turns out to hold text.
+  let pending = '';
+  let started = false;
+  let any = false;
+  let whole: string[] = [];
+  for (const piece of documentPieces(path, o)) {
+    if (!tok.chunkSafe) {
+      if (piece !== null) {
+        whole.push(piece);
+        continue;
+      }
+      const doc = whole.join('');
+      whole = [];
+      if (!/\S/.test(doc)) continue;
+      any = true;
+      yield Int32Array.from(tok.encode(doc));
+      if (eos !== undefined) yield Int32Array.of(eos);
+    } else if (piece === null) {
+      if (started && eos !== undefined) yield Int32Array.of(eos);
+      started = false;
+      pending = '';
+    } else if (started) {
+      yield Int32Array.from(tok.encode(piece));
+    } else {
+      pending += piece;
+      if (!/\S/.test(piece)) continue;
+      started = any = true;
+      const text = pending;
+      pending = '';
+      yield Int32Array.from(tok.encode(text));
+    }
+  }
+  if (!any) throw new Error(`Dataset ${path} contains no text (all documents are empty)`);
+}
+
+/**
+ * All ids of `path` in one array (for training, which needs them all), built from streamTokens so
+ * the text itself is never held whole. `onProgress` gets the bytes read so far and the total size.
+ */
+export function tokenizeFileStreamed(path: string, tok: Tokenizer, onProgress?: (read: number, size: number) => void, chunkBytes?: number): Int32Array {
   let ids = new Int32Array(1 << 16);
   let n = 0;
-  const push = (text: string) => {
-    if (!text) return;
-    const got = tok.encode(text);
+  for (const got of streamTokens(path, tok, { onProgress, chunkBytes })) {
     if (n + got.length > ids.length) {
       const grown = new Int32Array(Math.max(ids.length * 2, n + got.length));
       grown.set(ids.subarray(0, n));
@@ -26,38 +67,6 @@ export function tokenizeFileStreamed(path: string, tok: Tokenizer, onProgress?: 
     }
     ids.set(got, n);
     n += got.length;
-  };
-  try {
-    const decoder = new TextDecoder('utf-8');
-    const buf = Buffer.alloc(chunkBytes);
-    let carry = '';
-    let read = 0;
-    for (;;) {
-      const got = readSync(fd, buf, 0, chunkBytes, read);
-      read += got;
-      const text = carry + decoder.decode(buf.subarray(0, got), { stream: got > 0 });
-      if (got === 0) {
-        push(text);
-        break;
-      }
-      const cut = text.lastIndexOf('\n') + 1;
-      push(text.slice(0, cut));
-      carry = text.slice(cut);
-      onProgress?.(read, size);
-    }
-  } finally {
-    closeSync(fd);
   }
-  if (n === 0) throw new Error(`${path} contains no text`);
-  if (tok.eosId !== undefined) push0(tok.eosId);
   return ids.subarray(0, n);
-
-  function push0(id: number) {
-    if (n === ids.length) {
-      const grown = new Int32Array(n + 1);
-      grown.set(ids);
-      ids = grown;
-    }
-    ids[n++] = id;
-  }
 }

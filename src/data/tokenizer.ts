@@ -21,6 +21,12 @@ export interface Tokenizer {
   toJSON(): object;
   /** Stable fingerprint of the vocabulary and rules, to detect a model/tokenizer mismatch. */
   id(): string;
+  /**
+   * True when text may be encoded in pieces cut just before a line break that follows a
+   * non-space character, with the same ids as encoding it whole (streamed data relies on it).
+   * Tokenizers that prepend a marker to each call (SentencePiece's "▁") leave it unset.
+   */
+  readonly chunkSafe?: boolean;
 }
 
 /** JSON with object keys sorted, so equal contents give equal strings whatever the insertion order. */
@@ -61,6 +67,7 @@ export function byteLevelPipeline(addPrefixSpace = false) {
 /** Raw UTF-8 bytes as ids 0..255; no special tokens. For tests and byte-level baselines. */
 export class ByteTokenizer implements Tokenizer {
   readonly vocabSize = 256;
+  readonly chunkSafe = true;
   private fp?: string;
 
   encode(text: string): number[] {

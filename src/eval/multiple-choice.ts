@@ -1,7 +1,8 @@
 // Zero-shot multiple choice in the lm-eval style: each choice is scored by the sum of the
 // log-likelihoods of its continuation tokens after the context; `acc` takes the highest sum,
 // `acc_norm` the highest sum per byte of continuation text.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readTextFile } from '../io/safe-read.ts';
 import type { Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
 import { fromArray, noGrad, tidy } from '../tensor/index.ts';
@@ -24,7 +25,7 @@ export interface McResult {
 export function loadMcTasks(path: string): McItem[] {
   if (!existsSync(path)) throw new Error(`task file ${path} does not exist; pass a JSONL file of {context, choices, gold}`);
   const items: McItem[] = [];
-  readFileSync(path, 'utf8').split('\n').forEach((line, i) => {
+  readTextFile(path, { what: 'task file' }).split('\n').forEach((line, i) => {
     if (!line.trim()) return;
     let r: Record<string, unknown>;
     try {

@@ -15,42 +15,57 @@ export interface WindowOpts {
    * window/2 .. window-2 predicting the next token), so each scored token sees at least window/2 tokens.
    */
   llamaCpp?: { bos?: number };
-  /** Called after each window with the windows done and the total (progress output). */
-  onWindow?: (done: number, total: number) => void;
+  /** Called after each window with the windows done and the total when it is known (progress output). */
+  onWindow?: (done: number, total: number | undefined) => void;
 }
 
+/**
+ * The tokens to score: one array, or pieces in order (e.g. streamTokens over a file), which are
+ * consumed as they come so that only one window is held at a time.
+ */
+export type TokenSource = Int32Array | Iterable<Int32Array>;
+
 /** Per-token negative log-likelihoods: nll[w][i] is the loss of predicting token i+1 of window w. */
-export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowOpts = {}): Promise<Float64Array[]> {
+export async function windowNlls(model: CausalLM, tokens: TokenSource, o: WindowOpts = {}): Promise<Float64Array[]> {
   const out: Float64Array[] = [];
   await scoreWindows(model, tokens, o, (nll) => void out.push(Float64Array.from(nll)));
   return out;
 }
 
 /**
- * Scores the windows one after another and hands each window's per-token losses to `visit`; the
- * buffer is reused, so memory does not grow with the length of the text.
+ * Scores the windows one after another and hands each window's per-token losses to `visit` (with
+ * the window's length in tokens); the buffers are reused, so memory does not grow with the length of
+ * the text, and a streamed source is never held: windows are cut from its pieces as they arrive.
+ * `onWindow` gets the total only when it is known beforehand (an array, or maxWindows).
  */
-async function scoreWindows(model: CausalLM, tokens: Int32Array, o: WindowOpts, visit: (nll: Float64Array) => void): Promise<number> {
+export async function scoreWindows(model: CausalLM, tokens: TokenSource, o: WindowOpts, visit: (nll: Float64Array, length: number) => void): Promise<number> {
   const window = o.window ?? Math.min(model.config.maxPositions, 2048);
   if (!Number.isInteger(window) || window < 2) throw new Error(`window must be an integer >= 2, got ${window}`);
   if (window > model.config.maxPositions && model.config.mixer === 'attention') {
     throw new Error(`window ${window} exceeds the model context of ${model.config.maxPositions} positions`);
   }
-  if (tokens.length < 2) throw new Error(`the evaluation text has ${tokens.length} token(s); perplexity needs at least 2`);
-  const v = model.config.vocabSize;
-  for (const t of tokens) if (t < 0 || t >= v) throw new Error(`token id ${t} is outside the model's vocabulary of ${v}; use the model's tokenizer`);
-  model.eval();
   const lc = o.llamaCpp;
-  if (lc && tokens.length < window) throw new Error(`the evaluation text has ${tokens.length} tokens, fewer than one window of ${window} (llama.cpp scoring uses whole windows only)`);
-  const last = lc ? tokens.length - window : tokens.length - 2;
-  const total = Math.min(Math.floor(last / window) + 1, o.maxWindows ?? Infinity);
-  const buf = new Float64Array(window);
+  const tooShort = (n: number) => (n < 2
+    ? new Error(`the evaluation text has ${n} token(s); perplexity needs at least 2`)
+    : new Error(`the evaluation text has ${n} tokens, fewer than one window of ${window} (llama.cpp scoring uses whole windows only)`));
+  const whole = tokens instanceof Int32Array ? tokens : undefined;
+  let total = o.maxWindows;
+  if (whole) {
+    if (whole.length < 2 || (lc && whole.length < window)) throw tooShort(whole.length);
+    const last = lc ? whole.length - window : whole.length - 2;
+    total = Math.min(Math.floor(last / window) + 1, o.maxWindows ?? Infinity);
+  }
+  const max = o.maxWindows ?? Infinity;
+  const v = model.config.vocabSize;
+  model.eval();
+  // The window buffer grows to the window length as tokens arrive (a TTT model may be given a
+  // window far longer than the text; nothing that long is allocated up front).
+  let chunk = new Int32Array(Math.min(window, whole ? whole.length : 1 << 16));
+  let buf = new Float64Array(chunk.length);
   let done = 0;
-  for (let start = 0; start <= last; start += window) {
-    if (done >= total) break;
-    const chunk = tokens.subarray(start, Math.min(start + window, tokens.length));
-    const n = chunk.length - 1;
-    const input = lc ? chunk.slice() : chunk.slice(0, n);
+  const score = async (len: number) => {
+    const n = len - 1;
+    const input = lc ? chunk.slice(0, len) : chunk.slice(0, n);
     if (lc?.bos !== undefined) input[0] = lc.bos;
     const logits = tidy(() => noGrad(() => model.forward(fromArray(input, [1, input.length], model.device))));
     const l = await logits.data();
@@ -58,17 +73,43 @@ async function scoreWindows(model: CausalLM, tokens: Int32Array, o: WindowOpts, 
     const first = lc ? Math.floor(window / 2) : 0;
     const nll = buf.subarray(0, n - first);
     for (let i = first; i < n; i++) {
-      let max = -Infinity;
+      let m = -Infinity;
       const row = i * v;
-      for (let j = 0; j < v; j++) max = Math.max(max, l[row + j]);
+      for (let j = 0; j < v; j++) m = Math.max(m, l[row + j]);
       let z = 0;
-      for (let j = 0; j < v; j++) z += Math.exp(l[row + j] - max);
-      nll[i - first] = max + Math.log(z) - l[row + chunk[i + 1]];
+      for (let j = 0; j < v; j++) z += Math.exp(l[row + j] - m);
+      nll[i - first] = m + Math.log(z) - l[row + chunk[i + 1]];
     }
-    visit(nll);
+    visit(nll, len);
     done++;
     o.onWindow?.(done, total);
+  };
+  let have = 0;
+  let seen = 0;
+  const pieces = whole ? [whole] : (tokens as Iterable<Int32Array>);
+  outer: for (const piece of pieces) {
+    for (const t of piece) if (t < 0 || t >= v) throw new Error(`token id ${t} is outside the model's vocabulary of ${v}; use the model's tokenizer`);
+    for (let off = 0; off < piece.length;) {
+      const take = Math.min(window - have, piece.length - off);
+      if (have + take > chunk.length) {
+        const grown = new Int32Array(Math.min(window, Math.max(2 * chunk.length, have + take)));
+        grown.set(chunk.subarray(0, have));
+        chunk = grown;
+        buf = new Float64Array(grown.length);
+      }
+      chunk.set(piece.subarray(off, off + take), have);
+      have += take;
+      off += take;
+      seen += take;
+      if (have < window) continue;
+      await score(window);
+      have = 0;
+      if (done >= max) break outer;
+    }
   }
+  if (done === 0 && (seen < 2 || (lc && seen < window))) throw tooShort(seen);
+  // The last, shorter window (whole windows only under llama.cpp scoring).
+  if (!lc && have >= 2 && done < max) await score(have);
   return done;
 }
 
@@ -81,17 +122,6 @@ export interface PerplexityResult {
   window: number;
 }
 
-export async function perplexity(model: CausalLM, tokens: Int32Array, o: WindowOpts = {}): Promise<PerplexityResult> {
-  let sum = 0;
-  let count = 0;
-  const windows = await scoreWindows(model, tokens, o, (w) => {
-    for (const x of w) sum += x;
-    count += w.length;
-  });
-  const nll = sum / count;
-  return { perplexity: Math.exp(nll), nll, tokens: count, windows, window: o.window ?? Math.min(model.config.maxPositions, 2048) };
-}
-
 export interface PositionBucket {
   /** Predicted-token positions [from, to) within a window (position p predicts token p from tokens < p). */
   from: number;
@@ -101,28 +131,54 @@ export interface PositionBucket {
   tokens: number;
 }
 
-/** Perplexity by position: the window's predicted positions 1..window-1 split into equal-width buckets. */
-export async function perplexityByPosition(model: CausalLM, tokens: Int32Array, o: WindowOpts & { buckets?: number } = {}): Promise<PositionBucket[]> {
-  // The longest window is the first one (only the last can be shorter).
-  const window = o.window ?? Math.min(model.config.maxPositions, 2048);
-  const longest = Math.min(window, tokens.length) - 1;
-  const nb = Math.min(o.buckets ?? 8, Math.max(longest, 1));
-  if (!Number.isInteger(nb) || nb < 1) throw new Error(`buckets must be a positive integer, got ${o.buckets}`);
-  const width = Math.ceil(longest / nb);
-  const sums = new Float64Array(nb);
-  const counts = new Float64Array(nb);
-  await scoreWindows(model, tokens, o, (w) => {
+/**
+ * Perplexity and, with `buckets`, perplexity by position, in one pass over the tokens (a streamed
+ * source is read once for both).
+ */
+export async function evaluatePerplexity(model: CausalLM, tokens: TokenSource, o: WindowOpts & { buckets?: number } = {}): Promise<PerplexityResult & { byPosition?: PositionBucket[] }> {
+  if (o.buckets !== undefined && (!Number.isInteger(o.buckets) || o.buckets < 1)) throw new Error(`buckets must be a positive integer, got ${o.buckets}`);
+  let sum = 0;
+  let count = 0;
+  // Buckets split the predicted positions 1..longest of the longest window, which is the first one
+  // (only the last can be shorter).
+  let longest = 0;
+  let width = 1;
+  let sums = new Float64Array(0);
+  let counts = new Float64Array(0);
+  const windows = await scoreWindows(model, tokens, o, (w, length) => {
+    for (const x of w) sum += x;
+    count += w.length;
+    if (o.buckets === undefined) return;
+    if (!longest) {
+      longest = length - 1;
+      const nb = Math.min(o.buckets, Math.max(longest, 1));
+      width = Math.ceil(longest / nb);
+      sums = new Float64Array(nb);
+      counts = new Float64Array(nb);
+    }
     for (let i = 0; i < w.length; i++) {
       const b = Math.floor(i / width);
       sums[b] += w[i];
       counts[b]++;
     }
   });
-  const out: PositionBucket[] = [];
-  for (let b = 0; b < nb; b++) {
+  const nll = sum / count;
+  const result = { perplexity: Math.exp(nll), nll, tokens: count, windows, window: o.window ?? Math.min(model.config.maxPositions, 2048) };
+  if (o.buckets === undefined) return result;
+  const byPosition: PositionBucket[] = [];
+  for (let b = 0; b < sums.length; b++) {
     if (!counts[b]) continue;
-    const nll = sums[b] / counts[b];
-    out.push({ from: b * width + 1, to: Math.min((b + 1) * width, longest) + 1, nll, perplexity: Math.exp(nll), tokens: counts[b] });
+    const bn = sums[b] / counts[b];
+    byPosition.push({ from: b * width + 1, to: Math.min((b + 1) * width, longest) + 1, nll: bn, perplexity: Math.exp(bn), tokens: counts[b] });
   }
-  return out;
+  return { ...result, byPosition };
+}
+
+export async function perplexity(model: CausalLM, tokens: TokenSource, o: WindowOpts = {}): Promise<PerplexityResult> {
+  return evaluatePerplexity(model, tokens, { ...o, buckets: undefined });
+}
+
+/** Perplexity by position: the window's predicted positions 1..window-1 split into equal-width buckets. */
+export async function perplexityByPosition(model: CausalLM, tokens: TokenSource, o: WindowOpts & { buckets?: number } = {}): Promise<PositionBucket[]> {
+  return (await evaluatePerplexity(model, tokens, { ...o, buckets: o.buckets ?? 8 })).byPosition!;
 }

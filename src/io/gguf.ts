@@ -3,7 +3,8 @@
 // offset and the alignment against the file size before it allocates or slices anything, so a corrupt
 // or hostile file is refused with one line instead of a huge allocation or an out-of-range read.
 // Tensor types: F32, F16, BF16 and the block formats Q8_0, Q4_0 and Q1_0 (see the codecs below).
-import { readFileSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
+import { openRegularFile } from './safe-read.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from './raw.ts';
 
@@ -200,10 +201,19 @@ export function parseGguf(bytes: Uint8Array, what = 'GGUF'): GgufFile {
 /** Reads a GGUF file (the whole file is held in memory; tensors are views into it). */
 export function readGguf(path: string): GgufFile {
   let bytes: Uint8Array;
+  // Only a regular file: a FIFO or device would block or never end.
+  const { fd, size } = openRegularFile(path);
   try {
-    bytes = readFileSync(path);
+    bytes = new Uint8Array(size);
+    for (let done = 0; done < size;) {
+      const got = readSync(fd, bytes, done, size - done, done);
+      if (got === 0) throw new Error(`cannot read GGUF file ${path}: it ended at byte ${done} of ${size}`);
+      done += got;
+    }
   } catch (e) {
     throw new Error(`cannot read GGUF file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  } finally {
+    closeSync(fd);
   }
   return parseGguf(bytes, path);
 }

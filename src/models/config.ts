@@ -108,7 +108,7 @@ function checkKeys(obj: Record<string, unknown>, allowed: Iterable<string>, wher
 }
 
 /** Rough parameter count of a config, to refuse impossible sizes before allocating. */
-function estimateParameters(c: ModelConfig): number {
+export function estimateParameters(c: ModelConfig): number {
   const h = c.hiddenSize;
   const embed = c.vocabSize * h * (c.tieEmbeddings ? 1 : 2);
   const kv = (h / c.numHeads) * c.numKvHeads;

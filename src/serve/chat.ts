@@ -1,7 +1,8 @@
 // Chat prompts: the chat template of a model's tokenizer_config.json (Hugging Face layout) or of a
 // GGUF file's metadata (tokenizer.chat_template), rendered with @huggingface/jinja the way
 // transformers' apply_chat_template does.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readTextFile } from '../io/safe-read.ts';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 
@@ -44,9 +45,10 @@ export function chatTemplateFrom(cfg: Record<string, unknown>, source = 'tokeniz
 export function loadChatTemplate(dir: string): ChatTemplate | undefined {
   const p = join(dir, 'tokenizer_config.json');
   if (!existsSync(p)) return undefined;
+  const text = readTextFile(p, { root: dir, what: 'tokenizer config' });
   let cfg: Record<string, unknown>;
   try {
-    cfg = JSON.parse(readFileSync(p, 'utf8'));
+    cfg = JSON.parse(text);
   } catch (e) {
     throw new Error(`${p} is not valid JSON (${(e as Error).message})`);
   }

@@ -1,7 +1,8 @@
 // Checkpoint folders: config.json (HF style, src/models/hf.ts toHf, with the full frugal config embedded), model.safetensors,
 // and for training runs optimizer.safetensors, trainer_state.json and tokenizer.json. The folder is
 // replaced as a whole (src/io writeDirAtomic), so a crash or a failing save never leaves a broken one.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readTextFile } from '../io/safe-read.ts';
 import { join, resolve } from 'node:path';
 import { recoverDir, writeDirAtomic, type FileData } from '../io/atomic.ts';
 import type { RawTensor, TensorMap } from '../io/raw.ts';
@@ -132,9 +133,10 @@ export function loadOptimizerState(dir: string, device: DeviceName = 'cpu'): Opt
 export function loadTrainerState(dir: string): TrainerState | undefined {
   const path = join(resolveModelDir(dir), 'trainer_state.json');
   if (!existsSync(path)) return undefined;
+  const text = readTextFile(path, { root: resolveModelDir(dir), what: 'trainer state' });
   let s: TrainerState;
   try {
-    s = JSON.parse(readFileSync(path, 'utf8')) as TrainerState;
+    s = JSON.parse(text) as TrainerState;
   } catch (e) {
     throw new Error(`${path} is not valid JSON (${(e as Error).message}); the checkpoint is corrupt`);
   }

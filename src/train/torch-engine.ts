@@ -2,7 +2,8 @@
 // init as the native trainer), and launches torchrun with the twin (python/frugal_lm_torch) and its
 // training script. The result is a run folder like the native trainer's (metrics.jsonl, model/).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { ensureDir, writeFileAtomic } from '../io/atomic.ts';
 import { join, resolve } from 'node:path';
 import type { Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
@@ -130,13 +131,13 @@ export function trainWithTorch(o: TorchTrainOpts): TorchTrainResult {
   if (o.batch % o.nproc) throw new Error(`--batch ${o.batch} is not divisible by --nproc ${o.nproc} (each process takes an equal share)`);
   const out = resolve(o.outDir);
   const dataDir = join(out, 'data');
-  mkdirSync(dataDir, { recursive: true });
+  ensureDir(dataDir);
   const trainShard = join(dataDir, 'train.tok');
-  writeFileSync(trainShard, encodeTokenShard(o.train, o.tokenizer.vocabSize, o.tokenizer.id()));
+  writeFileAtomic(trainShard, encodeTokenShard(o.train, o.tokenizer.vocabSize, o.tokenizer.id()));
   let valShard: string | undefined;
   if (o.val && o.val.length > o.ctx) {
     valShard = join(dataDir, 'val.tok');
-    writeFileSync(valShard, encodeTokenShard(o.val, o.tokenizer.vocabSize, o.tokenizer.id()));
+    writeFileAtomic(valShard, encodeTokenShard(o.val, o.tokenizer.vocabSize, o.tokenizer.id()));
   }
   const init = join(out, 'init');
   saveCheckpoint(init, o.model, { tokenizer: o.tokenizer });

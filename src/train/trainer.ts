@@ -142,6 +142,8 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
   const save = () => {
     if (!ckptDir || !outDir) return;
     const prev = keep > 1 ? savedStep(ckptDir) : undefined;
+    // The records up to this step reach the disk before the checkpoint that covers them.
+    log?.sync();
     saveCheckpoint(ckptDir, model, {
       tokenizer: o.tokenizer, optimizer: opt.state(), state: state(),
       retireTo: prev !== undefined && prev !== step ? join(outDir, `checkpoint-${prev}`) : undefined,
