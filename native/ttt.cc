@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
@@ -32,42 +33,11 @@ struct TttParams {
   float* sv[4];  // null entries when nothing is saved
 };
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-// 4 rows x 4 zmm accumulators = 16 of the 32 registers.
-#define TTT_ROWS 4
-#include "ttt_impl.h"
-#undef TTT_ROWS
-}  // namespace avx512
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#define TTT_ROWS 2
-#include "ttt_impl.h"
-#undef TTT_ROWS
-}  // namespace avx2
-#pragma GCC pop_options
-#endif
-namespace portable {
-#define TTT_ROWS 2
-#include "ttt_impl.h"
-#undef TTT_ROWS
-}  // namespace portable
+#define FRUGAL_ISA_IMPL "ttt_impl.h"
+#include "isa_variants.h"
 
 namespace {
 using TaskFn = void (*)(const TttParams&, int64_t);
-
-TaskFn pick() {
-#if defined(__x86_64__)
-  if (has_avx512()) return avx512::head_task;
-  if (has_avx2()) return avx2::head_task;
-#endif
-  return portable::head_task;
-}
 
 // The TS wrapper validates shapes with friendly messages; these checks only keep a bad direct call
 // from touching memory outside the arrays.
@@ -108,17 +78,11 @@ Napi::Value js_forward(const Napi::CallbackInfo& info) {
     auto a = info[21].As<Napi::Array>();
     for (int i = 0; i < (p.mlp ? 4 : 2); i++) p.sv[i] = get(a.Get(i), B * nh * p.nseg * wsz[i], std::string("saved ") + wname[i]);
   }
-  TaskFn task = pick();
+  TaskFn task = FRUGAL_ISA_PICK(head_task);
   parallel_tasks(B * nh, [&](int64_t bh) { task(p, bh); });
   return env.Undefined();
 }
-Napi::Value js_isa(const Napi::CallbackInfo& info) {
-#if defined(__x86_64__)
-  if (has_avx512()) return Napi::String::New(info.Env(), "avx512");
-  if (has_avx2()) return Napi::String::New(info.Env(), "avx2");
-#endif
-  return Napi::String::New(info.Env(), "portable");
-}
+Napi::Value js_isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name(cpu_isa())); }
 }  // namespace
 
 FRUGAL_EXPORT("tttForward", js_forward)
