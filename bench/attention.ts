@@ -118,11 +118,11 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
       const o = up(new Float32Array(n)), dq = up(new Float32Array(n)), dk = up(new Float32Array(n)), dv = up(new Float32Array(n));
       const lse = fromArray(new Float32Array(B * H * L), [B, H, L], 'webgpu');
       const p = { b: B, l: L, s: L, h: H, hkv: H, d: D, scale: 1 / Math.sqrt(D), causal: true };
-      const kern = q.backend.kernels;
-      const fwd = () => kern.attentionForward(q.buf, k.buf, v.buf, o.buf, lse.buf, p);
+      const kern = q.backend.attention;
+      const fwd = () => kern.forward(q.buf, k.buf, v.buf, o.buf, lse.buf, p);
       const fwdBwd = () => {
         fwd();
-        kern.attentionBackward(q.buf, k.buf, v.buf, o.buf, dO.buf, lse.buf, dq.buf, dk.buf, dv.buf, p);
+        kern.backward(q.buf, k.buf, v.buf, o.buf, dO.buf, lse.buf, dq.buf, dk.buf, dv.buf, p);
       };
       const f = await timeWebGPU(fwd, maxReps, targetMs / 3);
       const fb = await timeWebGPU(fwdBwd, maxReps, targetMs);

@@ -10,7 +10,8 @@
 // (d) the lazy AdamW update of the two expert tables from those gradients.
 // Usage: node --import tsx bench/peer.ts [--tokens 512] [--reps 3] [--retrieval-tokens 4096]
 import '../src/tensor/index.ts';
-import { adviseHugePages, peerRetrieveBruteForce } from '../src/backend/cpu/peer.ts';
+import { adviseHugePages } from '../src/backend/cpu/peer.ts';
+import { sgemm } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Linear, SwiGLU } from '../src/nn/layers.ts';
 import * as op from '../src/ops/index.ts';
@@ -146,3 +147,33 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
 }
 
 await runBenchIfMain(import.meta.url, run);
+
+/**
+ * The naive formulation of retrieval (the benchmark's peer): scores every one of the N = n^2 full keys [c_i ; c'_j] with one
+ * GEMM per chunk of keys and keeps a running top-k. Cost O(N dk) per query instead of O(sqrt(N) dk).
+ * q [R, dk] (rows = token-head pairs), c0/c1 [n, dh] (one head's sub-keys). Returns idx/score [R, k].
+ */
+function peerRetrieveBruteForce(q: Float32Array, c0: Float32Array, c1: Float32Array, R: number, n: number, dh: number, k: number): { idx: Int32Array; score: Float32Array; gemmMs: number } {
+  const addon = nativeAddon();
+  const dk = 2 * dh;
+  const chunkI = Math.max(1, Math.floor((1 << 16) / n)); // 64k keys per chunk
+  const keysChunk = new Float32Array(chunkI * n * dk);
+  const scores = new Float32Array(R * chunkI * n);
+  const idx = new Int32Array(R * k), score = new Float32Array(R * k);
+  let gemmMs = 0;
+  for (let i0 = 0; i0 < n; i0 += chunkI) {
+    const ci = Math.min(chunkI, n - i0), m = ci * n;
+    for (let i = 0; i < ci; i++) {
+      for (let j = 0; j < n; j++) {
+        const row = (i * n + j) * dk;
+        keysChunk.set(c0.subarray((i0 + i) * dh, (i0 + i + 1) * dh), row);
+        keysChunk.set(c1.subarray(j * dh, (j + 1) * dh), row + dh);
+      }
+    }
+    const t0 = performance.now();
+    sgemm(false, true, R, m, dk, 1, q, 0, dk, keysChunk, 0, dk, 0, scores, 0, m);
+    addon.peerTopkMerge(scores, R, m, k, i0 * n, score, idx, i0 === 0);
+    gemmMs += performance.now() - t0;
+  }
+  return { idx, score, gemmMs };
+}

@@ -4,8 +4,8 @@
 // backward of the fused op, native (both kernels on the addon) against the TypeScript reference loops,
 // and reports how far the native gradients are from the reference ones.
 // Usage: node --import tsx bench/ttt-scan.ts [--len 2048] [--heads 12] [--dim 64] [--kind linear|mlp]
-import { type TttDims, type TttGrads, tttBackwardReference, tttForwardReference } from '../src/backend/cpu/ttt.ts';
-import { tttBackwardNative, tttForwardNative as tttForward } from '../src/backend/cpu/ttt-native.ts';
+import { type TttDims, type TttGrads, tttBackwardReference, tttForwardReference } from '../src/backend/reference/ttt.ts';
+import { tttBackwardNative, tttForwardNative as tttForward } from '../src/backend/cpu/ttt.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Rng } from '../src/tensor/rng.ts';
 import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';

@@ -25,8 +25,8 @@ async function runOn(be: Backend, c: Case, ins: Float32Array[]): Promise<Float32
   const qn = ins[0].length, kn = ins[1].length, ln = c.b * c.h * c.l;
   const alloc = (n: number) => be.upload(new Float32Array(n));
   const o = alloc(qn), lse = alloc(ln), dq = alloc(qn), dk = alloc(kn), dv = alloc(kn);
-  be.kernels.attentionForward(q, k, v, o, lse, p);
-  be.kernels.attentionBackward(q, k, v, o, g, lse, dq, dk, dv, p);
+  be.attention.forward(q, k, v, o, lse, p);
+  be.attention.backward(q, k, v, o, g, lse, dq, dk, dv, p);
   const outs: Float32Array[] = [];
   for (const x of [o, lse, dq, dk, dv]) outs.push((await be.read(x)).slice() as Float32Array);
   for (const x of [q, k, v, g, o, lse, dq, dk, dv]) be.free(x as Buf);
@@ -64,8 +64,8 @@ if (ti > 0) {
   const [q, k, v, g, o, dq, dk, dv] = [up(), up(), up(), up(), up(), up(), up(), up()];
   const lse = gpu.upload(new Float32Array(H * L));
   const step = () => {
-    gpu.kernels.attentionForward(q, k, v, o, lse, p);
-    gpu.kernels.attentionBackward(q, k, v, o, g, lse, dq, dk, dv, p);
+    gpu.attention.forward(q, k, v, o, lse, p);
+    gpu.attention.backward(q, k, v, o, g, lse, dq, dk, dv, p);
   };
   step();
   await syncWebGPU();

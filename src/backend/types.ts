@@ -1,5 +1,9 @@
-// The backend contract: a backend owns buffers and runs named kernels; ops own the semantics.
-// Every kernel writes into preallocated outputs and works on contiguous row-major buffers.
+// The backend contract: a backend owns buffers and runs the generic kernels below plus one typed
+// table per layer family (./contracts.ts); ops own the semantics. Every kernel writes into
+// preallocated outputs and works on contiguous row-major buffers.
+import type { AttentionKernels, Buf, FactoredRows, FbiKernels, OptimKernels, PeerKernels, TttKernels } from './contracts.ts';
+
+export type { Buf, FactoredRows };
 export type DType = 'f32' | 'i32';
 export type DeviceName = 'cpu' | 'webgpu';
 export type TypedArray = Float32Array | Int32Array;
@@ -10,11 +14,6 @@ export type UnaryOp =
   | 'gelu' | 'gelu_tanh' | 'abs' | 'sign' | 'square' | 'reciprocal';
 export type ReduceOp = 'sum' | 'max' | 'min';
 
-/** Opaque device buffer. */
-export interface Buf {
-  readonly length: number;
-}
-
 /** Strided view description used by copy and broadcast kernels (all in elements). */
 export interface Strided {
   shape: number[];
@@ -22,6 +21,7 @@ export interface Strided {
   offset: number;
 }
 
+/** The generic ops every backend implements in full. */
 export interface Kernels {
   fill(out: Buf, value: number): void;
   /** out[i] = a[i] (flat, with optional element offsets), for concat/slice fast paths. */
@@ -79,26 +79,18 @@ export interface Kernels {
   /** Top-k over the last axis of [rows, n]: values (f32) and indices (i32), sorted descending. */
   topk(a: Buf, rows: number, n: number, k: number, values: Buf, indices: Buf): void;
   /**
-   * AdamW step in place (PyTorch semantics: decoupled weight decay, bias-corrected moments). With
-   * rows (i32 [n]) the update touches only those rows of a [*, width] parameter (lazy Adam): grad is
-   * then [n, width]; rows are unique, or sorted with each row's gradient at its first entry (an entry
-   * equal to the one before it is skipped).
+   * Rows of a factored row-sparse gradient (term r adds coef[r] * basis[token[r]] to row slot[r]):
+   * written to out [rows, width] (target null), or added into rows target[q] of out [N, width].
    */
-  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, rows: Buf | null, nRows: number, width: number,
-    h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }): void;
-  /** Sum of squares of all elements (for gradient clipping), written to out[0]. */
-  sumSquares(a: Buf, n: number, out: Buf): void;
-  /** Fused causal attention; q/o [B,L,H,D], k/v [B,S,Hkv,D], lse [B,H,L]. */
-  attentionForward(q: Buf, k: Buf, v: Buf, o: Buf, lse: Buf,
-    p: { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }): void;
-  attentionBackward(q: Buf, k: Buf, v: Buf, o: Buf, dO: Buf, lse: Buf, dq: Buf, dk: Buf, dv: Buf,
-    p: { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }): void;
+  factoredRows(f: FactoredRows, out: Buf, target: Buf | null): void;
 }
 
 export interface Backend {
   readonly name: DeviceName;
   alloc(length: number, dtype: DType): Buf;
   upload(data: TypedArray): Buf;
+  /** Whether readSync works (host memory); else only read() does. */
+  readonly syncReadable: boolean;
   /** Synchronous readback (CPU); backends that cannot read synchronously throw. */
   readSync(buf: Buf): TypedArray;
   read(buf: Buf): Promise<TypedArray>;
@@ -108,10 +100,17 @@ export interface Backend {
    * only when its last tensor is disposed. Backends whose memory the garbage collector owns omit it.
    */
   retain?(buf: Buf): void;
-  readonly kernels: Kernels;
   /**
-   * Layer-specific kernels (FBI, TTT, PEER, ...) registered by name; the op that owns them documents
-   * the argument list.
+   * A new buffer of `length` values written on the host by `fill` (initialization of large tables:
+   * CPU memory is advised to use huge pages before the first write when `hugePages` is set).
    */
-  readonly extra: Record<string, (...args: any[]) => any>;
+  create(length: number, dtype: DType, fill: (host: TypedArray) => void, opts?: { hugePages?: boolean }): Buf;
+  /** Generic ops. */
+  readonly kernels: Kernels;
+  /** The layer families (./contracts.ts); a missing kernel throws KernelUnavailableError. */
+  readonly attention: AttentionKernels;
+  readonly ttt: TttKernels;
+  readonly peer: PeerKernels;
+  readonly fbi: FbiKernels;
+  readonly optim: OptimKernels;
 }

@@ -1,8 +1,7 @@
 // Serving GGUF models: LLaMA and Qwen3 files become a CausalLM whose linears, embedding and head run
 // from the stored blocks. Q8_0 / Q4_0 / Q1_0 weights stay in their blocks (native int8 products,
-// src/backend/cpu/quant.ts); an embedding lookup decodes only the rows it looks up. F32 / F16 / BF16
+// src/ops/fbi.ts quantLinear); an embedding lookup decodes only the rows it looks up. F32 / F16 / BF16
 // weights are decoded to f32 once and use the dense GEMM.
-import { quantMatmul, type QuantBlockType } from '../backend/cpu/quant.ts';
 import { dequantize, GGML_TYPES, type GgmlType, type GgufFile, type GgufTensorInfo, quantize, readGguf, type WritableTensor, type WritableValue, encodeGguf } from '../io/gguf.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { CausalLM, type TokenEmbedding } from '../models/causal-lm.ts';
@@ -12,7 +11,8 @@ import '../models/index.ts';
 import { applyMatrix, type LinearLike } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import * as op from '../ops/index.ts';
-import { empty, fromArray, type Tensor } from '../tensor/tensor.ts';
+import { type QuantBlockType, quantLinear } from '../ops/fbi.ts';
+import { fromArray, type Tensor } from '../tensor/tensor.ts';
 
 const isBlockType = (t: GgmlType): t is QuantBlockType => t === 'Q8_0' || t === 'Q4_0' || t === 'Q1_0';
 
@@ -36,11 +36,7 @@ class StoredMatrix {
     if (this.dense) return applyMatrix(x, this.dense, this.cols, this.rows);
     if (!this.blocks) throw new Error(`${this.what}: no weights loaded`);
     if (x.shape.at(-1) !== this.cols) throw new Error(`${this.what}: input [${x.shape}] does not end in ${this.cols} features`);
-    if (x.device !== 'cpu') throw new Error(`${this.what}: quantized GGUF weights run on the cpu device, not ${x.device}`);
-    const n = x.size / this.cols;
-    const y = empty([...x.shape.slice(0, -1), this.rows]);
-    quantMatmul(x.dataSync() as Float32Array, n, this.cols, this.blocks.data, this.blocks.type, this.rows, y.dataSync() as Float32Array);
-    return y;
+    return quantLinear(x, this.blocks.data, this.blocks.type, this.cols, this.rows);
   }
   get storageBytes(): number {
     return this.blocks ? this.blocks.data.byteLength : this.rows * this.cols * 4;

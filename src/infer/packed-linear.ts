@@ -1,7 +1,6 @@
-// Serving FBI models from packed sign bits: a forward-only linear that never materializes the f32
-// weight, plus conversion of a latent model into packed form and loading of packed folders.
-import { f16Matmul, fbiInt8Matmul, fbiPackSigns, fbiRepack, i8Matmul, type Int8Weight, int8RowBytes, quantizeRowsInt8 } from '../backend/cpu/fbi.ts';
-import { f32ToF16Bits } from '../io/raw.ts';
+// Serving FBI models from packed sign bits: conversion of a latent model into packed form and loading
+// of packed folders into models whose FBI linears are PackedLinear (src/nn/packed.ts).
+import { int8RowBytes } from '../backend/contracts.ts';
 import { type PackedModelData, type PackedWriteOptions, readPackedFolder, writePackedFolder } from '../io/packed.ts';
 import type { RawTensor, TensorMap } from '../io/raw.ts';
 import { CausalLM } from '../models/index.ts';
@@ -9,155 +8,14 @@ import { withFbiLinearFactory } from '../models/fbi-plugin.ts';
 import { configFromHf, configToHf } from '../models/llama-hf.ts';
 import type { ModelConfig } from '../models/config.ts';
 import type { LinearLike } from '../nn/layers.ts';
-import { Module } from '../nn/module.ts';
 import { binarizedLinears } from '../nn/fbi-linear.ts';
-import { type FbiScalePattern, fbiScaleShape } from '../ops/fbi.ts';
-import { isGradEnabled } from '../tensor/autograd.ts';
-import { empty, fromArray, type Tensor, zeros } from '../tensor/tensor.ts';
-import type { DeviceName } from '../backend/types.ts';
+import { HalfHead, Int8Head, PackedLinear, quantizeRowsInt8 } from '../nn/packed.ts';
+import { fbiPackSigns } from '../ops/fbi.ts';
+import { fromArray, type Tensor } from '../tensor/tensor.ts';
+
+export { HalfHead, type HeadDtype, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../nn/packed.ts';
 
 const wordsPerRow = (inF: number) => Math.ceil(inF / 32);
-
-/**
- * How packed linears treat their input: 'int8' quantizes each token once (absmax scale) and runs
- * integer dot products over the sign bits (the serving default); 'f32' is the exact path, whose
- * logits equal the latent model's.
- */
-export type PackedActivations = 'int8' | 'f32';
-const envActivations = process.env.FRUGAL_FBI_ACTIVATIONS;
-if (envActivations !== undefined && envActivations !== 'int8' && envActivations !== 'f32') {
-  throw new Error(`FRUGAL_FBI_ACTIVATIONS must be int8 or f32, got ${JSON.stringify(envActivations)}`);
-}
-const DEFAULT_ACTIVATIONS: PackedActivations = (envActivations as PackedActivations | undefined) ?? 'int8';
-
-/**
- * y = x @ (wscale * S + wbias)^T with S = +-1 read from sign bits (buffer `weight_bits`, i32
- * [out, ceil(in/32)], the packed folder layout). Forward only: no gradient flows through it.
- */
-export class PackedLinear extends Module implements LinearLike {
-  /** Input handling of this linear (see PackedActivations); setPackedActivations sets a whole model. */
-  activations: PackedActivations = DEFAULT_ACTIVATIONS;
-  // The interleaved copy of the sign bits for the int8 kernels, built on first use from the current
-  // weight_bits tensor (loading replaces that tensor, which invalidates the copy).
-  private interleaved: { from: Tensor; words: Uint32Array } | null = null;
-
-  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly pattern: FbiScalePattern, device: DeviceName = 'cpu') {
-    super();
-    const shape = fbiScaleShape(pattern, outFeatures, inFeatures);
-    this.buffer('weight_bits', zeros([outFeatures, wordsPerRow(inFeatures)], { dtype: 'i32', device }));
-    this.buffer('wscale', zeros(shape, { device }));
-    this.buffer('wbias', zeros(shape, { device }));
-  }
-
-  forward(x: Tensor): Tensor {
-    if (x.shape.at(-1) !== this.inFeatures) throw new Error(`packed linear: input [${x.shape}] does not end in ${this.inFeatures} features`);
-    if (x.requiresGrad && isGradEnabled()) throw new Error('packed linear: packed weights are for inference; train the latent model (linear "fbi") instead');
-    const kernel = x.backend.extra.fbiPackedMatmul;
-    if (!kernel) throw new Error(`packed FBI inference is not available on the ${x.device} backend; use the cpu device`);
-    const rows = x.size / this.inFeatures;
-    const y = empty([...x.shape.slice(0, -1), this.outFeatures], { device: x.device });
-    if (x.device !== 'cpu') {
-      const w = this.get('weight_bits');
-      if (w.device !== x.device) throw new Error(`packed linear: input is on ${x.device} but the packed weights are on ${w.device}; move the model's tensors to ${x.device} first`);
-      // Device kernels take the buffers themselves (the same argument order as the CPU kernel).
-      kernel(x.buf, w.buf, this.get('wscale').buf, this.get('wbias').buf, this.pattern, rows, this.inFeatures, this.outFeatures, y.buf);
-      return y;
-    }
-    const bitsT = this.get('weight_bits');
-    const bits = bitsT.dataSync() as Int32Array;
-    if (this.activations === 'int8') {
-      if (this.interleaved?.from !== bitsT) {
-        this.interleaved = { from: bitsT, words: fbiRepack(new Uint32Array(bits.buffer, bits.byteOffset, bits.length), this.inFeatures, this.outFeatures) };
-      }
-      fbiInt8Matmul(x.dataSync() as Float32Array, this.interleaved.words, this.get('wscale').dataSync() as Float32Array,
-        this.get('wbias').dataSync() as Float32Array, this.pattern, rows, this.inFeatures, this.outFeatures, y.dataSync() as Float32Array);
-      return y;
-    }
-    kernel(x.dataSync(), new Uint32Array(bits.buffer, bits.byteOffset, bits.length), this.get('wscale').dataSync(),
-      this.get('wbias').dataSync(), this.pattern, rows, this.inFeatures, this.outFeatures, y.dataSync());
-    return y;
-  }
-
-  /** Bytes of the packed weight plus its scales. */
-  get storageBytes(): number {
-    return this.get('weight_bits').size * 4 + this.storageScaleCount * 4;
-  }
-  /** Number of f32 scale values (wscale and wbias). */
-  get storageScaleCount(): number {
-    return this.get('wscale').size + this.get('wbias').size;
-  }
-}
-
-/** Sets how every packed linear of a model treats its input. */
-export function setPackedActivations(model: Module, mode: PackedActivations): void {
-  if (mode !== 'int8' && mode !== 'f32') throw new Error(`packed activations must be int8 or f32, got ${JSON.stringify(mode)}`);
-  for (const m of model.modules()) if (m instanceof PackedLinear) m.activations = mode;
-}
-
-/** Storage of a packed model's LM head in memory and on disk. */
-export type HeadDtype = 'f32' | 'f16' | 'int8';
-
-/**
- * An LM head kept as f16 bits (buffer `weight_f16`, i32 [out, ceil(in/2)] holding two halves per
- * word) and multiplied straight from them: half the bytes per token of an f32 head.
- */
-export class HalfHead extends Module implements LinearLike {
-  constructor(readonly inFeatures: number, readonly outFeatures: number, weight: Float32Array) {
-    super();
-    const words = new Int32Array(outFeatures * Math.ceil(inFeatures / 2));
-    const half = new Uint16Array(words.buffer, 0, outFeatures * inFeatures);
-    for (let i = 0; i < half.length; i++) half[i] = f32ToF16Bits(weight[i]);
-    this.buffer('weight_f16', fromArray(words, [outFeatures, Math.ceil(inFeatures / 2)]));
-  }
-  forward(x: Tensor): Tensor {
-    if (x.device !== 'cpu') throw new Error('an f16 LM head runs on the cpu device only');
-    const words = this.get('weight_f16').dataSync() as Int32Array;
-    const rows = x.size / this.inFeatures;
-    const y = empty([...x.shape.slice(0, -1), this.outFeatures]);
-    f16Matmul(x.dataSync() as Float32Array, new Uint16Array(words.buffer, words.byteOffset, this.outFeatures * this.inFeatures), rows, this.inFeatures,
-      this.outFeatures, y.dataSync() as Float32Array);
-    return y;
-  }
-}
-
-/**
- * An LM head in int8 with one f32 scale per output row (buffers `weight_q` i32 [out, rowBytes/4]
- * holding the bytes, `weight_scale` f32 [out]); the hidden state is quantized to int8 per token.
- */
-export class Int8Head extends Module implements LinearLike {
-  private sums: { from: Tensor; rowSum: Int32Array } | null = null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number) {
-    super();
-    this.buffer('weight_q', zeros([outFeatures, int8RowBytes(inFeatures) / 4], { dtype: 'i32' }));
-    this.buffer('weight_scale', zeros([outFeatures]));
-  }
-  static fromWeight(inF: number, outF: number, w: Float32Array): Int8Head {
-    const h = new Int8Head(inF, outF);
-    const q = quantizeRowsInt8(w, inF, outF);
-    h.setTensor('weight_q', fromArray(new Int32Array(q.q.buffer), [outF, int8RowBytes(inF) / 4]));
-    h.setTensor('weight_scale', fromArray(q.scale, [outF]));
-    return h;
-  }
-  private weight(): Int8Weight {
-    const qt = this.get('weight_q');
-    const words = qt.dataSync() as Int32Array;
-    const q = new Uint8Array(words.buffer, words.byteOffset, words.length * 4);
-    if (this.sums?.from !== qt) {
-      const s = new Int8Array(q.buffer, q.byteOffset, q.length), kp = int8RowBytes(this.inFeatures);
-      const rowSum = new Int32Array(this.outFeatures);
-      for (let n = 0; n < this.outFeatures; n++) for (let k = 0; k < kp; k++) rowSum[n] += s[n * kp + k];
-      this.sums = { from: qt, rowSum };
-    }
-    return { q, scale: this.get('weight_scale').dataSync() as Float32Array, rowSum: this.sums.rowSum };
-  }
-  forward(x: Tensor): Tensor {
-    if (x.device !== 'cpu') throw new Error('an int8 LM head runs on the cpu device only');
-    const rows = x.size / this.inFeatures;
-    const y = empty([...x.shape.slice(0, -1), this.outFeatures]);
-    i8Matmul(x.dataSync() as Float32Array, this.weight(), rows, this.inFeatures, this.outFeatures, y.dataSync() as Float32Array);
-    return y;
-  }
-}
 
 /** Puts `head` in place of the model's untied LM head. */
 function replaceHead(model: CausalLM, head: LinearLike): void {
@@ -179,7 +37,8 @@ export function packModel(model: CausalLM, opts: { head?: 'int8' } = {}): Packed
   const packedNames = new Set<string>();
   for (const [name, p] of binarizedLinears(model)) {
     const [outF, inF] = p.weight.shape;
-    const bits = fbiPackSigns(p.weight.dataSync() as Float32Array, inF, outF);
+    const words = fbiPackSigns(p.weight).dataSync() as Int32Array;
+    const bits = new Uint32Array(words.buffer, words.byteOffset, words.length);
     linears.set(name, { outFeatures: outF, inFeatures: inF, bits, wscale: raw(p.wscale), wbias: raw(p.wbias) });
     for (const s of ['weight', 'wscale', 'wbias']) packedNames.add(`${name}.${s}`);
   }

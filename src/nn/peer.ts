@@ -18,7 +18,7 @@
 // training too.
 import * as op from '../ops/index.ts';
 import { batchNorm1d, peerExperts, peerRetrieve, type PeerActivation, type PeerScore } from '../ops/peer.ts';
-import { type Tensor, empty, full, randn, zeros } from '../tensor/tensor.ts';
+import { type Tensor, full, randn, zeros } from '../tensor/tensor.ts';
 import { Linear, type InitOpts } from './layers.ts';
 import { Module } from './module.ts';
 import { keep } from '../tensor/scope.ts';
@@ -217,14 +217,8 @@ export class PEER extends Module {
 class ExpertTable extends Module {
   constructor(N: number, C: number, init: InitOpts, std: number) {
     super();
-    let w: Tensor;
-    if ((init.device ?? 'cpu') === 'cpu') {
-      // Huge pages before the first write: rows are accessed at random in a table of up to GiBs.
-      w = empty([N, C]);
-      w.backend.extra.adviseHugePages?.(w.buf);
-      const a = w.dataSync();
-      for (let i = 0; i < a.length; i++) a[i] = init.rng.normal() * std;
-    } else w = randn([N, C], init.rng, std, { device: init.device });
+    // Rows are accessed at random in a table of up to GiBs: huge pages where the backend has them.
+    const w = randn([N, C], init.rng, std, { device: init.device, hugePages: true });
     this.param('weight', w).sparseGrad = true;
   }
 }

@@ -1,7 +1,7 @@
 // Fused multi-head attention (online softmax, O(L) memory): forward and backward are single kernels.
 import { record } from '../tensor/autograd.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { expectDtype, fmt, like, sameDevice } from './util.ts';
 
 export interface AttentionOpts {
   causal?: boolean;
@@ -27,10 +27,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts =
   const p = { b, l, s, h, hkv, d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: opts.causal ?? true };
   const o = like(q);
   const lse = like(q, [b, h, l]);
-  kernelsOf(q).attentionForward(q.buf, k.buf, v.buf, o.buf, lse.buf, p);
+  q.backend.attention.forward(q.buf, k.buf, v.buf, o.buf, lse.buf, p);
   return record(o, 'attention', [q, k, v], (g) => {
     const dq = like(q), dk2 = like(k), dv = like(v);
-    kernelsOf(q).attentionBackward(q.buf, k.buf, v.buf, o.buf, g.buf, lse.buf, dq.buf, dk2.buf, dv.buf, p);
+    q.backend.attention.backward(q.buf, k.buf, v.buf, o.buf, g.buf, lse.buf, dq.buf, dk2.buf, dv.buf, p);
     return [dq, dk2, dv];
   });
 }

@@ -7,11 +7,14 @@
 // works on every backend without a layer-specific kernel.
 import type { Kernels } from '../backend/types.ts';
 import { record } from '../tensor/autograd.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { isGradEnabled } from '../tensor/autograd.ts';
+import { empty, type Tensor } from '../tensor/tensor.ts';
 import { broadcastView } from './shape.ts';
 import { contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
 
-export type FbiScalePattern = 'column' | 'row' | 'single';
+import type { FbiScalePattern, QuantBlockType } from '../backend/contracts.ts';
+
+export type { FbiScalePattern, QuantBlockType };
 
 /** Shape of wscale / wbias for a weight [out, in] under a scale pattern. */
 export function fbiScaleShape(pattern: FbiScalePattern, outF: number, inF: number): [number, number] {
@@ -122,4 +125,68 @@ export function fbiLinear(x: Tensor, weight: Tensor, alpha: Tensor, beta: Tensor
     }
     return [dx, dW, dAlpha, dBeta];
   });
+}
+
+// ---- Serving from packed and low-bit weights (forward only) -----------------------------------
+
+/** Sign bits (i32 [out, ceil(in/32)]) of a latent weight [out, in]: 1 where w > 0 (0 packs as -1). */
+export function fbiPackSigns(weight: Tensor): Tensor {
+  expectDtype('fbiPackSigns', weight, 'f32');
+  if (weight.ndim !== 2) throw new Error(`fbiPackSigns: weight must be [out, in], got ${fmt(weight.shape)}`);
+  const [outF, inF] = weight.shape;
+  const bits = empty([outF, Math.ceil(inF / 32)], { dtype: 'i32', device: weight.device });
+  weight.backend.fbi.packSigns(weight.buf, inF, outF, bits.buf);
+  return bits;
+}
+
+function servingInput(op: string, x: Tensor, inF: number, weights: Tensor[]): void {
+  if (x.shape.at(-1) !== inF) throw new Error(`${op}: input [${x.shape}] does not end in ${inF} features`);
+  expectDtype(op, x, 'f32');
+  if (x.requiresGrad && isGradEnabled()) throw new Error(`${op}: packed weights are for inference; train the latent model (linear "fbi") instead`);
+  for (const w of weights) {
+    if (w.device !== x.device) throw new Error(`${op}: input is on ${x.device} but the weights are on ${w.device}; move the model's tensors to ${x.device} first`);
+  }
+}
+
+function outputOf(x: Tensor, outF: number): Tensor {
+  return empty([...x.shape.slice(0, -1), outF], { device: x.device });
+}
+
+/**
+ * y = x @ (wscale * S + wbias)^T from sign bits (i32 [out, ceil(in/32)], the packed folder layout).
+ * activations 'int8' quantizes each token once (the serving default), 'f32' is exact (equals the
+ * latent model's linear). Forward only.
+ */
+export function packedFbiLinear(x: Tensor, bits: Tensor, wscale: Tensor, wbias: Tensor, pattern: FbiScalePattern,
+  inF: number, outF: number, activations: 'int8' | 'f32'): Tensor {
+  servingInput('packed linear', x, inF, [bits, wscale, wbias]);
+  const y = outputOf(x, outF);
+  const a = { x: x.buf, bits: bits.buf, alpha: wscale.buf, beta: wbias.buf, pattern, rows: x.size / inF, inF, outF, y: y.buf };
+  if (activations === 'int8') x.backend.fbi.int8Matmul(a);
+  else x.backend.fbi.packedMatmul(a);
+  return y;
+}
+
+/** y = x @ W^T with W [out, in] held as f16 bits (two per i32 word). */
+export function f16Linear(x: Tensor, w16: Tensor, inF: number, outF: number): Tensor {
+  servingInput('f16 linear', x, inF, [w16]);
+  const y = outputOf(x, outF);
+  x.backend.fbi.f16Matmul(x.buf, w16.buf, x.size / inF, inF, outF, y.buf);
+  return y;
+}
+
+/** y = x @ (scale * q)^T with q int8 rows (bytes in i32 words) and x quantized per token. */
+export function int8Linear(x: Tensor, q: Tensor, scale: Tensor, inF: number, outF: number): Tensor {
+  servingInput('int8 linear', x, inF, [q, scale]);
+  const y = outputOf(x, outF);
+  x.backend.fbi.int8HeadMatmul(x.buf, q.buf, scale.buf, x.size / inF, inF, outF, y.buf);
+  return y;
+}
+
+/** y = x @ W^T with W [out, in] in GGUF blocks (bytes on the host). */
+export function quantLinear(x: Tensor, blocks: Uint8Array, type: QuantBlockType, inF: number, outF: number): Tensor {
+  servingInput('quantized linear', x, inF, []);
+  const y = outputOf(x, outF);
+  x.backend.fbi.quantMatmul(x.buf, blocks, type, x.size / inF, inF, outF, y.buf);
+  return y;
 }

@@ -4,16 +4,10 @@
 // - peerExperts: the router-weighted mixture of single-neuron experts, whose backward gives dense
 //   dx, dense d(scores) and row-sparse gradients for the two expert tables (touched rows only).
 // The [tokens, heads, k, C] gathered tensor is never built, forward or backward.
-import '../backend/cpu/peer.ts';
+import type { PeerActivation, PeerExpertDims, PeerScore } from '../backend/contracts.ts';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.ts';
 import { RowSparse, Tensor } from '../tensor/tensor.ts';
 import { expectDtype, fmt, like, sameDevice } from './util.ts';
-
-function extra(t: Tensor, name: string): (...args: any[]) => any {
-  const fn = t.backend.extra[name];
-  if (!fn) throw new Error(`${name}: the ${t.device} backend has no PEER kernels; run this layer on the cpu backend`);
-  return fn;
-}
 
 export interface BatchNormRunning {
   mean: Tensor;
@@ -46,9 +40,10 @@ export function batchNorm1d(x: Tensor, weight: Tensor | null, bias: Tensor | nul
   if (!training && !running) throw new Error('batchNorm1d: eval mode needs running statistics (pass `running`)');
   if (training && rows < 2) throw new Error(`batchNorm1d: training mode needs more than one position to take batch statistics, got ${fmt(x.shape)}`);
   const y = like(x), mean = like(x, [F]), rstd = like(x, [F]);
-  extra(x, 'batchNormForward')(x.buf, weight?.buf ?? null, bias?.buf ?? null,
+  const dims = { rows, features: F, training, momentum: opts.momentum ?? 0.1, eps: opts.eps ?? 1e-5 };
+  x.backend.peer.batchNormForward(x.buf, weight?.buf ?? null, bias?.buf ?? null,
     training ? running?.mean.buf ?? null : running!.mean.buf, training ? running?.var.buf ?? null : running!.var.buf,
-    rows, F, training, opts.momentum ?? 0.1, opts.eps ?? 1e-5, y.buf, mean.buf, rstd.buf);
+    dims, y.buf, mean.buf, rstd.buf);
   if (training && running?.numBatchesTracked) {
     const n = running.numBatchesTracked;
     noGrad(() => { const d = n.dataSyncMaybe(); if (d) d[0] += 1; else throw new Error('batchNorm1d: num_batches_tracked must live on the cpu'); });
@@ -58,7 +53,7 @@ export function batchNorm1d(x: Tensor, weight: Tensor | null, bias: Tensor | nul
     const dx = like(x);
     const dw = weight?.requiresGrad ? like(weight) : null;
     const db = bias?.requiresGrad ? like(bias) : null;
-    extra(x, 'batchNormBackward')(x.buf, weight?.buf ?? null, mean.buf, rstd.buf, g.buf, rows, F, training, dx.buf,
+    x.backend.peer.batchNormBackward(x.buf, weight?.buf ?? null, mean.buf, rstd.buf, g.buf, dims, dx.buf,
       dw?.buf ?? null, db?.buf ?? null);
     const out: (Tensor | null)[] = [dx];
     if (weight) out.push(dw);
@@ -88,17 +83,17 @@ export function peerRetrieve(q: Tensor, keys: Tensor, k: number): { indices: Ten
   const indices = like(q, [T, H, k], 'i32');
   const scores = like(q, [T, H, k]);
   const sub = like(q, [T, H, k, 2], 'i32');
-  extra(q, 'peerRetrieve')(q.buf, keys.buf, T, H, Hk, n, dh, k, indices.buf, scores.buf, sub.buf);
+  const dims = { tokens: T, heads: H, hk: Hk, n, dh, k };
+  q.backend.peer.retrieve(q.buf, keys.buf, dims, { indices: indices.buf, scores: scores.buf, sub: sub.buf });
   record(scores, 'peerRetrieve', [q, keys], (g) => {
     const dq = like(q), dkeys = like(keys);
-    extra(q, 'peerRetrieveBackward')(q.buf, keys.buf, sub.buf, g.buf, T, H, Hk, n, dh, k, dq.buf, dkeys.buf);
+    q.backend.peer.retrieveBackward(q.buf, keys.buf, sub.buf, g.buf, dims, dq.buf, dkeys.buf);
     return [dq, dkeys];
   });
   return { indices, scores };
 }
 
-export type PeerActivation = 'gelu' | 'relu';
-export type PeerScore = 'softmax' | 'sigmoid';
+export type { PeerActivation, PeerScore };
 
 export interface PeerExpertsOpts {
   activation?: PeerActivation;
@@ -127,22 +122,21 @@ export function peerExperts(x: Tensor, down: Tensor, up: Tensor, indices: Tensor
   }
   const N = down.shape[0];
   const [, H, k] = indices.shape;
-  const actKind = (opts.activation ?? 'gelu') === 'gelu' ? 0 : 1;
-  const scoreKind = (opts.score ?? 'softmax') === 'softmax' ? 0 : 1;
   if (opts.activation && !['gelu', 'relu'].includes(opts.activation)) throw new Error(`peerExperts: activation must be gelu | relu, got ${opts.activation}`);
   if (opts.score && !['softmax', 'sigmoid'].includes(opts.score)) throw new Error(`peerExperts: score must be softmax | sigmoid, got ${opts.score}`);
+  const dims: PeerExpertDims = { tokens: T, c: C, experts: N, heads: H, k, activation: opts.activation ?? 'gelu', score: opts.score ?? 'softmax' };
+  const inputs = { x: x.buf, down: down.buf, up: up.buf, indices: indices.buf, scores: scores.buf };
   const y = like(x);
   const saveForBackward = isGradEnabled() && [x, down, up, scores].some((t) => t.requiresGrad);
-  const g = like(x, [T, H, k]), pre = like(x, [T, H, k]);
-  extra(x, 'peerExpertsForward')(x.buf, down.buf, up.buf, indices.buf, scores.buf, T, C, N, H, k, actKind, scoreKind, y.buf, g.buf, pre.buf);
+  const saved = { g: like(x, [T, H, k]), pre: like(x, [T, H, k]) };
+  x.backend.peer.expertsForward(inputs, dims, y.buf, { g: saved.g.buf, pre: saved.pre.buf });
   if (!saveForBackward) return y;
   return record(y, 'peerExperts', [x, down, up, scores], (dy) => {
     const dx = like(x), dz = like(scores);
-    const r = extra(x, 'peerExpertsBackward')(x.buf, down.buf, up.buf, indices.buf, g.buf, pre.buf, dy.buf, T, C, N, H, k,
-      actKind, scoreKind, dx.buf, dz.buf) as { rows: any; du?: any; dv?: any; slot?: any; token?: any; ds?: any; w?: any };
-    const U = r.rows.length;
+    const r = x.backend.peer.expertsBackward(inputs, dims, { g: saved.g.buf, pre: saved.pre.buf }, dy.buf, dx.buf, dz.buf);
+    const U = r.count;
     const rows = new Tensor(r.rows, [U], 'i32', x.device);
-    if (r.du) {
+    if (r.form === 'rows') {
       return [dx, new RowSparse(rows, new Tensor(r.du, [U, C], 'f32', x.device), true),
         new RowSparse(rows, new Tensor(r.dv, [U, C], 'f32', x.device), true), dz];
     }

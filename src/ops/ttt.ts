@@ -2,8 +2,7 @@
 // The backward reverses the scan: the forward saves the inner weights at each mini-batch start, the
 // backward recomputes one mini-batch at a time from them and backpropagates through the dual form,
 // including through the closed-form inner gradient (second-order terms of the inner loss).
-import '../backend/cpu/ttt.ts';
-import type { TttDims } from '../backend/cpu/ttt.ts';
+import type { TttDims } from '../backend/contracts.ts';
 import { isGradEnabled, record } from '../tensor/autograd.ts';
 import { Tensor, zeros } from '../tensor/tensor.ts';
 import { fmt, like, sameDevice } from './util.ts';
@@ -44,12 +43,6 @@ export interface TttScanOpts {
   miniBatch?: number;
   /** Continue from (and update) a decoding state; no gradients flow through it. */
   state?: TttScanState;
-}
-
-function extra(t: Tensor, name: string) {
-  const fn = t.backend.extra[name];
-  if (!fn) throw new Error(`tttScan: the ${t.device} backend has no '${name}' kernel; run TTT layers on the cpu backend`);
-  return fn;
 }
 
 /**
@@ -98,6 +91,9 @@ export function tttScan(
     if (isGradEnabled() && all.some((t) => t.requiresGrad)) {
       throw new Error('tttScan: gradients do not flow through a decoding state; run decoding under noGrad()');
     }
+    if (state.w1.device !== xq.device) {
+      throw new Error(`tttScan: a buffer (the decoding state) is not on the ${xq.device} device; create the state with device '${xq.device}' (model.createState does)`);
+    }
     if (state.w1.shape[0] !== batch || state.w1.shape[1] !== heads || state.w1.shape[2] !== dim || (state.w2 === null) === mlp) {
       throw new Error(`tttScan: decoding state was made for another shape or kind (state W1 ${fmt(state.w1.shape)})`);
     }
@@ -105,7 +101,7 @@ export function tttScan(
       w1: state.w1.buf, b1: state.b1.buf, w2: state.w2?.buf ?? null, b2: state.b2?.buf ?? null,
       gw1: state.gw1.buf, gb1: state.gb1.buf, gw2: state.gw2?.buf ?? null, gb2: state.gb2?.buf ?? null,
     };
-    extra(xq, 'tttForward')(dims, bufs, out.buf, state.position, sb, null);
+    xq.backend.ttt.forward(dims, bufs, out.buf, state.position, sb, null);
     state.position += length;
     return out;
   }
@@ -119,13 +115,13 @@ export function tttScan(
     }
     : null;
   const savedBufs = saved && { w1: saved.w1.buf, b1: saved.b1.buf, w2: saved.w2?.buf ?? null, b2: saved.b2?.buf ?? null };
-  extra(xq, 'tttForward')(dims, bufs, out.buf, 0, null, savedBufs);
+  xq.backend.ttt.forward(dims, bufs, out.buf, 0, null, savedBufs);
   return record(out, `ttt${mlp ? 'Mlp' : 'Linear'}Scan`, all, (g) => {
     const grads = all.map((t) => like(t));
     const [dxq, dxk, dxv, dlr, dTe, dw1, db1] = grads;
     const [dw2, db2] = mlp ? grads.slice(7, 9) : [null, null];
     const [dlnW, dlnB] = grads.slice(-2);
-    extra(xq, 'tttBackward')(dims, bufs, savedBufs, g.buf, {
+    xq.backend.ttt.backward(dims, bufs, savedBufs!, g.buf, {
       dxq: dxq.buf, dxk: dxk.buf, dxv: dxv.buf, dlr: dlr.buf, dTokenEta: dTe.buf, dw1: dw1.buf, db1: db1.buf,
       dw2: dw2?.buf ?? null, db2: db2?.buf ?? null, dlnW: dlnW.buf, dlnB: dlnB.buf,
     });

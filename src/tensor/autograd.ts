@@ -49,12 +49,9 @@ export function contiguousStrides(shape: readonly number[]): number[] {
 export function densify(g: RowSparse, shape: readonly number[], device = g.indices.device): Tensor {
   const out = full(shape, 0, { device });
   const width = shape.length > 1 ? shape[shape.length - 1] : 1;
-  const f = g.factors;
-  if (f) {
-    const kernel = out.backend.extra.factoredRows;
-    if (!kernel) throw new Error(`factored row gradients are not supported on the ${device} backend`);
+  if (g.factors) {
     if (g.width !== width) throw new Error(`internal: factored gradient of width ${g.width} for shape [${shape}]`);
-    kernel(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size, g.indices.size, width, out.buf, g.indices.buf, shape[0]);
+    out.backend.kernels.factoredRows(g.factoredBufs()!, out.buf, g.indices.buf);
     return out;
   }
   out.backend.kernels.scatterAdd(g.values.buf, g.indices.buf, g.indices.size, width, out.buf);

@@ -1,5 +1,5 @@
 // Tensor: shape + dtype + device + contiguous storage, with an optional autograd node.
-import type { Backend, Buf, DType, DeviceName, TypedArray } from '../backend/types.ts';
+import type { Backend, Buf, DType, DeviceName, FactoredRows, TypedArray } from '../backend/types.ts';
 import { getBackend } from '../backend/registry.ts';
 import { Rng } from './rng.ts';
 import { currentScope } from './scope.ts';
@@ -45,6 +45,13 @@ export class RowSparse {
     }
   }
 
+  /** The factored terms as the kernels take them (null when the rows are materialized). */
+  factoredBufs(): FactoredRows | null {
+    const f = this.factors;
+    if (!f) return null;
+    return { slot: f.slot.buf, token: f.token.buf, coef: f.coef.buf, basis: f.basis.buf, terms: f.slot.size, rows: this.indices.size, width: this.width };
+  }
+
   /** Row width (the parameter's trailing size). */
   get width(): number {
     return this.factors ? this.factors.basis.shape.at(-1)! : this.rowValues!.shape.at(-1)!;
@@ -56,11 +63,9 @@ export class RowSparse {
    */
   get values(): Tensor {
     if (!this.rowValues) {
-      const f = this.factors!, n = this.indices.size, w = this.width;
-      const out = empty([n, w], { device: f.basis.device });
-      const kernel = f.basis.backend.extra.factoredRows;
-      if (!kernel) throw new Error(`factored row gradients are not supported on the ${f.basis.device} backend`);
-      kernel(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size, n, w, out.buf, null, 0);
+      const f = this.factors!;
+      const out = empty([this.indices.size, this.width], { device: f.basis.device });
+      out.backend.kernels.factoredRows(this.factoredBufs()!, out.buf, null);
       this.rowValues = out;
     }
     return this.rowValues;
@@ -134,9 +139,9 @@ export class Tensor {
     const a = this.backend.readSync(this.buf);
     return a.length === this.size ? a : a.subarray(0, this.size);
   }
-  /** Host data when the backend can read synchronously (CPU), else null. */
+  /** Host data when the backend can read synchronously (host memory), else null. */
   dataSyncMaybe(): TypedArray | null {
-    return this.device === 'cpu' ? this.dataSync() : null;
+    return this.backend.syncReadable ? this.dataSync() : null;
   }
   async data(): Promise<TypedArray> {
     this.assertAlive();
@@ -239,10 +244,17 @@ export function fromArray(arr: TypedArray, shape: Shape, device: DeviceName = 'c
   return new Tensor(b.upload(arr), shape, dtype, device);
 }
 
-export function randn(shape: Shape, rng: Rng, std = 1, opts: CreateOpts = {}): Tensor {
-  const a = new Float32Array(numel(shape));
-  for (let i = 0; i < a.length; i++) a[i] = rng.normal() * std;
-  return fromArray(a, shape, opts.device);
+/**
+ * Normal values (mean 0, std). `hugePages` asks the backend to back a large table with huge pages
+ * before it is written (rows then accessed at random, e.g. PEER's expert tables).
+ */
+export function randn(shape: Shape, rng: Rng, std = 1, opts: CreateOpts & { hugePages?: boolean } = {}): Tensor {
+  checkShape(shape);
+  const device = opts.device ?? 'cpu';
+  const b = getBackend(device);
+  const buf = b.create(numel(shape), 'f32', (a) => { for (let i = 0; i < a.length; i++) a[i] = rng.normal() * std; },
+    { hugePages: opts.hugePages });
+  return new Tensor(buf, shape, 'f32', device);
 }
 
 export function rand(shape: Shape, rng: Rng, lo = 0, hi = 1, opts: CreateOpts = {}): Tensor {

@@ -1,7 +1,7 @@
 // AdamW (PyTorch semantics) with a lazy row-sparse path for parameters whose gradients are
 // row-sparse (PEER expert tables): only touched rows' weights and moments are read or written.
 import { noGrad } from '../tensor/autograd.ts';
-import { RowSparse, type Tensor, empty, fromArray, full } from '../tensor/tensor.ts';
+import { RowSparse, Tensor, empty, fromArray } from '../tensor/tensor.ts';
 
 export interface AdamWOpts {
   lr: number;
@@ -39,9 +39,9 @@ export class AdamW {
   private slot(p: Tensor): Slot {
     let s = this.slots.get(p);
     if (!s) {
-      // CPU allocations are zero pages until touched, so a row-sparse table's moments stay mostly
-      // unresident; other devices need an explicit fill.
-      const zero = () => (p.device === 'cpu' ? empty(p.shape) : full(p.shape, 0, { device: p.device }));
+      // Backends allocate zeroed memory (on the CPU, zero pages until touched, so a row-sparse
+      // table's moments stay mostly unresident).
+      const zero = () => empty(p.shape, { device: p.device });
       s = { m: zero(), v: zero() };
       this.slots.set(p, s);
     }
@@ -59,15 +59,13 @@ export class AdamW {
           lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.step, gradScale,
           weightDecay: this.noDecay(name, p) ? 0 : this.weightDecay,
         };
-        const k = p.backend.kernels;
+        const k = p.backend.optim;
         const width = p.shape.length > 1 ? p.size / p.shape[0] : 1;
         if (p.grad) k.adamw(p.buf, p.grad.buf, s.m.buf, s.v.buf, null, 0, width, h);
         const factored = p.sparseGrads.length ? mergeFactored(p.sparseGrads) : null;
         if (factored) {
           // Each touched row's gradient is built from its rank-1 terms inside the update kernel.
-          const f = factored.factors!;
-          factoredKernel(p, 'factoredAdamw')(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size, factored.indices.size, width,
-            factored.indices.buf, p.shape[0], p.buf, s.m.buf, s.v.buf, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step, gradScale);
+          k.factoredAdamw(factored.factoredBufs()!, factored.indices.buf, p.buf, s.m.buf, s.v.buf, h);
         } else if (p.sparseGrads.length) {
           const { rows, values } = coalesce(p.sparseGrads, width);
           k.adamw(p.buf, values.buf, s.m.buf, s.v.buf, rows.buf, rows.size, width, h);
@@ -100,35 +98,27 @@ export class AdamW {
   }
 }
 
-/** Sums duplicate rows of row-sparse gradients (CPU readback of indices; values summed in place). */
+/**
+ * One row-sparse gradient equal to the sum of the parts, in the coalesced form (each row's total at
+ * its first entry). Parts are concatenated on their device and summed there by the backend.
+ */
 export function coalesce(parts: RowSparse[], width: number): { rows: Tensor; values: Tensor } {
   if (parts.length === 1 && parts[0].coalesced) return { rows: parts[0].indices, values: parts[0].values };
-  if (parts[0].values.device !== 'cpu') {
-    throw new Error('row-sparse gradients from several backward passes (or an embedding with sparse updates) are summed on the cpu only; on webgpu use one backward per step or dense embedding updates');
+  const device = parts[0].indices.device;
+  const n = parts.reduce((c, q) => c + q.indices.size, 0);
+  const rows = empty([n], { dtype: 'i32', device }), vals = empty([n, width], { device });
+  const k = rows.backend.kernels;
+  let at = 0;
+  for (const q of parts) {
+    const m = q.indices.size;
+    k.copy(q.indices.buf, 0, rows.buf, at, m);
+    k.copy(q.values.buf, 0, vals.buf, at * width, m * width);
+    at += m;
   }
-  const order = new Map<number, number>();
-  for (const part of parts) {
-    const ix = part.indices.dataSync();
-    for (let i = 0; i < ix.length; i++) if (!order.has(ix[i])) order.set(ix[i], order.size);
-  }
-  const rows = Int32Array.from(order.keys());
-  const vals = empty([rows.length, width], { device: parts[0].values.device });
-  const out = vals.dataSync() as Float32Array;
-  for (const part of parts) {
-    const ix = part.indices.dataSync();
-    const src = part.values.dataSync();
-    for (let i = 0; i < ix.length; i++) {
-      const base = order.get(ix[i])! * width;
-      for (let j = 0; j < width; j++) out[base + j] += src[i * width + j];
-    }
-  }
-  return { rows: fromRows(rows, vals), values: vals };
-}
-
-function fromRows(rows: Int32Array, like: Tensor): Tensor {
-  const t = empty([rows.length], { dtype: 'i32', device: like.device });
-  t.backend.kernels.copy(t.backend.upload(rows), 0, t.buf, 0, rows.length);
-  return t;
+  const c = rows.backend.optim.coalesceRows(rows.buf, vals.buf, n, width);
+  rows.dispose();
+  vals.dispose();
+  return { rows: new Tensor(c.rows, [c.count], 'i32', device), values: new Tensor(c.values, [c.count, width], 'f32', device) };
 }
 
 /** Global L2 norm of all gradients (dense, row-sparse and factored). */
@@ -139,35 +129,26 @@ export async function gradNorm(params: Tensor[]): Promise<number> {
     const factored = p.sparseGrads.length ? mergeFactored(p.sparseGrads) : null;
     if (factored) {
       // Rows are built one at a time from their terms and squared; none is kept.
-      const f = factored.factors!;
-      sq += factoredKernel(p, 'factoredSumSquares')(f.slot.buf, f.token.buf, f.coef.buf, f.basis.buf, f.slot.size,
-        factored.indices.size, factored.width) as number;
+      sq += p.backend.optim.factoredSumSquares(factored.factoredBufs()!);
     } else if (p.sparseGrads.length) parts.push(coalesce(p.sparseGrads, p.size / p.shape[0]).values);
     for (const g of parts) {
       const out = empty([1], { device: g.device });
-      g.backend.kernels.sumSquares(g.buf, g.size, out.buf);
+      g.backend.optim.sumSquares(g.buf, g.size, out.buf);
       sq += await out.item();
     }
   }
   return Math.sqrt(sq);
 }
 
-function factoredKernel(p: Tensor, name: string): (...args: any[]) => any {
-  const fn = p.backend.extra[name];
-  if (!fn) throw new Error(`factored row gradients of '${p.name}' are not supported on the ${p.device} backend`);
-  return fn;
-}
-
 /**
  * One factored gradient equal to the sum of several factored parts (rows united, terms and bases
- * concatenated), or null when some part holds materialized rows. Parts from several backward
- * passes are merged on the cpu.
+ * concatenated), or null when some part holds materialized rows. The row lists are united on the
+ * host (factored gradients come from backends that read synchronously).
  */
 export function mergeFactored(parts: RowSparse[]): RowSparse | null {
   if (parts.length === 0 || parts.some((q) => !q.factors)) return null;
   if (parts.length === 1) return parts[0];
   const device = parts[0].indices.device;
-  if (device !== 'cpu') throw new Error('factored gradients from several backward passes are summed on the cpu only; use one backward per step');
   const width = parts[0].width;
   const order = new Map<number, number>();
   let terms = 0, basisRows = 0;
@@ -193,8 +174,9 @@ export function mergeFactored(parts: RowSparse[]): RowSparse | null {
     r0 += sl.length;
     b0 += bs.length / width;
   }
-  return new RowSparse(fromArray(Int32Array.from(order.keys()), [order.size]), {
-    slot: fromArray(slot, [terms]), token: fromArray(token, [terms]), coef: fromArray(coef, [terms]), basis: fromArray(basis, [basisRows, width]),
+  return new RowSparse(fromArray(Int32Array.from(order.keys()), [order.size], device), {
+    slot: fromArray(slot, [terms], device), token: fromArray(token, [terms], device), coef: fromArray(coef, [terms], device),
+    basis: fromArray(basis, [basisRows, width], device),
   });
 }
 

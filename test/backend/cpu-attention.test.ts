@@ -1,4 +1,5 @@
-// Fused attention against a plain float64 reference that materializes the softmax, on every
+// Fused attention against the plain float64 reference that materializes the softmax
+// (src/backend/reference/attention.ts), on every
 // dispatch path (child processes rerun this file with FRUGAL_NO_AVX512 / FRUGAL_NO_AVX2), plus a
 // central-difference check of the gradients.
 // Tolerance: max |native - reference| <= 1e-4 * max(1, max |reference|) per tensor. float32
@@ -10,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { attentionBackward, attentionForward, attentionIsa } from '../../src/backend/cpu/attention.ts';
 import { nativeAddon } from '../../src/backend/cpu/native.ts';
+import { attentionReferenceBackward, attentionReferenceForward } from '../../src/backend/reference/attention.ts';
 
 interface Shape { B: number; L: number; S: number; H: number; Hkv: number; D: number; causal: boolean; scale?: number }
 
@@ -21,64 +23,11 @@ function rand(): number {
 const randArray = (n: number) => Float32Array.from({ length: n }, rand);
 
 type Arr = ArrayLike<number>;
-const qi = (s: Shape, b: number, i: number, h: number) => ((b * s.L + i) * s.H + h) * s.D;
-const ki = (s: Shape, b: number, j: number, g: number) => ((b * s.S + j) * s.Hkv + g) * s.D;
-const sees = (s: Shape, i: number, j: number) => !s.causal || j <= i + s.S - s.L;
 const scaleOf = (s: Shape) => s.scale ?? 1 / Math.sqrt(s.D);
-
-// Materialized softmax in float64: returns o, lse and the probabilities for the backward.
-function refForward(s: Shape, q: Arr, k: Arr, v: Arr) {
-  const o = new Float64Array(s.B * s.L * s.H * s.D), lse = new Float64Array(s.B * s.H * s.L);
-  const P = new Float64Array(s.B * s.H * s.L * s.S);
-  const scale = scaleOf(s), G = s.H / s.Hkv;
-  for (let b = 0; b < s.B; b++) for (let h = 0; h < s.H; h++) for (let i = 0; i < s.L; i++) {
-    const g = Math.floor(h / G), row = ((b * s.H + h) * s.L + i) * s.S;
-    let mx = -Infinity;
-    const sc = new Float64Array(s.S);
-    for (let j = 0; j < s.S; j++) {
-      if (!sees(s, i, j)) continue;
-      let d = 0;
-      for (let x = 0; x < s.D; x++) d += q[qi(s, b, i, h) + x] * k[ki(s, b, j, g) + x];
-      sc[j] = d * scale;
-      mx = Math.max(mx, sc[j]);
-    }
-    let sum = 0;
-    for (let j = 0; j < s.S; j++) if (sees(s, i, j)) sum += Math.exp(sc[j] - mx);
-    lse[(b * s.H + h) * s.L + i] = mx + Math.log(sum);
-    for (let j = 0; j < s.S; j++) {
-      const p = sees(s, i, j) ? Math.exp(sc[j] - mx) / sum : 0;
-      P[row + j] = p;
-      for (let x = 0; x < s.D; x++) o[qi(s, b, i, h) + x] += p * v[ki(s, b, j, g) + x];
-    }
-  }
-  return { o, lse, P };
-}
-
-function refBackward(s: Shape, q: Arr, k: Arr, v: Arr, dO: Arr) {
-  const { P } = refForward(s, q, k, v);
-  const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
-  const scale = scaleOf(s), G = s.H / s.Hkv;
-  for (let b = 0; b < s.B; b++) for (let h = 0; h < s.H; h++) for (let i = 0; i < s.L; i++) {
-    const g = Math.floor(h / G), row = ((b * s.H + h) * s.L + i) * s.S;
-    const dP = new Float64Array(s.S);
-    let rowDot = 0;
-    for (let j = 0; j < s.S; j++) {
-      let d = 0;
-      for (let x = 0; x < s.D; x++) d += dO[qi(s, b, i, h) + x] * v[ki(s, b, j, g) + x];
-      dP[j] = d;
-      rowDot += P[row + j] * d;
-    }
-    for (let j = 0; j < s.S; j++) {
-      const p = P[row + j], dS = p * (dP[j] - rowDot);
-      for (let x = 0; x < s.D; x++) {
-        dv[ki(s, b, j, g) + x] += p * dO[qi(s, b, i, h) + x];
-        dq[qi(s, b, i, h) + x] += scale * dS * k[ki(s, b, j, g) + x];
-        dk[ki(s, b, j, g) + x] += scale * dS * q[qi(s, b, i, h) + x];
-      }
-    }
-  }
-  return { dq, dk, dv };
-}
+const dims = (s: Shape) => ({ b: s.B, l: s.L, s: s.S, h: s.H, hkv: s.Hkv, d: s.D, scale: scaleOf(s), causal: s.causal });
+// The float64 reference that materializes the softmax (src/backend/reference/attention.ts).
+const refForward = (s: Shape, q: Arr, k: Arr, v: Arr) => attentionReferenceForward(dims(s), q, k, v);
+const refBackward = (s: Shape, q: Arr, k: Arr, v: Arr, dO: Arr) => attentionReferenceBackward(dims(s), q, k, v, dO);
 
 function assertClose(name: string, got: Arr, want: Arr, tol = 1e-4): void {
   let scale = 1, worst = 0, at = -1;

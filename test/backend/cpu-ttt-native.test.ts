@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  setTttReference, tttBackward, tttBackwardReference, type TttDims, tttForward, type TttGrads, type TttInputs,
-  tttForwardReference, type TttSaved, type TttStateBufs,
-} from '../../src/backend/cpu/ttt.ts';
-import { tttBackwardNative, tttForwardNative } from '../../src/backend/cpu/ttt-native.ts';
+  tttBackwardReference, type TttDims, type TttGrads, type TttInputs, tttForwardReference, type TttSaved, type TttStateBufs,
+} from '../../src/backend/reference/ttt.ts';
+import { tttBackwardNative, tttForwardNative } from '../../src/backend/cpu/ttt.ts';
+import { cpuBackend } from '../../src/backend/cpu/index.ts';
 import { Rng } from '../../src/tensor/rng.ts';
 import { relMaxAbs } from '../helpers.ts';
 
@@ -94,21 +94,16 @@ for (const mlp of [false, true]) {
   });
 }
 
-test('native ttt: setTttReference picks the implementation behind the registered forward', () => {
+test('native ttt: the cpu backend\'s TTT table runs the native forward', () => {
   const d: TttDims = { mlp: false, batch: 1, heads: 2, length: 20, dim: 16, hidden: 16, miniBatch: 16 };
   const x = inputs(d, new Rng(4));
   const n = 2 * 20 * 16;
-  const run = (fn: typeof tttForward) => { const o = new Float32Array(n); fn(d, x, o, 0, null, null); return o; };
+  const run = (fn: typeof tttForwardNative) => { const o = new Float32Array(n); fn(d, x, o, 0, null, null); return o; };
   const ref = run(tttForwardReference), nat = run(tttForwardNative);
   assert.ok(ref.some((v, i) => v !== nat[i]), 'float32 and float64 accumulation differ somewhere');
-  try {
-    setTttReference(true);
-    assert.deepEqual(run(tttForward), ref);
-    setTttReference(false);
-    assert.deepEqual(run(tttForward), nat);
-  } finally {
-    setTttReference(null);
-  }
+  const o = new Float32Array(n);
+  cpuBackend.ttt.forward(d, x, o, 0, null, null);
+  assert.deepEqual(o, nat);
 });
 
 test('native ttt: bad arguments raise one clear error', () => {
@@ -181,7 +176,7 @@ test('native ttt: the batch-shared gradients are the same on every run (fixed-or
   }
 });
 
-test('native ttt: setTttReference picks the implementation behind the registered backward', () => {
+test('native ttt: the cpu backend\'s TTT table runs the native backward', () => {
   const d: TttDims = { mlp: false, batch: 2, heads: 2, length: 20, dim: 16, hidden: 16, miniBatch: 16 };
   const rng = new Rng(5);
   const x = inputs(d, rng);
@@ -189,20 +184,14 @@ test('native ttt: setTttReference picks the implementation behind the registered
   const saved = savedFor(d);
   tttForwardReference(d, x, new Float32Array(n), 0, null, saved);
   const dOut = Float32Array.from({ length: n }, () => rng.normal());
-  const run = (fn: typeof tttBackward) => { const g = gradsFor(d); fn(d, x, saved, dOut, g); return g; };
+  const table = (dd: TttDims, xx: TttInputs, sv: TttSaved, dy: Float32Array, g: TttGrads) => cpuBackend.ttt.backward(dd, xx, sv, dy, g);
+  const run = (fn: typeof tttBackwardNative) => { const g = gradsFor(d); fn(d, x, saved, dOut, g); return g; };
   // Both round float64 sums to float32 and usually agree bit for bit, so the route is told apart by
   // the native wrapper's argument check (the reference loops ignore a short output array).
-  const short = () => tttBackward(d, x, saved, dOut, { ...gradsFor(d), dlr: new Float32Array(3) });
-  try {
-    setTttReference(true);
-    assert.deepEqual(run(tttBackward), run(tttBackwardReference));
-    assert.doesNotThrow(short);
-    setTttReference(false);
-    assert.deepEqual(run(tttBackward), run(tttBackwardNative));
-    assert.throws(short, /tttBackwardNative: dlr has 3 elements/);
-  } finally {
-    setTttReference(null);
-  }
+  const short = (fn: typeof tttBackwardNative) => () => fn(d, x, saved, dOut, { ...gradsFor(d), dlr: new Float32Array(3) });
+  assert.doesNotThrow(short(tttBackwardReference));
+  assert.deepEqual(run(table), run(tttBackwardNative));
+  assert.throws(short(table), /tttBackwardNative: dlr has 3 elements/);
 });
 
 test('native ttt backward: bad arguments raise one clear error', () => {

@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fbiPackedMatmul, fbiPackSigns } from '../../src/backend/cpu/fbi.ts';
+import { fbiInt8Matmul, fbiPackedMatmul, fbiPackSigns, fbiRepack } from '../../src/backend/cpu/fbi.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
+import type { Buf } from '../../src/backend/types.ts';
 import { modelFromPacked, packModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
 import { loadPretrained } from '../../src/models/llama-hf.ts';
 import type { CausalLM } from '../../src/models/index.ts';
@@ -27,8 +28,8 @@ const PATTERNS = ['column', 'row', 'single'] as const;
 if (gpu) {
   test('packed matmul on webgpu = cpu packed kernel (all scale patterns, decode and small batches)', async () => {
     const rng = new Rng(3);
-    const kernel = gpu.extra.fbiPackedMatmul;
-    assert.ok(kernel, 'webgpu registers fbiPackedMatmul');
+    const kernel = (x: Buf, bits: Buf, alpha: Buf, beta: Buf, pattern: 'column' | 'row' | 'single', rows: number, inF: number, outF: number, y: Buf) =>
+      gpu.fbi.packedMatmul({ x, bits, alpha, beta, pattern, rows, inF, outF, y });
     // rows: 1 (decode path), 5 and 9 (partial tiles of 4 tokens); in: whole and partial words; out > 64 threads.
     for (const pattern of PATTERNS) {
       for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [3, 300, 130]]) {
@@ -44,6 +45,14 @@ if (gpu) {
         kernel(gpu.upload(x), gpu.upload(new Int32Array(bits.buffer)), gpu.upload(alpha), gpu.upload(beta), pattern, rows, inF, outF, y);
         const e = relMaxAbs(await gpu.read(y), ref);
         assert.ok(e < KERNEL_TOL, `${pattern} [${rows},${inF}]x[${outF}]: error ${e}`);
+        // int8 activations: the same quantization as the CPU's int8 kernel, integer sums on both.
+        const ref8 = new Float32Array(rows * outF);
+        fbiInt8Matmul(x, fbiRepack(bits, inF, outF), alpha, beta, pattern, rows, inF, outF, ref8);
+        const y8 = gpu.upload(new Float32Array(rows * outF));
+        gpu.fbi.int8Matmul({ x: gpu.upload(x), bits: gpu.upload(new Int32Array(bits.buffer)), alpha: gpu.upload(alpha), beta: gpu.upload(beta),
+          pattern, rows, inF, outF, y: y8 });
+        const e8 = relMaxAbs(await gpu.read(y8), ref8);
+        assert.ok(e8 < KERNEL_TOL, `int8 ${pattern} [${rows},${inF}]x[${outF}]: error ${e8}`);
       }
     }
     assert.throws(() => kernel(gpu.upload(new Float32Array(4)), gpu.upload(new Int32Array(2)), gpu.upload(new Float32Array(40)),
@@ -62,19 +71,21 @@ if (gpu) {
     const latent = loadPretrained(join(GOLDEN_DIR, 'fbi_checkpoint'));
     const data = packModel(latent);
     const cpu = modelFromPacked(data);
-    // The WebGPU packed kernel takes f32 activations: compare it with the CPU's exact mode (the CPU's
-    // default int8-activation path is checked against its own reference in test/infer/packed-int8.test.ts).
-    setPackedActivations(cpu, 'f32');
-    const webgpu = await toWebGPU(modelFromPacked(data));
-    const ids = Int32Array.from({ length: 2 * 12 }, (_, i) => (i * 37 + 11) % 320);
-    const logits = async (m: CausalLM, a: Int32Array, shape: number[]) => {
-      const t: Tensor = noGrad(() => m.forward(fromArray(a.slice(), shape, m === cpu ? 'cpu' : 'webgpu')));
-      return t.data();
-    };
-    for (const [a, shape] of [[ids, [2, 12]], [Int32Array.of(42), [1, 1]]] as const) {
-      const ref = await logits(cpu, a, [...shape]);
-      const e = relMaxAbs(await logits(webgpu, a, [...shape]), ref);
-      assert.ok(e < MODEL_TOL, `logits [${shape}]: relative max-abs error ${e}`);
+    // Both activation modes, each against the CPU in the same mode.
+    for (const mode of ['f32', 'int8'] as const) {
+      setPackedActivations(cpu, mode);
+      const webgpu = await toWebGPU(modelFromPacked(data));
+      setPackedActivations(webgpu, mode);
+      const ids = Int32Array.from({ length: 2 * 12 }, (_, i) => (i * 37 + 11) % 320);
+      const logits = async (m: CausalLM, a: Int32Array, shape: number[]) => {
+        const t: Tensor = noGrad(() => m.forward(fromArray(a.slice(), shape, m === cpu ? 'cpu' : 'webgpu')));
+        return t.data();
+      };
+      for (const [a, shape] of [[ids, [2, 12]], [Int32Array.of(42), [1, 1]]] as const) {
+        const ref = await logits(cpu, a, [...shape]);
+        const e = relMaxAbs(await logits(webgpu, a, [...shape]), ref);
+        assert.ok(e < MODEL_TOL, `${mode} logits [${shape}]: relative max-abs error ${e}`);
+      }
     }
   });
 }

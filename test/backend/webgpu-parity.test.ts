@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpuBackend } from '../../src/backend/cpu/index.ts';
 import type { Backend, Buf, Kernels, TypedArray } from '../../src/backend/types.ts';
+import type { AttentionKernels, OptimKernels } from '../../src/backend/contracts.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
 import { assertClose, DEVICE } from '../helpers.ts';
@@ -26,7 +27,9 @@ const ints = (vals: number[]) => Int32Array.from(vals);
 type Arg = TypedArray | { out: number; dtype?: 'f32' | 'i32'; init?: TypedArray } | null | number | boolean | string | object;
 
 /** Runs the same kernel call on both backends; arrays become buffers, {out} specs outputs that are compared. */
-async function parity(name: string, call: (k: Kernels, ...bufs: (Buf | null)[]) => void, args: (TypedArray | { out: number; dtype?: 'f32' | 'i32'; init?: TypedArray } | null)[], tol = 1e-4, exact = false): Promise<void> {
+type Tables = Kernels & { optim: OptimKernels; attention: AttentionKernels };
+
+async function parity(name: string, call: (k: Tables, ...bufs: (Buf | null)[]) => void, args: (TypedArray | { out: number; dtype?: 'f32' | 'i32'; init?: TypedArray } | null)[], tol = 1e-4, exact = false): Promise<void> {
   const results: TypedArray[][] = [];
   for (const be of [cpuBackend, gpu!]) {
     const bufs = args.map((a) => {
@@ -35,7 +38,7 @@ async function parity(name: string, call: (k: Kernels, ...bufs: (Buf | null)[]) 
       const init = a.init ?? (a.dtype === 'i32' ? new Int32Array(a.out) : new Float32Array(a.out));
       return be.upload(init.slice() as TypedArray);
     });
-    call(be.kernels, ...bufs);
+    call({ ...be.kernels, optim: be.optim, attention: be.attention }, ...bufs);
     const outs: TypedArray[] = [];
     for (let i = 0; i < args.length; i++) {
       const a = args[i];
@@ -158,11 +161,11 @@ if (gpu) {
     x[7] = x[3]; // a tie: the earlier index must win
     await parity('topk values', (k, a, v, i) => k.topk(a!, 5, 40, 6, v!, i!), [x, out(30), out(30, 'i32')], 0, true);
     const h = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3, gradScale: 0.7 };
-    await parity('adamw dense', (k, p, g, m, v) => k.adamw(p!, g!, m!, v!, null, 0, 4, h),
+    await parity('adamw dense', (k, p, g, m, v) => k.optim.adamw(p!, g!, m!, v!, null, 0, 4, h),
       [out(40, 'f32', randn(40)), randn(40), out(40, 'f32', randn(40, 0.1)), out(40, 'f32', Float32Array.from(randn(40), Math.abs))], 1e-5);
-    await parity('adamw rows', (k, p, g, m, v, r) => k.adamw(p!, g!, m!, v!, r, 2, 4, h),
+    await parity('adamw rows', (k, p, g, m, v, r) => k.optim.adamw(p!, g!, m!, v!, r, 2, 4, h),
       [out(40, 'f32', randn(40)), randn(8), out(40), out(40), ints([7, 2])], 1e-5);
-    await parity('sumSquares', (k, a, o) => k.sumSquares(a!, 70000, o!), [randn(70000), out(1)], 1e-5);
+    await parity('sumSquares', (k, a, o) => k.optim.sumSquares(a!, 70000, o!), [randn(70000), out(1)], 1e-5);
   });
 
   test('fused attention forward and backward (causal, GQA, cache offset, non-causal, long)', async () => {
@@ -178,9 +181,9 @@ if (gpu) {
       const qn = c.b * c.l * c.h * c.d, kn = c.b * c.s * c.hkv * c.d, ln = c.b * c.h * c.l;
       const q = randn(qn), kk = randn(kn), v = randn(kn), g = randn(qn);
       const o = new Float32Array(qn), lse = new Float32Array(ln);
-      await parity(`attention ${JSON.stringify(c)}`, (k, a, b2, c2, oo, ll) => k.attentionForward(a!, b2!, c2!, oo!, ll!, p), [q, kk, v, out(qn), out(ln)], 1e-4);
-      cpuBackend.kernels.attentionForward(q, kk, v, o as unknown as Buf, lse as unknown as Buf, p);
-      await parity(`attentionBackward ${JSON.stringify(c)}`, (k, a, b2, c2, oo, gg, ll, dq, dk, dv) => k.attentionBackward(a!, b2!, c2!, oo!, gg!, ll!, dq!, dk!, dv!, p),
+      await parity(`attention ${JSON.stringify(c)}`, (k, a, b2, c2, oo, ll) => k.attention.forward(a!, b2!, c2!, oo!, ll!, p), [q, kk, v, out(qn), out(ln)], 1e-4);
+      cpuBackend.attention.forward(q, kk, v, o as unknown as Buf, lse as unknown as Buf, p);
+      await parity(`attentionBackward ${JSON.stringify(c)}`, (k, a, b2, c2, oo, gg, ll, dq, dk, dv) => k.attention.backward(a!, b2!, c2!, oo!, gg!, ll!, dq!, dk!, dv!, p),
         [q, kk, v, o, g, lse, out(qn), out(kn), out(kn)], 1e-4);
     }
   });

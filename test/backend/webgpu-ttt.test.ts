@@ -4,7 +4,7 @@
 // Tolerance 1e-4 of each tensor's max-abs: the GPU works in f32, the reference accumulates in f64.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type TttDims, tttBackward, tttForwardReference } from '../../src/backend/cpu/ttt.ts';
+import { type TttDims, tttBackwardReference, tttForwardReference } from '../../src/backend/reference/ttt.ts';
 import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
 import type { Backend, Buf } from '../../src/backend/types.ts';
 import { tttScan, type TttKind, TttScanState } from '../../src/ops/ttt.ts';
@@ -92,7 +92,7 @@ if (gpu) {
       const gx = up(x);
       const gOut = gpu!.upload(new Float32Array(cpuOut.length));
       const gSaved = up(zerosLike(cpuSaved));
-      gpu!.extra.tttForward(d, gx, gOut, 0, null, gSaved);
+      gpu!.ttt.forward(d, gx as never, gOut, 0, null, gSaved as never);
       assertClose(await gpu!.read(gOut), cpuOut, TOL, 'forward out');
       compare(await down(gSaved), cpuSaved, 'saved');
 
@@ -103,9 +103,9 @@ if (gpu) {
         dlnW: x.lnW, dlnB: x.lnB,
       };
       const cpuGrads = zerosLike(grads);
-      tttBackward(d, x as never, cpuSaved, dOut, cpuGrads as never);
+      tttBackwardReference(d, x as never, cpuSaved, dOut, cpuGrads as never);
       const gGrads = up(zerosLike(grads));
-      gpu!.extra.tttBackward(d, gx, gSaved, gpu!.upload(dOut), gGrads);
+      gpu!.ttt.backward(d, gx as never, gSaved as never, gpu!.upload(dOut), gGrads as never);
       const got = await down(gGrads);
       compare(got, cpuGrads, 'grad');
       // The comparison means something only if the gradients are not trivially zero.
@@ -132,7 +132,7 @@ if (gpu) {
         const cpuOut = new Float32Array(d.batch * dc.length * d.heads * d.dim);
         tttForwardReference(dc, xc as never, cpuOut, t0, cpuState as never, null);
         const gOut = gpu!.upload(new Float32Array(cpuOut.length));
-        gpu!.extra.tttForward(dc, up(xc), gOut, t0, gState, null);
+        gpu!.ttt.forward(dc, up(xc) as never, gOut, t0, gState as never, null);
         assertClose(await gpu!.read(gOut), cpuOut, TOL, `decode out [${t0}, ${t1})`);
         compare(await down(gState), cpuState, `state after [${t0}, ${t1})`);
       }

@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  f16Matmul, type FbiIsa, fbiInt8IsaAvailable, fbiInt8Matmul, fbiPackSigns, fbiRepack, i8Matmul, int8RowBytes, interleavedWords,
-  quantizeRowsInt8,
+  f16Matmul, type FbiIsa, fbiInt8IsaAvailable, fbiInt8Matmul, fbiPackSigns, fbiRepack, i8Matmul, interleavedWords,
 } from '../../src/backend/cpu/fbi.ts';
+import { int8RowBytes } from '../../src/backend/contracts.ts';
+import { quantizeRowsInt8 } from '../../src/nn/packed.ts';
 import { defaultCorpus } from '../../src/data/corpus.ts';
 import { perplexity } from '../../src/eval/perplexity.ts';
 import { HalfHead, Int8Head, loadPackedModel, modelFromPacked, packModel, savePackedModel, setPackedActivations } from '../../src/infer/packed-linear.ts';

@@ -4,6 +4,7 @@
 // log(sum_j exp(scale * q_i . k_j)) per query row, written by the forward and read by the backward.
 // Query head h uses kv head floor(h / (H / Hkv)). With `causal`, the L queries are the last L of
 // the S positions: query i sees keys j <= i + S - L.
+import type { AttentionKernels } from '../contracts.ts';
 import { nativeAddon } from './native.ts';
 
 function checkShape(B: number, L: number, S: number, H: number, Hkv: number, D: number, scale: number, causal: boolean): void {
@@ -58,3 +59,22 @@ export function attentionBackward(
 export function attentionIsa(): string {
   return nativeAddon().attentionIsa() as string;
 }
+
+function view(b: unknown, n: number): Float32Array {
+  const a = b as Float32Array;
+  return a.length === n ? a : a.subarray(0, n);
+}
+
+/** The CPU's attention table. Buffers may be longer than the tensors they hold (a KV cache's filled prefix): exact views are passed. */
+export const cpuAttention: AttentionKernels = {
+  forward(q, k, v, o, lse, p) {
+    const nq = p.b * p.l * p.h * p.d, nk = p.b * p.s * p.hkv * p.d;
+    attentionForward(view(q, nq), view(k, nk), view(v, nk), view(o, nq), view(lse, p.b * p.h * p.l),
+      p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+  },
+  backward(q, k, v, o, dO, lse, dq, dk, dv, p) {
+    const nq = p.b * p.l * p.h * p.d, nk = p.b * p.s * p.hkv * p.d;
+    attentionBackward(view(q, nq), view(k, nk), view(v, nk), view(o, nq), view(dO, nq), view(lse, p.b * p.h * p.l),
+      view(dq, nq), view(dk, nk), view(dv, nk), p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+  },
+};

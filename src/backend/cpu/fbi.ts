@@ -1,8 +1,10 @@
 // Packed 1-bit FBI-Linear kernels on the native addon (native/fbi.cc). Sign bits are row-major,
 // 32 per uint32 word (bit j % 32 of word j / 32), each row padded with zero bits to whole words;
 // a set bit means +1, a clear bit -1.
+import { type FbiKernels, type FbiMatmulArgs, int8RowBytes } from '../contracts.ts';
+import type { Buf } from '../types.ts';
 import { nativeAddon } from './native.ts';
-import { cpuExtra } from './index.ts';
+import { quantMatmul } from './quant.ts';
 
 export type FbiIsa = 'auto' | 'scalar' | 'avx2' | 'avx512';
 const ISA_CODE: Record<FbiIsa, number> = { auto: 0, scalar: 1, avx2: 2, avx512: 3 };
@@ -130,34 +132,8 @@ export function f16Matmul(x: Float32Array, w: Uint16Array, rows: number, inF: nu
   nativeAddon().f16Matmul(x, w, rows, inF, outF, y, ISA_CODE[isa]);
 }
 
-/** Row stride (bytes) of an int8 weight: the input count rounded up to 64. */
-export const int8RowBytes = (inF: number) => Math.ceil(inF / 64) * 64;
-
-/** An int8 weight with one f32 scale per row: W ~= scale[n] * q[n, :]. */
+/** An int8 weight with one f32 scale per row: W ~= scale[n] * q[n, :], and the row sums of q. */
 export interface Int8Weight { q: Uint8Array; scale: Float32Array; rowSum: Int32Array }
-
-/** Quantizes W [out, in] per row to int8 (absmax / 127), rows zero-padded to int8RowBytes(in). */
-export function quantizeRowsInt8(w: Float32Array, inF: number, outF: number): Int8Weight {
-  checkSizes(inF, outF);
-  checkLen('weight', w, inF * outF);
-  const kp = int8RowBytes(inF);
-  const q = new Uint8Array(outF * kp), scale = new Float32Array(outF), rowSum = new Int32Array(outF);
-  const qs = new Int8Array(q.buffer);
-  for (let n = 0; n < outF; n++) {
-    let amax = 0;
-    for (let k = 0; k < inF; k++) amax = Math.max(amax, Math.abs(w[n * inF + k]));
-    scale[n] = amax / 127;
-    const inv = amax > 0 ? 127 / amax : 0;
-    let s = 0;
-    for (let k = 0; k < inF; k++) {
-      const v = Math.max(-127, Math.min(127, Math.round(w[n * inF + k] * inv)));
-      qs[n * kp + k] = v;
-      s += v;
-    }
-    rowSum[n] = s;
-  }
-  return { q, scale, rowSum };
-}
 
 /** y [rows, out] = x @ (scale * q)^T with x quantized to int8 per token. */
 export function i8Matmul(x: Float32Array, w: Int8Weight, rows: number, inF: number, outF: number, y: Float32Array, isa: FbiIsa = 'auto'): void {
@@ -186,4 +162,51 @@ export function copyBandwidth(megabytes = 512, reps = 5): number {
   return nativeAddon().copyBandwidth(megabytes, reps) as number;
 }
 
-cpuExtra.fbiPackedMatmul = fbiPackedMatmul;
+const f32 = (b: Buf) => b as unknown as Float32Array;
+const u32 = (b: Buf) => { const a = b as unknown as Int32Array; return new Uint32Array(a.buffer, a.byteOffset, a.length); };
+
+// Layouts derived from a weight buffer, built on first use and dropped with the buffer.
+const interleavedOf = new WeakMap<object, Uint32Array>();
+const rowSumsOf = new WeakMap<object, Int32Array>();
+
+/** An int8 weight's per-row sums of q (the kernels' zero-point term), cached per buffer. */
+function int8Weight(qBuf: Buf, scale: Buf, inF: number, outF: number): Int8Weight {
+  const words = qBuf as unknown as Int32Array;
+  const q = new Uint8Array(words.buffer, words.byteOffset, words.length * 4);
+  let rowSum = rowSumsOf.get(qBuf);
+  if (!rowSum) {
+    const s = new Int8Array(q.buffer, q.byteOffset, q.length), kp = int8RowBytes(inF);
+    rowSum = new Int32Array(outF);
+    for (let n = 0; n < outF; n++) for (let k = 0; k < kp; k++) rowSum[n] += s[n * kp + k];
+    rowSumsOf.set(qBuf, rowSum);
+  }
+  return { q, scale: f32(scale), rowSum };
+}
+
+/** The CPU's FBI and low-bit table. */
+export const cpuFbi: FbiKernels = {
+  packSigns(w, inF, outF, bits) {
+    checkSizes(inF, outF);
+    checkLen('weight', f32(w), inF * outF);
+    checkLen('sign bits', bits as unknown as Int32Array, outF * wordsPerRow(inF));
+    nativeAddon().fbiPackSigns(f32(w), inF, outF, u32(bits));
+  },
+  packedMatmul(a: FbiMatmulArgs) {
+    fbiPackedMatmul(f32(a.x), u32(a.bits), f32(a.alpha), f32(a.beta), a.pattern, a.rows, a.inF, a.outF, f32(a.y));
+  },
+  int8Matmul(a: FbiMatmulArgs) {
+    let il = interleavedOf.get(a.bits);
+    if (!il) { il = fbiRepack(u32(a.bits), a.inF, a.outF); interleavedOf.set(a.bits, il); }
+    fbiInt8Matmul(f32(a.x), il, f32(a.alpha), f32(a.beta), a.pattern, a.rows, a.inF, a.outF, f32(a.y));
+  },
+  f16Matmul(x, w, rows, inF, outF, y) {
+    const words = w as unknown as Int32Array;
+    f16Matmul(f32(x), new Uint16Array(words.buffer, words.byteOffset, outF * inF), rows, inF, outF, f32(y));
+  },
+  int8HeadMatmul(x, q, scale, rows, inF, outF, y) {
+    i8Matmul(f32(x), int8Weight(q, scale, inF, outF), rows, inF, outF, f32(y));
+  },
+  quantMatmul(x, w, type, rows, inF, outF, y) {
+    quantMatmul(f32(x), rows, inF, w, type, outF, f32(y));
+  },
+};

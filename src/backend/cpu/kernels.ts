@@ -2,27 +2,13 @@
 // (V8 compiles them well); compute-bound ones (GEMM, attention) call the native addon.
 import type { BinaryOp, Kernels, ReduceOp, Strided, TypedArray, UnaryOp } from '../types.ts';
 import { sgemmBatched } from './gemm.ts';
-import { attentionBackward, attentionForward } from './attention.ts';
+import { factoredRows } from './peer.ts';
+import { erf } from '../math.ts';
 import { nativeElementwise } from './elementwise.ts';
 
 type A = TypedArray;
 const SQRT1_2 = Math.SQRT1_2;
 const GELU_C = Math.sqrt(2 / Math.PI);
-
-// erf with |error| < 1.5e-7 (Abramowitz-Stegun 7.1.26 is too coarse for gradient checks, so use a
-// Chebyshev-fitted erfc from Numerical Recipes, relative error < 1.2e-7).
-export function erf(x: number): number {
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r =
-    t *
-    Math.exp(
-      -z * z - 1.26551223 +
-        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-        t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-    );
-  return x >= 0 ? 1 - r : r - 1;
-}
 
 function unaryFn(op: UnaryOp | 'identity'): (x: number) => number {
   switch (op) {
@@ -113,11 +99,6 @@ function isContiguousFull(v: Strided, n: number): boolean {
     expect *= v.shape[i];
   }
   return v.offset === 0 && expect === n;
-}
-
-function f32(b: unknown, n: number): Float32Array {
-  const a = b as Float32Array;
-  return a.length === n ? a : a.subarray(0, n);
 }
 
 const NATIVE_BINARY: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
@@ -387,43 +368,10 @@ export const cpuKernels: Kernels = {
     }
   },
 
-  adamw(param, grad, m, v, rows, nRows, width, h) {
-    const w = param as unknown as A, g = grad as unknown as A, ms = m as unknown as A, vs = v as unknown as A;
-    const ix = rows as unknown as A | null;
-    const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
-    const stepSize = h.lr / bc1, decay = 1 - h.lr * h.weightDecay, b1 = h.beta1, b2 = h.beta2, s = h.gradScale;
-    const update = (pi: number, gi: number) => {
-      const gg = g[gi] * s;
-      ms[pi] = b1 * ms[pi] + (1 - b1) * gg;
-      vs[pi] = b2 * vs[pi] + (1 - b2) * gg * gg;
-      w[pi] = w[pi] * decay - stepSize * ms[pi] / (Math.sqrt(vs[pi] / bc2) + h.eps);
-    };
-    if (!ix) {
-      nativeElementwise().adamw(w as Float32Array, g as Float32Array, ms as Float32Array, vs as Float32Array, w.length,
-        h.lr, b1, b2, h.eps, h.weightDecay, h.step, s);
-      return;
-    }
-    for (let r = 0; r < nRows; r++) {
-      if (r > 0 && ix[r] === ix[r - 1]) continue;
-      const base = ix[r] * width;
-      for (let j = 0; j < width; j++) update(base + j, r * width + j);
-    }
-  },
-
-  sumSquares(a, n, out) {
-    (out as unknown as A)[0] = nativeElementwise().sumSquares(a as unknown as Float32Array, n);
-  },
-
-  // Buffers may be longer than the tensors they hold (a KV cache's filled prefix): pass exact views.
-  attentionForward(q, k, v, o, lse, p) {
-    const nq = p.b * p.l * p.h * p.d, nk = p.b * p.s * p.hkv * p.d;
-    attentionForward(f32(q, nq), f32(k, nk), f32(v, nk), f32(o, nq), f32(lse, p.b * p.h * p.l),
-      p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
-  },
-
-  attentionBackward(q, k, v, o, dO, lse, dq, dk, dv, p) {
-    const nq = p.b * p.l * p.h * p.d, nk = p.b * p.s * p.hkv * p.d;
-    attentionBackward(f32(q, nq), f32(k, nk), f32(v, nk), f32(o, nq), f32(dO, nq), f32(lse, p.b * p.h * p.l),
-      f32(dq, nq), f32(dk, nk), f32(dv, nk), p.b, p.l, p.s, p.h, p.hkv, p.d, p.scale, p.causal);
+  factoredRows(f, out, target) {
+    const n = target ? (out as unknown as A).length / f.width : f.rows;
+    factoredRows(f.slot as unknown as Int32Array, f.token as unknown as Int32Array, f.coef as unknown as Float32Array,
+      f.basis as unknown as Float32Array, f.terms, f.rows, f.width, out as unknown as Float32Array,
+      target as unknown as Int32Array | null, n);
   },
 };

@@ -1,6 +1,9 @@
 // CPU kernels of the PEER layer (native/peer.cc for the hot loops, SGEMM for sub-key scores) and of
-// BatchNorm1d. Registered in the CPU backend's extra table under the names src/ops/peer.ts calls.
-import { cpuExtra } from './index.ts';
+// BatchNorm1d (the reference loops, which are cheap at its sizes): the CPU's PeerKernels (src/backend/contracts.ts), plus the factored-gradient kernels
+// the CPU's generic and optimizer tables use.
+import type { BatchNormDims, PeerExpertDims, PeerExpertInputs, PeerExpertSaved, PeerKernels, PeerRetrieveDims, PeerRetrieveOut, PeerTableGrads } from '../contracts.ts';
+import type { Buf } from '../types.ts';
+import { batchNormBackward, batchNormForward } from '../reference/peer.ts';
 import { sgemm } from './gemm.ts';
 import { nativeAddon } from './native.ts';
 
@@ -37,36 +40,6 @@ export function peerRetrieve(q: F32, keys: F32, T: number, H: number, Hk: number
 export function peerRetrieveBackward(q: F32, keys: F32, sub: I32, dz: F32, T: number, H: number, Hk: number, n: number,
   dh: number, k: number, dq: F32, dkeys: F32): void {
   nativeAddon().peerRetrieveBackward(q, keys, sub, dz, T, H, Hk, n, dh, k, dq, dkeys);
-}
-
-/**
- * Naive reference for retrieval: scores every one of the N = n^2 full keys [c_i ; c'_j] with one
- * GEMM per chunk of keys and keeps a running top-k. Cost O(N dk) per query instead of O(sqrt(N) dk).
- * q [R, dk] (rows = token-head pairs), c0/c1 [n, dh] (one head's sub-keys). Returns idx/score [R, k].
- */
-export function peerRetrieveBruteForce(q: F32, c0: F32, c1: F32, R: number, n: number, dh: number, k: number): { idx: I32; score: F32; gemmMs: number } {
-  const addon = nativeAddon();
-  const dk = 2 * dh;
-  const chunkI = Math.max(1, Math.floor((1 << 16) / n)); // 64k keys per chunk
-  const keysChunk = new Float32Array(chunkI * n * dk);
-  const scores = new Float32Array(R * chunkI * n);
-  const idx = new Int32Array(R * k), score = new Float32Array(R * k);
-  let gemmMs = 0;
-  for (let i0 = 0; i0 < n; i0 += chunkI) {
-    const ci = Math.min(chunkI, n - i0), m = ci * n;
-    for (let i = 0; i < ci; i++) {
-      for (let j = 0; j < n; j++) {
-        const row = (i * n + j) * dk;
-        keysChunk.set(c0.subarray((i0 + i) * dh, (i0 + i + 1) * dh), row);
-        keysChunk.set(c1.subarray(j * dh, (j + 1) * dh), row + dh);
-      }
-    }
-    const t0 = performance.now();
-    sgemm(false, true, R, m, dk, 1, q, 0, dk, keysChunk, 0, dk, 0, scores, 0, m);
-    addon.peerTopkMerge(scores, R, m, k, i0 * n, score, idx, i0 === 0);
-    gemmMs += performance.now() - t0;
-  }
-  return { idx, score, gemmMs };
 }
 
 /** Asks for transparent huge pages on a large array before it is first written (see native). */
@@ -123,64 +96,34 @@ export function factoredAdamw(slot: I32, token: I32, coef: F32, basis: F32, R: n
   nativeAddon().peerFactoredAdamw(slot, token, coef, basis, R, U, C, rows, N, w, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
 }
 
-/**
- * BatchNorm1d forward over x [rows, F]. Training: batch mean and biased variance normalize, and
- * running stats (when given) move by momentum with the unbiased variance (PyTorch semantics).
- * Eval: running stats normalize. Saves xhat-free state: mean and 1/std per feature.
- */
-export function batchNormForward(x: F32, weight: F32 | null, bias: F32 | null, runMean: F32 | null, runVar: F32 | null,
-  rows: number, F: number, training: boolean, momentum: number, eps: number, y: F32, mean: F32, rstd: F32): void {
-  if (training) {
-    const s = new Float64Array(F), ss = new Float64Array(F);
-    for (let r = 0; r < rows; r++) for (let f = 0; f < F; f++) s[f] += x[r * F + f];
-    for (let f = 0; f < F; f++) mean[f] = s[f] / rows;
-    for (let r = 0; r < rows; r++) for (let f = 0; f < F; f++) { const d = x[r * F + f] - mean[f]; ss[f] += d * d; }
-    for (let f = 0; f < F; f++) {
-      const varB = ss[f] / rows;
-      rstd[f] = 1 / Math.sqrt(varB + eps);
-      if (runMean && runVar) {
-        runMean[f] = (1 - momentum) * runMean[f] + momentum * mean[f];
-        runVar[f] = (1 - momentum) * runVar[f] + momentum * (rows > 1 ? ss[f] / (rows - 1) : varB);
-      }
-    }
-  } else {
-    if (!runMean || !runVar) throw new Error('batchNorm1d: eval mode needs running mean and variance');
-    for (let f = 0; f < F; f++) { mean[f] = runMean[f]; rstd[f] = 1 / Math.sqrt(runVar[f] + eps); }
-  }
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f;
-      y[i] = (x[i] - mean[f]) * rstd[f] * (weight ? weight[f] : 1) + (bias ? bias[f] : 0);
-    }
-  }
-}
+const f32 = (b: Buf) => b as unknown as F32;
+const i32 = (b: Buf) => b as unknown as I32;
+const f32n = (b: Buf | null) => (b === null ? null : f32(b));
+const ACT = { gelu: 0, relu: 1 } as const;
+const SCORE = { softmax: 0, sigmoid: 1 } as const;
 
-/** dx (and dweight/dbias when given); `training` selects the batch-statistics backward. */
-export function batchNormBackward(x: F32, weight: F32 | null, mean: F32, rstd: F32, dy: F32, rows: number, F: number,
-  training: boolean, dx: F32, dweight: F32 | null, dbias: F32 | null): void {
-  const sdy = new Float64Array(F), sdyx = new Float64Array(F);
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f;
-      sdy[f] += dy[i];
-      sdyx[f] += dy[i] * (x[i] - mean[f]) * rstd[f];
-    }
-  }
-  for (let f = 0; f < F; f++) {
-    if (dweight) dweight[f] = sdyx[f];
-    if (dbias) dbias[f] = sdy[f];
-  }
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f, wf = weight ? weight[f] : 1;
-      if (!training) { dx[i] = dy[i] * wf * rstd[f]; continue; }
-      const xhat = (x[i] - mean[f]) * rstd[f];
-      dx[i] = wf * rstd[f] * (dy[i] - sdy[f] / rows - xhat * sdyx[f] / rows);
-    }
-  }
-}
-
-Object.assign(cpuExtra, {
-  peerRetrieve, peerRetrieveBackward, peerExpertsForward, adviseHugePages, peerExpertsBackward, batchNormForward, batchNormBackward,
-  factoredRows, factoredSumSquares, factoredAdamw,
-});
+/** The CPU's PEER table. */
+export const cpuPeer: PeerKernels = {
+  retrieve(q: Buf, keys: Buf, d: PeerRetrieveDims, o: PeerRetrieveOut) {
+    peerRetrieve(f32(q), f32(keys), d.tokens, d.heads, d.hk, d.n, d.dh, d.k, i32(o.indices), f32(o.scores), i32(o.sub));
+  },
+  retrieveBackward(q, keys, sub, dz, d, dq, dkeys) {
+    peerRetrieveBackward(f32(q), f32(keys), i32(sub), f32(dz), d.tokens, d.heads, d.hk, d.n, d.dh, d.k, f32(dq), f32(dkeys));
+  },
+  expertsForward(x: PeerExpertInputs, d: PeerExpertDims, y: Buf, saved: PeerExpertSaved) {
+    peerExpertsForward(f32(x.x), f32(x.down), f32(x.up), i32(x.indices), f32(x.scores), d.tokens, d.c, d.experts, d.heads, d.k,
+      ACT[d.activation], SCORE[d.score], f32(y), f32(saved.g), f32(saved.pre));
+  },
+  expertsBackward(x, d, saved, dy, dx, dz): PeerTableGrads {
+    const r = peerExpertsBackward(f32(x.x), f32(x.down), f32(x.up), i32(x.indices), f32(saved.g), f32(saved.pre), f32(dy),
+      d.tokens, d.c, d.experts, d.heads, d.k, ACT[d.activation], SCORE[d.score], f32(dx), f32(dz));
+    return { form: 'factored', rows: r.rows, count: r.rows.length, slot: r.slot, token: r.token, ds: r.ds, w: r.w };
+  },
+  batchNormForward(x, w, b, rm, rv, d: BatchNormDims, y, mean, rstd) {
+    batchNormForward(f32(x), f32n(w), f32n(b), f32n(rm), f32n(rv), d.rows, d.features, d.training, d.momentum, d.eps,
+      f32(y), f32(mean), f32(rstd));
+  },
+  batchNormBackward(x, w, mean, rstd, dy, d, dx, dw, db) {
+    batchNormBackward(f32(x), f32n(w), f32(mean), f32(rstd), f32(dy), d.rows, d.features, d.training, f32(dx), f32n(dw), f32n(db));
+  },
+};

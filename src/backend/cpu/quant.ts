@@ -2,7 +2,9 @@
 // multiplied by int8-quantized activations (one scale per 32 values), never expanded to f32.
 import { nativeAddon } from './native.ts';
 
-export type QuantBlockType = 'Q8_0' | 'Q4_0' | 'Q1_0';
+import type { QuantBlockType } from '../contracts.ts';
+
+export type { QuantBlockType };
 export type QuantIsa = 'auto' | 'scalar' | 'avx2' | 'avx512';
 const TYPE_CODE: Record<QuantBlockType, number> = { Q8_0: 0, Q4_0: 1, Q1_0: 2 };
 const ISA_CODE: Record<QuantIsa, number> = { auto: 0, scalar: 1, avx2: 2, avx512: 3 };

@@ -1,5 +1,5 @@
-// Packed 1-bit FBI-Linear inference on WebGPU, with the CPU kernel's argument order and layout
-// (src/backend/cpu/fbi.ts): sign bits row-major in i32 words, bit j % 32 of word j / 32 (least
+// Packed 1-bit FBI-Linear inference on WebGPU: the webgpu FbiKernels (src/backend/contracts.ts), with
+// the CPU kernel's layout: sign bits row-major in i32 words, bit j % 32 of word j / 32 (least
 // significant first), rows padded with zero bits; a set bit is +1, a clear bit -1.
 //   column scales: y_ti = sum_j s_ij (alpha_j x_tj) + beta . x_t
 //   row scales:    y_ti = alpha_i sum_j s_ij x_tj + beta_i sum(x_t)      (single: alpha_0, beta_0)
@@ -7,6 +7,9 @@
 // takes the per-token bias term; the main pass gives each thread one output row and up to TM tokens,
 // walking the row's words and adding or subtracting each activation by its bit. The signed sum is
 // taken directly (not as 2 * (sum over set bits) - (sum of all)), which avoids that form's cancellation.
+// The int8 mode quantizes the scaled activations in the first pass (as the CPU's int8 kernel does)
+// and the main pass then sums small integers, exactly.
+import { type FbiKernels, type FbiMatmulArgs, unsupported } from '../contracts.ts';
 import { GpuBuf } from './pool.ts';
 import { type Runtime, Uniform } from './runtime.ts';
 import { scratch, scratchDone } from './peer-sort.ts';
@@ -29,7 +32,7 @@ function checkLen(what: string, b: GpuBuf, need: number): void {
 
 /** y [rows, out] = x [rows, in] @ (alpha * S + beta)^T from sign bits [out, ceil(in / 32)] (all webgpu buffers). */
 export function fbiPackedMatmul(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: GpuBuf, beta: GpuBuf, pattern: Pattern,
-  rows: number, inF: number, outF: number, y: GpuBuf): void {
+  rows: number, inF: number, outF: number, y: GpuBuf, int8 = false): void {
   for (const [n, v] of [['in', inF], ['out', outF]] as const) {
     if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`packed FBI: ${n} features must be a positive integer, got ${v}`);
   }
@@ -42,19 +45,22 @@ export function fbiPackedMatmul(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: Gpu
   checkLen('wscale', alpha, ns);
   checkLen('wbias', beta, ns);
   checkLen('y', y, rows * outF);
+  if (int8 && 127 * kpad >= 1 << 24) throw new Error(`webgpu packed FBI: int8 activations need in features < ${Math.floor((1 << 24) / 127)} (exact f32 sums), got ${inF}`);
   if (rows === 0) return;
   const code = PATTERN_CODE[pattern];
-  const u = scratch(rt, rows * kpad, 'f32'), bias = scratch(rt, rows, 'f32');
+  const u = scratch(rt, rows * kpad, 'f32'), bias = scratch(rt, rows, 'f32'), dq = scratch(rt, rows, 'f32');
   rt.dispatch({ key: 'fbiPackedPrep',
-    bindings: [['X', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['U', 'f32', 'w'], ['BIAS', 'f32', 'w']],
-    uniform: 'M: u32, K: u32, kpad: u32, pattern: u32', code: () => `
+    bindings: [['X', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['U', 'f32', 'w'], ['BIAS', 'f32', 'w'], ['DQ', 'f32', 'w']],
+    uniform: 'M: u32, K: u32, kpad: u32, pattern: u32, quant: u32', code: () => `
 var<workgroup> red: array<f32, ${LANES}>;
+var<workgroup> amaxs: array<f32, ${LANES}>;
 @compute @workgroup_size(${LANES})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let t = wid.x + wid.y * nwg.x;
   let lid = lidv.x;
   if (t >= p.M) { return; }
   var part = 0.0;
+  var amax = 0.0;
   for (var j = lid; j < p.kpad; j += ${LANES}u) {
     var uj = 0.0;
     if (j < p.K) {
@@ -62,15 +68,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (p.pattern == 0u) { uj = ALPHA[j] * xj; part += BETA[j] * xj; } else { uj = xj; part += xj; }
     }
     U[t * p.kpad + j] = uj;
+    amax = max(amax, abs(uj));
   }
   red[lid] = part;
+  amaxs[lid] = amax;
   workgroupBarrier();
   for (var s = ${LANES / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
+    if (lid < s) { red[lid] += red[lid + s]; amaxs[lid] = max(amaxs[lid], amaxs[lid + s]); }
     workgroupBarrier();
   }
-  if (lid == 0u) { BIAS[t] = red[0]; }
-}` }, [x, alpha, beta, u, bias], new Uniform().u(rows, inF, kpad, code), rt.grid(rows));
+  if (lid == 0u) { BIAS[t] = red[0]; DQ[t] = select(1.0, amaxs[0] / 127.0, p.quant == 1u); }
+  if (p.quant == 1u) {
+    // int8 activations: q = round(u / d) in [-127, 127], d = max|u| / 127 (round half to even, as the
+    // CPU kernel's nearbyint); the main pass sums the integers exactly in f32 and scales by d.
+    let m = amaxs[0];
+    let inv = select(0.0, 127.0 / m, m > 0.0);
+    for (var j = lid; j < p.K; j += ${LANES}u) {
+      let i = t * p.kpad + j;
+      U[i] = clamp(round(U[i] * inv), -127.0, 127.0);
+    }
+  }
+}` }, [x, alpha, beta, u, bias, dq], new Uniform().u(rows, inF, kpad, code, int8 ? 1 : 0), rt.grid(rows));
 
   const tm = rows === 1 ? 1 : TM;
   const tiles = Math.ceil(rows / tm), blocks = Math.ceil(outF / LANES);
@@ -78,7 +96,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     throw new Error(`webgpu packed FBI: ${rows} tokens x ${outF} outputs exceed this adapter's ${rt.maxWorkgroups} workgroups per dimension; split the batch`);
   }
   rt.dispatch({ key: `fbiPackedMatmul:${tm}`,
-    bindings: [['BITS', 'i32', 'r'], ['U', 'f32', 'r'], ['BIAS', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['Y', 'f32', 'w']],
+    bindings: [['BITS', 'i32', 'r'], ['U', 'f32', 'r'], ['BIAS', 'f32', 'r'], ['DQ', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'],
+      ['Y', 'f32', 'w']],
     uniform: 'M: u32, N: u32, wpr: u32, kpad: u32, pattern: u32', code: () => `
 @compute @workgroup_size(${LANES})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
@@ -104,19 +123,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var a = 0u; a < ${tm}u; a++) {
     let t = t0 + a;
     if (t >= p.M) { break; }
-    var yv = acc[a] + BIAS[t];
-    if (p.pattern != 0u) { yv = ALPHA[q] * acc[a] + BETA[q] * BIAS[t]; }
+    let sv = DQ[t] * acc[a];
+    var yv = sv + BIAS[t];
+    if (p.pattern != 0u) { yv = ALPHA[q] * sv + BETA[q] * BIAS[t]; }
     Y[t * p.N + i] = yv;
   }
-}` }, [bits, u, bias, alpha, beta, y], new Uniform().u(rows, outF, wpr, kpad, code), [blocks, tiles]);
-  scratchDone(rt, u, bias);
+}` }, [bits, u, bias, dq, alpha, beta, y], new Uniform().u(rows, outF, wpr, kpad, code), [blocks, tiles]);
+  scratchDone(rt, u, bias, dq);
 }
 
-/** The packed FBI entry of the webgpu extra table, bound to a runtime. */
-export function fbiKernels(rt: Runtime): Record<string, (...args: any[]) => any> {
+/** The webgpu FBI table, bound to a runtime (packing, the f16/int8 heads and GGUF blocks have no webgpu kernel). */
+export function webgpuFbi(rt: Runtime): FbiKernels {
+  const run = (a: FbiMatmulArgs, int8: boolean) => fbiPackedMatmul(rt, buf(a.x, 'x'), buf(a.bits, 'sign bits'), buf(a.alpha, 'wscale'),
+    buf(a.beta, 'wbias'), a.pattern, a.rows, a.inF, a.outF, buf(a.y, 'y'), int8);
   return {
-    fbiPackedMatmul: (x: unknown, bits: unknown, alpha: unknown, beta: unknown, pattern: Pattern, rows: number, inF: number,
-      outF: number, y: unknown) =>
-      fbiPackedMatmul(rt, buf(x, 'x'), buf(bits, 'sign bits'), buf(alpha, 'wscale'), buf(beta, 'wbias'), pattern, rows, inF, outF, buf(y, 'y')),
+    packedMatmul: (a) => run(a, false),
+    int8Matmul: (a) => run(a, true),
+    packSigns: unsupported('webgpu', 'fbi.packSigns'),
+    f16Matmul: unsupported('webgpu', 'fbi.f16Matmul'),
+    int8HeadMatmul: unsupported('webgpu', 'fbi.int8HeadMatmul'),
+    quantMatmul: unsupported('webgpu', 'fbi.quantMatmul'),
   };
 }

@@ -12,9 +12,10 @@ import * as ew from './kernels/elementwise.ts';
 import * as rows from './kernels/rows.ts';
 import { matmul } from './kernels/matmul.ts';
 import { attentionBackward, attentionForward } from './kernels/attention.ts';
-import { tttKernels } from './ttt.ts';
-import { peerKernels } from './peer.ts';
-import { fbiKernels } from './fbi.ts';
+import { unsupported } from '../contracts.ts';
+import { webgpuTtt } from './ttt.ts';
+import { coalesceRows, webgpuPeer } from './peer.ts';
+import { webgpuFbi } from './fbi.ts';
 
 export type { AcquireOpts } from './device.ts';
 export type { PoolStats } from './pool.ts';
@@ -56,16 +57,10 @@ function makeKernels(rt: Runtime): Kernels {
     conv1d: (x, w, bias, b, l, c, k, out) => ew.conv1d(rt, g(x), g(w), gn(bias), b, l, c, k, g(out)),
     conv1dBackward: (x, w, dy, b, l, c, k, dx, dw, db) => ew.conv1dBackward(rt, g(x), g(w), g(dy), b, l, c, k, g(dx), g(dw), gn(db)),
     topk: (a, r, n, k, values, indices) => rows.topk(rt, g(a), r, n, k, g(values), g(indices)),
-    adamw: (param, grad, m, v, rws, nRows, width, h) => ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h),
-    sumSquares: (a, n, out) => rows.sumSquares(rt, g(a), n, g(out)),
-    attentionForward: (q, k, v, o, lse, p) => attentionForward(rt, g(q), g(k), g(v), g(o), g(lse), p),
-    attentionBackward: (q, k, v, o, dO, lse, dq, dk, dv, p) =>
-      attentionBackward(rt, g(q), g(k), g(v), g(o), g(dO), g(lse), g(dq), g(dk), g(dv), p),
+    // No webgpu kernel produces factored gradients (PEER's backward gives coalesced rows here).
+    factoredRows: unsupported('webgpu', 'factoredRows'),
   };
 }
-
-/** Layer-specific kernels for the webgpu backend (filled by the modules that own them). */
-export const webgpuExtra: Record<string, (...args: any[]) => any> = { ...tttKernels() };
 
 function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
   return {
@@ -81,6 +76,7 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
       if (data.length) rt.write(b, data);
       return b;
     },
+    syncReadable: false,
     readSync(): TypedArray {
       throw new Error('webgpu tensors cannot be read synchronously: use `await t.data()` or `await t.item()` instead of dataSync()/itemSync()');
     },
@@ -93,8 +89,29 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     retain(b: Buf): void {
       if (b instanceof GpuBuf) b.refs++;
     },
+    create(length, dtype, fill) {
+      const host = dtype === 'f32' ? new Float32Array(length) : new Int32Array(length);
+      fill(host);
+      const b = rt.alloc(length, dtype);
+      if (length) rt.write(b, host);
+      return b;
+    },
     kernels: makeKernels(rt),
-    extra: webgpuExtra,
+    attention: {
+      forward: (q, k, v, o, lse, p) => attentionForward(rt, g(q), g(k), g(v), g(o), g(lse), p),
+      backward: (q, k, v, o, dO, lse, dq, dk, dv, p) =>
+        attentionBackward(rt, g(q), g(k), g(v), g(o), g(dO), g(lse), g(dq), g(dk), g(dv), p),
+    },
+    ttt: webgpuTtt(rt),
+    peer: webgpuPeer(rt),
+    fbi: webgpuFbi(rt),
+    optim: {
+      adamw: (param, grad, m, v, rws, nRows, width, h) => ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h),
+      sumSquares: (a, n, out) => rows.sumSquares(rt, g(a), n, g(out)),
+      coalesceRows: (rws, values, n, width) => coalesceRows(rt, g(rws), g(values), n, width),
+      factoredSumSquares: unsupported('webgpu', 'optim.factoredSumSquares'),
+      factoredAdamw: unsupported('webgpu', 'optim.factoredAdamw'),
+    },
   };
 }
 
@@ -106,7 +123,6 @@ export function initWebGPU(opts: AcquireOpts = {}): Promise<Backend> {
       const acq = await acquireDevice(opts);
       instance = acq.gpu;
       runtime = new Runtime(acq.device);
-      Object.assign(webgpuExtra, peerKernels(runtime), fbiKernels(runtime));
       adapterName = acq.adapterName;
       const backend = makeBackend(runtime);
       registerBackend(backend);

@@ -1,5 +1,5 @@
-// WebGPU kernels of the PEER layer and of BatchNorm1d, with the argument conventions of the CPU
-// kernels (src/backend/cpu/peer.ts) so src/ops/peer.ts calls either through `backend.extra`.
+// WebGPU kernels of the PEER layer and of BatchNorm1d: the webgpu PeerKernels (src/backend/contracts.ts),
+// plus the device-side coalescing of row-sparse gradients the optimizer table uses.
 // - Retrieval: one workgroup per (token, head): sub-key scores of both halves in workgroup memory,
 //   then the same sequential exact top-k (ties keep the lower index) per half and over the k*k
 //   candidate sums as the CPU kernel.
@@ -12,8 +12,10 @@
 //   so does the sum of squares (gradient norms), without reading indices back to the host.
 // Indices are not range-checked on the device (a readback would be needed to raise an error);
 // retrieval only produces valid ones.
+import type { PeerKernels } from '../contracts.ts';
+import type { Buf } from '../types.ts';
 import { GpuBuf } from './pool.ts';
-import { type KernelSpec, type Runtime, Uniform } from './runtime.ts';
+import { type Runtime, Uniform } from './runtime.ts';
 import { flatMain, infFns, WG } from './kernels/common.ts';
 import { mathFns } from './kernels/elementwise.ts';
 import { lowerBoundFn, scratch, scratchDone, sortPairs } from './peer-sort.ts';
@@ -398,26 +400,61 @@ ${flatMain(`  if (i >= p.rows * p.F) { return; }
   scratchDone(rt, sums);
 }
 
-/** The PEER and BatchNorm1d entries of the webgpu extra table, bound to a runtime. */
-export function peerKernels(rt: Runtime): Record<string, (...args: any[]) => any> {
+/**
+ * Sums duplicate rows of a row-sparse gradient on the device: rows (i32 [n]) are sorted with their
+ * positions, and each row's first sorted entry gets the sum of its group (in position order); later
+ * entries of the group hold zeros. The result has n entries, ascending (the 'coalesced' form).
+ */
+export function coalesceRows(rt: Runtime, rows: B, values: B, n: number, width: number): { rows: B; values: B; count: number } {
+  const outRows = rt.alloc(Math.max(1, n), 'i32'), outVals = rt.alloc(Math.max(1, n * width), 'f32');
+  if (n === 0) return { rows: outRows, values: outVals, count: 0 };
+  const sorted = sortPairs(rt, rows, n);
+  rt.dispatch({ key: 'coalesceRows',
+    bindings: [['SK', 'i32', 'r'], ['SP', 'i32', 'r'], ['VALS', 'f32', 'r'], ['ROWS', 'i32', 'w'], ['OUT', 'f32', 'w']],
+    uniform: 'n: u32, width: u32, P: u32', code: () => `
+${lowerBoundFn}
+${flatMain(`  if (i >= p.n * p.width) { return; }
+  let q = i / p.width;
+  let c = i % p.width;
+  let key = SK[q];
+  if (c == 0u) { ROWS[q] = key; }
+  var acc = 0.0;
+  if (q == 0u || SK[q - 1u] != key) {
+    let hi = lowerBound(key + 1);
+    for (var e = q; e < hi; e++) { acc += VALS[u32(SP[e]) * p.width + c]; }
+  }
+  OUT[i] = acc;`)}` }, [sorted.keys, sorted.pos, values, outRows, outVals], new Uniform().u(n, width, sorted.P),
+  rt.grid(Math.ceil((n * width) / WG)));
+  scratchDone(rt, sorted.keys, sorted.pos);
+  return { rows: outRows, values: outVals, count: n };
+}
+
+const ACT = { gelu: 0, relu: 1 } as const;
+const SCORE = { softmax: 0, sigmoid: 1 } as const;
+
+/** The webgpu PEER table, bound to a runtime. */
+export function webgpuPeer(rt: Runtime): PeerKernels {
   const b = buf;
-  const bn = (x: unknown, what: string) => (x === null || x === undefined ? null : buf(x, what));
+  const bn = (x: Buf | null, what: string) => (x === null ? null : buf(x, what));
   return {
-    peerRetrieve: (q, keys, T, H, Hk, n, dh, k, idx, score, sub) =>
-      peerRetrieve(rt, b(q, 'q'), b(keys, 'keys'), T, H, Hk, n, dh, k, b(idx, 'idx'), b(score, 'score'), b(sub, 'sub')),
-    peerRetrieveBackward: (q, keys, sub, dz, T, H, Hk, n, dh, k, dq, dkeys) =>
-      peerRetrieveBackward(rt, b(q, 'q'), b(keys, 'keys'), b(sub, 'sub'), b(dz, 'dz'), T, H, Hk, n, dh, k, b(dq, 'dq'), b(dkeys, 'dkeys')),
-    peerExpertsForward: (x, u, v, idx, z, T, C, N, H, k, a, s, y, g, pre) =>
-      peerExpertsForward(rt, b(x, 'x'), b(u, 'down'), b(v, 'up'), b(idx, 'indices'), b(z, 'scores'), T, C, N, H, k, a, s,
-        b(y, 'y'), b(g, 'g'), b(pre, 'pre')),
-    peerExpertsBackward: (x, u, v, idx, g, pre, dy, T, C, N, H, k, a, s, dx, dz) =>
-      peerExpertsBackward(rt, b(x, 'x'), b(u, 'down'), b(v, 'up'), b(idx, 'indices'), b(g, 'g'), b(pre, 'pre'), b(dy, 'dy'),
-        T, C, N, H, k, a, s, b(dx, 'dx'), b(dz, 'dz')),
-    batchNormForward: (x, w, bias, rm, rv, rows, F, training, momentum, eps, y, mean, rstd) =>
-      batchNormForward(rt, b(x, 'x'), bn(w, 'weight'), bn(bias, 'bias'), bn(rm, 'running mean'), bn(rv, 'running var'), rows, F,
-        training, momentum, eps, b(y, 'y'), b(mean, 'mean'), b(rstd, 'rstd')),
-    batchNormBackward: (x, w, mean, rstd, dy, rows, F, training, dx, dw, db) =>
-      batchNormBackward(rt, b(x, 'x'), bn(w, 'weight'), b(mean, 'mean'), b(rstd, 'rstd'), b(dy, 'dy'), rows, F, training,
+    retrieve: (q, keys, d, o) =>
+      peerRetrieve(rt, b(q, 'q'), b(keys, 'keys'), d.tokens, d.heads, d.hk, d.n, d.dh, d.k, b(o.indices, 'indices'), b(o.scores, 'scores'), b(o.sub, 'sub')),
+    retrieveBackward: (q, keys, sub, dz, d, dq, dkeys) =>
+      peerRetrieveBackward(rt, b(q, 'q'), b(keys, 'keys'), b(sub, 'sub'), b(dz, 'dz'), d.tokens, d.heads, d.hk, d.n, d.dh, d.k,
+        b(dq, 'dq'), b(dkeys, 'dkeys')),
+    expertsForward: (x, d, y, saved) =>
+      peerExpertsForward(rt, b(x.x, 'x'), b(x.down, 'down'), b(x.up, 'up'), b(x.indices, 'indices'), b(x.scores, 'scores'),
+        d.tokens, d.c, d.experts, d.heads, d.k, ACT[d.activation], SCORE[d.score], b(y, 'y'), b(saved.g, 'g'), b(saved.pre, 'pre')),
+    expertsBackward: (x, d, saved, dy, dx, dz) => {
+      const r = peerExpertsBackward(rt, b(x.x, 'x'), b(x.down, 'down'), b(x.up, 'up'), b(x.indices, 'indices'), b(saved.g, 'g'),
+        b(saved.pre, 'pre'), b(dy, 'dy'), d.tokens, d.c, d.experts, d.heads, d.k, ACT[d.activation], SCORE[d.score], b(dx, 'dx'), b(dz, 'dz'));
+      return { form: 'rows', rows: r.rows, count: d.tokens * d.heads * d.k, du: r.du, dv: r.dv };
+    },
+    batchNormForward: (x, w, bias, rm, rv, d, y, mean, rstd) =>
+      batchNormForward(rt, b(x, 'x'), bn(w, 'weight'), bn(bias, 'bias'), bn(rm, 'running mean'), bn(rv, 'running var'), d.rows, d.features,
+        d.training, d.momentum, d.eps, b(y, 'y'), b(mean, 'mean'), b(rstd, 'rstd')),
+    batchNormBackward: (x, w, mean, rstd, dy, d, dx, dw, db) =>
+      batchNormBackward(rt, b(x, 'x'), bn(w, 'weight'), b(mean, 'mean'), b(rstd, 'rstd'), b(dy, 'dy'), d.rows, d.features, d.training,
         b(dx, 'dx'), bn(dw, 'dweight'), bn(db, 'dbias')),
-  } as Record<string, (...args: any[]) => any>;
+  };
 }

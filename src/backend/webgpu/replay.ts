@@ -4,13 +4,16 @@
 // Buffers must stay where they were recorded: write new inputs into the captured input tensors in
 // place (writeBuffer) and keep the step's outputs, parameters and optimizer state alive. Buffers the
 // step frees while capturing are kept by the capture (not reused) until dispose().
-import { adamUniform } from './kernels/elementwise.ts';
 import type { GpuBuf } from './pool.ts';
-import type { Command, Recorder, Runtime } from './runtime.ts';
+import type { Recorder, Runtime } from './runtime.ts';
 
+/**
+ * New values for tagged dispatches (see DispatchTag), by tag name. The optimizer table's AdamW
+ * updates are tagged 'adam': { step, lr? } rebuilds their bias correction and learning rate.
+ */
 export interface ReplayOverrides {
-  /** New AdamW step count (bias correction) and learning rate for recorded optimizer updates. */
   adam?: { step: number; lr?: number };
+  [tag: string]: unknown;
 }
 
 export class CapturedStep {
@@ -24,12 +27,9 @@ export class CapturedStep {
   /** Resubmits the recorded commands as one command buffer. */
   replay(over: ReplayOverrides = {}): void {
     if (this.disposed) throw new Error('replay(): this captured step was disposed');
-    if (over.adam) {
-      for (const c of this.rec.commands) {
-        if (c.kind !== 'dispatch' || c.tag?.kind !== 'adamw' || !c.uniform) continue;
-        const h = { ...c.tag.h, step: over.adam.step, lr: over.adam.lr ?? c.tag.h.lr };
-        this.rt.device.queue.writeBuffer(c.uniform, 0, adamUniform(c.tag.n, c.tag.width, h).bytes());
-      }
+    for (const c of this.rec.commands) {
+      if (c.kind !== 'dispatch' || !c.tag || !c.uniform || over[c.tag.name] === undefined) continue;
+      this.rt.device.queue.writeBuffer(c.uniform, 0, c.tag.uniformFor(over[c.tag.name]).bytes());
     }
     this.rt.submitCommands(this.rec.commands);
   }

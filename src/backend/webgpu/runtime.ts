@@ -42,8 +42,11 @@ export function bindingDecls(spec: KernelSpec): string {
 interface Pipeline { pipeline: GPUComputePipeline; access: string }
 
 /** Host-side meaning of a dispatch's uniform block, for replays that change it (AdamW step and lr). */
-export interface DispatchTag { kind: 'adamw'; n: number; width: number; h: AdamHyperLike }
-export interface AdamHyperLike { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }
+/**
+ * Marks a dispatch whose uniform block a replay may rewrite: `ReplayOverrides[name]`, when given, is
+ * passed to uniformFor and the result replaces the recorded uniform (e.g. an optimizer's step count).
+ */
+export interface DispatchTag { name: string; uniformFor(over: unknown): Uniform }
 
 export type Command =
   | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; wg: [number, number, number]; uniform: GPUBuffer | null; tag?: DispatchTag }

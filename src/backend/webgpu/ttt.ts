@@ -1,25 +1,21 @@
-// WebGPU TTT scan kernels ('tttForward' / 'tttBackward' of the backend's extra table), with the
-// argument conventions of the CPU reference (src/backend/cpu/ttt.ts): the same dims, the same buffer
+// WebGPU TTT scan kernels: the webgpu TttKernels (src/backend/contracts.ts), held against the
+// reference loops (src/backend/reference/ttt.ts): the same dims, the same buffer
 // layouts, the same decoding-state and saved-state semantics. Inputs are packed into two read-only
 // buffers (X: xq | xk | xv | lr, PR: tokenEta and the parameters) and all work, state, saved weights and
 // gradients go through one scratch buffer, so each kernel binds four storage buffers; GPU-side copies
 // move state and results between the caller's buffers and the scratch.
-import type { TttDims } from '../cpu/ttt.ts';
+import type { TttDims, TttGrads, TttInputs, TttKernels, TttSaved, TttState } from '../contracts.ts';
 import type { Buf } from '../types.ts';
-import { webgpuRuntime } from './index.ts';
 import { GpuBuf } from './pool.ts';
 import { Uniform, type Runtime } from './runtime.ts';
 import {
   backwardCode, forwardCode, headLayout, paramLayout, scanBindings, sumBlocksKernel, type TttShape, UNIFORM_FIELDS, type UniformValues, WGS,
 } from './ttt-wgsl.ts';
 
-type B = Buf;
-export interface TttInputsGpu { xq: B; xk: B; xv: B; lr: B; tokenEta: B; w1: B; b1: B; w2: B | null; b2: B | null; lnW: B; lnB: B }
-export interface TttStateGpu { w1: B; b1: B; w2: B | null; b2: B | null; gw1: B; gb1: B; gw2: B | null; gb2: B | null }
-export interface TttSavedGpu { w1: B; b1: B; w2: B | null; b2: B | null }
-export interface TttGradsGpu {
-  dxq: B; dxk: B; dxv: B; dlr: B; dTokenEta: B; dw1: B; db1: B; dw2: B | null; db2: B | null; dlnW: B; dlnB: B;
-}
+type TttInputsGpu = TttInputs;
+type TttStateGpu = TttState;
+type TttSavedGpu = TttSaved;
+type TttGradsGpu = TttGrads;
 
 const gb = (b: Buf | null): GpuBuf => {
   if (!b) throw new Error('internal: missing TTT buffer');
@@ -74,9 +70,8 @@ const keyOf = (s: TttShape) => `${s.mlp ? 'mlp' : 'linear'}:${s.f}:${s.h}:${s.k}
 
 /** Forward scan (see tttForwardReference): out [B, L, nh * f]; state and saved as in the CPU kernel. */
 export function tttForwardWebGPU(
-  d: TttDims, x: TttInputsGpu, out: Buf, start: number, state: TttStateGpu | null, saved: TttSavedGpu | null,
+  rt: Runtime, d: TttDims, x: TttInputsGpu, out: Buf, start: number, state: TttStateGpu | null, saved: TttSavedGpu | null,
 ): void {
-  const rt = webgpuRuntime();
   const s = shapeOf(d);
   const bh = d.batch * d.heads;
   const { X, PR, n, pl } = packInputs(rt, d, s, x);
@@ -126,8 +121,7 @@ function segmentCount(start: number, length: number, k: number): number {
 }
 
 /** Backward of a stateless forward from position 0 (see tttBackward in the CPU kernel). */
-export function tttBackwardWebGPU(d: TttDims, x: TttInputsGpu, saved: TttSavedGpu, dOut: Buf, g: TttGradsGpu): void {
-  const rt = webgpuRuntime();
+export function tttBackwardWebGPU(rt: Runtime, d: TttDims, x: TttInputsGpu, saved: TttSavedGpu, dOut: Buf, g: TttGradsGpu): void {
   const s = shapeOf(d);
   const bh = d.batch * d.heads;
   const { X, PR, n, pl } = packInputs(rt, d, s, x);
@@ -171,10 +165,10 @@ export function tttBackwardWebGPU(d: TttDims, x: TttInputsGpu, saved: TttSavedGp
   copy(rt, S, pgSum + glnB, gb(g.dlnB), 0, d.heads * d.dim);
 }
 
-/**
- * Entries for the webgpu backend's extra table (a hoisted function, so the table can be built while
- * this module and the backend's index import each other).
- */
-export function tttKernels(): Record<string, (...args: any[]) => any> {
-  return { tttForward: tttForwardWebGPU, tttBackward: tttBackwardWebGPU };
+/** The webgpu TTT table, bound to a runtime. */
+export function webgpuTtt(rt: Runtime): TttKernels {
+  return {
+    forward: (d, x, out, start, state, saved) => tttForwardWebGPU(rt, d, x, out, start, state, saved),
+    backward: (d, x, saved, dOut, g) => tttBackwardWebGPU(rt, d, x, saved, dOut, g),
+  };
 }

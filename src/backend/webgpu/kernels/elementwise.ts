@@ -302,6 +302,9 @@ ${flatMain(`  if (i >= p.n) { return; }
   M[pi] = m;
   V[pi] = v;
   W[pi] = W[pi] * p.decay - p.stepSize * m / (sqrt(v / p.bc2) + p.eps);`)}` };
-  rt.dispatch(spec, sparse ? [param, grad, m, v, rows!] : [param, grad, m, v], adamUniform(n, width, h), groups(rt, n),
-    { kind: 'adamw', n, width, h: { ...h } });
+  const base = { ...h };
+  rt.dispatch(spec, sparse ? [param, grad, m, v, rows!] : [param, grad, m, v], adamUniform(n, width, h), groups(rt, n), {
+    name: 'adam',
+    uniformFor: (o) => { const a = o as { step: number; lr?: number }; return adamUniform(n, width, { ...base, step: a.step, lr: a.lr ?? base.lr }); },
+  });
 }
