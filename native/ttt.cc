@@ -53,12 +53,7 @@ Napi::Value js_forward(const Napi::CallbackInfo& info) {
   p.nseg = 0;
   for (int64_t t = 0; t < p.L; p.nseg++) t += std::min(p.K - (p.start + t) % p.K, p.L - t);
   const int64_t B = p.B, nh = p.nh, L = p.L, f = p.f, h = p.h, K = p.K;
-  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) -> float* {
-    size_t len;
-    float* ptr = typed_ptr<float, napi_float32_array>(v, &len, what.c_str());
-    if (static_cast<int64_t>(len) != want) throw Napi::RangeError::New(env, "tttForward: " + what + " has the wrong length");
-    return ptr;
-  };
+  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) { return f32_exact(v, want, "tttForward: " + what); };
   const int64_t xn = B * nh * L * f;
   p.xq = get(info[8], xn, "xq"); p.xk = get(info[9], xn, "xk"); p.xv = get(info[10], xn, "xv");
   p.lr = get(info[11], B * nh * L, "lr"); p.te = get(info[12], K, "tokenEta");

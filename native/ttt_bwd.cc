@@ -59,12 +59,7 @@ Napi::Value js_backward(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "tttBackward: invalid shape");
   p.nseg = (p.L + p.K - 1) / p.K;
   const int64_t B = p.B, nh = p.nh, L = p.L, f = p.f, h = p.h, K = p.K;
-  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) -> float* {
-    size_t len;
-    float* ptr = typed_ptr<float, napi_float32_array>(v, &len, what.c_str());
-    if (static_cast<int64_t>(len) != want) throw Napi::RangeError::New(env, "tttBackward: " + what + " has the wrong length");
-    return ptr;
-  };
+  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) { return f32_exact(v, want, "tttBackward: " + what); };
   const int64_t xn = B * nh * L * f;
   p.xq = get(info[7], xn, "xq"); p.xk = get(info[8], xn, "xk"); p.xv = get(info[9], xn, "xv");
   p.lr = get(info[10], B * nh * L, "lr"); p.te = get(info[11], K, "tokenEta");

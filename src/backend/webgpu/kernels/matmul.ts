@@ -16,6 +16,14 @@ export interface Tile { tm: number; tn: number; bk: number; rm: number; rn: numb
 export const BIG: Tile = { tm: 128, tn: 128, bk: 16, rm: 8, rn: 8 };
 const SMALL: Tile = { tm: 64, tn: 64, bk: 16, rm: 4, rn: 4 };
 
+/** Entry point of every matmul kernel: its workgroup's C tile origin (m0, n0) and batch item's A and B bases. */
+const entry = (tm: number, tn: number) => `@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let m0 = wid.y * ${tm}u;
+  let n0 = wid.x * ${tn}u;
+  let aBase = wid.z * p.sa;
+  let bBase = wid.z * p.sb;`;
+
 /** Storage bindings and uniform block of every matmul kernel. */
 const io = (vecA: boolean, vecB: boolean, vecC: boolean) => ({
   bindings: [['A', vecA ? 'vec4<f32>' : 'f32', 'r'], ['B', vecB ? 'vec4<f32>' : 'f32', 'r'], ['C', vecC ? 'vec4<f32>' : 'f32', 'w']],
@@ -90,12 +98,7 @@ ${V.map((v) => [0, 1, 2, 3].map((j) => {
 var<workgroup> As: array<f32, ${tm * bk}>;
 var<workgroup> Bs: array<f32, ${tn * bk}>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let m0 = wid.y * ${tm}u;
-  let n0 = wid.x * ${tn}u;
-  let aBase = wid.z * p.sa;
-  let bBase = wid.z * p.sb;
+${entry(tm, tn)}
   let ty = tid / ${tx}u;
   let tx = tid % ${tx}u;
 ${accDecl}
@@ -224,12 +227,7 @@ ${J.map((j) => vecC
 var<workgroup> As: array<vec4<f32>, ${(nbuf * bk * tm) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(nbuf * bk * tn) / 4}>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let m0 = wid.y * ${tm}u;
-  let n0 = wid.x * ${tn}u;
-  let aBase = wid.z * p.sa;
-  let bBase = wid.z * p.sb;
+${entry(tm, tn)}
   let ty = tid / 16u;
   let tx = tid % 16u;
 ${accs.map(([i, r, j]) => `  var ${acc(i, r, j)} = vec4<f32>(0.0);`).join('\n')}
