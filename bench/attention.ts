@@ -8,7 +8,7 @@ import { sgemmBatched } from '../src/backend/cpu/gemm.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { fromArray, type Tensor } from '../src/tensor/index.ts';
 import { finishWebGPU, intList, releasePool, startWebGPU, timeWebGPU, torchGpuPeer } from './matmul.ts';
-import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { bestOfMs, runBenchIfMain } from './kit.ts';
 
 const MiB = 2 ** 20;
 

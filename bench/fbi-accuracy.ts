@@ -4,11 +4,12 @@
 //   frugal bench fbi-accuracy [--shape tiny|130m-width] [--steps N] [--lr X] --json
 import { defaultCorpus } from '../src/data/corpus.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
-import { modelFromPacked, packModel, setPackedActivations } from '../src/infer/packed-linear.ts';
+import { modelFromPacked, packModel } from '../src/infer/packed-linear.ts';
+import { setPackedActivations } from '../src/nn/packed.ts';
 import { CausalLM } from '../src/models/index.ts';
 import { backward, fromArray, Rng, tidy } from '../src/tensor/index.ts';
 import { AdamW } from '../src/train/optim.ts';
-import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { runBenchIfMain } from './kit.ts';
 import { UsageError } from '../src/cli/args.ts';
 
 /** The --key options run() reads (`frugal bench fbi-accuracy` rejects any other). */

@@ -12,15 +12,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyBandwidth, fbiInt8Isa, fbiUnpack } from '../src/backend/cpu/fbi.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
-import { HalfHead, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../src/infer/packed-linear.ts';
+import { HalfHead, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../src/nn/packed.ts';
 import { CausalLM, type ModelConfig } from '../src/models/index.ts';
 import { withFbiLinearFactory } from '../src/models/fbi-plugin.ts';
-import { FBI_PRESETS, presetConfig } from '../src/models/llama-hf.ts';
+import { PRESETS } from '../src/models/presets.ts';
+
+const FBI_PRESETS = Object.keys(PRESETS).filter((n) => n.startsWith('fbi-'));
 import { applyMatrix, type LinearLike } from '../src/nn/layers.ts';
 import { Module } from '../src/nn/module.ts';
 import { bitsFromCounts } from '../src/nn/fbi-linear.ts';
 import { empty, fromArray, noGrad, type Tensor } from '../src/tensor/index.ts';
-import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { runBenchIfMain } from './kit.ts';
 import { UsageError } from '../src/cli/args.ts';
 
 /** The --key options run() reads (`frugal bench fbi-generate` rejects any other). */
@@ -48,7 +50,7 @@ function positive(args: Record<string, string | boolean>, key: string, dflt: num
 
 function parseArgs(args: Record<string, string | boolean>): Args {
   const preset = String(args.preset ?? 'fbi-1.3b');
-  if (!FBI_PRESETS[preset]) throw new UsageError(`--preset must be one of ${Object.keys(FBI_PRESETS).join(', ')}, got ${preset}`);
+  if (!FBI_PRESETS.includes(preset)) throw new UsageError(`--preset must be one of ${FBI_PRESETS.join(', ')}, got ${preset}`);
   const head = String(args.head ?? 'f16'), activations = String(args.activations ?? 'int8');
   if (head !== 'f16' && head !== 'int8') throw new UsageError(`--head must be f16 or int8, got ${head}`);
   if (activations !== 'int8' && activations !== 'f32') throw new UsageError(`--activations must be int8 or f32, got ${activations}`);
@@ -145,7 +147,7 @@ class Peer {
 
 export async function run(rawArgs: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
   const args = parseArgs(rawArgs);
-  const cfg = { ...presetConfig(args.preset), ...(args.layers ? { numLayers: args.layers } : {}) } as ModelConfig;
+  const cfg = { ...PRESETS[args.preset], ...(args.layers ? { numLayers: args.layers } : {}) } as ModelConfig;
   const threads = nativeAddon().numThreads() as number;
   const prompt = Int32Array.from({ length: args.prefill }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
   timeKernels();

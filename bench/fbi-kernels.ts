@@ -2,7 +2,7 @@
 // masked-add kernel (the peer here), at decode (1 token) and prefill (64 tokens), plus the f16 head.
 //   frugal bench fbi-kernels [--reps 5] --json
 import { f16Matmul, fbiInt8IsaAvailable, fbiInt8Matmul, fbiPackedMatmul, fbiRepack } from '../src/backend/cpu/fbi.ts';
-import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { bestOfMs, runBenchIfMain } from './kit.ts';
 
 /** The --key options run() reads (`frugal bench fbi-kernels` rejects any other). */
 export const options: readonly string[] = ['reps'];

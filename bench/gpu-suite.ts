@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { destroyWebGPU, initWebGPU, webgpuAdapterName } from '../src/backend/webgpu/index.ts';
-import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { runBenchIfMain } from './kit.ts';
 
 type Args = Record<string, string | boolean>;
 type Bench = { run(a: Args): Promise<Record<string, unknown>> };

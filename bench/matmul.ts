@@ -11,7 +11,7 @@ import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../src/backend/webgpu/index.ts';
 import { matmul } from '../src/ops/index.ts';
 import { fromArray, noGrad } from '../src/tensor/index.ts';
-import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { bestOfMs, runBenchIfMain } from './kit.ts';
 
 type Shape = [number, number, number];
 

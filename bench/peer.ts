@@ -18,7 +18,7 @@ import * as op from '../src/ops/index.ts';
 import { batchNorm1d, peerExperts, peerRetrieve } from '../src/ops/peer.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor } from '../src/tensor/index.ts';
 import { AdamW } from '../src/train/optim.ts';
-import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { bestOfMs, runBenchIfMain } from './kit.ts';
 
 const HEADS = 8, TOPK = 16, DIM_KEY = 128, PRESET_DIM = 768;
 

@@ -14,7 +14,7 @@ import { CausalLM } from '../src/models/index.ts';
 import { presetByName } from '../src/models/presets.ts';
 import { OpenAIServer } from '../src/serve/server.ts';
 import { cpuThreads, setCpuThreads } from '../src/backend/cpu/threads.ts';
-import { runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { runBenchIfMain } from './kit.ts';
 
 type Args = Record<string, string | boolean>;
 

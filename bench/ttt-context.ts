@@ -23,7 +23,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CausalLM } from '../src/models/index.ts';
 import '../src/models/ttt-plugin.ts';
-import { TTT_PRESETS } from '../src/models/ttt-hf.ts';
+import { PRESETS } from '../src/models/presets.ts';
 import { destroyWebGPU, initWebGPU, webgpuAdapterName, webgpuPoolStats } from '../src/backend/webgpu/index.ts';
 import { KVCache } from '../src/nn/attention.ts';
 import * as op from '../src/ops/index.ts';
@@ -42,7 +42,7 @@ type State = ReturnType<CausalLM['createState']>;
 /** The model of one child, its decoding state sized for every token the walk consumes, and those tokens. */
 function build(a: ChildArgs, device: 'cpu' | 'webgpu'): { model: CausalLM; state: State; ids: Int32Array } {
   const base = {
-    ...TTT_PRESETS['ttt-linear-125m'], numLayers: a.layers,
+    ...PRESETS['ttt-linear-125m'], numLayers: a.layers,
     hiddenSize: a.dim, numHeads: a.heads, numKvHeads: a.heads, intermediateSize: a.ffn, vocabSize: a.vocab,
   };
   const cfg = a.kind === 'ttt' ? base : { ...base, mixer: 'attention' as const, ropeStyle: 'half' as const, ttt: undefined };
@@ -222,7 +222,7 @@ export async function run(args: Record<string, string | boolean>): Promise<Recor
   const decode = Number(args.decode ?? 16);
   const chunk = Number(args.chunk ?? 2048);
   const attnPrefillMax = Number(args['attn-prefill-max'] ?? 4096);
-  const preset = TTT_PRESETS['ttt-linear-125m'];
+  const preset = PRESETS['ttt-linear-125m'];
   const dim = Number(args.dim ?? preset.hiddenSize), heads = Number(args.heads ?? preset.numHeads), ffn = Number(args.ffn ?? preset.intermediateSize);
   const vocab = Number(args.vocab ?? preset.vocabSize);
   for (const c of contexts) {

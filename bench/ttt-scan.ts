@@ -8,7 +8,7 @@ import { type TttDims, type TttGrads, tttBackwardReference, tttForwardReference 
 import { tttBackwardNative, tttForwardNative as tttForward } from '../src/backend/cpu/ttt.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { Rng } from '../src/tensor/rng.ts';
-import { bestOfMs, runBenchIfMain } from '../src/cli/bench-kit.ts';
+import { bestOfMs, runBenchIfMain } from './kit.ts';
 
 
 

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const main = new URL('../dist/cli/main.js', import.meta.url);
+const main = new URL('../dist/cli/dispatch.js', import.meta.url);
 if (!existsSync(fileURLToPath(main))) {
   console.error('frugal: the compiled CLI (dist/) is missing: run `npm install` (or `npx tsc -p tsconfig.build.json`) in the frugal-lm folder');
   process.exit(2);

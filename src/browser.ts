@@ -11,7 +11,7 @@ export { AdamW, clipFactor, gradNorm } from './train/optim.ts';
 export { generate } from './infer/generate.ts';
 export { sampleToken, argmax, type SamplingOpts } from './infer/sampling.ts';
 export { readSafetensors, encodeSafetensors } from './io/safetensors.ts';
-export { configFromHf, configToHf, loadStateDict } from './models/llama-hf.ts';
+export { fromHf, toHf, loadStateDict } from './models/hf.ts';
 export { ByteTokenizer, fingerprint, type StreamDecoder, type Tokenizer } from './data/tokenizer.ts';
 export { ByteLevelBpeTokenizer } from './data/bpe.ts';
 export { trainBpe, type TrainBpeOptions } from './data/bpe-train.ts';

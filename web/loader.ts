@@ -9,8 +9,7 @@ import { isPackedConfig, PACKED_FORMAT, PACKED_VERSION, packedWordsPerRow } from
 import type { RawTensor, TensorMap } from '../src/io/raw.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
 import { CausalLM } from '../src/models/index.ts';
-import { loadStateDict } from '../src/models/llama-hf.ts';
-import { fromHfConfig } from '../src/train/checkpoint.ts';
+import { fromHf, loadStateDict } from '../src/models/hf.ts';
 import type { DeviceName } from '../src/backend/types.ts';
 
 /** Reads one file of the folder by name; null when the folder has no such file. */
@@ -165,7 +164,7 @@ export async function loadCheckpoint(read: FolderReader, device: DeviceName = 'w
   } else {
     ({ tensors, bytes: storedBytes } = await readWeights(read));
   }
-  const model = new CausalLM(fromHfConfig(config, tensors), { device });
+  const model = new CausalLM(fromHf(config, tensors), { device });
   loadStateDict(model, tensors, 'checkpoint');
   const tokJson = await read('tokenizer.json');
   if (tokJson) {

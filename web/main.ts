@@ -5,7 +5,7 @@ import { initWebGPU, webgpuAdapterName } from '../src/backend/webgpu/index.ts';
 import type { Tokenizer } from '../src/data/index.ts';
 import { generate } from '../src/infer/generate.ts';
 import type { CausalLM, ModelConfig } from '../src/models/index.ts';
-import { TINY_PRESETS } from '../src/models/presets.ts';
+import { PRESETS } from '../src/models/presets.ts';
 import { folderFromFiles, folderFromUrl, loadCheckpoint, type FolderReader } from './loader.ts';
 import { LossChart } from './loss-chart.ts';
 import { describeModel, fmtBytes, fmtCount } from './model-info.ts';
@@ -116,10 +116,10 @@ async function runGenerate(): Promise<void> {
 }
 
 const TRAIN_PRESETS: Record<string, Partial<ModelConfig>> = {
-  'micro-dense': TINY_PRESETS['micro-dense'],
-  'micro-fbi': { ...TINY_PRESETS['micro-dense'], linear: 'fbi', fbiScale: 'column' },
-  'tiny-dense': TINY_PRESETS['tiny-dense'],
-  'tiny-fbi': TINY_PRESETS['tiny-fbi'],
+  'micro-dense': PRESETS['micro-dense'],
+  'micro-fbi': { ...PRESETS['micro-dense'], linear: 'fbi', fbiScale: 'column' },
+  'tiny-dense': PRESETS['tiny-dense'],
+  'tiny-fbi': PRESETS['tiny-fbi'],
 };
 
 async function runTraining(): Promise<void> {

@@ -79,6 +79,12 @@ export interface Kernels {
   /** Top-k over the last axis of [rows, n]: values (f32) and indices (i32), sorted descending. */
   topk(a: Buf, rows: number, n: number, k: number, values: Buf, indices: Buf): void;
   /**
+   * Looks for idx values (i32 [n]) outside [lo, hi), skipping entries equal to `skip`; writes
+   * found (i32 [3]): the count, the first such position and its value. Paired with
+   * Backend.raiseIf, ops validate indices the same way on every backend.
+   */
+  findOutOfRange(idx: Buf, n: number, lo: number, hi: number, skip: number | null, found: Buf): void;
+  /**
    * Rows of a factored row-sparse gradient (term r adds coef[r] * basis[token[r]] to row slot[r]):
    * written to out [rows, width] (target null), or added into rows target[q] of out [N, width].
    */
@@ -100,6 +106,11 @@ export interface Backend {
    * only when its last tensor is disposed. Backends whose memory the garbage collector owns omit it.
    */
   retain?(buf: Buf): void;
+  /**
+   * Raises `message(value)` when a findOutOfRange result holds a nonzero count: at once where buffers
+   * read synchronously, else at the next read or sync of this backend (device work is asynchronous).
+   */
+  raiseIf(found: Buf, message: (value: number) => string): void;
   /**
    * A new buffer of `length` values written on the host by `fill` (initialization of large tables:
    * CPU memory is advised to use huge pages before the first write when `hugePages` is set).

@@ -14,8 +14,12 @@ export const spec: CommandSpec = {
   flags: { json: { type: 'bool', help: 'print the result as one JSON line (last on stdout)' } },
 };
 
-export function benchNames(): string[] {
-  return existsSync(BENCH_DIR) ? readdirSync(BENCH_DIR).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).sort() : [];
+/** bench/kit.ts is what the benchmarks share; probes live in bench/probes/ and are not listed. */
+const NOT_BENCHMARKS = new Set(['kit']);
+
+function benchNames(): string[] {
+  if (!existsSync(BENCH_DIR)) return [];
+  return readdirSync(BENCH_DIR).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).filter((n) => !NOT_BENCHMARKS.has(n)).sort();
 }
 
 /** Benchmark options pass through untouched: --key value pairs, strings (each benchmark parses them). */
@@ -65,7 +69,7 @@ export async function run(f: Flags, positional: string[], extra: Record<string, 
     run?: (a: Record<string, string | boolean>) => Promise<unknown>;
     options?: readonly string[];
   };
-  if (typeof mod.run !== 'function') throw new UsageError(`bench/${name}.ts is a probe script, not a benchmark of \`frugal bench\`; run it with node --import tsx bench/${name}.ts`);
+  if (typeof mod.run !== 'function') throw new UsageError(`bench/${name}.ts is a standalone script, not a benchmark of \`frugal bench\`; run it with node --import tsx bench/${name}.ts`);
   if (!Array.isArray(mod.options)) throw new Error(`internal: bench/${name}.ts exports no options list`);
   checkBenchOptions(name, extra, mod.options);
   const result = await mod.run(extra);

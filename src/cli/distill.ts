@@ -1,16 +1,16 @@
-// frugal distill: autoregressive distillation (FBI-LLM): the student learns the teacher's next-token
-// distribution (soft cross-entropy on the teacher's logits), optionally mixed with the ground truth.
+// frugal distill: autoregressive distillation (FBI-LLM, the loss is src/train/distill.ts) of a student
+// from a teacher checkpoint.
 import { existsSync, statSync } from 'node:fs';
-import * as op from '../ops/index.ts';
-import { noGrad } from '../tensor/index.ts';
 import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
-import { train, type LossFn } from '../train/trainer.ts';
+import { distillLoss } from '../train/distill.ts';
+import { familyHooks } from '../train/hooks.ts';
+import { train } from '../train/trainer.ts';
 import type { CausalLM } from '../models/index.ts';
 import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
 import {
   ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
-import { familyHooks, modelFromSpec } from './model-spec.ts';
+import { modelFromSpec } from './model-spec.ts';
 import { DEVICE_FLAGS, useDevice } from './device.ts';
 
 export const spec: CommandSpec = {
@@ -26,19 +26,7 @@ export const spec: CommandSpec = {
   },
 };
 
-/** loss = (1 - w) * softCE(student, teacher) + w * CE(student, targets); the teacher runs without gradients. */
-export function distillLoss(teacher: CausalLM, gtWeight: number): LossFn {
-  teacher.eval();
-  return (student, x, y) => {
-    const t = noGrad(() => teacher.forward(x));
-    const logits = student.forward(x);
-    const soft = op.softCrossEntropy(logits, t);
-    if (gtWeight === 0) return soft;
-    return op.add(op.scale(soft, 1 - gtWeight), op.scale(op.crossEntropy(logits, y), gtWeight));
-  };
-}
-
-export function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void {
+function checkSameVocabulary(teacher: CausalLM, student: CausalLM): void {
   if (teacher.config.vocabSize !== student.config.vocabSize) {
     throw new UsageError(`vocabulary mismatch: teacher has ${teacher.config.vocabSize} tokens, student ${student.config.vocabSize}; distillation needs one shared vocabulary`);
   }

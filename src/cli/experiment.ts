@@ -3,8 +3,8 @@
 // chart, the table and how the numbers were made) in its run folder.
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { runLongContext, type ExperimentOpts, type ExperimentOutcome } from '../eval/experiments/long-context.ts';
-import { runPeerIsoflop } from '../eval/experiments/peer-isoflop.ts';
+import { runLongContext, type ExperimentOpts, type ExperimentOutcome } from '../experiments/long-context.ts';
+import { runPeerIsoflop } from '../experiments/peer-isoflop.ts';
 import { ensureDir, promoteDir, stagingPath, writeFileAtomic } from '../io/atomic.ts';
 import { pngChart, svgChart } from '../train/report.ts';
 import { type CommandSpec, type Flags, str, UsageError } from './args.ts';

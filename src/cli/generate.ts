@@ -32,12 +32,12 @@ export const spec: CommandSpec = {
 };
 
 /** `\n`, `\t` and `\\` in a flag value, so a stop string can be a newline. */
-export function unescapeFlag(s: string): string {
+function unescapeFlag(s: string): string {
   return s.replace(/\\([nt\\])/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : '\\'));
 }
 
 /** --prompt, or the contents of --prompt-file ('-' reads stdin to its end). */
-export function readPrompt(f: Flags): string {
+function readPrompt(f: Flags): string {
   const file = str(f, 'prompt-file');
   if (file === undefined) return str(f, 'prompt') ?? '';
   if (str(f, 'prompt')) throw new UsageError('give either --prompt or --prompt-file, not both');
@@ -49,7 +49,7 @@ export function readPrompt(f: Flags): string {
 }
 
 /** The sampling flags shared by generate and serve (its defaults). */
-export function samplingFlags(f: Flags) {
+function samplingFlags(f: Flags) {
   const s = {
     temperature: num(f, 'temperature'), topK: num(f, 'top-k'), topP: num(f, 'top-p'), minP: num(f, 'min-p'), repeatPenalty: num(f, 'repeat-penalty'),
   };

@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import { presetRegistry } from '../models/presets.ts';
 import { bitsFromCounts, bitsPerParam } from '../nn/fbi-linear.ts';
-import { HalfHead, Int8Head, PackedLinear } from '../infer/packed-linear.ts';
+import { HalfHead, Int8Head, PackedLinear } from '../nn/packed.ts';
 import { ffnKindAt } from '../models/index.ts';
 import type { CausalLM } from '../models/index.ts';
 import { GgufEmbedding, GgufLinear, ggufWeightTypes } from '../infer/gguf-model.ts';

@@ -8,12 +8,13 @@ import { perplexity } from '../eval/perplexity.ts';
 import { generate } from '../infer/generate.ts';
 import { CausalLM, ffnPlugin, mixerPlugin, type ModelConfig } from '../models/index.ts';
 import { presetByName } from '../models/presets.ts';
+import { distillLoss } from '../train/distill.ts';
+import { familyHooks } from '../train/hooks.ts';
 import { train, type TrainResult } from '../train/trainer.ts';
 import { type CommandSpec, type Flags, str } from './args.ts';
 import { fmtBytes, fmtCount, folderBytes, interruptFlag, makeData, reportFor, runDir } from './common.ts';
-import { distillLoss } from './distill.ts';
 import { describe } from './info.ts';
-import { familyHooks, loadAnyModel } from './model-spec.ts';
+import { loadAnyModel } from './model-spec.ts';
 import { packFolder } from './pack.ts';
 
 export const spec: CommandSpec = {

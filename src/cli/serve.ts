@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { ByteTokenizer } from '../data/index.ts';
 import { OpenAIServer } from '../serve/server.ts';
 import { loadChatTemplate } from '../serve/chat.ts';
-import { loadModelTokenizer, resolveModelDir } from '../train/checkpoint.ts';
+import { resolveModelDir } from '../train/checkpoint.ts';
 import { isGgufPath, loadModelOn } from './model-spec.ts';
 import { type CommandSpec, type Flags, need, num, str, UsageError } from './args.ts';
 import { chooseTokenizer } from './common.ts';

@@ -3,8 +3,9 @@ import { type CommandSpec, type Flags, str, UsageError } from './args.ts';
 import {
   ADJUSTABLE_KEYS, chooseTokenizer, interruptFlag, loadSplit, makeData, prepareRunDir, reportFor, resumeFlags, runSettings, TRAIN_FLAGS, trainSettings,
 } from './common.ts';
-import { familyHooks, modelFromSpec } from './model-spec.ts';
+import { modelFromSpec } from './model-spec.ts';
 import { loadModel, loadModelTokenizer } from '../train/checkpoint.ts';
+import { familyHooks } from '../train/hooks.ts';
 import { train } from '../train/trainer.ts';
 import { ByteTokenizer } from '../data/index.ts';
 import { existsSync, statSync } from 'node:fs';

@@ -17,7 +17,7 @@ export interface TrainBpeOptions {
 const PAIR_SHIFT = 2 ** 21;
 
 /** Counts pre-token words over all texts. */
-export function countWords(texts: Iterable<string> | string): Map<string, number> {
+function countWords(texts: Iterable<string> | string): Map<string, number> {
   const counts = new Map<string, number>();
   const all = typeof texts === 'string' ? [texts] : texts;
   for (const text of all) {

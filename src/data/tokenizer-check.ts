@@ -3,7 +3,7 @@
 type Json = Record<string, unknown>;
 
 /** Largest vocabulary a tokenizer.json may declare (far above any released tokenizer). */
-export const MAX_TOKENIZER_VOCAB = 1 << 22;
+const MAX_TOKENIZER_VOCAB = 1 << 22;
 
 const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) < MAX_TOKENIZER_VOCAB;
@@ -12,7 +12,7 @@ const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >
  * True when `pattern` has a quantified group that itself contains an unbounded quantifier, as in
  * `(a+)+` or `(\w*)*`: such nesting lets a regex engine try exponentially many splits of one input.
  */
-export function hasNestedQuantifier(pattern: string): boolean {
+function hasNestedQuantifier(pattern: string): boolean {
   // Per open group: whether an unbounded quantifier occurred inside it.
   const stack: boolean[] = [];
   let lastGroupHadQuant = false; // the atom just closed was a group containing one

@@ -24,7 +24,7 @@ export interface Tokenizer {
 }
 
 /** JSON with object keys sorted, so equal contents give equal strings whatever the insertion order. */
-export function canonicalJson(value: unknown): string {
+function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) return '[' + value.map(canonicalJson).join(',') + ']';
   const obj = value as Record<string, unknown>;

@@ -59,7 +59,7 @@ export function splitContinuation(tok: Tokenizer, context: string, continuation:
 }
 
 /** Sum of log p(continuation tokens | context); the input is left-truncated to the model context. */
-export async function continuationLogLikelihood(model: CausalLM, ctx: number[], cont: number[]): Promise<number> {
+async function continuationLogLikelihood(model: CausalLM, ctx: number[], cont: number[]): Promise<number> {
   if (cont.length === 0) throw new Error('a choice tokenized to nothing; choices must be non-empty text');
   if (ctx.length === 0) throw new Error('the context is empty and the tokenizer has no BOS token; give every item a context');
   const all = [...ctx, ...cont];

@@ -30,7 +30,7 @@ export async function windowNlls(model: CausalLM, tokens: Int32Array, o: WindowO
  * Scores the windows one after another and hands each window's per-token losses to `visit`; the
  * buffer is reused, so memory does not grow with the length of the text.
  */
-export async function scoreWindows(model: CausalLM, tokens: Int32Array, o: WindowOpts, visit: (nll: Float64Array) => void): Promise<number> {
+async function scoreWindows(model: CausalLM, tokens: Int32Array, o: WindowOpts, visit: (nll: Float64Array) => void): Promise<number> {
   const window = o.window ?? Math.min(model.config.maxPositions, 2048);
   if (!Number.isInteger(window) || window < 2) throw new Error(`window must be an integer >= 2, got ${window}`);
   if (window > model.config.maxPositions && model.config.mixer === 'attention') {

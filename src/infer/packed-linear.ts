@@ -5,15 +5,13 @@ import { type PackedModelData, type PackedWriteOptions, readPackedFolder, writeP
 import type { RawTensor, TensorMap } from '../io/raw.ts';
 import { CausalLM } from '../models/index.ts';
 import { withFbiLinearFactory } from '../models/fbi-plugin.ts';
-import { configFromHf, configToHf } from '../models/llama-hf.ts';
+import { llamaFromHf as configFromHf, llamaToHf as configToHf } from '../models/hf.ts';
 import type { ModelConfig } from '../models/config.ts';
 import type { LinearLike } from '../nn/layers.ts';
 import { binarizedLinears } from '../nn/fbi-linear.ts';
 import { HalfHead, Int8Head, PackedLinear, quantizeRowsInt8 } from '../nn/packed.ts';
 import { fbiPackSigns } from '../ops/fbi.ts';
 import { fromArray, type Tensor } from '../tensor/tensor.ts';
-
-export { HalfHead, type HeadDtype, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../nn/packed.ts';
 
 const wordsPerRow = (inF: number) => Math.ceil(inF / 32);
 
@@ -57,7 +55,7 @@ export function packModel(model: CausalLM, opts: { head?: 'int8' } = {}): Packed
 }
 
 /** A CausalLM whose FBI linears are PackedLinear (weights zero until loaded). */
-export function buildPackedModel(config: Partial<ModelConfig>, opts: { seed?: number } = {}): CausalLM {
+function buildPackedModel(config: Partial<ModelConfig>, opts: { seed?: number } = {}): CausalLM {
   if (config.linear !== 'fbi') throw new Error(`a packed model needs linear 'fbi', got ${JSON.stringify(config.linear)}`);
   return withFbiLinearFactory((cfg, inF, outF) => new PackedLinear(inF, outF, cfg.fbiScale), () => new CausalLM(config, { seed: opts.seed }));
 }

@@ -16,7 +16,7 @@ export interface SamplingOpts {
 }
 
 /** How many of the latest tokens the repetition penalty looks at. */
-export const REPEAT_WINDOW = 64;
+const REPEAT_WINDOW = 64;
 
 export function checkSampling(o: SamplingOpts): void {
   const t = o.temperature ?? 0;

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from './atomic.ts';
 import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from './raw.ts';
 
-export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
+const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 
 /** The ggml tensor types this build reads: id, weights per block, bytes per block. */
 export const GGML_TYPES = {
@@ -23,7 +23,7 @@ export type GgmlType = keyof typeof GGML_TYPES;
 const TYPE_BY_ID = new Map<number, GgmlType>(Object.entries(GGML_TYPES).map(([k, v]) => [v.id, k as GgmlType]));
 
 /** Bytes of `n` weights stored as `type` (n must be a whole number of blocks). */
-export function ggmlBytes(type: GgmlType, n: number): number {
+function ggmlBytes(type: GgmlType, n: number): number {
   const t = GGML_TYPES[type];
   return (n / t.block) * t.bytes;
 }

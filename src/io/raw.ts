@@ -208,12 +208,3 @@ export function fileSource(path: string, root?: string): ByteSource {
     },
   };
 }
-
-/** Runs `fn` on a source and always closes it. */
-export function withSource<T>(src: ByteSource, fn: (src: ByteSource) => T): T {
-  try {
-    return fn(src);
-  } finally {
-    src.close();
-  }
-}

@@ -8,7 +8,7 @@ const { closeSync, constants, fstatSync, lstatSync, openSync, readSync, realpath
 const { isAbsolute, relative, resolve, sep } = nodeBuiltin<typeof NodePath>('node:path');
 
 /** Largest JSON file (config, index, tokenizer) read whole. */
-export const MAX_JSON_BYTES = 1 << 30;
+const MAX_JSON_BYTES = 1 << 30;
 
 function inside(root: string, path: string): boolean {
   const rel = relative(root, path);

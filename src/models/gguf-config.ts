@@ -4,7 +4,7 @@
 import type { ModelConfig } from './config.ts';
 
 /** Architectures (general.architecture) this build maps onto CausalLM. */
-export const GGUF_ARCHITECTURES = ['llama', 'qwen3'] as const;
+const GGUF_ARCHITECTURES = ['llama', 'qwen3'] as const;
 
 type Meta = ReadonlyMap<string, unknown>;
 type Dims = ReadonlyMap<string, { dims: number[] }>;

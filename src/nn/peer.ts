@@ -126,7 +126,7 @@ export class BatchNorm1d extends Module {
   }
 }
 
-export function checkPeerOptions(dim: number, o: PeerLayerOptions): number {
+function checkPeerOptions(dim: number, o: PeerLayerOptions): number {
   const n = Math.round(Math.sqrt(o.numExperts));
   const bad = (what: string) => { throw new Error(`PEER: ${what}`); };
   if (!Number.isInteger(o.numExperts) || n * n !== o.numExperts) bad(`numExperts ${o.numExperts} must be a perfect square (n^2 product keys)`);

@@ -25,7 +25,7 @@ export class ConvState {
 }
 
 /** nn.Conv1d(C, C, K, groups=C, padding=K-1)[..., :L] with the weight kept in PyTorch's [C, 1, K] layout. */
-export class CausalDepthwiseConv extends Module {
+class CausalDepthwiseConv extends Module {
   constructor(readonly channels: number, readonly kernel: number, init: InitOpts) {
     super();
     // PyTorch's default Conv1d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = K for depthwise.

@@ -1,7 +1,7 @@
 // Embedding lookup with a row-sparse gradient (only the looked-up rows are touched).
 import { record } from '../tensor/autograd.ts';
 import { RowSparse, Tensor } from '../tensor/tensor.ts';
-import { expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { checkIndices, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
 
 /** table [V, D], ids i32 [...] -> [..., D]. */
 export function embedding(table: Tensor, ids: Tensor): Tensor {
@@ -9,12 +9,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   sameDevice('embedding', table, ids);
   if (table.ndim !== 2) throw new Error(`embedding: table must be [V, D], got ${fmt(table.shape)}`);
   const [v, d] = table.shape;
-  const host = ids.dataSyncMaybe();
-  if (host) {
-    for (let i = 0; i < host.length; i++) {
-      if (host[i] < 0 || host[i] >= v) throw new Error(`embedding: token id ${host[i]} out of range for a vocabulary of ${v}`);
-    }
-  }
+  checkIndices(ids, 0, v, null, (id) => `embedding: token id ${id} out of range for a vocabulary of ${v}`);
   const out = like(table, [...ids.shape, d]);
   kernelsOf(table).gather(table.buf, ids.buf, ids.size, d, out.buf);
   return record(out, 'embedding', [table], (g) => {

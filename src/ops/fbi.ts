@@ -72,12 +72,6 @@ function binarized(k: Kernels, s: Tensor, alpha: Tensor, beta: Tensor): Tensor {
   return w;
 }
 
-/** The binarized weight alpha*sign(W)+beta [out, in] (no gradient; for export and inspection). */
-export function fbiBinarizedWeight(weight: Tensor, alpha: Tensor, beta: Tensor): Tensor {
-  const k = kernelsOf(weight);
-  return binarized(k, signOf(k, weight), alpha, beta);
-}
-
 /**
  * y [rows, out] = x [rows, in] @ (alpha * sign(W) + beta)^T, W [out, in]; alpha and beta shaped by
  * the scale pattern. Gradients: dx = g @ w; dw = g^T @ x; dW = dw * alpha (STE); dalpha = sum of

@@ -4,7 +4,7 @@ import { full, Tensor } from '../tensor/tensor.ts';
 import { affine, div, maximum, mul } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { sum } from './reduce.ts';
-import { contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { checkIndices, contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
 
 export interface CrossEntropyOpts {
   ignoreIndex?: number;
@@ -31,15 +31,13 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (targets.size * v !== logits.size) {
     throw new Error(`crossEntropy: targets ${fmt(targets.shape)} do not match logits ${fmt(logits.shape)}`);
   }
+  checkIndices(targets, 0, v, ignoreIndex, (t) => `crossEntropy: target ${t} out of range for vocabulary ${v}`);
+  // Where the targets are host memory the kept count is taken there; elsewhere on the device.
   const t = targets.dataSyncMaybe();
   let count = targets.size;
   if (t) {
     count = 0;
-    for (let i = 0; i < t.length; i++) {
-      if (t[i] === ignoreIndex) continue;
-      if (t[i] < 0 || t[i] >= v) throw new Error(`crossEntropy: target ${t[i]} out of range for vocabulary ${v}`);
-      count++;
-    }
+    for (let i = 0; i < t.length; i++) if (t[i] !== ignoreIndex) count++;
   }
   const { loss, dlogits } = perRow(logits, targets, false, ignoreIndex);
   const total = sum(loss);

@@ -7,7 +7,7 @@
 import type { PeerActivation, PeerExpertDims, PeerScore } from '../backend/contracts.ts';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.ts';
 import { RowSparse, Tensor } from '../tensor/tensor.ts';
-import { expectDtype, fmt, like, sameDevice } from './util.ts';
+import { checkIndices, expectDtype, fmt, like, sameDevice } from './util.ts';
 
 export interface BatchNormRunning {
   mean: Tensor;
@@ -122,6 +122,7 @@ export function peerExperts(x: Tensor, down: Tensor, up: Tensor, indices: Tensor
   }
   const N = down.shape[0];
   const [, H, k] = indices.shape;
+  checkIndices(indices, 0, N, null, (e) => `peerExperts: expert id ${e} out of range for ${N} experts`);
   if (opts.activation && !['gelu', 'relu'].includes(opts.activation)) throw new Error(`peerExperts: activation must be gelu | relu, got ${opts.activation}`);
   if (opts.score && !['softmax', 'sigmoid'].includes(opts.score)) throw new Error(`peerExperts: score must be softmax | sigmoid, got ${opts.score}`);
   const dims: PeerExpertDims = { tokens: T, c: C, experts: N, heads: H, k, activation: opts.activation ?? 'gelu', score: opts.score ?? 'softmax' };

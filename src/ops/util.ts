@@ -8,6 +8,17 @@ export function kernelsOf(t: Tensor): Kernels {
   return t.backend.kernels;
 }
 
+/**
+ * Raises `message(value)` for the first index of idx outside [lo, hi) (entries equal to skip
+ * allowed): at once on backends that read synchronously, at the next readback elsewhere.
+ */
+export function checkIndices(idx: Tensor, lo: number, hi: number, skip: number | null, message: (value: number) => string): void {
+  const found = like(idx, [3], 'i32');
+  idx.backend.kernels.findOutOfRange(idx.buf, idx.size, lo, hi, skip, found.buf);
+  idx.backend.raiseIf(found.buf, message);
+  found.dispose();
+}
+
 export function like(t: Tensor, shape: Shape = t.shape, dtype = t.dtype): Tensor {
   return empty(shape, { dtype, device: t.device });
 }

@@ -28,7 +28,7 @@ export interface ServeOpts {
 }
 
 /** A request the client got wrong: answered with this status and an OpenAI-style error object. */
-export class RequestError extends Error {
+class RequestError extends Error {
   constructor(readonly status: number, message: string, readonly param: string | null = null, readonly type = 'invalid_request_error') {
     super(message);
   }

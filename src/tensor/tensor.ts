@@ -263,13 +263,6 @@ export function rand(shape: Shape, rng: Rng, lo = 0, hi = 1, opts: CreateOpts = 
   return fromArray(a, shape, opts.device);
 }
 
-export function arange(n: number, opts: CreateOpts = {}): Tensor {
-  const dtype = opts.dtype ?? 'i32';
-  const a = dtype === 'i32' ? new Int32Array(n) : new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  return fromArray(a, [n], opts.device);
-}
-
 /** Moves (copies) a tensor to another device. */
 export async function toDevice(t: Tensor, device: DeviceName): Promise<Tensor> {
   if (t.device === device) return t;

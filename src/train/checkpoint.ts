@@ -1,16 +1,15 @@
-// Checkpoint folders: config.json (HF style, with the full frugal config embedded), model.safetensors,
+// Checkpoint folders: config.json (HF style, src/models/hf.ts toHf, with the full frugal config embedded), model.safetensors,
 // and for training runs optimizer.safetensors, trainer_state.json and tokenizer.json. The folder is
 // replaced as a whole (src/io writeDirAtomic), so a crash or a failing save never leaves a broken one.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { recoverDir, writeDirAtomic, type FileData } from '../io/atomic.ts';
-import { loadWeights, readConfig } from '../io/hf-folder.ts';
 import type { RawTensor, TensorMap } from '../io/raw.ts';
 import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
 import { loadTokenizer, type Tokenizer } from '../data/index.ts';
 import type { BatchIteratorState } from '../data/index.ts';
-import { CausalLM, type ModelConfig, resolveConfig } from '../models/index.ts';
-import { configFromHf, configToHf, loadStateDict, type WeightShapes } from '../models/llama-hf.ts';
+import type { CausalLM } from '../models/index.ts';
+import { loadPretrained, toHf } from '../models/hf.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { fromArray, type Tensor } from '../tensor/index.ts';
 
@@ -44,43 +43,6 @@ export interface SaveOpts {
   retireTo?: string;
 }
 
-/**
- * HF-style config.json: LlamaForCausalLM fields when the model has the LLaMA layout (dense or FBI),
- * otherwise the same common fields under a frugal architecture name; the exact frugal config is
- * embedded under "frugal" so every variant (TTT, PEER) reloads identically.
- */
-export function toHfConfig(cfg: ModelConfig): Record<string, unknown> {
-  let hf: Record<string, unknown>;
-  try {
-    hf = configToHf(cfg);
-  } catch {
-    hf = {
-      architectures: ['FrugalForCausalLM'],
-      model_type: 'frugal',
-      vocab_size: cfg.vocabSize,
-      hidden_size: cfg.hiddenSize,
-      num_hidden_layers: cfg.numLayers,
-      num_attention_heads: cfg.numHeads,
-      num_key_value_heads: cfg.numKvHeads,
-      intermediate_size: cfg.intermediateSize,
-      max_position_embeddings: cfg.maxPositions,
-      rms_norm_eps: cfg.rmsNormEps,
-      tie_word_embeddings: cfg.tieEmbeddings,
-      torch_dtype: 'float32',
-    };
-  }
-  return { ...hf, frugal: cfg };
-}
-
-/** ModelConfig from config.json: the embedded frugal config when present, else the HF Llama mapping. */
-export function fromHfConfig(json: Record<string, unknown>, weights?: WeightShapes, source = 'config.json'): ModelConfig {
-  if (json.frugal !== undefined) {
-    if (typeof json.frugal !== 'object' || json.frugal === null || Array.isArray(json.frugal)) throw new Error(`${source}: "frugal" must be an object`);
-    return resolveConfig(json.frugal as Partial<ModelConfig>);
-  }
-  return resolveConfig(configFromHf(json, weights));
-}
-
 function toRaw(t: Tensor): RawTensor {
   const data = t.dataSync();
   return t.dtype === 'i32'
@@ -89,7 +51,7 @@ function toRaw(t: Tensor): RawTensor {
 }
 
 /** The model's parameters and buffers by HF name. */
-export function modelTensors(model: CausalLM): TensorMap {
+function modelTensors(model: CausalLM): TensorMap {
   const out: TensorMap = new Map();
   for (const [n, t] of [...model.namedParameters(), ...model.namedBuffers()]) out.set(n, toRaw(t));
   return out;
@@ -98,7 +60,7 @@ export function modelTensors(model: CausalLM): TensorMap {
 /** Writes a checkpoint folder in one atomic replacement. CPU tensors (call after syncing GPU ones). */
 export function saveCheckpoint(dir: string, model: CausalLM, opts: SaveOpts = {}): void {
   const files: Record<string, FileData> = {
-    'config.json': `${JSON.stringify(toHfConfig(model.config), null, 2)}\n`,
+    'config.json': `${JSON.stringify(toHf(model.config), null, 2)}\n`,
     'model.safetensors': encodeSafetensors(modelTensors(model), { format: 'pt' }),
     ...opts.files,
   };
@@ -141,12 +103,7 @@ export interface LoadOpts {
 
 /** Builds the model described by a checkpoint folder and loads its weights (all names must match). */
 export function loadModel(dir: string, opts: LoadOpts = {}): CausalLM {
-  const abs = resolveModelDir(dir);
-  const hf = readConfig(abs);
-  const { tensors } = loadWeights(abs);
-  const model = new CausalLM(fromHfConfig(hf, tensors, join(abs, 'config.json')), { device: opts.device ?? 'cpu' });
-  loadStateDict(model, tensors, `checkpoint ${abs}`);
-  return model;
+  return loadPretrained(resolveModelDir(dir), { device: opts.device ?? 'cpu' });
 }
 
 /** The tokenizer saved with a model, or undefined when the folder has none. */

@@ -95,13 +95,13 @@ export function pngChart(series: Series[]): Uint8Array {
   return cv.toPng();
 }
 
-export function lossSeries(runs: ReportRun[]): Series[] {
+function lossSeries(runs: ReportRun[]): Series[] {
   return runs.map((r) => ({
     name: r.name,
     points: ema(r.records.filter((x) => x.type === 'step').map((x) => [x.step, (x as { loss: number }).loss] as [number, number])),
   }));
 }
-export function evalSeries(runs: ReportRun[]): Series[] {
+function evalSeries(runs: ReportRun[]): Series[] {
   return runs.map((r) => ({
     name: r.name,
     points: r.records.filter((x) => x.type === 'eval').map((x) => [x.step, (x as { val_loss: number }).val_loss] as [number, number]),

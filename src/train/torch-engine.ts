@@ -9,7 +9,7 @@ import type { CausalLM } from '../models/index.ts';
 import { saveCheckpoint } from './checkpoint.ts';
 
 /** Where the twin and the training script live (python/ at the package root). */
-export const PYTHON_DIR = resolve(import.meta.dirname, '..', '..', 'python');
+const PYTHON_DIR = resolve(import.meta.dirname, '..', '..', 'python');
 
 const MAGIC = 'FRUGTOK1';
 

@@ -7,7 +7,7 @@ import { ensureDir, promoteDir, recoverDir, stagingPath } from '../io/atomic.ts'
 import { loadWeights } from '../io/hf-folder.ts';
 import type { BatchIterator, PackedDataset, Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
-import { loadStateDict } from '../models/llama-hf.ts';
+import { loadStateDict } from '../models/hf.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor, tidy } from '../tensor/index.ts';
 import {
   loadOptimizerState, loadTrainerState, type OptimizerSnapshot, saveCheckpoint, type TrainerState,
@@ -247,7 +247,7 @@ function savedStep(dir: string): number | undefined {
 }
 
 /** checkpoint-STEP/ folders of a run, newest first. */
-export function olderCheckpoints(runDir: string): { step: number; dir: string }[] {
+function olderCheckpoints(runDir: string): { step: number; dir: string }[] {
   let names: string[];
   try {
     names = readdirSync(runDir);
@@ -294,7 +294,7 @@ function resumeInto(dir: string, model: CausalLM, opt: Optimizer, o: TrainOpts, 
 }
 
 /** Mean cross-entropy over the first `maxSeq` validation sequences, in order, without gradients. */
-export async function validate(model: CausalLM, val: PackedDataset, maxSeq: number, batch: number, step: number): Promise<EvalRecord> {
+async function validate(model: CausalLM, val: PackedDataset, maxSeq: number, batch: number, step: number): Promise<EvalRecord> {
   model.eval();
   const n = Math.min(maxSeq, val.numSequences);
   let total = 0;

@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { checkBenchOptions, splitBenchArgs } from '../../src/cli/bench.ts';
-import { Int8Head, loadPackedModel } from '../../src/infer/packed-linear.ts';
+import { loadPackedModel } from '../../src/infer/packed-linear.ts';
+import { Int8Head } from '../../src/nn/packed.ts';
 import { CausalLM } from '../../src/models/index.ts';
-import { presetConfig } from '../../src/models/llama-hf.ts';
+import { PRESETS } from '../../src/models/presets.ts';
 import { saveCheckpoint } from '../../src/train/checkpoint.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'frugal-bench-pack-'));
@@ -42,7 +43,7 @@ test('frugal bench fbi-generate honours --preset and rejects unknown options and
 
 test('frugal pack --head int8 writes an int8 LM head that loads; a bad --head exits 2', () => {
   const src = join(tmp, 'fbi');
-  saveCheckpoint(src, new CausalLM({ ...presetConfig('fbi-tiny'), vocabSize: 256 }, { seed: 3 }));
+  saveCheckpoint(src, new CausalLM({ ...PRESETS['fbi-tiny'], vocabSize: 256 }, { seed: 3 }));
   const p = frugal('pack', src, join(tmp, 'int8'), '--head', 'int8');
   assert.equal(p.code, 0, p.err);
   const f16 = frugal('pack', src, join(tmp, 'f16'));

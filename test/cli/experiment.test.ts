@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { ISOFLOP_FULL, ISOFLOP_QUICK, matchPeerHeads, modelCost } from '../../src/eval/experiments/peer-isoflop.ts';
-import { log2Buckets } from '../../src/eval/experiments/long-context.ts';
+import { ISOFLOP_FULL, ISOFLOP_QUICK, matchPeerHeads, modelCost } from '../../src/experiments/peer-isoflop.ts';
+import { log2Buckets } from '../../src/experiments/long-context.ts';
 import { CausalLM } from '../../src/models/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');

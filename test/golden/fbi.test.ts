@@ -11,7 +11,7 @@ import { readSafetensors } from '../../src/io/safetensors.ts';
 import { saveCheckpointFolder } from '../../src/io/hf-folder.ts';
 import type { TensorMap } from '../../src/io/raw.ts';
 import { CausalLM } from '../../src/models/index.ts';
-import { configFromHf, loadPretrained } from '../../src/models/llama-hf.ts';
+import { fromHf, loadPretrained } from '../../src/models/hf.ts';
 import * as op from '../../src/ops/index.ts';
 import { backward, fromArray, noGrad, tidy } from '../../src/tensor/index.ts';
 import { DEVICE, GOLDEN_DIR, relMaxAbs, relNorm } from '../helpers.ts';
@@ -31,7 +31,7 @@ const TOL_OUT = 1e-4, TOL_LOSS = 1e-5, TOL_GRAD = 1e-3, TIE = 1e-6;
 
 function fromGoldenParams(): CausalLM {
   const shapes = new Map(paramNames.map((n) => [n, { shape: get(`param.${n}`).shape }]));
-  const model = new CausalLM(configFromHf(meta.config, shapes), { device: DEVICE });
+  const model = new CausalLM(fromHf(meta.config, shapes), { device: DEVICE });
   for (const n of paramNames) {
     const t = get(`param.${n}`);
     model.setTensor(n, fromArray(t.data.slice(), t.shape, DEVICE));

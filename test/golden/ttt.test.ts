@@ -1,12 +1,16 @@
 // Golden parity with ttt.py TTTForCausalLM (linear / mlp x Mamba / Transformer backbones): logits,
 // next-token loss, every parameter gradient, and cached decoding (prefill 32 then single tokens).
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { saveCheckpointFolder } from '../../src/io/hf-folder.ts';
+import type { TensorMap } from '../../src/io/raw.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import { CausalLM } from '../../src/models/index.ts';
 import '../../src/models/ttt-plugin.ts';
-import { tttConfigFromHf } from '../../src/models/ttt-hf.ts';
+import { fromHf, loadPretrained } from '../../src/models/hf.ts';
 import * as op from '../../src/ops/index.ts';
 import { backward, fromArray, noGrad, type Tensor } from '../../src/tensor/index.ts';
 import { DEVICE, GOLDEN_DIR, relMaxAbs, relNorm } from '../helpers.ts';
@@ -18,7 +22,7 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
   test(`golden ${name}: logits, loss, gradients, decode`, async () => {
     const { tensors, metadata } = readSafetensors(join(GOLDEN_DIR, `${name}.safetensors`));
     const meta = JSON.parse(metadata.meta) as { config: Record<string, unknown> };
-    const model = new CausalLM(tttConfigFromHf(meta.config), { device: DEVICE });
+    const model = new CausalLM(fromHf(meta.config), { device: DEVICE });
     const tensor = (key: string): Tensor => {
       const t = tensors.get(key);
       assert.ok(t, `missing ${key}`);
@@ -87,3 +91,25 @@ for (const name of ['ttt_linear_mamba_tiny', 'ttt_linear_transformer_tiny', 'ttt
     assert.equal(size(), size0);
   });
 }
+
+test('loadPretrained reads a ttt.py folder: its config.json and state dict give the reference logits', async () => {
+  const { tensors, metadata } = readSafetensors(join(GOLDEN_DIR, 'ttt_linear_mamba_tiny.safetensors'));
+  const meta = JSON.parse(metadata.meta) as { config: Record<string, unknown> };
+  const state: TensorMap = new Map();
+  for (const [key, t] of tensors) {
+    const m = /^(param|buffer)\.(.*)$/.exec(key);
+    if (m) state.set(m[2], t);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'frugal-ttt-folder-'));
+  try {
+    saveCheckpointFolder(dir, meta.config, state);
+    const model = loadPretrained(dir, { device: DEVICE });
+    assert.equal(model.config.mixer, meta.config.ttt_layer_type === 'mlp' ? 'ttt-mlp' : 'ttt-linear');
+    const ids = tensors.get('input.input_ids')!;
+    const logits = noGrad(() => model.forward(fromArray(ids.data, ids.shape, DEVICE)));
+    const e = relMaxAbs(await logits.data(), tensors.get('output.logits')!.data);
+    assert.ok(e <= OUT_TOL, `logits: ${e}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

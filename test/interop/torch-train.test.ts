@@ -104,7 +104,7 @@ test('bad input: a config the twin cannot build, a missing torchrun, a shard of 
   try {
     const shard = join(dir, 'other.tok');
     writeFileSync(shard, encodeTokenShard(new Int32Array(200), 300, 'bpe:other'));
-    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'train', '--engine', 'torch',
+    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'dispatch.ts'), 'train', '--engine', 'torch',
       '--preset', 'tiny-dense', '--steps', '1', '--data', shard, '--out', join(dir, 'run'), '--quiet'], { encoding: 'utf8' });
     assert.equal(r.status, 2, r.stderr);
     const lines = r.stderr.trim().split('\n');

@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type FbiIsa, fbiIsaAvailable, fbiPackedMatmul, fbiPackSigns, fbiUnpack, wordsPerRow } from '../../src/backend/cpu/fbi.ts';
-import { loadPackedModel, modelFromPacked, packModel, PackedLinear, savePackedModel, setPackedActivations } from '../../src/infer/packed-linear.ts';
+import { loadPackedModel, modelFromPacked, packModel, savePackedModel } from '../../src/infer/packed-linear.ts';
+import { PackedLinear, setPackedActivations } from '../../src/nn/packed.ts';
 import { readPackedFolder } from '../../src/io/packed.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/io/raw.ts';
-import { loadPretrained } from '../../src/models/llama-hf.ts';
+import { loadPretrained } from '../../src/models/hf.ts';
 import { fromArray, noGrad, Rng } from '../../src/tensor/index.ts';
 import { GOLDEN_DIR, randArray, relMaxAbs } from '../helpers.ts';
 

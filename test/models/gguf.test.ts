@@ -11,7 +11,7 @@ import { dequantize, encodeGguf, type GgmlType, parseGguf } from '../../src/io/g
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import type { TensorMap } from '../../src/io/raw.ts';
 import { CausalLM, type ModelConfig } from '../../src/models/index.ts';
-import { loadStateDict } from '../../src/models/llama-hf.ts';
+import { loadStateDict } from '../../src/models/hf.ts';
 import { tokenizerFromGguf } from '../../src/data/gguf-tokenizer.ts';
 import { fromArray, noGrad, Rng } from '../../src/tensor/index.ts';
 import { randArray, relMaxAbs } from '../helpers.ts';

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CausalLM } from '../../src/models/index.ts';
-import { configFromHf, configToHf, FBI_PRESETS, LLAMA_PRESETS, presetConfig } from '../../src/models/llama-hf.ts';
+import { fromHf, toHf } from '../../src/models/hf.ts';
+import { PRESETS, presetByName } from '../../src/models/presets.ts';
 import { binarizedLinears, bitsPerParam, FbiLinear, FlipFlopTracker, xnorInit } from '../../src/nn/fbi-linear.ts';
 import { type FbiScalePattern, fbiLinear, fbiScaleShape } from '../../src/ops/fbi.ts';
 import { backward, fromArray, Rng, type Tensor } from '../../src/tensor/index.ts';
@@ -94,7 +95,7 @@ test('xnor init: beta = mean over the shared axis, alpha = mean |W - beta|', asy
 });
 
 test("linear 'fbi' binarizes q,k,v,o,gate,up,down; embedding, LM head and norms stay full precision", () => {
-  const model = new CausalLM(presetConfig('fbi-tiny'), { seed: 1, device: DEVICE });
+  const model = new CausalLM({ ...PRESETS['fbi-tiny'] }, { seed: 1, device: DEVICE });
   const names = binarizedLinears(model).map(([n]) => n);
   const proj = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
   assert.deepEqual(names.sort(), [0, 1].flatMap((l) => proj.map((p) => `model.layers.${l}.${p}`)).sort());
@@ -104,7 +105,7 @@ test("linear 'fbi' binarizes q,k,v,o,gate,up,down; embedding, LM head and norms 
 });
 
 test('flip-flop ratio counts sign changes with 0 as -1', async () => {
-  const model = new CausalLM(presetConfig('fbi-tiny'), { seed: 2, device: DEVICE });
+  const model = new CausalLM({ ...PRESETS['fbi-tiny'] }, { seed: 2, device: DEVICE });
   const tracker = new FlipFlopTracker(model);
   assert.equal(await tracker.step(), 0);
   const lins = binarizedLinears(model);
@@ -124,7 +125,7 @@ test('flip-flop ratio counts sign changes with 0 as -1', async () => {
 });
 
 test('bits per parameter: 1 per binarized weight, 32 per fp parameter', () => {
-  const cfg = presetConfig('fbi-tiny');
+  const cfg = { ...PRESETS['fbi-tiny'] };
   const model = new CausalLM(cfg, { seed: 0, device: DEVICE });
   const { hiddenSize: c, intermediateSize: f, numLayers: n, vocabSize: v } = { ...cfg } as Required<typeof cfg>;
   const bin = n * (4 * c * c + 3 * c * f);
@@ -137,39 +138,40 @@ test('bits per parameter: 1 per binarized weight, 32 per fp parameter', () => {
   assert.ok(Math.abs(b.linear - (bin + 32 * linFp) / (bin + linFp)) < 1e-12);
   assert.ok(Math.abs(b.model - (bin + 32 * (linFp + otherFp)) / (bin + linFp + otherFp)) < 1e-12);
   // At paper scale the linear figure is the ~1.01 FBI-LLM reports (2 fp values per 'in' column).
-  const big = FBI_PRESETS['fbi-1.3b'];
+  const big = PRESETS['fbi-1.3b'];
   const inSum = 6 * big.hiddenSize! + big.intermediateSize!;
   const binBig = 4 * big.hiddenSize! ** 2 + 3 * big.hiddenSize! * big.intermediateSize!;
   const linear = (binBig + 32 * 2 * inSum) / (binBig + 2 * inSum);
   assert.ok(linear > 1.0 && linear < 1.05, `paper-scale linear bits ${linear}`);
 });
 
-test('HF config mapping: round trip, rope_parameters, FBI detection and bad fields', () => {
-  for (const [name, preset] of Object.entries({ ...FBI_PRESETS, ...LLAMA_PRESETS })) {
+test('HF config mapping: round trip, rope_parameters, FBI detection and bad fields', async () => {
+  // The FBI and dense LLaMA presets, through the Llama fields alone (toHf also embeds the exact config).
+  for (const [name, preset] of Object.entries(PRESETS).filter(([n]) => /^(fbi|dense)-/.test(n))) {
     const model = new CausalLM({ ...preset, numLayers: 1, vocabSize: 64, hiddenSize: 32, numHeads: 4, numKvHeads: 4, intermediateSize: 48 });
-    const hf = configToHf(model.config);
-    assert.deepEqual(new CausalLM(configFromHf(hf)).config, model.config, name);
+    const { frugal: _embedded, ...hf } = toHf(model.config);
+    assert.deepEqual(new CausalLM(fromHf(hf)).config, model.config, name);
   }
   const base = { model_type: 'llama', vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16 };
-  assert.equal(configFromHf({ ...base, rope_parameters: { rope_theta: 5e5, rope_type: 'default' } }).ropeTheta, 5e5);
-  assert.equal(configFromHf({ ...base, rope_theta: 1234 }).ropeTheta, 1234);
-  assert.equal(configFromHf({ ...base }).numKvHeads, 2);
+  assert.equal(fromHf({ ...base, rope_parameters: { rope_theta: 5e5, rope_type: 'default' } }).ropeTheta, 5e5);
+  assert.equal(fromHf({ ...base, rope_theta: 1234 }).ropeTheta, 1234);
+  assert.equal(fromHf({ ...base }).numKvHeads, 2);
   const shapes = new Map([['a.weight', { shape: [3, 8] }], ['a.wscale', { shape: [3, 1] }]]);
-  const det = configFromHf(base, shapes);
+  const det = fromHf(base, shapes);
   assert.equal(det.linear, 'fbi');
   assert.equal(det.fbiScale, 'row');
-  assert.throws(() => configFromHf({ ...base, head_dim: 8 }), /head_dim 8 differs/);
-  assert.throws(() => configFromHf({ ...base, model_type: 'gpt2' }), /not a Llama model/);
-  assert.throws(() => configFromHf({ ...base, rope_parameters: { rope_type: 'yarn', rope_theta: 1 } }), /rope_type 'yarn' is not supported/);
-  assert.throws(() => configFromHf({ ...base, hidden_size: undefined }), /'hidden_size' must be a positive integer/);
-  assert.throws(() => presetConfig('fbi-3b'), /unknown preset 'fbi-3b'; available: fbi-130m/);
+  assert.throws(() => fromHf({ ...base, head_dim: 8 }), /head_dim 8 differs/);
+  assert.throws(() => fromHf({ ...base, model_type: 'gpt2' }), /not a Llama model/);
+  assert.throws(() => fromHf({ ...base, rope_parameters: { rope_type: 'yarn', rope_theta: 1 } }), /rope_type 'yarn' is not supported/);
+  assert.throws(() => fromHf({ ...base, hidden_size: undefined }), /'hidden_size' must be a positive integer/);
+  await assert.rejects(presetByName('fbi-3b'), /unknown preset 'fbi-3b'; available: .*fbi-130m/);
 });
 
 test('FBI model trains: distillation loss falls on a fixed batch', async () => {
   const { AdamW } = await import('../../src/train/optim.ts');
   const op = await import('../../src/ops/index.ts');
   const { tidy } = await import('../../src/tensor/index.ts');
-  const model = new CausalLM({ ...presetConfig('fbi-tiny'), vocabSize: 32, numLayers: 1 }, { seed: 4, device: DEVICE });
+  const model = new CausalLM({ ...PRESETS['fbi-tiny'], vocabSize: 32, numLayers: 1 }, { seed: 4, device: DEVICE });
   const rng = new Rng(6);
   const ids = fromArray(Int32Array.from({ length: 2 * 12 }, () => rng.int(32)), [2, 12], DEVICE);
   const teacher = fromArray(randArray(2 * 12 * 32, rng, 3), [2, 12, 32], DEVICE);

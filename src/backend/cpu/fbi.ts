@@ -87,7 +87,7 @@ export function fbiIsaAvailable(isa: FbiIsa): boolean {
 }
 
 /** The code path 'auto' selects on this CPU. */
-export function fbiIsa(): string {
+function fbiIsa(): string {
   return nativeAddon().fbiIsa() as string;
 }
 

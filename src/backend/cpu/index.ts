@@ -29,6 +29,10 @@ export const cpuBackend: Backend = {
   },
   syncReadable: true,
   readSync: asArray,
+  raiseIf(found, message) {
+    const f = found as unknown as Int32Array;
+    if (f[0] > 0) throw new Error(message(f[2]));
+  },
   async read(b: Buf) { return asArray(b); },
   free() { /* the garbage collector owns CPU memory */ },
   kernels: cpuKernels,

@@ -368,6 +368,16 @@ export const cpuKernels: Kernels = {
     }
   },
 
+  findOutOfRange(idx, n, lo, hi, skip, found) {
+    const x = idx as unknown as Int32Array, o = found as unknown as Int32Array;
+    o[0] = 0; o[1] = -1; o[2] = 0;
+    for (let i = 0; i < n; i++) {
+      const v = x[i];
+      if (v === skip || (v >= lo && v < hi)) continue;
+      if (o[0]++ === 0) { o[1] = i; o[2] = v; }
+    }
+  },
+
   factoredRows(f, out, target) {
     const n = target ? (out as unknown as A).length / f.width : f.rows;
     factoredRows(f.slot as unknown as Int32Array, f.token as unknown as Int32Array, f.coef as unknown as Float32Array,

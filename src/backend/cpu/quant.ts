@@ -13,7 +13,7 @@ const BLOCK: Record<QuantBlockType, { weights: number; bytes: number }> = {
 };
 
 /** Bytes of one weight row of `inF` values. */
-export function quantRowBytes(type: QuantBlockType, inF: number): number {
+function quantRowBytes(type: QuantBlockType, inF: number): number {
   return (inF / BLOCK[type].weights) * BLOCK[type].bytes;
 }
 

@@ -46,7 +46,7 @@ export type TttSaved = Saved<F32>;
 export interface Segment { t0: number; n: number; o: number }
 
 /** Splits [start, start + length) into runs that stay inside one mini-batch. */
-export function segmentsOf(start: number, length: number, k: number): Segment[] {
+function segmentsOf(start: number, length: number, k: number): Segment[] {
   const out: Segment[] = [];
   let t = 0;
   while (t < length) {

@@ -57,6 +57,7 @@ function makeKernels(rt: Runtime): Kernels {
     conv1d: (x, w, bias, b, l, c, k, out) => ew.conv1d(rt, g(x), g(w), gn(bias), b, l, c, k, g(out)),
     conv1dBackward: (x, w, dy, b, l, c, k, dx, dw, db) => ew.conv1dBackward(rt, g(x), g(w), g(dy), b, l, c, k, g(dx), g(dw), gn(db)),
     topk: (a, r, n, k, values, indices) => rows.topk(rt, g(a), r, n, k, g(values), g(indices)),
+    findOutOfRange: (idx, n, lo, hi, skip, found) => ew.findOutOfRange(rt, g(idx), n, lo, hi, skip, g(found)),
     // No webgpu kernel produces factored gradients (PEER's backward gives coalesced rows here).
     factoredRows: unsupported('webgpu', 'factoredRows'),
   };
@@ -81,6 +82,11 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
       throw new Error('webgpu tensors cannot be read synchronously: use `await t.data()` or `await t.item()` instead of dataSync()/itemSync()');
     },
     read: (b: Buf) => rt.read(g(b)),
+    raiseIf(found: Buf, message: (value: number) => string): void {
+      const b = g(found);
+      b.refs++;
+      rt.deferCheck(b, message);
+    },
     free(b: Buf): void {
       // Storage shared by several tensors (views) is released when the last of them is freed.
       if (!(b instanceof GpuBuf) || --b.refs > 0) return;

@@ -7,7 +7,7 @@ import { type KernelSpec, type Runtime, Uniform } from './runtime.ts';
 import { flatMain, WG } from './kernels/common.ts';
 
 /** Key given to the padding slots of the power-of-two sort: above every real key. */
-export const PAD_KEY = 0x7fffffff;
+const PAD_KEY = 0x7fffffff;
 
 export interface SortedPairs {
   /** i32 [P]: keys ascending, PAD_KEY past the m real ones. */

@@ -10,8 +10,8 @@
 //   gradient sits at its first entry and repeated entries hold zero rows. So the sum over duplicates
 //   (what densify/scatterAdd and any coalescing consumer computes) equals the CPU result exactly, and
 //   so does the sum of squares (gradient norms), without reading indices back to the host.
-// Indices are not range-checked on the device (a readback would be needed to raise an error);
-// retrieval only produces valid ones.
+// The kernels trust their indices: src/ops/peer.ts range-checks expert ids first (findOutOfRange,
+// raised at the next readback), and retrieval only produces valid ones.
 import type { PeerKernels } from '../contracts.ts';
 import type { Buf } from '../types.ts';
 import { GpuBuf } from './pool.ts';

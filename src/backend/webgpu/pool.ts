@@ -15,7 +15,7 @@ export class GpuBuf implements Buf {
 }
 
 /** Bucket size in bytes: the next of 2^k, 1.25, 1.5, 1.75 * 2^k at or above the request (>= 256). */
-export function bucketBytes(bytes: number): number {
+function bucketBytes(bytes: number): number {
   const b = Math.max(256, bytes);
   const p = 2 ** Math.floor(Math.log2(b));
   for (const f of [1, 1.25, 1.5, 1.75, 2]) {

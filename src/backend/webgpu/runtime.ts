@@ -258,24 +258,52 @@ export class Runtime {
     this.device.queue.writeBuffer(b.buffer, dstOffsetBytes, data.buffer, data.byteOffset, data.byteLength);
   }
 
+  // Validation results (Backend.raiseIf), read back with the next read or at the next sync; the
+  // first failing one raises (later ones belong to work that followed it and are dropped with it).
+  private checks: { found: GpuBuf; message: (value: number) => string }[] = [];
+  deferCheck(found: GpuBuf, message: (value: number) => string): void {
+    this.checks.push({ found, message });
+  }
+
   async read(b: GpuBuf): Promise<Float32Array | Int32Array> {
-    const bytes = b.length * 4;
-    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const checks = this.checks.splice(0);
+    const all = await this.readMany([...checks.map((c) => c.found), b]);
+    let failure: string | null = null;
+    checks.forEach((c, i) => {
+      if (--c.found.refs <= 0) this.pool.release(c.found);
+      if (failure === null && all[i][0] > 0) failure = c.message(all[i][2]);
+    });
+    if (failure !== null) throw new Error(failure);
+    return all[all.length - 1];
+  }
+
+  /** Copies several buffers into one staging buffer and maps it once. */
+  private async readMany(bufs: GpuBuf[]): Promise<(Float32Array | Int32Array)[]> {
+    const offsets: number[] = [];
+    let total = 0;
+    for (const b of bufs) { offsets.push(total); total += b.length * 4; }
+    const staging = this.device.createBuffer({ size: Math.max(4, total), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.flush();
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(b.buffer, 0, staging, 0, bytes);
+    bufs.forEach((b, i) => { if (b.length) enc.copyBufferToBuffer(b.buffer, 0, staging, offsets[i], b.length * 4); });
     this.device.queue.submit([enc.finish()]);
     await staging.mapAsync(GPUMapMode.READ);
     if (this.error) { staging.destroy(); throw new Error(`webgpu: a kernel failed: ${this.error}`); }
     const copy = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();
-    return b.dtype === 'f32' ? new Float32Array(copy) : new Int32Array(copy);
+    return bufs.map((b, i) => (b.dtype === 'f32' ? new Float32Array(copy, offsets[i], b.length) : new Int32Array(copy, offsets[i], b.length)));
   }
 
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    if (this.checks.length) {
+      // Reading the last check's buffer also reads (and raises) every check before it.
+      const last = this.checks.at(-1)!;
+      last.found.refs++;
+      try { await this.read(last.found); } finally { if (--last.found.refs <= 0) this.pool.release(last.found); }
+    }
   }
 
   /** Workgroup grid for `groups` workgroups: x up to the per-dimension limit, the rest in y. */

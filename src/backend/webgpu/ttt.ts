@@ -69,7 +69,7 @@ function uniformOf(v: Partial<UniformValues>): Uniform {
 const keyOf = (s: TttShape) => `${s.mlp ? 'mlp' : 'linear'}:${s.f}:${s.h}:${s.k}`;
 
 /** Forward scan (see tttForwardReference): out [B, L, nh * f]; state and saved as in the CPU kernel. */
-export function tttForwardWebGPU(
+function tttForwardWebGPU(
   rt: Runtime, d: TttDims, x: TttInputsGpu, out: Buf, start: number, state: TttStateGpu | null, saved: TttSavedGpu | null,
 ): void {
   const s = shapeOf(d);
@@ -121,7 +121,7 @@ function segmentCount(start: number, length: number, k: number): number {
 }
 
 /** Backward of a stateless forward from position 0 (see tttBackward in the CPU kernel). */
-export function tttBackwardWebGPU(rt: Runtime, d: TttDims, x: TttInputsGpu, saved: TttSavedGpu, dOut: Buf, g: TttGradsGpu): void {
+function tttBackwardWebGPU(rt: Runtime, d: TttDims, x: TttInputsGpu, saved: TttSavedGpu, dOut: Buf, g: TttGradsGpu): void {
   const s = shapeOf(d);
   const bh = d.batch * d.heads;
   const { X, PR, n, pl } = packInputs(rt, d, s, x);

@@ -185,6 +185,22 @@ ${flatMain(`  if (i >= p.total) { return; }
   rt.dispatch(spec, [table, idx, out], new Uniform().u(n * width, width).i(rows), groups(rt, n * width));
 }
 
+/** Count, first position and value of the indices outside [lo, hi) (see Kernels.findOutOfRange). */
+export function findOutOfRange(rt: Runtime, idx: GpuBuf, n: number, lo: number, hi: number, skip: number | null, found: GpuBuf): void {
+  const u = new Uniform().u(n, skip === null ? 0 : 1).i(lo, hi, skip ?? 0);
+  const io = { bindings: [['I', 'i32', 'r'], ['F', 'atomic<i32>', 'w']], uniform: 'n: u32, hasSkip: u32, lo: i32, hi: i32, skip: i32' } as const;
+  rt.dispatch({ key: 'findOutOfRange:init', ...io, code: () => `
+${flatMain('  if (i == 0u) { atomicStore(&F[0], 0); atomicStore(&F[1], 2147483647); atomicStore(&F[2], 0); }')}` }, [idx, found], u, [1]);
+  rt.dispatch({ key: 'findOutOfRange', ...io, code: () => `
+${flatMain(`  if (i >= p.n) { return; }
+  let v = I[i];
+  if ((p.hasSkip == 1u && v == p.skip) || (v >= p.lo && v < p.hi)) { return; }
+  atomicAdd(&F[0], 1);
+  atomicMin(&F[1], i32(i));`)}` }, [idx, found], u, groups(rt, n));
+  rt.dispatch({ key: 'findOutOfRange:value', ...io, code: () => `
+${flatMain('  if (i == 0u && atomicLoad(&F[0]) > 0) { atomicStore(&F[2], I[atomicLoad(&F[1])]); }')}` }, [idx, found], u, [1]);
+}
+
 /** One thread per column walks the indices in order, so duplicates add up deterministically. */
 export function scatterAdd(rt: Runtime, src: GpuBuf, idx: GpuBuf, n: number, width: number, table: GpuBuf): void {
   const spec: KernelSpec = { key: 'scatterAdd',

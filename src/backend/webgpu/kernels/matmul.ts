@@ -122,7 +122,7 @@ ${fmas}
 // contiguous rows or columns. Tiles are staged k-major as vec4s written whole: an operand contiguous
 // along k (A plain, B transposed) is transposed through registers (four rows' k-vec4s become four
 // k-rows' vec4s). The shapes and k-loop schedules other than the one below are compared in
-// bench/webgpu-matmul-variants.ts; on an H200 at n = 4096 this one was the fastest (bench/NOTES.md).
+// bench/probes/webgpu-matmul-variants.ts; on an H200 at n = 4096 this one was the fastest (bench/NOTES.md).
 export interface Quad { qm: number; qn: number; bk: number }
 const QUAD: Quad = { qm: 2, qn: 2, bk: 16 };
 

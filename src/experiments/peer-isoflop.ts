@@ -4,10 +4,10 @@
 // models is identical, so per-token FLOPs are nearly equal and the step counts are set so each
 // budget's total training FLOPs match.
 import { join } from 'node:path';
-import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../../data/index.ts';
-import { CausalLM, ffnKindAt, resolveConfig, type ModelConfig, type PeerOptions } from '../../models/index.ts';
-import { train } from '../../train/trainer.ts';
-import { perplexity } from '../perplexity.ts';
+import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../data/index.ts';
+import { CausalLM, ffnKindAt, resolveConfig, type ModelConfig, type PeerOptions } from '../models/index.ts';
+import { train } from '../train/trainer.ts';
+import { perplexity } from '../eval/perplexity.ts';
 import type { ExperimentOpts, ExperimentOutcome } from './long-context.ts';
 
 export interface IsoflopScale {
@@ -43,7 +43,7 @@ export interface FfnCost {
 }
 
 /** Work per token of a layer's FFN, from the config. */
-export function ffnCost(cfg: ModelConfig, layer: number): FfnCost {
+function ffnCost(cfg: ModelConfig, layer: number): FfnCost {
   const d = cfg.hiddenSize;
   if (ffnKindAt(cfg, layer) === 'swiglu') {
     const p = 3 * d * cfg.intermediateSize;

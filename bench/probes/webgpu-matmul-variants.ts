@@ -3,11 +3,11 @@
 // kept here so a benchmark can compare them on a new GPU. Each is dispatched through the runtime
 // like the production kernel; a shape a variant cannot take (small products, operands without vec4
 // loads, more workgroup memory than the adapter has) runs the production path instead.
-import type { GpuBuf } from '../src/backend/webgpu/pool.ts';
-import type { Runtime } from '../src/backend/webgpu/runtime.ts';
+import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
+import type { Runtime } from '../../src/backend/webgpu/runtime.ts';
 import {
   BIG, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadSharedBytes, quadSpec, tiledSpec,
-} from '../src/backend/webgpu/kernels/matmul.ts';
+} from '../../src/backend/webgpu/kernels/matmul.ts';
 
 /**
  * Register prefetch: the next slice is loaded from global memory into registers while the current

@@ -2,14 +2,14 @@
 // called alternately on each build, one kernel thread, timed as CPU time (process.cpuUsage) so other
 // load on a shared machine disturbs the comparison less than wall time. For checking that a change to
 // native/ does not slow a kernel down: build the old tree's addon somewhere, then
-//   node --import tsx bench/native-ab.ts OLD/build/Release/frugal.node build/Release/frugal.node [--reps 12]
+//   node --import tsx bench/probes/native-ab.ts OLD/build/Release/frugal.node build/Release/frugal.node [--reps 12]
 // Prints one JSON line: best-of-reps ms per kernel and build, and new / old time ratios.
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 
 const [oldPath, newPath] = process.argv.slice(2).filter((a) => !a.startsWith('--') && !/^\d+$/.test(a));
 if (!oldPath || !newPath) {
-  console.error('usage: node --import tsx bench/native-ab.ts OLD.node NEW.node [--reps N]');
+  console.error('usage: node --import tsx bench/probes/native-ab.ts OLD.node NEW.node [--reps N]');
   process.exit(2);
 }
 const repsAt = process.argv.indexOf('--reps');

@@ -1,11 +1,11 @@
 // WebGPU fused attention against the CPU kernel for head dimensions the parity test does not cover
 // (64, 128 and ones not divisible by 4, which take the per-component load path), forward and backward,
 // then an optional timing of forward + backward on one larger shape.
-// Usage: node --import tsx bench/webgpu-attention-probe.ts [--time L,H,D]   (exits 1 on a mismatch)
-import { cpuBackend } from '../src/backend/cpu/index.ts';
-import type { Backend, Buf } from '../src/backend/types.ts';
-import { initWebGPU, syncWebGPU, webgpuAdapterName } from '../src/backend/webgpu/index.ts';
-import { Rng } from '../src/tensor/index.ts';
+// Usage: node --import tsx bench/probes/webgpu-attention-probe.ts [--time L,H,D]   (exits 1 on a mismatch)
+import { cpuBackend } from '../../src/backend/cpu/index.ts';
+import type { Backend, Buf } from '../../src/backend/types.ts';
+import { initWebGPU, syncWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
+import { Rng } from '../../src/tensor/index.ts';
 
 const TOL = 1e-4; // relative max-abs error, same as the parity test
 const rng = new Rng(7);

@@ -1,12 +1,12 @@
 // WebGPU matmul kernel variants: exactness against a float64 host product on small batched shapes
 // (transposes, edges, alpha/beta), then fp32 throughput at n = 4096 and 2048 with a few entries of C
 // checked against float64 sums. One JSON line per result.
-// Usage: node --import tsx bench/webgpu-matmul-probe.ts [--check-only] [--variants a,b] [--sizes 4096,2048] [--reps 20]
-// The variants are in bench/webgpu-matmul-variants.ts; the library runs quad16.
-import type { Backend, Buf } from '../src/backend/types.ts';
-import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../src/backend/webgpu/index.ts';
-import type { MatmulParams } from '../src/backend/webgpu/kernels/matmul.ts';
-import type { GpuBuf } from '../src/backend/webgpu/pool.ts';
+// Usage: node --import tsx bench/probes/webgpu-matmul-probe.ts [--check-only] [--variants a,b] [--sizes 4096,2048] [--reps 20]
+// The variants are in bench/probes/webgpu-matmul-variants.ts; the library runs quad16.
+import type { Backend, Buf } from '../../src/backend/types.ts';
+import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
+import type { MatmulParams } from '../../src/backend/webgpu/kernels/matmul.ts';
+import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import { MATMUL_VARIANTS, matmulVariant, matmulVariantSharedBytes } from './webgpu-matmul-variants.ts';
 
 const TOL = 1e-5; // relative max-abs error on small shapes (k <= 256), as in the parity test

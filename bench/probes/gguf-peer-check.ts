@@ -6,15 +6,15 @@
 // With --ours DIR (any dense LLaMA or Qwen3 layout checkpoint, e.g. q/k norms, GQA, tied head), the GGUFs
 // are written by our own writer instead (src/infer/gguf-model.ts, architecture qwen3 or llama, all
 // types from our quantizers) and only the perplexities are compared.
-// Usage: node --import tsx bench/gguf-peer-check.ts (--checkpoint DIR | --ours DIR) --text FILE [--peer DIR] [--ctx 128] [--out DIR]
+// Usage: node --import tsx bench/probes/gguf-peer-check.ts (--checkpoint DIR | --ours DIR) --text FILE [--peer DIR] [--ctx 128] [--out DIR]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadGgufModel, saveGgufModel } from '../src/infer/gguf-model.ts';
-import { BYTE_TO_CHAR } from '../src/data/byte-level.ts';
-import { loadModel } from '../src/train/checkpoint.ts';
-import { fromArray, noGrad } from '../src/tensor/index.ts';
+import { loadGgufModel, saveGgufModel } from '../../src/infer/gguf-model.ts';
+import { BYTE_TO_CHAR } from '../../src/data/byte-level.ts';
+import { loadModel } from '../../src/train/checkpoint.ts';
+import { fromArray, noGrad } from '../../src/tensor/index.ts';
 
 const { values: a } = parseArgs({ options: { checkpoint: { type: 'string' }, ours: { type: 'string' }, text: { type: 'string' }, peer: { type: 'string' }, ctx: { type: 'string' }, out: { type: 'string' } } });
 if (!(a.checkpoint || a.ours) || !a.text) throw new Error('usage: gguf-peer-check.ts (--checkpoint DIR | --ours DIR) --text FILE [--peer DIR] [--ctx 128] [--out DIR]');
@@ -62,7 +62,7 @@ for (const t of ['F32', 'F16', 'Q8_0', 'Q4_0', 'Q1_0']) {
   const ref = t === 'Q1_0' || a.ours ? null : logits(loadModel(join(out, `deq-${t}`)));
   const peerOut = run(join(peer, 'bin', 'llama-perplexity'), ['-m', file, '-f', a.text, '-c', ctx, '-b', ctx, '-t', '2']);
   const peerPpl = Number(/Final estimate: PPL over \d+ chunks for n_ctx=\d+ = ([\d.]+)/.exec(peerOut)?.[1]);
-  const ours = JSON.parse(run(process.execPath, [join(import.meta.dirname, '..', 'bin', 'frugal.js'), 'eval', '--model', file, '--data', a.text, '--window', ctx, '--llama-cpp', '--json']));
+  const ours = JSON.parse(run(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'frugal.js'), 'eval', '--model', file, '--data', a.text, '--window', ctx, '--llama-cpp', '--json']));
   rows.push({
     type: t, logits_rel_diff_vs_safetensors: ref ? Number(rel(g, ref).toExponential(2)) : null,
     peer_ppl: peerPpl, frugal_ppl: Number(ours.perplexity.perplexity.toFixed(4)), windows: ours.perplexity.windows,

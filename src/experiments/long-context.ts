@@ -3,10 +3,10 @@
 // context, then scored by position on long validation windows. A model that uses its context well
 // keeps lowering its loss as the position grows; the curves show where each one stops gaining.
 import { join } from 'node:path';
-import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../../data/index.ts';
-import { CausalLM, type ModelConfig } from '../../models/index.ts';
-import { train } from '../../train/trainer.ts';
-import { windowNlls } from '../perplexity.ts';
+import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../data/index.ts';
+import { CausalLM, type ModelConfig } from '../models/index.ts';
+import { train } from '../train/trainer.ts';
+import { windowNlls } from '../eval/perplexity.ts';
 
 export interface LongContextScale {
   /** Shared shape; intermediateSize is the attention model's and is re-solved for the others. */
@@ -21,11 +21,11 @@ export interface LongContextScale {
 
 // About six minutes on two cores: TTT-MLP dominates (~1.3k tok/s training at this width), attention
 // and TTT-Linear take about a third of the time together. 150 steps x 2048 tokens per model.
-export const LONG_CONTEXT_FULL: LongContextScale = {
+const LONG_CONTEXT_FULL: LongContextScale = {
   shape: { hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 172 },
   ctx: 512, batch: 4, steps: 150, lr: 3e-3, evalWindows: 48,
 };
-export const LONG_CONTEXT_QUICK: LongContextScale = {
+const LONG_CONTEXT_QUICK: LongContextScale = {
   shape: { hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64 },
   ctx: 64, batch: 4, steps: 6, lr: 5e-3, evalWindows: 4,
 };
@@ -60,7 +60,7 @@ export function log2Buckets(nlls: Float64Array[]): PositionBucket[] {
   return out;
 }
 
-export const LONG_CONTEXT_MODELS: { name: string; mixer: ModelConfig['mixer'] }[] = [
+const LONG_CONTEXT_MODELS: { name: string; mixer: ModelConfig['mixer'] }[] = [
   { name: 'attention', mixer: 'attention' },
   { name: 'ttt-linear', mixer: 'ttt-linear' },
   { name: 'ttt-mlp', mixer: 'ttt-mlp' },
@@ -90,7 +90,7 @@ const countParams = (cfg: Partial<ModelConfig>, seed: number) => new CausalLM(cf
  * size; the FFN is the knob every model shares). The count is linear in intermediateSize, so two
  * probes give the slope.
  */
-export function matchIntermediate(cfg: Partial<ModelConfig>, target: number, seed = 0): number {
+function matchIntermediate(cfg: Partial<ModelConfig>, target: number, seed = 0): number {
   const i0 = cfg.intermediateSize!;
   const p0 = countParams(cfg, seed);
   const slope = countParams({ ...cfg, intermediateSize: i0 + 1 }, seed) - p0;

@@ -1,5 +1,5 @@
 """Writes GGUFs of a frugal-lm LLaMA checkpoint with llama.cpp's gguf-py, for cross-checks against the peer.
-Usage: PYTHONPATH=<llama.cpp>/gguf-py python3 bench/gguf_peer_write.py CHECKPOINT_DIR OUT_DIR
+Usage: PYTHONPATH=<llama.cpp>/gguf-py python3 bench/probes/gguf_peer_write.py CHECKPOINT_DIR OUT_DIR
 Writes OUT_DIR/model-{F32,F16,Q8_0,Q4_0}.gguf (tokenizer: byte-level BPE over the 256 bytes, no merges,
 no BOS: frugal's byte tokenizer on text without bytes 0-2) and, for the quantized ones, OUT_DIR/deq-{Q8_0,Q4_0}/: a
 checkpoint folder holding the weights as gguf-py dequantizes them (HF layout), to compare logits."""

@@ -1,42 +1,15 @@
-// Hugging Face LlamaForCausalLM config.json <-> ModelConfig, paper presets, and loading of HF-style
-// checkpoint folders (dense Llama or FBI-LLM with `wscale` / `wbias` next to each binarized weight).
+// Hugging Face config.json <-> ModelConfig: one pair, fromHf / toHf, that dispatches on the
+// architecture (LlamaForCausalLM, dense or FBI-LLM with `wscale` / `wbias` next to each binarized
+// weight; ttt.py's TTTForCausalLM; frugal's own layouts under FrugalForCausalLM with the exact config
+// embedded), plus loading of HF-style checkpoint folders.
 import { loadWeights, readConfig } from '../io/hf-folder.ts';
 import type { TensorMap } from '../io/raw.ts';
 import { fbiPatternOf } from '../ops/fbi.ts';
 import { fromArray } from '../tensor/tensor.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { CausalLM } from './causal-lm.ts';
-import type { ModelConfig } from './config.ts';
+import { type ModelConfig, resolveConfig } from './config.ts';
 import './index.ts';
-
-/** Paper shapes (FBI-LLM configs: LLaMA architecture, MHA, untied, ctx 2048, eps 1e-5, LLaMA-2 vocabulary) plus a tiny one. */
-export const FBI_PRESETS: Record<string, Partial<ModelConfig>> = {
-  'fbi-130m': fbi(768, 12, 12, 2048),
-  'fbi-1.3b': fbi(2048, 24, 32, 5632),
-  'fbi-7b': fbi(4096, 32, 32, 11008),
-  'fbi-tiny': { ...fbi(64, 2, 4, 160), vocabSize: 320, maxPositions: 256 },
-};
-
-/** Dense LLaMA baselines of matching layout. */
-export const LLAMA_PRESETS: Record<string, Partial<ModelConfig>> = {
-  'dense-tiny': { vocabSize: 320, hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 160, maxPositions: 256, linear: 'dense' },
-  'dense-ref': { vocabSize: 8192, hiddenSize: 256, numLayers: 6, numHeads: 8, intermediateSize: 768, maxPositions: 2048, linear: 'dense' },
-};
-
-function fbi(hiddenSize: number, numLayers: number, numHeads: number, intermediateSize: number): Partial<ModelConfig> {
-  return {
-    vocabSize: 32000, hiddenSize, numLayers, numHeads, numKvHeads: numHeads, intermediateSize, maxPositions: 2048,
-    rmsNormEps: 1e-5, ropeTheta: 10000, ropeStyle: 'half', tieEmbeddings: false, linear: 'fbi', fbiScale: 'column',
-    bosTokenId: 1, eosTokenId: 2,
-  };
-}
-
-/** A preset by name (FBI or dense); unknown names list the available ones. */
-export function presetConfig(name: string): Partial<ModelConfig> {
-  const p = FBI_PRESETS[name] ?? LLAMA_PRESETS[name];
-  if (!p) throw new Error(`unknown preset '${name}'; available: ${[...Object.keys(FBI_PRESETS), ...Object.keys(LLAMA_PRESETS)].join(', ')}`);
-  return { ...p };
-}
 
 type Json = Record<string, unknown>;
 
@@ -69,11 +42,11 @@ function ropeThetaOf(hf: Json): number {
 export type WeightShapes = Map<string, { shape: number[] }>;
 
 /**
- * Maps an HF LlamaForCausalLM config.json to a ModelConfig. FBI-LLM checkpoints are detected from
- * the `frugal_linear: "fbi"` field this library writes, or from `wscale` tensors among the weights
- * (the released FBI-LLM configs are plain Llama configs); the scale pattern comes from the wscale shape.
+ * LlamaForCausalLM config.json -> ModelConfig fields. FBI-LLM checkpoints are detected from the
+ * `frugal_linear: "fbi"` field this library writes, or from `wscale` tensors among the weights (the
+ * released FBI-LLM configs are plain Llama configs); the scale pattern comes from the wscale shape.
  */
-export function configFromHf(hf: Json, weights?: WeightShapes): Partial<ModelConfig> {
+export function llamaFromHf(hf: Json, weights?: WeightShapes): Partial<ModelConfig> {
   const arch = hf.architectures;
   if (hf.model_type !== undefined && hf.model_type !== 'llama') {
     throw new Error(`config.json: model_type '${String(hf.model_type)}' is not a Llama model; this loader reads LlamaForCausalLM checkpoints`);
@@ -124,14 +97,21 @@ export function configFromHf(hf: Json, weights?: WeightShapes): Partial<ModelCon
   return cfg;
 }
 
-/** The HF config.json for a ModelConfig (LLaMA layout only), with the FBI marker fields when binarized. */
-export function configToHf(cfg: ModelConfig): Json {
+/** Why a config has no LlamaForCausalLM form, or undefined when it has one. */
+function notLlamaLayout(cfg: ModelConfig): string | undefined {
   if (cfg.mixer !== 'attention' || (Array.isArray(cfg.ffn) ? cfg.ffn.some((f) => f !== 'swiglu') : cfg.ffn !== 'swiglu') || cfg.ropeStyle !== 'half') {
-    throw new Error('configToHf: only LLaMA-layout models (attention mixer, SwiGLU FFN, half-split RoPE) map to LlamaForCausalLM');
+    return 'only LLaMA-layout models (attention mixer, SwiGLU FFN, half-split RoPE) map to LlamaForCausalLM';
   }
   if (cfg.qkNorm || (cfg.headDim !== undefined && cfg.headDim * cfg.numHeads !== cfg.hiddenSize)) {
-    throw new Error('configToHf: q/k norms and a head size other than hidden_size / num_attention_heads (Qwen3 layouts) do not map to LlamaForCausalLM');
+    return 'q/k norms and a head size other than hidden_size / num_attention_heads (Qwen3 layouts) do not map to LlamaForCausalLM';
   }
+  return undefined;
+}
+
+/** LlamaForCausalLM config.json fields of a LLaMA-layout config, with the FBI marker fields when binarized. */
+export function llamaToHf(cfg: ModelConfig): Json {
+  const problem = notLlamaLayout(cfg);
+  if (problem) throw new Error(`configToHf: ${problem}`);
   const hf: Json = {
     architectures: ['LlamaForCausalLM'],
     model_type: 'llama',
@@ -158,6 +138,95 @@ export function configToHf(cfg: ModelConfig): Json {
     hf.frugal_fbi_scale = cfg.fbiScale;
   }
   return hf;
+}
+
+/** ttt.py TTTConfig (config.json, model_type 'ttt') -> ModelConfig fields; missing keys take TTTConfig's defaults. */
+function tttFromHf(json: Json): Partial<ModelConfig> {
+  const get = <T>(k: string, def: T): T => (json[k] === undefined || json[k] === null ? def : (json[k] as T));
+  const type = get('model_type', 'ttt');
+  if (type !== 'ttt') throw new Error(`config.json: model_type '${String(type)}' is not a TTT model (expected 'ttt')`);
+  const layerType = get('ttt_layer_type', 'linear');
+  if (layerType !== 'linear' && layerType !== 'mlp') {
+    throw new Error(`config.json: ttt_layer_type '${String(layerType)}' is not supported (use 'linear' or 'mlp')`);
+  }
+  const act = get('hidden_act', 'silu');
+  if (act !== 'silu') throw new Error(`config.json: hidden_act '${String(act)}' is not supported (the SwiGLU FFN needs 'silu')`);
+  const flags = [get('pre_conv', false), get('share_qk', false), get('use_gate', false)];
+  if (flags.some((v) => v !== flags[0])) {
+    throw new Error(
+      `config.json: pre_conv=${flags[0]}, share_qk=${flags[1]}, use_gate=${flags[2]} mixes backbones; ` +
+      'set all three true (Mamba backbone) or all false (Transformer backbone)',
+    );
+  }
+  const heads = get('num_attention_heads', 32);
+  return {
+    vocabSize: get('vocab_size', 32000),
+    hiddenSize: get('hidden_size', 2048),
+    intermediateSize: get('intermediate_size', 5504),
+    numLayers: get('num_hidden_layers', 24),
+    numHeads: heads,
+    numKvHeads: heads,
+    maxPositions: get('max_position_embeddings', 2048),
+    rmsNormEps: get('rms_norm_eps', 1e-6),
+    ropeTheta: get('rope_theta', 10000),
+    ropeStyle: 'interleaved',
+    tieEmbeddings: get('tie_word_embeddings', true),
+    linear: 'dense',
+    mixer: layerType === 'linear' ? 'ttt-linear' : 'ttt-mlp',
+    ffn: 'swiglu',
+    ttt: {
+      backbone: flags[0] ? 'mamba' : 'transformer',
+      miniBatch: get('mini_batch_size', 16),
+      baseLr: get('ttt_base_lr', 1.0),
+      convKernel: get('conv_kernel', 4),
+    },
+    bosTokenId: get('bos_token_id', 1),
+    eosTokenId: get('eos_token_id', 2),
+  };
+}
+
+/** The common HF fields of a layout no HF architecture describes (TTT or PEER variants, mixes). */
+function frugalToHf(cfg: ModelConfig): Json {
+  return {
+    architectures: ['FrugalForCausalLM'],
+    model_type: 'frugal',
+    vocab_size: cfg.vocabSize,
+    hidden_size: cfg.hiddenSize,
+    num_hidden_layers: cfg.numLayers,
+    num_attention_heads: cfg.numHeads,
+    num_key_value_heads: cfg.numKvHeads,
+    intermediate_size: cfg.intermediateSize,
+    max_position_embeddings: cfg.maxPositions,
+    rms_norm_eps: cfg.rmsNormEps,
+    tie_word_embeddings: cfg.tieEmbeddings,
+    torch_dtype: 'float32',
+  };
+}
+
+function isTtt(hf: Json): boolean {
+  return hf.model_type === 'ttt' || (Array.isArray(hf.architectures) && hf.architectures.includes('TTTForCausalLM'));
+}
+
+/**
+ * ModelConfig of a config.json: the embedded frugal config when present (what toHf writes), else
+ * the mapping of its architecture: ttt.py's TTTForCausalLM (model_type 'ttt') or LlamaForCausalLM
+ * (dense or FBI; `weights` are the checkpoint's tensor shapes, to detect FBI linears without the marker).
+ */
+export function fromHf(hf: Json, weights?: WeightShapes, source = 'config.json'): ModelConfig {
+  if (hf.frugal !== undefined) {
+    if (typeof hf.frugal !== 'object' || hf.frugal === null || Array.isArray(hf.frugal)) throw new Error(`${source}: "frugal" must be an object`);
+    return resolveConfig(hf.frugal as Partial<ModelConfig>);
+  }
+  return resolveConfig(isTtt(hf) ? tttFromHf(hf) : llamaFromHf(hf, weights));
+}
+
+/**
+ * The HF config.json of a ModelConfig: LlamaForCausalLM fields for LLaMA layouts (dense or FBI),
+ * otherwise the same common fields under FrugalForCausalLM; the exact config is embedded under
+ * "frugal" so every variant (TTT, PEER) reloads identically.
+ */
+export function toHf(cfg: ModelConfig): Json {
+  return { ...(notLlamaLayout(cfg) ? frugalToHf(cfg) : llamaToHf(cfg)), frugal: cfg };
 }
 
 const IGNORED = /(^|\.)rotary_emb\.inv_freq$/;
@@ -190,11 +259,11 @@ function listNames(names: string[]): string {
   return names.length <= 12 ? names.join(', ') : `${names.slice(0, 12).join(', ')}, ... (${names.length - 12} more)`;
 }
 
-/** Loads an HF-style LlamaForCausalLM folder (config.json + safetensors or torch .bin, sharded or not). */
+/** Loads an HF-style checkpoint folder (config.json + safetensors or torch .bin, sharded or not) of any architecture fromHf reads. */
 export function loadPretrained(dir: string, opts: { device?: DeviceName } = {}): CausalLM {
   const hf = readConfig(dir);
   const { tensors } = loadWeights(dir);
-  const model = new CausalLM(configFromHf(hf, tensors), { device: opts.device });
+  const model = new CausalLM(fromHf(hf, tensors, `${dir}/config.json`), { device: opts.device });
   loadStateDict(model, tensors, `checkpoint ${dir}`);
   return model;
 }
