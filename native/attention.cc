@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
@@ -34,37 +35,16 @@ struct AttnParams {
 };
 constexpr int64_t kBQ = 32, kBK = 64;
 
-// The tiles pass GCC vector types between inlined helpers only, so the ABI note does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-#include "attention_impl.h"
-}
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#include "attention_impl.h"
-}
-#pragma GCC pop_options
-#endif
-namespace portable {
-#include "attention_impl.h"
-}
+#define FRUGAL_ISA_IMPL "attention_impl.h"
+#include "isa_variants.h"
 
 namespace {
 using FwdFn = void (*)(const AttnParams&, int64_t, int64_t, int64_t);
 using BwdFn = void (*)(const AttnParams&, const float*, float*, int64_t, int64_t, int64_t);
 
 void pick(FwdFn* f, BwdFn* b) {
-#if defined(__x86_64__)
-  if (has_avx512()) { *f = avx512::forward_task; *b = avx512::backward_task; return; }
-  if (has_avx2()) { *f = avx2::forward_task; *b = avx2::backward_task; return; }
-#endif
-  *f = portable::forward_task;
-  *b = portable::backward_task;
+  *f = FRUGAL_ISA_PICK(forward_task);
+  *b = FRUGAL_ISA_PICK(backward_task);
 }
 
 void forward(const AttnParams& p) {
@@ -119,14 +99,6 @@ void backward(const AttnParams& p, float* dq) {
   }
 }
 
-const char* isa_name() {
-#if defined(__x86_64__)
-  if (has_avx512()) return "avx512";
-  if (has_avx2()) return "avx2";
-#endif
-  return "scalar";
-}
-
 // Shapes are validated by the TS wrapper with friendly messages; these checks only keep a bad
 // direct call from touching memory outside the arrays.
 AttnParams parse(const Napi::CallbackInfo& info, int first_dim, bool backward) {
@@ -164,7 +136,7 @@ Napi::Value js_backward(const Napi::CallbackInfo& info) {
   backward(p, f32(info, 6));
   return info.Env().Undefined();
 }
-Napi::Value js_isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name()); }
+Napi::Value js_isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name(cpu_isa())); }
 }  // namespace
 
 FRUGAL_EXPORT("attentionForward", js_forward)

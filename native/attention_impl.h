@@ -7,57 +7,12 @@
 // lse2 = lse * log2(e); lse itself is stored in natural-log units of scale * q.k.
 
 #include "vec16.h"
+#include "small_gemm.h"
 
-// C[m, n] (+)= sum_k A(i, k) * B[k, :], A(i, k) = A[i * sam + k * sak] (so A may be read transposed),
-// B row-major with ldb, n a multiple of 16. Two rows at a time keep 2 * NV independent FMA chains.
-template <int NV>
-static inline void mm_cols(int64_t m, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B,
-                           int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  int64_t i = 0;
-  for (; i + 2 <= m; i += 2) {
-    v16 c0[NV], c1[NV];
-    for (int v = 0; v < NV; v++) {
-      c0[v] = accumulate ? ld(C + i * ldc + 16 * v) : v16{};
-      c1[v] = accumulate ? ld(C + (i + 1) * ldc + 16 * v) : v16{};
-    }
-    const float* a0 = A + i * sam;
-    const float* a1 = a0 + sam;
-    for (int64_t k = 0; k < kk; k++) {
-      const float* bk = B + k * ldb;
-      float x0 = a0[k * sak], x1 = a1[k * sak];
-      for (int v = 0; v < NV; v++) {
-        v16 b = ld(bk + 16 * v);
-        c0[v] += x0 * b;
-        c1[v] += x1 * b;
-      }
-    }
-    for (int v = 0; v < NV; v++) {
-      st(C + i * ldc + 16 * v, c0[v]);
-      st(C + (i + 1) * ldc + 16 * v, c1[v]);
-    }
-  }
-  if (i < m) {
-    v16 c0[NV];
-    for (int v = 0; v < NV; v++) c0[v] = accumulate ? ld(C + i * ldc + 16 * v) : v16{};
-    const float* a0 = A + i * sam;
-    for (int64_t k = 0; k < kk; k++) {
-      float x0 = a0[k * sak];
-      for (int v = 0; v < NV; v++) c0[v] += x0 * ld(B + k * ldb + 16 * v);
-    }
-    for (int v = 0; v < NV; v++) st(C + i * ldc + 16 * v, c0[v]);
-  }
-}
-
+// C[m, n] (+)= A(m x kk) B[kk, n] (small_gemm.h); two rows at a time keep 2 * NV independent FMA chains.
 static inline void mm(int64_t m, int64_t n, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B,
                       int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  for (int64_t j = 0; j < n; j += 64) {
-    switch (std::min<int64_t>(4, (n - j) / 16)) {
-      case 4: mm_cols<4>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
-      case 3: mm_cols<3>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
-      case 2: mm_cols<2>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
-      default: mm_cols<1>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc, accumulate); break;
-    }
-  }
+  small_gemm<float, 2>(m, n, kk, A, sam, sak, B, ldb, C, ldc, accumulate);
 }
 
 // Copies `rows` rows of D floats (stride `ld`) into a [rows, Dp] tile scaled by `mul`, zero padded

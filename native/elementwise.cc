@@ -7,48 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
 namespace frugal {
 namespace elementwise {
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-#include "elementwise_impl.h"
-}
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#include "elementwise_impl.h"
-}
-#pragma GCC pop_options
-#endif
-namespace portable {
-#include "elementwise_impl.h"
-}
+#define FRUGAL_ISA_IMPL "elementwise_impl.h"
+#include "isa_variants.h"
 
 namespace {
-enum Isa { kAvx512, kAvx2, kPortable };
-Isa isa() {
-#if defined(__x86_64__)
-  if (has_avx512()) return kAvx512;
-  if (has_avx2()) return kAvx2;
-#endif
-  return kPortable;
-}
-#if defined(__x86_64__)
-#define DISPATCH(fn, ...)                              \
-  (isa() == kAvx512 ? avx512::fn(__VA_ARGS__)          \
-   : isa() == kAvx2 ? avx2::fn(__VA_ARGS__)            \
-                    : portable::fn(__VA_ARGS__))
-#else
-#define DISPATCH(fn, ...) portable::fn(__VA_ARGS__)
-#endif
+#define DISPATCH(fn, ...) FRUGAL_ISA_PICK(fn)(__VA_ARGS__)
 
 // Elementwise work is split in chunks of at least this many elements per task.
 constexpr int64_t kGrain = 1 << 15;

@@ -22,14 +22,14 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
+#include "packed_matmul_args.h"
 #include "registry.h"
 #include "threadpool.h"
 
 namespace frugal {
 namespace fbi {
 namespace {
-
-enum Isa { kAuto = 0, kScalar = 1, kAvx2 = 2, kAvx512 = 3 };
 
 struct Problem {
   const float* u;      // [M, kpad] pre-scaled activations, zero past K
@@ -145,17 +145,6 @@ void masked_sums_simd(const Problem& pr) {
 
 #endif
 
-bool isa_available(int isa) {
-  if (isa == kAvx512) return has_avx512();
-  if (isa == kAvx2) return has_avx2();
-  return isa == kScalar;
-}
-
-int resolve_isa(int isa) {
-  if (isa == kAuto) return has_avx512() ? kAvx512 : has_avx2() ? kAvx2 : kScalar;
-  return isa;
-}
-
 void masked_sums(const Problem& pr, int isa) {
 #if defined(__x86_64__)
   if (isa == kAvx512) {
@@ -171,57 +160,31 @@ void masked_sums(const Problem& pr, int isa) {
   }
 }
 
-// fbiPackedMatmul(x f32 [M,K], bits u32 [N,wpr], alpha f32, beta f32, pattern 0 column|1 row|2 single,
-//                 M, K, N, y f32 [M,N], isa 0 auto|1 scalar|2 avx2|3 avx512)
-Napi::Value PackedMatmul(const Napi::CallbackInfo& info) {
-  size_t xn, bn, an, betan, yn;
-  const float* x = f32(info, 0, &xn);
-  const uint32_t* bits = u32(info, 1, &bn);
-  const float* alpha = f32(info, 2, &an);
-  const float* beta = f32(info, 3, &betan);
-  const int pattern = static_cast<int>(num(info, 4));
-  const int64_t M = num(info, 5), K = num(info, 6), N = num(info, 7);
-  float* y = f32(info, 8, &yn);
-  const int isa = resolve_isa(static_cast<int>(num(info, 9)));
-  auto env = info.Env();
-  if (M < 0 || K <= 0 || N <= 0) throw Napi::RangeError::New(env, "fbiPackedMatmul: bad sizes");
-  const int64_t wpr = (K + 31) / 32;
-  const int64_t nscale = pattern == 0 ? K : pattern == 1 ? N : 1;
-  if (pattern < 0 || pattern > 2) throw Napi::RangeError::New(env, "fbiPackedMatmul: pattern must be 0, 1 or 2");
-  if (static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(bn) < N * wpr || static_cast<int64_t>(an) < nscale ||
-      static_cast<int64_t>(betan) < nscale || static_cast<int64_t>(yn) < M * N)
-    throw Napi::RangeError::New(env, "fbiPackedMatmul: an array is shorter than the sizes need");
-  if (!isa_available(isa)) throw Napi::Error::New(env, "fbiPackedMatmul: the requested instruction set is not available on this CPU");
-  if (M == 0) return env.Undefined();
+int64_t row_major_words(int64_t K, int64_t N) { return N * ((K + 31) / 32); }
 
-  const int64_t kpad = wpr * 32;
+// fbiPackedMatmul(x f32 [M,K], bits u32 [N,wpr], alpha, beta, pattern, M, K, N, y f32 [M,N], isa):
+// the arguments as in packed_matmul_args.h, the weights as row-major sign bits.
+Napi::Value PackedMatmul(const Napi::CallbackInfo& info) {
+  const PackedMatmulArgs a(info, "fbiPackedMatmul", row_major_words, cpu_has);
+  const int64_t M = a.M, K = a.K, N = a.N;
+  if (M == 0) return info.Env().Undefined();
+
+  const int64_t wpr = (K + 31) / 32, kpad = wpr * 32;
   std::vector<float> u(static_cast<size_t>(M * kpad), 0.0f), usum(M), bias(M);
   for (int64_t t = 0; t < M; t++) {
-    const float* xt = x + t * K;
     float* ut = u.data() + t * kpad;
-    double su = 0, sb = 0;
-    for (int64_t j = 0; j < K; j++) {
-      ut[j] = pattern == 0 ? alpha[j] * xt[j] : xt[j];
-      su += ut[j];
-      sb += pattern == 0 ? static_cast<double>(beta[j]) * xt[j] : xt[j];
-    }
+    bias[t] = a.scale_inputs(t, ut);
+    double su = 0;
+    for (int64_t j = 0; j < K; j++) su += ut[j];
     usum[t] = static_cast<float>(su);
-    bias[t] = static_cast<float>(sb);  // beta . x (column) or sum(x) (row, single)
   }
-  Problem pr{u.data(), bits, M, N, K, kpad, wpr, y};
-  masked_sums(pr, isa);
+  Problem pr{u.data(), a.w, M, N, K, kpad, wpr, a.y};
+  masked_sums(pr, a.isa);
   for (int64_t t = 0; t < M; t++) {
-    float* yt = y + t * N;
-    for (int64_t i = 0; i < N; i++) {
-      const float s = 2.0f * yt[i] - usum[t];
-      if (pattern == 0) yt[i] = s + bias[t];
-      else {
-        const int64_t q = pattern == 1 ? i : 0;
-        yt[i] = alpha[q] * s + beta[q] * bias[t];
-      }
-    }
+    float* yt = a.y + t * N;
+    for (int64_t i = 0; i < N; i++) yt[i] = a.output(i, 2.0f * yt[i] - usum[t], bias[t]);
   }
-  return env.Undefined();
+  return info.Env().Undefined();
 }
 
 // fbiUnpack(bits u32 [N,wpr], alpha, beta, pattern, K, N, w f32 [N,K]): w = alpha * s + beta.
@@ -273,13 +236,10 @@ Napi::Value PackSigns(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value IsaName(const Napi::CallbackInfo& info) {
-  const int isa = resolve_isa(kAuto);
-  return Napi::String::New(info.Env(), isa == kAvx512 ? "avx512" : isa == kAvx2 ? "avx2" : "scalar");
-}
+Napi::Value IsaName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name(cpu_isa())); }
 
 Napi::Value IsaAvailable(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), isa_available(static_cast<int>(num(info, 0))));
+  return Napi::Boolean::New(info.Env(), cpu_has(static_cast<int>(num(info, 0))));
 }
 
 }  // namespace

@@ -24,14 +24,14 @@
 #include <functional>
 #include <vector>
 
+#include "isa.h"
+#include "packed_matmul_args.h"
 #include "registry.h"
 #include "threadpool.h"
 
 namespace frugal {
 namespace fbi8 {
 namespace {
-
-enum Isa { kAuto = 0, kScalar = 1, kAvx2 = 2, kAvx512 = 3 };
 
 bool has_vnni() {
 #if defined(__x86_64__)
@@ -62,10 +62,7 @@ bool isa_available(int isa) {
   if (isa == kAvx2) return has_avx2() && has_f16c();
   return isa == kScalar;
 }
-int resolve_isa(int isa) {
-  if (isa != kAuto) return isa;
-  return isa_available(kAvx512) ? kAvx512 : isa_available(kAvx2) ? kAvx2 : kScalar;
-}
+int resolve(int isa) { return resolve_isa(isa, isa_available); }
 
 // ---- quantization: one token row of u to int8 -------------------------------------------------
 struct QuantRow {
@@ -269,56 +266,32 @@ Napi::Value Repack(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// fbiInt8Matmul(x f32 [M,K], wi u32 (interleaved), alpha, beta, pattern 0|1|2, M, K, N, y f32 [M,N], isa)
+int64_t interleaved_words(int64_t K, int64_t N) { return 2 * ((N + 15) / 16) * ((K + 3) / 4); }
+
+// fbiInt8Matmul(x f32 [M,K], wi u32 (interleaved), alpha, beta, pattern, M, K, N, y f32 [M,N], isa):
+// the arguments as in packed_matmul_args.h, the weights in the interleaved layout (fbiRepack).
 Napi::Value Int8Matmul(const Napi::CallbackInfo& info) {
-  size_t xn, wn, an, betan, yn;
-  const float* x = f32(info, 0, &xn);
-  const uint32_t* w32 = u32(info, 1, &wn);
-  const float* alpha = f32(info, 2, &an);
-  const float* beta = f32(info, 3, &betan);
-  const int pattern = static_cast<int>(num(info, 4));
-  const int64_t M = num(info, 5), K = num(info, 6), N = num(info, 7);
-  float* y = f32(info, 8, &yn);
-  const int isa = resolve_isa(static_cast<int>(num(info, 9)));
+  const PackedMatmulArgs a(info, "fbiInt8Matmul", interleaved_words, isa_available);
   auto env = info.Env();
-  if (M < 0 || K <= 0 || N <= 0 || pattern < 0 || pattern > 2) throw Napi::RangeError::New(env, "fbiInt8Matmul: bad sizes or pattern");
-  const int64_t G = (K + 3) / 4, NB = (N + 15) / 16;
-  const int64_t nscale = pattern == 0 ? K : pattern == 1 ? N : 1;
-  if (static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < 2 * NB * G || static_cast<int64_t>(an) < nscale ||
-      static_cast<int64_t>(betan) < nscale || static_cast<int64_t>(yn) < M * N)
-    throw Napi::RangeError::New(env, "fbiInt8Matmul: an array is shorter than the sizes need");
-  if (reinterpret_cast<uintptr_t>(w32) % 8) throw Napi::RangeError::New(env, "fbiInt8Matmul: weights must be 8-byte aligned");
-  if (!isa_available(isa)) throw Napi::Error::New(env, "fbiInt8Matmul: the requested instruction set is not available on this CPU");
+  if (reinterpret_cast<uintptr_t>(a.w) % 8) throw Napi::RangeError::New(env, "fbiInt8Matmul: weights must be 8-byte aligned");
+  const int64_t M = a.M, K = a.K, N = a.N;
   if (M == 0) return env.Undefined();
 
+  const int64_t G = (K + 3) / 4, NB = (N + 15) / 16;
   std::vector<int8_t> q(static_cast<size_t>(M * G * 4));
   std::vector<float> u(static_cast<size_t>(K)), bias(M);
   std::vector<QuantRow> qr(M);
   for (int64_t t = 0; t < M; t++) {
-    const float* xt = x + t * K;
-    double sb = 0;
-    for (int64_t j = 0; j < K; j++) {
-      u[j] = pattern == 0 ? alpha[j] * xt[j] : xt[j];
-      sb += pattern == 0 ? static_cast<double>(beta[j]) * xt[j] : xt[j];
-    }
-    bias[t] = static_cast<float>(sb);
+    bias[t] = a.scale_inputs(t, u.data());
     qr[t] = quantize_row(u.data(), K, q.data() + t * G * 4, G * 4);
   }
   std::vector<int32_t> p(static_cast<size_t>(M * NB * 16));
-  Problem pr{q.data(), reinterpret_cast<const uint64_t*>(w32), M, NB, G, p.data()};
-  masked_sums(pr, isa);
+  Problem pr{q.data(), reinterpret_cast<const uint64_t*>(a.w), M, NB, G, p.data()};
+  masked_sums(pr, a.isa);
   for (int64_t t = 0; t < M; t++) {
     const int32_t* pt = p.data() + t * NB * 16;
-    float* yt = y + t * N;
-    const float d = qr[t].d;
-    for (int64_t i = 0; i < N; i++) {
-      const float s = d * static_cast<float>(2 * pt[i] - qr[t].qs);
-      if (pattern == 0) yt[i] = s + bias[t];
-      else {
-        const int64_t k = pattern == 1 ? i : 0;
-        yt[i] = alpha[k] * s + beta[k] * bias[t];
-      }
-    }
+    float* yt = a.y + t * N;
+    for (int64_t i = 0; i < N; i++) yt[i] = a.output(i, qr[t].d * static_cast<float>(2 * pt[i] - qr[t].qs), bias[t]);
   }
   return env.Undefined();
 }
@@ -440,12 +413,12 @@ Napi::Value F16Matmul(const Napi::CallbackInfo& info) {
   const uint16_t* w = typed_ptr<uint16_t, napi_uint16_array>(info[1], &wn, "uint16 argument");
   const int64_t M = num(info, 2), K = num(info, 3), N = num(info, 4);
   float* y = f32(info, 5, &yn);
-  const int isa = resolve_isa(static_cast<int>(num(info, 6)));
+  const int isa = resolve(static_cast<int>(num(info, 6)));
   auto env = info.Env();
   if (M < 0 || K <= 0 || N <= 0 || static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < N * K ||
       static_cast<int64_t>(yn) < M * N)
     throw Napi::RangeError::New(env, "f16Matmul: bad sizes");
-  if (!isa_available(isa)) throw Napi::Error::New(env, "f16Matmul: the requested instruction set is not available on this CPU");
+  require_isa(env, "f16Matmul", isa, isa_available);
 #if defined(__x86_64__)
   if (isa == kAvx512) return f16_simd<f16_tile512<4, 4>, f16_tile512<1, 1>, f16_tile512<1, 8>, 4, 4, 8>(x, w, M, K, N, y), env.Undefined();
   if (isa == kAvx2) return f16_simd<f16_tile256<3, 4>, f16_tile256<1, 1>, f16_tile256<1, 4>, 3, 4, 4>(x, w, M, K, N, y), env.Undefined();
@@ -511,12 +484,12 @@ Napi::Value I8Matmul(const Napi::CallbackInfo& info) {
   const int32_t* rowsum = i32(info, 3, &rn);
   const int64_t M = num(info, 4), K = num(info, 5), kp = num(info, 6), N = num(info, 7);
   float* y = f32(info, 8, &yn);
-  const int isa = resolve_isa(static_cast<int>(num(info, 9)));
+  const int isa = resolve(static_cast<int>(num(info, 9)));
   auto env = info.Env();
   if (M < 0 || K <= 0 || N <= 0 || kp < K || kp % 64 || static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < N * kp ||
       static_cast<int64_t>(sn) < N || static_cast<int64_t>(rn) < N || static_cast<int64_t>(yn) < M * N)
     throw Napi::RangeError::New(env, "i8Matmul: bad sizes");
-  if (!isa_available(isa)) throw Napi::Error::New(env, "i8Matmul: the requested instruction set is not available on this CPU");
+  require_isa(env, "i8Matmul", isa, isa_available);
   if (M == 0) return env.Undefined();
   std::vector<int8_t> q(static_cast<size_t>(M * kp));
   std::vector<QuantRow> qr(M);
@@ -603,7 +576,7 @@ Napi::Value Int8IsaAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), isa_available(static_cast<int>(num(info, 0))));
 }
 Napi::Value Int8IsaName(const Napi::CallbackInfo& info) {
-  const int isa = resolve_isa(kAuto);
+  const int isa = resolve(kAuto);
   return Napi::String::New(info.Env(), isa == kAvx512 ? (has_vnni() ? "avx512-vnni" : "avx512bw") : isa == kAvx2 ? "avx2" : "scalar");
 }
 

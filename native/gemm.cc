@@ -13,6 +13,7 @@
 #include <string>
 
 #include "gemm_kernels.h"
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
@@ -186,20 +187,6 @@ struct Driver {
   }
 };
 
-enum class Isa { Avx512, Avx2, Scalar };
-
-Isa pick_isa() {
-#if defined(__x86_64__)
-  if (has_avx512()) return Isa::Avx512;
-  if (has_avx2()) return Isa::Avx2;
-#endif
-  return Isa::Scalar;
-}
-
-const char* isa_name(Isa isa) {
-  return isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "scalar";
-}
-
 // KC keeps a KC x NR panel of B within L1 (32 KiB at 256 x 32 floats); MC x KC of A fits L2.
 void run(const Problem& p, bool threaded) {
   if (p.M == 0 || p.N == 0) return;
@@ -207,14 +194,14 @@ void run(const Problem& p, bool threaded) {
   // Below ~2 MFLOP waking the pool costs more than it saves.
   int nthreads = num_threads();
   bool mt = threaded && nthreads > 1 && 2.0 * p.M * p.N * p.K >= 2e6;
-  switch (pick_isa()) {
+  switch (cpu_isa()) {
 #if defined(__x86_64__)
-    case Isa::Avx512: {
+    case kAvx512: {
       using D = Driver<kAvx512MR, kAvx512NR, kernel_avx512>;
       Blocking bl{kAvx512MR * 12, 256, kAvx512NR * 64};
       return mt ? D::run_threaded(p, bl, nthreads) : D::run_single(p, bl);
     }
-    case Isa::Avx2: {
+    case kAvx2: {
       using D = Driver<kAvx2MR, kAvx2NR, kernel_avx2>;
       Blocking bl{kAvx2MR * 24, 256, kAvx2NR * 128};
       return mt ? D::run_threaded(p, bl, nthreads) : D::run_single(p, bl);
@@ -249,7 +236,7 @@ void sgemm_batched(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_
   }
 }
 
-const char* sgemm_isa() { return isa_name(pick_isa()); }
+const char* sgemm_isa() { return isa_name(cpu_isa()); }
 
 namespace {
 // Rejects any call that would touch memory outside the typed arrays (the TS wrapper gives the

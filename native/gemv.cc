@@ -2,40 +2,19 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
 namespace frugal {
 namespace gemv {
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-#include "gemv_impl.h"
-}
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#include "gemv_impl.h"
-}
-#pragma GCC pop_options
-#endif
-namespace portable {
-#include "gemv_impl.h"
-}
+#define FRUGAL_ISA_IMPL "gemv_impl.h"
+#include "isa_variants.h"
 
 namespace {
 using Fn = void (*)(int64_t, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                     float*, int64_t);
-Fn pick(bool transB) {
-#if defined(__x86_64__)
-  if (has_avx512()) return transB ? avx512::gemv_t : avx512::gemv_n;
-  if (has_avx2()) return transB ? avx2::gemv_t : avx2::gemv_n;
-#endif
-  return transB ? portable::gemv_t : portable::gemv_n;
-}
+Fn pick(bool transB) { return transB ? FRUGAL_ISA_PICK(gemv_t) : FRUGAL_ISA_PICK(gemv_n); }
 
 // sgemvSmall(transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc); bounds are
 // checked by the TS caller (src/backend/cpu/gemm.ts) before any call.

@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
@@ -599,10 +600,7 @@ Napi::Value js_advise_huge_pages(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value js_isa(const Napi::CallbackInfo& info) {
-#if defined(__x86_64__)
-  if (has_avx512()) return Napi::String::New(info.Env(), "avx512");
-#endif
-  return Napi::String::New(info.Env(), "scalar");
+  return Napi::String::New(info.Env(), isa_name(has_avx512() ? kAvx512 : kScalar));  // no AVX2 build here
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 #if defined(__x86_64__)
@@ -18,7 +19,6 @@
 namespace frugal {
 namespace quant {
 enum { kQ8_0 = 0, kQ4_0 = 1, kQ1_0 = 2 };
-enum { kAuto = 0, kScalar = 1, kAvx2 = 2, kAvx512 = 3 };
 
 static inline float half_to_float(uint32_t h) {
   const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -56,51 +56,13 @@ static const uint64_t* sign_table() {
   return table.data();
 }
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-#define FRUGAL_QUANT_AVX2 1
-#include "quant_impl.h"
-#undef FRUGAL_QUANT_AVX2
-#undef FRUGAL_QUANT_DIRECT
-}
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#define FRUGAL_QUANT_AVX2 1
-#include "quant_impl.h"
-#undef FRUGAL_QUANT_AVX2
-#undef FRUGAL_QUANT_DIRECT
-}
-#pragma GCC pop_options
-#endif
-namespace portable {
-#include "quant_impl.h"
-}
+#define FRUGAL_ISA_IMPL "quant_impl.h"
+#include "isa_variants.h"
 
 namespace {
 using TileFn = void (*)(int, const uint8_t*, int64_t, int64_t, int64_t, int64_t, int64_t, const int8_t*, const float*,
                         int64_t, float*, int8_t*, float*);
 using QuantFn = void (*)(const float*, int64_t, int64_t, int8_t*, float*);
-
-bool isa_available(int isa) {
-#if defined(__x86_64__)
-  if (isa == kAvx512) return has_avx512();
-  if (isa == kAvx2) return has_avx2();
-#endif
-  return isa == kScalar;
-}
-int resolve_isa(int isa) {
-  if (isa != kAuto) return isa;
-#if defined(__x86_64__)
-  if (has_avx512()) return kAvx512;
-  if (has_avx2()) return kAvx2;
-#endif
-  return kScalar;
-}
 
 constexpr int64_t kTile = 8;  // weight rows unpacked together; one activation load feeds all of them
 
@@ -115,7 +77,7 @@ Napi::Value js_quant_matmul(const Napi::CallbackInfo& info) {
   const int64_t N = num(info, 5);
   float* y = f32(info, 6);
   const int isa = resolve_isa(static_cast<int>(num(info, 7)));
-  if (!isa_available(isa)) throw Napi::Error::New(env, "quantMatmul: the requested instruction set is not available on this CPU");
+  require_isa(env, "quantMatmul", isa);
   if (type < 0 || type > 2) throw Napi::Error::New(env, "quantMatmul: unknown block type");
   const int64_t rowBytes = type == kQ8_0 ? K / 32 * 34 : type == kQ4_0 ? K / 32 * 18 : K / 128 * 18;
   TileFn tileFn = portable::tile;
@@ -144,7 +106,7 @@ Napi::Value js_quant_matmul(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value js_quant_isa_available(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), isa_available(static_cast<int>(num(info, 0))));
+  return Napi::Boolean::New(info.Env(), cpu_has(static_cast<int>(num(info, 0))));
 }
 }  // namespace
 FRUGAL_EXPORT("quantMatmul", js_quant_matmul)

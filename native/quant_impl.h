@@ -41,7 +41,7 @@ static inline int32_t dot32(const int8_t* a, const int8_t* b) {
 }
 
 // sum over 32-blocks j of sa[j] * sb[j] * (a . b)_j
-#if defined(FRUGAL_QUANT_AVX2)
+#if defined(FRUGAL_ISA_X86)
 // int8 products through maddubs (|a| unsigned times b with a's sign); activations are in [-127, 127],
 // so the pair sums cannot saturate. A weight of exactly -128 (not produced by the Q8_0 quantizer, whose
 // values lie in [-127, 127]) would have its sign lost where the activation is negative.
@@ -106,7 +106,6 @@ static float dot_row_direct(int type, const uint8_t* row, const int8_t* a, const
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-#define FRUGAL_QUANT_DIRECT 1
 #else
 static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b, const float* sb, int64_t nb) {
   float acc = 0;
@@ -120,7 +119,7 @@ static inline float dot_blocks(const int8_t* a, const float* sa, const int8_t* b
 static void tile(int type, const uint8_t* w, int64_t rowBytes, int64_t K, int64_t n0, int64_t n1, int64_t M,
                  const int8_t* qx, const float* sx, int64_t N, float* y, int8_t* wq, float* ws) {
   const int64_t nb = K / 32;
-#if defined(FRUGAL_QUANT_DIRECT)
+#if defined(FRUGAL_ISA_X86)
   if (M <= 2) {
     for (int64_t m = 0; m < M; m++)
       for (int64_t n = n0; n < n1; n++) y[m * N + n] = dot_row_direct(type, w + n * rowBytes, qx + m * K, sx + m * nb, K);

@@ -33,6 +33,13 @@ inline uint32_t* u32(const Napi::CallbackInfo& info, int i, size_t* len = nullpt
 inline uint8_t* u8(const Napi::CallbackInfo& info, int i, size_t* len = nullptr) {
   return typed_ptr<uint8_t, napi_uint8_array>(info[i], len, "uint8 argument");
 }
+// A Float32Array of exactly `want` elements; `what` names it in the error message.
+inline float* f32_exact(const Napi::Value& v, int64_t want, const std::string& what) {
+  size_t len;
+  float* p = typed_ptr<float, napi_float32_array>(v, &len, what.c_str());
+  if (static_cast<int64_t>(len) != want) throw Napi::RangeError::New(v.Env(), what + " has the wrong length");
+  return p;
+}
 inline int64_t num(const Napi::CallbackInfo& info, int i) { return info[i].As<Napi::Number>().Int64Value(); }
 inline double dnum(const Napi::CallbackInfo& info, int i) { return info[i].As<Napi::Number>().DoubleValue(); }
 }  // namespace frugal

@@ -1,9 +1,9 @@
 #include "threadpool.h"
+#include "isa.h"
 #include "registry.h"
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -107,23 +107,6 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
     int64_t b = t * chunk, e = std::min(n, b + chunk);
     if (b < e) fn(b, e);
   });
-}
-
-bool has_avx512() {
-#if defined(__x86_64__)
-  static bool v = __builtin_cpu_supports("avx512f") && !std::getenv("FRUGAL_NO_AVX512");
-  return v;
-#else
-  return false;
-#endif
-}
-bool has_avx2() {
-#if defined(__x86_64__)
-  static bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !std::getenv("FRUGAL_NO_AVX2");
-  return v;
-#else
-  return false;
-#endif
 }
 
 static Napi::Value js_num_threads(const Napi::CallbackInfo& info) {

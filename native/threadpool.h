@@ -10,7 +10,4 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& fn);
 int num_threads();
 void set_num_threads(int n);
-// CPU features for runtime dispatch.
-bool has_avx512();
-bool has_avx2();
 }  // namespace frugal

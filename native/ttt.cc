@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
@@ -32,42 +33,11 @@ struct TttParams {
   float* sv[4];  // null entries when nothing is saved
 };
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-// 4 rows x 4 zmm accumulators = 16 of the 32 registers.
-#define TTT_ROWS 4
-#include "ttt_impl.h"
-#undef TTT_ROWS
-}  // namespace avx512
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#define TTT_ROWS 2
-#include "ttt_impl.h"
-#undef TTT_ROWS
-}  // namespace avx2
-#pragma GCC pop_options
-#endif
-namespace portable {
-#define TTT_ROWS 2
-#include "ttt_impl.h"
-#undef TTT_ROWS
-}  // namespace portable
+#define FRUGAL_ISA_IMPL "ttt_impl.h"
+#include "isa_variants.h"
 
 namespace {
 using TaskFn = void (*)(const TttParams&, int64_t);
-
-TaskFn pick() {
-#if defined(__x86_64__)
-  if (has_avx512()) return avx512::head_task;
-  if (has_avx2()) return avx2::head_task;
-#endif
-  return portable::head_task;
-}
 
 // The TS wrapper validates shapes with friendly messages; these checks only keep a bad direct call
 // from touching memory outside the arrays.
@@ -83,12 +53,7 @@ Napi::Value js_forward(const Napi::CallbackInfo& info) {
   p.nseg = 0;
   for (int64_t t = 0; t < p.L; p.nseg++) t += std::min(p.K - (p.start + t) % p.K, p.L - t);
   const int64_t B = p.B, nh = p.nh, L = p.L, f = p.f, h = p.h, K = p.K;
-  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) -> float* {
-    size_t len;
-    float* ptr = typed_ptr<float, napi_float32_array>(v, &len, what.c_str());
-    if (static_cast<int64_t>(len) != want) throw Napi::RangeError::New(env, "tttForward: " + what + " has the wrong length");
-    return ptr;
-  };
+  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) { return f32_exact(v, want, "tttForward: " + what); };
   const int64_t xn = B * nh * L * f;
   p.xq = get(info[8], xn, "xq"); p.xk = get(info[9], xn, "xk"); p.xv = get(info[10], xn, "xv");
   p.lr = get(info[11], B * nh * L, "lr"); p.te = get(info[12], K, "tokenEta");
@@ -108,17 +73,11 @@ Napi::Value js_forward(const Napi::CallbackInfo& info) {
     auto a = info[21].As<Napi::Array>();
     for (int i = 0; i < (p.mlp ? 4 : 2); i++) p.sv[i] = get(a.Get(i), B * nh * p.nseg * wsz[i], std::string("saved ") + wname[i]);
   }
-  TaskFn task = pick();
+  TaskFn task = FRUGAL_ISA_PICK(head_task);
   parallel_tasks(B * nh, [&](int64_t bh) { task(p, bh); });
   return env.Undefined();
 }
-Napi::Value js_isa(const Napi::CallbackInfo& info) {
-#if defined(__x86_64__)
-  if (has_avx512()) return Napi::String::New(info.Env(), "avx512");
-  if (has_avx2()) return Napi::String::New(info.Env(), "avx2");
-#endif
-  return Napi::String::New(info.Env(), "portable");
-}
+Napi::Value js_isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name(cpu_isa())); }
 }  // namespace
 
 FRUGAL_EXPORT("tttForward", js_forward)

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
 
@@ -40,42 +41,11 @@ struct BwdPartial {
   double* dte;    // [K], accumulated
 };
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
-namespace avx512 {
-// 4 rows x 4 zmm accumulators = 16 of the 32 registers.
-#define TTT_BWD_ROWS 4
-#include "ttt_bwd_impl.h"
-#undef TTT_BWD_ROWS
-}  // namespace avx512
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#define TTT_BWD_ROWS 2
-#include "ttt_bwd_impl.h"
-#undef TTT_BWD_ROWS
-}  // namespace avx2
-#pragma GCC pop_options
-#endif
-namespace portable {
-#define TTT_BWD_ROWS 2
-#include "ttt_bwd_impl.h"
-#undef TTT_BWD_ROWS
-}  // namespace portable
+#define FRUGAL_ISA_IMPL "ttt_bwd_impl.h"
+#include "isa_variants.h"
 
 namespace {
 using TaskFn = void (*)(const BwdParams&, int64_t, const BwdPartial&);
-
-TaskFn pick() {
-#if defined(__x86_64__)
-  if (has_avx512()) return avx512::bwd_head_task;
-  if (has_avx2()) return avx2::bwd_head_task;
-#endif
-  return portable::bwd_head_task;
-}
 
 // The TS wrapper validates shapes with friendly messages; these checks only keep a bad direct call
 // from touching memory outside the arrays.
@@ -89,12 +59,7 @@ Napi::Value js_backward(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "tttBackward: invalid shape");
   p.nseg = (p.L + p.K - 1) / p.K;
   const int64_t B = p.B, nh = p.nh, L = p.L, f = p.f, h = p.h, K = p.K;
-  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) -> float* {
-    size_t len;
-    float* ptr = typed_ptr<float, napi_float32_array>(v, &len, what.c_str());
-    if (static_cast<int64_t>(len) != want) throw Napi::RangeError::New(env, "tttBackward: " + what + " has the wrong length");
-    return ptr;
-  };
+  auto get = [&](const Napi::Value& v, int64_t want, const std::string& what) { return f32_exact(v, want, "tttBackward: " + what); };
   const int64_t xn = B * nh * L * f;
   p.xq = get(info[7], xn, "xq"); p.xk = get(info[8], xn, "xk"); p.xv = get(info[9], xn, "xv");
   p.lr = get(info[10], B * nh * L, "lr"); p.te = get(info[11], K, "tokenEta");
@@ -130,7 +95,7 @@ Napi::Value js_backward(const Napi::CallbackInfo& info) {
     s.dlnW = base; s.dlnB = base + f; s.dte = base + 2 * f;
     return s;
   };
-  TaskFn task = pick();
+  TaskFn task = FRUGAL_ISA_PICK(bwd_head_task);
   parallel_tasks(ntask, [&](int64_t bh) { task(p, bh, slot(bh)); });
 
   // Fixed-order reduction.

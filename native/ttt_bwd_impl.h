@@ -1,13 +1,15 @@
 // TTT scan backward for one (batch, head), float64 throughout, written once and included by
 // ttt_bwd.cc inside three `#pragma GCC target` regions (AVX-512, AVX2+FMA, baseline), one namespace
 // each, so the contiguous inner loops (dot / axpy) are vectorized for each instruction set. No includes here.
-// Needs `BwdParams`, `BwdPartial`, `kLnEps` and `TTT_BWD_ROWS` (rows per register block) from ttt_bwd.cc.
+// Needs `BwdParams`, `BwdPartial` and `kLnEps` from ttt_bwd.cc; included through isa_variants.h.
 //
 // A line-by-line port of `tttBackwardReference` (src/backend/cpu/ttt.ts), which documents the math:
 // each segment is recomputed from the weights saved at its start, then the output LayerNorm, the dual
 // form, the commit W' = W - te_last keys^T (lr G), the closed-form inner LN gradient (with its
 // second-order terms) and the projections are differentiated in reverse. The reference accumulates
 // in float64; so does this, so the two agree to rounding (dot products sum in a different order).
+
+#include "small_gemm.h"
 
 namespace {
 constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
@@ -127,51 +129,10 @@ void ln_l2_grad_backward(const double* z, const double* tgt, const float* gam, c
   for (int64_t j = 0; j < D; j++) dz[j] = (dxh[j] - mdx - xh[j] * mdxx) / sd + (dstd * xh[j]) / D;
 }
 
-// C[i, 0:8 NV] += sum_k A(i, k) B[k, 0:8 NV] for i < m, A(i, k) = A[i * sam + k * sak]; an R x NV
-// block of C stays in registers across the k loop.
-template <int R, int NV>
-inline void mmd_block(int64_t m, int64_t kk, const double* A, int64_t sam, int64_t sak, const double* B, int64_t ldb,
-                      double* C, int64_t ldc) {
-  int64_t i = 0;
-  for (; i + R <= m; i += R) {
-    v8d c[R][NV];
-    for (int r = 0; r < R; r++)
-      for (int v = 0; v < NV; v++) c[r][v] = *reinterpret_cast<const v8du*>(C + (i + r) * ldc + 8 * v);
-    for (int64_t k = 0; k < kk; k++) {
-      v8d b[NV];
-      for (int v = 0; v < NV; v++) b[v] = *reinterpret_cast<const v8du*>(B + k * ldb + 8 * v);
-      for (int r = 0; r < R; r++) {
-        const double x = A[(i + r) * sam + k * sak];
-        for (int v = 0; v < NV; v++) c[r][v] += x * b[v];
-      }
-    }
-    for (int r = 0; r < R; r++)
-      for (int v = 0; v < NV; v++) *reinterpret_cast<v8du*>(C + (i + r) * ldc + 8 * v) = c[r][v];
-  }
-  if constexpr (R > 1) {
-    if (i < m) mmd_block<1, NV>(m - i, kk, A + i * sam, sam, sak, B, ldb, C + i * ldc, ldc);
-  }
-}
-
-// C[m, n] += A(m x kk) B[kk, n]; columns in blocks of 32 / 24 / 16 / 8 doubles, a scalar tail.
-void mmd(int64_t m, int64_t n, int64_t kk, const double* A, int64_t sam, int64_t sak, const double* B, int64_t ldb,
-         double* C, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 32 <= n; j += 32) mmd_block<TTT_BWD_ROWS, 4>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc);
-  const int64_t rest = (n - j) / 8;
-  switch (rest) {
-    case 3: mmd_block<TTT_BWD_ROWS, 3>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
-    case 2: mmd_block<TTT_BWD_ROWS, 2>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
-    case 1: mmd_block<TTT_BWD_ROWS, 1>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
-    default: break;
-  }
-  j += 8 * rest;
-  if (j == n) return;
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t k = 0; k < kk; k++) {
-      const double x = A[i * sam + k * sak];
-      for (int64_t c = j; c < n; c++) C[i * ldc + c] += x * B[k * ldb + c];
-    }
+// C[m, n] += A(m x kk) B[kk, n] in double (small_gemm.h).
+inline void mmd(int64_t m, int64_t n, int64_t kk, const double* A, int64_t sam, int64_t sak, const double* B, int64_t ldb,
+                double* C, int64_t ldc) {
+  small_gemm<double, FRUGAL_ISA_ROWS>(m, n, kk, A, sam, sak, B, ldb, C, ldc);
 }
 
 // dst[c, r] = src[r, c] for a rows x c columns source.

@@ -1,58 +1,18 @@
 // TTT scan for one (batch, head): the mini-batch dual form, written once with GCC vector types and
 // included by ttt.cc inside three `#pragma GCC target` regions (AVX-512, AVX2+FMA, baseline), one
 // namespace each. No includes here: ttt.cc includes what this needs before opening the namespaces.
-// Needs `TttParams`, `kLnEps` and `TTT_ROWS` (rows per register block) from ttt.cc.
+// Needs `TttParams` and `kLnEps` from ttt.cc; included through isa_variants.h.
 //
 // The math follows the TypeScript reference (src/backend/cpu/ttt.ts) step by step; that file
 // documents the formulas. Here every product of the mini-batch is one small GEMM (K = 16 rows by
-// the head dim) done by `mm`, which keeps a TTT_ROWS x (16 * NV) block of C in registers.
+// the head dim) done by `mm`, which keeps a FRUGAL_ISA_ROWS x (16 * NV) block of C in registers.
 
-#include "vec16.h"
+#include "small_gemm.h"
 
-// C[i, 0:16 NV] += sum_k A(i, k) B[k, 0:16 NV] for i < m, A(i, k) = A[i * sam + k * sak].
-template <int R, int NV>
-static inline void mm_block(int64_t m, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B,
-                            int64_t ldb, float* C, int64_t ldc) {
-  int64_t i = 0;
-  for (; i + R <= m; i += R) {
-    v16 c[R][NV];
-    for (int r = 0; r < R; r++)
-      for (int v = 0; v < NV; v++) c[r][v] = ld(C + (i + r) * ldc + 16 * v);
-    for (int64_t k = 0; k < kk; k++) {
-      v16 b[NV];
-      for (int v = 0; v < NV; v++) b[v] = ld(B + k * ldb + 16 * v);
-      for (int r = 0; r < R; r++) {
-        const float x = A[(i + r) * sam + k * sak];
-        for (int v = 0; v < NV; v++) c[r][v] += x * b[v];
-      }
-    }
-    for (int r = 0; r < R; r++)
-      for (int v = 0; v < NV; v++) st(C + (i + r) * ldc + 16 * v, c[r][v]);
-  }
-  if constexpr (R > 1) {
-    if (i < m) mm_block<1, NV>(m - i, kk, A + i * sam, sam, sak, B, ldb, C + i * ldc, ldc);
-  }
-}
-
-// C[m, n] += A(m x kk) B[kk, n]; columns in blocks of 64 / 48 / 32 / 16, a scalar tail for n % 16.
-static void mm(int64_t m, int64_t n, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
-               float* C, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 64 <= n; j += 64) mm_block<TTT_ROWS, 4>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc);
-  const int64_t rest = (n - j) / 16;
-  switch (rest) {
-    case 3: mm_block<TTT_ROWS, 3>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
-    case 2: mm_block<TTT_ROWS, 2>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
-    case 1: mm_block<TTT_ROWS, 1>(m, kk, A, sam, sak, B + j, ldb, C + j, ldc); break;
-    default: break;
-  }
-  j += 16 * rest;
-  if (j == n) return;
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t k = 0; k < kk; k++) {
-      const float x = A[i * sam + k * sak];
-      for (int64_t c = j; c < n; c++) C[i * ldc + c] += x * B[k * ldb + c];
-    }
+// C[m, n] += A(m x kk) B[kk, n] (small_gemm.h).
+static inline void mm(int64_t m, int64_t n, int64_t kk, const float* A, int64_t sam, int64_t sak, const float* B,
+                      int64_t ldb, float* C, int64_t ldc) {
+  small_gemm<float, FRUGAL_ISA_ROWS>(m, n, kk, A, sam, sak, B, ldb, C, ldc);
 }
 
 static inline float gelu(float x) {

@@ -2,10 +2,12 @@
 // (transposes, edges, alpha/beta), then fp32 throughput at n = 4096 and 2048 with a few entries of C
 // checked against float64 sums. One JSON line per result.
 // Usage: node --import tsx bench/probes/webgpu-matmul-probe.ts [--check-only] [--variants a,b] [--sizes 4096,2048] [--reps 20]
-// The default variant for the library is chosen with FRUGAL_WEBGPU_MATMUL_VARIANT=<name>.
+// The variants are in bench/probes/webgpu-matmul-variants.ts; the library runs quad16.
 import type { Backend, Buf } from '../../src/backend/types.ts';
 import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
-import { MATMUL_VARIANTS, matmulVariantSharedBytes, setMatmulVariant } from '../../src/backend/webgpu/kernels/matmul.ts';
+import type { MatmulParams } from '../../src/backend/webgpu/kernels/matmul.ts';
+import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
+import { MATMUL_VARIANTS, matmulVariant, matmulVariantSharedBytes } from './webgpu-matmul-variants.ts';
 
 const TOL = 1e-5; // relative max-abs error on small shapes (k <= 256), as in the parity test
 const BIG_TOL = 1e-4; // sampled entries at k = 4096: fp32 rounding grows with sqrt(k)
@@ -52,10 +54,14 @@ function relErr(got: ArrayLike<number>, ref: ArrayLike<number>, idx?: number[]):
   return d / Math.max(mx, 1e-30);
 }
 
+/** The variant being measured, on WebGPU buffers. */
+let variant = 'quad16';
+const mm = (a: Buf, b: Buf, c: Buf, p: MatmulParams) => matmulVariant(webgpuRuntime(), variant, a as GpuBuf, b as GpuBuf, c as GpuBuf, p);
+
 async function check(be: Backend, s: Shape): Promise<number> {
   const a = rand(s.batch * s.m * s.k), b = rand((s.bcastB ? 1 : s.batch) * s.n * s.k), c0 = rand(s.batch * s.m * s.n);
   const [ab, bb, cb] = [a, b, c0].map((x) => be.upload(x.slice()));
-  be.kernels.matmul(ab, bb, cb, { batch: s.batch, m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
+  mm(ab, bb, cb, { batch: s.batch, m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
     strideA: s.m * s.k, strideB: s.bcastB ? 0 : s.n * s.k, strideC: s.m * s.n, alpha: s.alpha, beta: s.beta });
   const got = (await be.read(cb)).slice() as Float32Array;
   for (const x of [ab, bb, cb]) be.free(x as Buf);
@@ -84,7 +90,7 @@ const big = checkOnly ? [] : sizes.map((n) => {
 });
 
 for (const v of variants) {
-  setMatmulVariant(v);
+  variant = v;
   const fallback = matmulVariantSharedBytes(v) > limit;
   for (const s of shapes) {
     const e = await check(gpu, s);
@@ -94,10 +100,10 @@ for (const v of variants) {
   }
   for (const { n, a, b, ab, bb, cb } of big) {
     const p = { batch: 1, m: n, n, k: n, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0 };
-    for (let r = 0; r < 3; r++) gpu.kernels.matmul(ab, bb, cb, p);
+    for (let r = 0; r < 3; r++) mm(ab, bb, cb, p);
     await syncWebGPU();
     const t = performance.now();
-    for (let r = 0; r < reps; r++) gpu.kernels.matmul(ab, bb, cb, p);
+    for (let r = 0; r < reps; r++) mm(ab, bb, cb, p);
     await syncWebGPU();
     const ms = (performance.now() - t) / reps;
     const c = (await gpu.read(cb)) as Float32Array;

@@ -49,15 +49,9 @@ export function fbiPackedMatmul(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: Gpu
   if (rows === 0) return;
   const code = PATTERN_CODE[pattern];
   const u = scratch(rt, rows * kpad, 'f32'), bias = scratch(rt, rows, 'f32'), dq = scratch(rt, rows, 'f32');
-  rt.dispatch({ key: 'fbiPackedPrep', access: 'rrrwww', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> ALPHA: array<f32>;
-@group(0) @binding(2) var<storage, read> BETA: array<f32>;
-@group(0) @binding(3) var<storage, read_write> U: array<f32>;
-@group(0) @binding(4) var<storage, read_write> BIAS: array<f32>;
-@group(0) @binding(5) var<storage, read_write> DQ: array<f32>;
-struct P { M: u32, K: u32, kpad: u32, pattern: u32, quant: u32 }
-@group(0) @binding(6) var<uniform> p: P;
+  rt.dispatch({ key: 'fbiPackedPrep',
+    bindings: [['X', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['U', 'f32', 'w'], ['BIAS', 'f32', 'w'], ['DQ', 'f32', 'w']],
+    uniform: 'M: u32, K: u32, kpad: u32, pattern: u32, quant: u32', code: () => `
 var<workgroup> red: array<f32, ${LANES}>;
 var<workgroup> amaxs: array<f32, ${LANES}>;
 @compute @workgroup_size(${LANES})
@@ -101,16 +95,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (tiles > rt.maxWorkgroups || blocks > rt.maxWorkgroups) {
     throw new Error(`webgpu packed FBI: ${rows} tokens x ${outF} outputs exceed this adapter's ${rt.maxWorkgroups} workgroups per dimension; split the batch`);
   }
-  rt.dispatch({ key: `fbiPackedMatmul:${tm}`, access: 'rrrrrrw', code: () => `
-@group(0) @binding(0) var<storage, read> BITS: array<i32>;
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(3) var<storage, read> DQ: array<f32>;
-@group(0) @binding(4) var<storage, read> ALPHA: array<f32>;
-@group(0) @binding(5) var<storage, read> BETA: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
-struct P { M: u32, N: u32, wpr: u32, kpad: u32, pattern: u32 }
-@group(0) @binding(7) var<uniform> p: P;
+  rt.dispatch({ key: `fbiPackedMatmul:${tm}`,
+    bindings: [['BITS', 'i32', 'r'], ['U', 'f32', 'r'], ['BIAS', 'f32', 'r'], ['DQ', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'],
+      ['Y', 'f32', 'w']],
+    uniform: 'M: u32, N: u32, wpr: u32, kpad: u32, pattern: u32', code: () => `
 @compute @workgroup_size(${LANES})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let i = wid.x * ${LANES}u + lidv.x;

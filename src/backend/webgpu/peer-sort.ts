@@ -3,7 +3,7 @@
 // such a group then run in a fixed order (deterministic, and the order the CPU kernels use) without
 // float atomics or reading indices back to the host.
 import type { GpuBuf } from './pool.ts';
-import { type Runtime, Uniform } from './runtime.ts';
+import { type KernelSpec, type Runtime, Uniform } from './runtime.ts';
 import { flatMain, WG } from './kernels/common.ts';
 
 /** Key given to the padding slots of the power-of-two sort: above every real key. */
@@ -49,20 +49,15 @@ export function scratchDone(rt: Runtime, ...bufs: GpuBuf[]): void {
 export function sortPairs(rt: Runtime, keys: GpuBuf, m: number): SortedPairs {
   const P = nextPow2(m);
   const sk = scratch(rt, P, 'i32'), sp = scratch(rt, P, 'i32');
-  rt.dispatch({ key: 'peerSortInit', access: 'rww', code: () => `
-@group(0) @binding(0) var<storage, read> KEYS: array<i32>;
-@group(0) @binding(1) var<storage, read_write> K: array<i32>;
-@group(0) @binding(2) var<storage, read_write> V: array<i32>;
-struct P { m: u32, P: u32 }
-@group(0) @binding(3) var<uniform> p: P;
+  rt.dispatch({ key: 'peerSortInit',
+    bindings: [['KEYS', 'i32', 'r'], ['K', 'i32', 'w'], ['V', 'i32', 'w']],
+    uniform: 'm: u32, P: u32', code: () => `
 ${flatMain(`  if (i >= p.P) { return; }
   K[i] = select(${PAD_KEY}, KEYS[min(i, p.m - 1u)], i < p.m);
   V[i] = i32(i);`)}` }, [keys, sk, sp], new Uniform().u(m, P), rt.grid(Math.ceil(P / WG)));
-  const step = { key: 'peerBitonicStep', access: 'ww', code: () => `
-@group(0) @binding(0) var<storage, read_write> K: array<i32>;
-@group(0) @binding(1) var<storage, read_write> V: array<i32>;
-struct P { P: u32, j: u32, kk: u32 }
-@group(0) @binding(2) var<uniform> p: P;
+  const step: KernelSpec = { key: 'peerBitonicStep',
+    bindings: [['K', 'i32', 'w'], ['V', 'i32', 'w']],
+    uniform: 'P: u32, j: u32, kk: u32', code: () => `
 ${flatMain(`  if (i >= p.P) { return; }
   let l = i ^ p.j;
   if (l <= i) { return; }

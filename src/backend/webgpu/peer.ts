@@ -62,14 +62,9 @@ export function peerRetrieve(rt: Runtime, q: B, keys: B, T: number, H: number, H
   if (n > MAX_SUBKEYS) throw new Error(`webgpu peerRetrieve supports up to ${MAX_SUBKEYS} sub-keys per half (N <= ${MAX_SUBKEYS ** 2} experts), got ${n}`);
   if (k > MAX_K) throw new Error(`webgpu peerRetrieve supports k <= ${MAX_K}, got ${k}`);
   const NP = Math.max(64, pow2(n)), K = pow2(k);
-  rt.dispatch({ key: `peerRetrieve:${NP}:${K}`, access: 'rrwww', code: () => `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KEYS: array<f32>;
-@group(0) @binding(2) var<storage, read_write> IDX: array<i32>;
-@group(0) @binding(3) var<storage, read_write> SC: array<f32>;
-@group(0) @binding(4) var<storage, read_write> SUB: array<i32>;
-struct P { rows: u32, H: u32, Hk: u32, n: u32, dh: u32, k: u32 }
-@group(0) @binding(5) var<uniform> p: P;
+  rt.dispatch({ key: `peerRetrieve:${NP}:${K}`,
+    bindings: [['Q', 'f32', 'r'], ['KEYS', 'f32', 'r'], ['IDX', 'i32', 'w'], ['SC', 'f32', 'w'], ['SUB', 'i32', 'w']],
+    uniform: 'rows: u32, H: u32, Hk: u32, n: u32, dh: u32, k: u32', code: () => `
 var<workgroup> s: array<f32, ${2 * NP}>;
 var<workgroup> tv: array<f32, ${2 * K}>;
 var<workgroup> tp: array<i32, ${2 * K}>;
@@ -125,17 +120,11 @@ ${pushTopk('x', 'i32(i * kk + j)')}
 export function peerRetrieveBackward(rt: Runtime, q: B, keys: B, sub: B, dz: B, T: number, H: number, Hk: number, n: number,
   dh: number, k: number, dq: B, dkeys: B): void {
   const u = new Uniform().u(T * H, H, Hk, n, dh, k);
-  const head = `
-struct P { rows: u32, H: u32, Hk: u32, n: u32, dh: u32, k: u32 }`;
+  const uniform = 'rows: u32, H: u32, Hk: u32, n: u32, dh: u32, k: u32';
   // dq: each query element sums its k picks' sub-key elements (the CPU order, r ascending).
-  rt.dispatch({ key: 'peerRetrieveDq', access: 'rrrrw', code: () => `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KEYS: array<f32>;
-@group(0) @binding(2) var<storage, read> SUB: array<i32>;
-@group(0) @binding(3) var<storage, read> DZ: array<f32>;
-@group(0) @binding(4) var<storage, read_write> DQ: array<f32>;
-${head}
-@group(0) @binding(5) var<uniform> p: P;
+  rt.dispatch({ key: 'peerRetrieveDq',
+    bindings: [['Q', 'f32', 'r'], ['KEYS', 'f32', 'r'], ['SUB', 'i32', 'r'], ['DZ', 'f32', 'r'], ['DQ', 'f32', 'w']],
+    uniform, code: () => `
 ${flatMain(`  if (i >= p.rows * 2u * p.dh) { return; }
   let d = i % p.dh;
   let half = (i / p.dh) % 2u;
@@ -151,25 +140,16 @@ ${flatMain(`  if (i >= p.rows * 2u * p.dh) { return; }
   // dkeys: group the 2*T*H*k sub-key uses by key row, then each key element sums its group.
   const m = T * H * k * 2;
   const rowsOf = scratch(rt, m, 'i32');
-  rt.dispatch({ key: 'peerRetrieveKeyRows', access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> SUB: array<i32>;
-@group(0) @binding(1) var<storage, read_write> R: array<i32>;
-${head}
-@group(0) @binding(2) var<uniform> p: P;
+  rt.dispatch({ key: 'peerRetrieveKeyRows', bindings: [['SUB', 'i32', 'r'], ['R', 'i32', 'w']], uniform, code: () => `
 ${flatMain(`  if (i >= p.rows * p.k * 2u) { return; }
   let row = i / (2u * p.k);
   let hk = select(row % p.H, 0u, p.Hk == 1u);
   R[i] = i32((hk * 2u + i % 2u) * p.n) + SUB[i];`)}` }, [sub, rowsOf], u, rt.grid(Math.ceil(m / WG)));
   const sorted = sortPairs(rt, rowsOf, m);
   scratchDone(rt, rowsOf);
-  rt.dispatch({ key: 'peerRetrieveDkeys', access: 'rrrrw', code: () => `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> SK: array<i32>;
-@group(0) @binding(2) var<storage, read> SP: array<i32>;
-@group(0) @binding(3) var<storage, read> DZ: array<f32>;
-@group(0) @binding(4) var<storage, read_write> DK: array<f32>;
-struct P { dh: u32, k: u32, total: u32, P: u32 }
-@group(0) @binding(5) var<uniform> p: P;
+  rt.dispatch({ key: 'peerRetrieveDkeys',
+    bindings: [['Q', 'f32', 'r'], ['SK', 'i32', 'r'], ['SP', 'i32', 'r'], ['DZ', 'f32', 'r'], ['DK', 'f32', 'w']],
+    uniform: 'dh: u32, k: u32, total: u32, P: u32', code: () => `
 ${lowerBoundFn}
 ${flatMain(`  if (i >= p.total) { return; }
   let d = i % p.dh;
@@ -196,7 +176,7 @@ fn actGrad(kind: u32, s: f32) -> f32 {
   return select(0.0, 1.0, s > 0.0);
 }`;
 
-const expertParams = 'struct P { T: u32, C: u32, N: u32, H: u32, k: u32, act: u32, score: u32 }';
+const expertUniform = 'T: u32, C: u32, N: u32, H: u32, k: u32, act: u32, score: u32';
 
 function checkPicks(H: number, k: number): void {
   if (H * k > MAX_PICKS) throw new Error(`webgpu PEER experts support heads * k <= ${MAX_PICKS} retrievals per token, got ${H} * ${k}`);
@@ -206,17 +186,10 @@ export function peerExpertsForward(rt: Runtime, x: B, u: B, v: B, idx: B, z: B, 
   k: number, actKind: number, scoreKind: number, y: B, g: B, pre: B): void {
   checkPicks(H, k);
   const MP = pow2(H * k);
-  rt.dispatch({ key: `peerExpertsForward:${MP}`, access: 'rrrrrwww', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read> IDX: array<i32>;
-@group(0) @binding(4) var<storage, read> Z: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(6) var<storage, read_write> G: array<f32>;
-@group(0) @binding(7) var<storage, read_write> PRE: array<f32>;
-${expertParams}
-@group(0) @binding(8) var<uniform> p: P;
+  rt.dispatch({ key: `peerExpertsForward:${MP}`,
+    bindings: [['X', 'f32', 'r'], ['U', 'f32', 'r'], ['V', 'f32', 'r'], ['IDX', 'i32', 'r'], ['Z', 'f32', 'r'],
+      ['Y', 'f32', 'w'], ['G', 'f32', 'w'], ['PRE', 'f32', 'w']],
+    uniform: expertUniform, code: () => `
 var<workgroup> gw: array<f32, ${MP}>;
 var<workgroup> coef: array<f32, ${MP}>;
 var<workgroup> rowOf: array<u32, ${MP}>;
@@ -269,19 +242,10 @@ export function peerExpertsBackward(rt: Runtime, x: B, u: B, v: B, idx: B, g: B,
   const MP = pow2(H * k), E = T * H * k;
   const ds = scratch(rt, E, 'f32'), w = scratch(rt, E, 'f32');
   const params = new Uniform().u(T, C, N, H, k, actKind, scoreKind);
-  rt.dispatch({ key: `peerExpertsBackwardTokens:${MP}`, access: 'rrrrrrwwww', code: () => `
-@group(0) @binding(0) var<storage, read> U: array<f32>;
-@group(0) @binding(1) var<storage, read> V: array<f32>;
-@group(0) @binding(2) var<storage, read> IDX: array<i32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read> PRE: array<f32>;
-@group(0) @binding(5) var<storage, read> DY: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DX: array<f32>;
-@group(0) @binding(7) var<storage, read_write> DZ: array<f32>;
-@group(0) @binding(8) var<storage, read_write> DS: array<f32>;
-@group(0) @binding(9) var<storage, read_write> W: array<f32>;
-${expertParams}
-@group(0) @binding(10) var<uniform> p: P;
+  rt.dispatch({ key: `peerExpertsBackwardTokens:${MP}`,
+    bindings: [['U', 'f32', 'r'], ['V', 'f32', 'r'], ['IDX', 'i32', 'r'], ['G', 'f32', 'r'], ['PRE', 'f32', 'r'], ['DY', 'f32', 'r'],
+      ['DX', 'f32', 'w'], ['DZ', 'f32', 'w'], ['DS', 'f32', 'w'], ['W', 'f32', 'w']],
+    uniform: expertUniform, code: () => `
 var<workgroup> dg: array<f32, ${MP}>;
 var<workgroup> dsw: array<f32, ${MP}>;
 var<workgroup> rowOf: array<u32, ${MP}>;
@@ -325,18 +289,10 @@ ${rowEntry(`  let t = row;
 
   const sorted = sortPairs(rt, idx, E);
   const rows = rt.alloc(E, 'i32'), du = rt.alloc(E * C, 'f32'), dv = rt.alloc(E * C, 'f32');
-  rt.dispatch({ key: 'peerRowGrads', access: 'rrrrrrwww', code: () => `
-@group(0) @binding(0) var<storage, read> SK: array<i32>;
-@group(0) @binding(1) var<storage, read> SP: array<i32>;
-@group(0) @binding(2) var<storage, read> DS: array<f32>;
-@group(0) @binding(3) var<storage, read> W: array<f32>;
-@group(0) @binding(4) var<storage, read> X: array<f32>;
-@group(0) @binding(5) var<storage, read> DY: array<f32>;
-@group(0) @binding(6) var<storage, read_write> ROWS: array<i32>;
-@group(0) @binding(7) var<storage, read_write> DU: array<f32>;
-@group(0) @binding(8) var<storage, read_write> DV: array<f32>;
-struct P { E: u32, C: u32, M: u32, P: u32 }
-@group(0) @binding(9) var<uniform> p: P;
+  rt.dispatch({ key: 'peerRowGrads',
+    bindings: [['SK', 'i32', 'r'], ['SP', 'i32', 'r'], ['DS', 'f32', 'r'], ['W', 'f32', 'r'], ['X', 'f32', 'r'], ['DY', 'f32', 'r'],
+      ['ROWS', 'i32', 'w'], ['DU', 'f32', 'w'], ['DV', 'f32', 'w']],
+    uniform: 'E: u32, C: u32, M: u32, P: u32', code: () => `
 ${lowerBoundFn}
 ${flatMain(`  if (i >= p.E * p.C) { return; }
   let q = i / p.C;
@@ -362,7 +318,7 @@ ${flatMain(`  if (i >= p.E * p.C) { return; }
   return { rows, du, dv };
 }
 
-const bnParams = 'struct P { rows: u32, F: u32, training: u32, hasW: u32, hasB: u32, hasRun: u32, momentum: f32, eps: f32 }';
+const bnUniform = 'rows: u32, F: u32, training: u32, hasW: u32, hasB: u32, hasRun: u32, momentum: f32, eps: f32';
 
 /**
  * BatchNorm1d forward over x [rows, F] (PyTorch semantics, as the CPU kernel): training normalizes
@@ -375,14 +331,9 @@ export function batchNormForward(rt: Runtime, x: B, weight: B | null, bias: B | 
   const dummy = () => rt.temp(1, 'f32');
   const u = new Uniform().u(rows, F, training ? 1 : 0, weight ? 1 : 0, bias ? 1 : 0, runMean && runVar ? 1 : 0).f(momentum, eps);
   // One thread per feature: adjacent threads read adjacent features of a row (coalesced).
-  rt.dispatch({ key: 'bnStats', access: 'rwwww', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read_write> RM: array<f32>;
-@group(0) @binding(2) var<storage, read_write> RV: array<f32>;
-@group(0) @binding(3) var<storage, read_write> MEAN: array<f32>;
-@group(0) @binding(4) var<storage, read_write> RSTD: array<f32>;
-${bnParams}
-@group(0) @binding(5) var<uniform> p: P;
+  rt.dispatch({ key: 'bnStats',
+    bindings: [['X', 'f32', 'r'], ['RM', 'f32', 'w'], ['RV', 'f32', 'w'], ['MEAN', 'f32', 'w'], ['RSTD', 'f32', 'w']],
+    uniform: bnUniform, code: () => `
 ${flatMain(`  if (i >= p.F) { return; }
   if (p.training == 0u) {
     MEAN[i] = RM[i];
@@ -401,15 +352,9 @@ ${flatMain(`  if (i >= p.F) { return; }
     RM[i] = (1.0 - p.momentum) * RM[i] + p.momentum * mu;
     RV[i] = (1.0 - p.momentum) * RV[i] + p.momentum * select(varB, ss / f32(p.rows - 1u), p.rows > 1u);
   }`)}` }, [x, runMean ?? dummy(), runVar ?? dummy(), mean, rstd], u, rt.grid(Math.ceil(F / WG)));
-  rt.dispatch({ key: 'bnApply', access: 'rrrrrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> WT: array<f32>;
-@group(0) @binding(2) var<storage, read> BS: array<f32>;
-@group(0) @binding(3) var<storage, read> MEAN: array<f32>;
-@group(0) @binding(4) var<storage, read> RSTD: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
-${bnParams}
-@group(0) @binding(6) var<uniform> p: P;
+  rt.dispatch({ key: 'bnApply',
+    bindings: [['X', 'f32', 'r'], ['WT', 'f32', 'r'], ['BS', 'f32', 'r'], ['MEAN', 'f32', 'r'], ['RSTD', 'f32', 'r'], ['Y', 'f32', 'w']],
+    uniform: bnUniform, code: () => `
 ${flatMain(`  if (i >= p.rows * p.F) { return; }
   let f = i % p.F;
   let wf = select(1.0, WT[f], p.hasW == 1u);
@@ -424,18 +369,10 @@ export function batchNormBackward(rt: Runtime, x: B, weight: B | null, mean: B, 
   const dummy = () => rt.temp(1, 'f32');
   const sums = scratch(rt, 2 * F, 'f32');
   const u = new Uniform().u(rows, F, training ? 1 : 0, weight ? 1 : 0, dweight ? 1 : 0, dbias ? 1 : 0);
-  const head = `
-struct P { rows: u32, F: u32, training: u32, hasW: u32, hasDw: u32, hasDb: u32 }`;
-  rt.dispatch({ key: 'bnBackwardSums', access: 'rrrrwww', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> MEAN: array<f32>;
-@group(0) @binding(2) var<storage, read> RSTD: array<f32>;
-@group(0) @binding(3) var<storage, read> DY: array<f32>;
-@group(0) @binding(4) var<storage, read_write> S: array<f32>;
-@group(0) @binding(5) var<storage, read_write> DW: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DB: array<f32>;
-${head}
-@group(0) @binding(7) var<uniform> p: P;
+  const uniform = 'rows: u32, F: u32, training: u32, hasW: u32, hasDw: u32, hasDb: u32';
+  rt.dispatch({ key: 'bnBackwardSums',
+    bindings: [['X', 'f32', 'r'], ['MEAN', 'f32', 'r'], ['RSTD', 'f32', 'r'], ['DY', 'f32', 'r'], ['S', 'f32', 'w'], ['DW', 'f32', 'w'], ['DB', 'f32', 'w']],
+    uniform, code: () => `
 ${flatMain(`  if (i >= p.F) { return; }
   var sdy = 0.0;
   var sdyx = 0.0;
@@ -449,16 +386,9 @@ ${flatMain(`  if (i >= p.F) { return; }
   if (p.hasDw == 1u) { DW[i] = sdyx; }
   if (p.hasDb == 1u) { DB[i] = sdy; }`)}` }, [x, mean, rstd, dy, sums, dweight ?? dummy(), dbias ?? dummy()], u,
   rt.grid(Math.ceil(F / WG)));
-  rt.dispatch({ key: 'bnBackwardDx', access: 'rrrrrrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> WT: array<f32>;
-@group(0) @binding(2) var<storage, read> MEAN: array<f32>;
-@group(0) @binding(3) var<storage, read> RSTD: array<f32>;
-@group(0) @binding(4) var<storage, read> DY: array<f32>;
-@group(0) @binding(5) var<storage, read> S: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DX: array<f32>;
-${head}
-@group(0) @binding(7) var<uniform> p: P;
+  rt.dispatch({ key: 'bnBackwardDx',
+    bindings: [['X', 'f32', 'r'], ['WT', 'f32', 'r'], ['MEAN', 'f32', 'r'], ['RSTD', 'f32', 'r'], ['DY', 'f32', 'r'], ['S', 'f32', 'r'], ['DX', 'f32', 'w']],
+    uniform, code: () => `
 ${flatMain(`  if (i >= p.rows * p.F) { return; }
   let f = i % p.F;
   let wf = select(1.0, WT[f], p.hasW == 1u);
@@ -479,14 +409,9 @@ export function coalesceRows(rt: Runtime, rows: B, values: B, n: number, width: 
   const outRows = rt.alloc(Math.max(1, n), 'i32'), outVals = rt.alloc(Math.max(1, n * width), 'f32');
   if (n === 0) return { rows: outRows, values: outVals, count: 0 };
   const sorted = sortPairs(rt, rows, n);
-  rt.dispatch({ key: 'coalesceRows', access: 'rrrww', code: () => `
-@group(0) @binding(0) var<storage, read> SK: array<i32>;
-@group(0) @binding(1) var<storage, read> SP: array<i32>;
-@group(0) @binding(2) var<storage, read> VALS: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ROWS: array<i32>;
-@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-struct P { n: u32, width: u32, P: u32 }
-@group(0) @binding(5) var<uniform> p: P;
+  rt.dispatch({ key: 'coalesceRows',
+    bindings: [['SK', 'i32', 'r'], ['SP', 'i32', 'r'], ['VALS', 'f32', 'r'], ['ROWS', 'i32', 'w'], ['OUT', 'f32', 'w']],
+    uniform: 'n: u32, width: u32, P: u32', code: () => `
 ${lowerBoundFn}
 ${flatMain(`  if (i >= p.n * p.width) { return; }
   let q = i / p.width;

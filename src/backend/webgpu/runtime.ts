@@ -5,14 +5,41 @@
 import type { DType } from '../types.ts';
 import { BufferPool, GpuBuf } from './pool.ts';
 
+/**
+ * One storage binding: the WGSL name, the array's element type and the access, 'r' read-only or
+ * 'w' read-write. `false` in a binding list leaves an optional binding out (the rest renumber).
+ */
+export type Binding = readonly [name: string, elem: string, access: 'r' | 'w'];
+
+/**
+ * A kernel, described once: from `bindings` (and `uniform`) the runtime writes both the WGSL
+ * declarations put before `code` and the bind group layout, so the two cannot disagree.
+ */
 export interface KernelSpec {
   /** Unique per WGSL source: pipelines are cached under it. */
   key: string;
-  /** Builds the WGSL (called once per key). */
+  /** Storage bindings in binding order, declared as `var<storage, read | read_write> NAME: array<ELEM>`. */
+  bindings: readonly (Binding | false)[];
+  /** Fields of the uniform block, declared as `struct P { ... }` bound as `p` after the storage bindings. */
+  uniform?: string;
+  /** Builds the WGSL after the declarations (called once per key). */
   code: () => string;
-  /** Access per storage binding, in binding order: 'r' read-only, 'w' read-write. */
-  access: string;
 }
+
+function storageBindings(spec: KernelSpec): Binding[] {
+  return spec.bindings.filter((b): b is Binding => b !== false);
+}
+
+/** The WGSL declarations of a kernel's bindings (group 0, in order, the uniform block last). */
+export function bindingDecls(spec: KernelSpec): string {
+  const b = storageBindings(spec);
+  const lines = b.map(([name, elem, a], i) =>
+    `@group(0) @binding(${i}) var<storage, ${a === 'w' ? 'read_write' : 'read'}> ${name}: array<${elem}>;`);
+  if (spec.uniform !== undefined) lines.push(`struct P { ${spec.uniform} }`, `@group(0) @binding(${b.length}) var<uniform> p: P;`);
+  return lines.join('\n');
+}
+
+interface Pipeline { pipeline: GPUComputePipeline; access: string }
 
 /** Host-side meaning of a dispatch's uniform block, for replays that change it (AdamW step and lr). */
 /**
@@ -59,7 +86,7 @@ export class Uniform {
 
 export class Runtime {
   readonly pool: BufferPool;
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, Pipeline>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
@@ -89,16 +116,17 @@ export class Runtime {
     return this.pool.acquire(length, dtype);
   }
 
-  pipeline(spec: KernelSpec, hasUniform: boolean): GPUComputePipeline {
+  pipeline(spec: KernelSpec): Pipeline {
     let p = this.pipelines.get(spec.key);
     if (p) return p;
-    const entries: GPUBindGroupLayoutEntry[] = [...spec.access].map((a, i) => ({
+    const access = storageBindings(spec).map((b) => b[2]).join('');
+    const entries: GPUBindGroupLayoutEntry[] = [...access].map((a, i) => ({
       binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: a === 'w' ? 'storage' : 'read-only-storage' },
     }));
-    if (hasUniform) entries.push({ binding: spec.access.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+    if (spec.uniform !== undefined) entries.push({ binding: access.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
     const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries })] });
-    const module = this.device.createShaderModule({ code: spec.code(), label: spec.key });
-    p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: spec.key });
+    const module = this.device.createShaderModule({ code: `${bindingDecls(spec)}\n${spec.code()}`, label: spec.key });
+    p = { pipeline: this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: spec.key }), access };
     this.pipelines.set(spec.key, p);
     return p;
   }
@@ -129,17 +157,20 @@ export class Runtime {
     if (x > this.maxWorkgroups || y > this.maxWorkgroups || z > this.maxWorkgroups) {
       throw new Error(`webgpu: ${spec.key} needs ${x}x${y}x${z} workgroups, above this adapter's ${this.maxWorkgroups} per dimension`);
     }
+    const { pipeline, access } = this.pipeline(spec);
+    if (bufs.length !== access.length || (uniform !== null) !== (spec.uniform !== undefined)) {
+      throw new Error(`internal: ${spec.key} declares ${access.length} storage bindings${spec.uniform !== undefined ? ' and a uniform' : ''}, dispatched with ${bufs.length}${uniform ? ' and a uniform' : ''}`);
+    }
     const gpuBufs = bufs.map((b) => b.buffer);
     for (let i = 0; i < bufs.length; i++) {
-      if (spec.access[i] !== 'r') continue;
-      const clash = bufs.some((o, j) => j !== i && spec.access[j] === 'w' && o.buffer === bufs[i].buffer);
+      if (access[i] !== 'r') continue;
+      const clash = bufs.some((o, j) => j !== i && access[j] === 'w' && o.buffer === bufs[i].buffer);
       if (clash) {
         const t = this.temp(bufs[i].length, bufs[i].dtype);
         this.copyBytes(bufs[i].buffer, 0, t.buffer, 0, bufs[i].length * 4);
         gpuBufs[i] = t.buffer;
       }
     }
-    const pipeline = this.pipeline(spec, uniform !== null);
     const entries: GPUBindGroupEntry[] = gpuBufs.map((b, i) => ({ binding: i, resource: { buffer: b } }));
     const ub = uniform ? this.uniformBuffer(uniform.bytes()) : null;
     if (ub) entries.push({ binding: gpuBufs.length, resource: { buffer: ub } });

@@ -5,6 +5,7 @@
 // tiles exceed workgroup memory, and one layout for all keeps the code uniform. Threads split each
 // phase by output element (gather form, no atomics); phases are separated by storage barriers.
 // The math mirrors the CPU reference (src/backend/cpu/ttt.ts) loop for loop.
+import type { KernelSpec } from './runtime.ts';
 
 export const WGS = 64; // threads per workgroup
 
@@ -70,14 +71,19 @@ const u = (n: number) => `${n}u`;
 /** Element loop over [0, n) split across the workgroup (no barrier inside). */
 const each = (n: string, body: string) => `for (var e = lid; e < ${n}; e += ${WGS}u) {\n${body}\n}`;
 
-function header(mode: 'fwd' | 'bwd', f: number): string {
+/**
+ * Bindings of the scan kernels: inputs X, packed parameters PR, IO (the output of the forward, dOut
+ * of the backward), the scratch S, and the uniform block of UNIFORM_FIELDS.
+ */
+export function scanBindings(mode: 'fwd' | 'bwd'): Pick<KernelSpec, 'bindings' | 'uniform'> {
+  return {
+    bindings: [['X', 'f32', 'r'], ['PR', 'f32', 'r'], ['IO', 'f32', mode === 'fwd' ? 'w' : 'r'], ['S', 'f32', 'w']],
+    uniform: UNIFORM_FIELDS.map((n) => `${n}: u32`).join(', '),
+  };
+}
+
+function header(f: number): string {
   return `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> PR: array<f32>;
-@group(0) @binding(2) var<storage, ${mode === 'fwd' ? 'read_write' : 'read'}> IO: array<f32>;
-@group(0) @binding(3) var<storage, read_write> S: array<f32>;
-struct U { ${UNIFORM_FIELDS.map((n) => `${n}: u32`).join(', ')} }
-@group(0) @binding(4) var<uniform> p: U;
 var<private> lid: u32;
 var<private> bb: u32;
 var<private> bh: u32;
@@ -437,7 +443,7 @@ export function forwardCode(s: TttShape): string {
     const z = sizes(l);
     return layerCopy(l, i, 'out', (w) => `S[p.st${2 * i + (w === 'b' ? 1 : 0)} + bh * ${u(z[w])}`, (w) => `S[p.sg${2 * i + (w === 'b' ? 1 : 0)} + bh * ${u(z[w])}`);
   }).join('\n  ');
-  return `${header('fwd', s.f)}
+  return `${header(s.f)}
 ${hd.layers.map((l, i) => layerFns(l, i + 1, hd, s.k)).join('\n')}
 ${headFns(s, hd)}
 // out rows: q + LN(Zb) of the last layer, written to [B, L, nh * f].
@@ -505,7 +511,7 @@ export function backwardCode(s: TttShape): string {
   const pgOut = hd.layers.map((l, i) => `
   ${each(u(l.a * l.d), `S[p.pg + bi * p.pgBlk + p.gw${2 * i} + hh * ${u(l.a * l.d)} + e] = ${S(l.dWc, 'e')};`)}
   ${each(u(l.d), `S[p.pg + bi * p.pgBlk + p.gw${2 * i + 1} + hh * ${u(l.d)} + e] = ${S(l.dbc, 'e')};`)}`).join('');
-  return `${header('bwd', s.f)}
+  return `${header(s.f)}
 ${hd.layers.map((l, i) => layerFns(l, i + 1, hd, s.k)).join('\n')}
 ${headFns(s, hd)}
 // out = q + LN(Zb): LayerNorm backward into the last layer's dZb; dq, dlnW, dlnB.
@@ -618,10 +624,8 @@ ${l2 ? `
 }
 
 /** dst[i] = sum_c S[src + c * stride + i] for i < n (within the scratch buffer). */
-export const sumBlocksCode = `
-@group(0) @binding(0) var<storage, read_write> S: array<f32>;
-struct U { src: u32, stride: u32, count: u32, n: u32, dst: u32 }
-@group(0) @binding(1) var<uniform> p: U;
+export const sumBlocksKernel: KernelSpec = {
+  key: 'tttSumBlocks', bindings: [['S', 'f32', 'w']], uniform: 'src: u32, stride: u32, count: u32, n: u32, dst: u32', code: () => `
 @compute @workgroup_size(${WGS})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = gid.x;
@@ -629,4 +633,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var acc = 0.0;
   for (var c = 0u; c < p.count; c++) { acc += S[p.src + c * p.stride + i]; }
   S[p.dst + i] = acc;
-}`;
+}` };

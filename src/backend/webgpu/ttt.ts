@@ -9,7 +9,7 @@ import type { Buf } from '../types.ts';
 import { GpuBuf } from './pool.ts';
 import { Uniform, type Runtime } from './runtime.ts';
 import {
-  backwardCode, forwardCode, headLayout, paramLayout, sumBlocksCode, type TttShape, UNIFORM_FIELDS, type UniformValues, WGS,
+  backwardCode, forwardCode, headLayout, paramLayout, scanBindings, sumBlocksKernel, type TttShape, UNIFORM_FIELDS, type UniformValues, WGS,
 } from './ttt-wgsl.ts';
 
 type TttInputsGpu = TttInputs;
@@ -100,7 +100,7 @@ function tttForwardWebGPU(
     sv0: sv[0], sv1: sv[1], sv2: sv[2], sv3: sv[3],
     pw0: pl.w1, pw1: pl.b1, pw2: pl.w2, pw3: pl.b2, pte: pl.te, plnW: pl.lnW, plnB: pl.lnB,
   });
-  rt.dispatch({ key: `tttFwd:${keyOf(s)}`, access: 'rrww', code: () => forwardCode(s) }, [X, PR, gb(out), S], un, [bh]);
+  rt.dispatch({ key: `tttFwd:${keyOf(s)}`, ...scanBindings('fwd'), code: () => forwardCode(s) }, [X, PR, gb(out), S], un, [bh]);
   if (state) {
     ws.forEach((w, i) => {
       if (!w) return;
@@ -147,9 +147,9 @@ function tttBackwardWebGPU(rt: Runtime, d: TttDims, x: TttInputsGpu, saved: TttS
     pw0: pl.w1, pw1: pl.b1, pw2: pl.w2, pw3: pl.b2, pte: pl.te, plnW: pl.lnW, plnB: pl.lnB,
     pg, pgBlk: blk.size, gw0: gw[0], gw1: gw[1], gw2: gw[2], gw3: gw[3], gte, glnW, glnB,
   });
-  rt.dispatch({ key: `tttBwd:${keyOf(s)}`, access: 'rrrw', code: () => backwardCode(s) }, [X, PR, gb(dOut), S], un, [bh]);
+  rt.dispatch({ key: `tttBwd:${keyOf(s)}`, ...scanBindings('bwd'), code: () => backwardCode(s) }, [X, PR, gb(dOut), S], un, [bh]);
   const sum = (src: number, stride: number, count: number, len: number, dst: number) => {
-    rt.dispatch({ key: 'tttSumBlocks', access: 'w', code: () => sumBlocksCode }, [S], new Uniform().u(src, stride, count, len, dst),
+    rt.dispatch(sumBlocksKernel, [S], new Uniform().u(src, stride, count, len, dst),
       [Math.ceil(len / WGS)]);
   };
   sum(pg, blk.size, d.batch, blk.size, pgSum);

@@ -10,7 +10,7 @@
 // several times slower. Workgroup tiles hold rows of D4 vec4 (zero-padded past D), so one code path
 // serves any D: global accesses are vec4 when D % 4 == 0 and per-component otherwise.
 import type { GpuBuf } from '../pool.ts';
-import { type Runtime, Uniform } from '../runtime.ts';
+import { type Binding, type Runtime, Uniform } from '../runtime.ts';
 import { infFns, NEG_INF } from './common.ts';
 
 export interface AttnParams { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }
@@ -30,7 +30,9 @@ function check(p: AttnParams): void {
   if (!Number.isInteger(p.d) || p.d < 1 || p.d > 256) throw new Error(`webgpu attention supports head dimensions 1..256, got ${p.d}`);
 }
 
-const paramsStruct = 'struct P { b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u32 }';
+const uniform = 'b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u32';
+/** Storage bindings of the q/k/v/o/grad element type (f32 or vec4<f32>). */
+const io = (g: Gen, access: 'r' | 'w', ...names: string[]): Binding[] => names.map((n) => [n, g.elem, access]);
 const uniformOf = (p: AttnParams) => new Uniform().u(p.b, p.l, p.s, p.h, p.hkv).f(p.scale).u(p.causal ? 1 : 0);
 
 /** Code generation for one head dimension. Row indices count rows of D floats in a global buffer. */
@@ -103,13 +105,6 @@ function forwardCode(g: Gen, t: number): string {
   let cmax = 's0';
   for (const u of ks.slice(1)) cmax = `max(${cmax}, s${u})`;
   return `
-@group(0) @binding(0) var<storage, read> Q: array<${g.elem}>;
-@group(0) @binding(1) var<storage, read> K: array<${g.elem}>;
-@group(0) @binding(2) var<storage, read> V: array<${g.elem}>;
-@group(0) @binding(3) var<storage, read_write> O: array<${g.elem}>;
-@group(0) @binding(4) var<storage, read_write> LSE: array<f32>;
-${paramsStruct}
-@group(0) @binding(5) var<uniform> p: P;
 var<workgroup> Ks: array<vec4<f32>, ${t * D4}>;
 var<workgroup> Vs: array<vec4<f32>, ${t * D4}>;
 ${infFns}
@@ -162,17 +157,15 @@ ${g.cs.map((c) => `  ${g.write('O', 'qr', c, `acc${c} * inv`)}`).join('\n')}
 export function attentionForward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, lse: GpuBuf, p: AttnParams): void {
   check(p);
   const g = new Gen(p.d), T = tileRows(rt, g.d4, 0);
-  rt.dispatch({ key: `attnFwd:${p.d}:${T}`, access: 'rrrww', code: () => forwardCode(g, T) },
+  rt.dispatch({
+    key: `attnFwd:${p.d}:${T}`, bindings: [...io(g, 'r', 'Q', 'K', 'V'), ...io(g, 'w', 'O'), ['LSE', 'f32', 'w']], uniform,
+    code: () => forwardCode(g, T),
+  },
     [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
 }
 
 function dsumCode(g: Gen): string {
   return `
-@group(0) @binding(0) var<storage, read> O: array<${g.elem}>;
-@group(0) @binding(1) var<storage, read> G: array<${g.elem}>;
-@group(0) @binding(2) var<storage, read_write> DS: array<f32>;
-${paramsStruct}
-@group(0) @binding(3) var<uniform> p: P;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = wid.x * ${ROWS}u + lid;
@@ -190,15 +183,6 @@ function dqCode(g: Gen, t: number): string {
   const D4 = g.d4;
   const kRow = '(b * p.s + k0 + r) * p.hkv + hk';
   return `
-@group(0) @binding(0) var<storage, read> Q: array<${g.elem}>;
-@group(0) @binding(1) var<storage, read> K: array<${g.elem}>;
-@group(0) @binding(2) var<storage, read> V: array<${g.elem}>;
-@group(0) @binding(3) var<storage, read> G: array<${g.elem}>;
-@group(0) @binding(4) var<storage, read> LSE: array<f32>;
-@group(0) @binding(5) var<storage, read> DS: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DQ: array<${g.elem}>;
-${paramsStruct}
-@group(0) @binding(7) var<uniform> p: P;
 var<workgroup> Ks: array<vec4<f32>, ${t * D4}>;
 var<workgroup> Vs: array<vec4<f32>, ${t * D4}>;
 @compute @workgroup_size(${ROWS})
@@ -243,16 +227,6 @@ function dkvCode(g: Gen, t: number): string {
   const D4 = g.d4;
   const qRow = '(b * p.l + q0 + r) * p.h + h';
   return `
-@group(0) @binding(0) var<storage, read> Q: array<${g.elem}>;
-@group(0) @binding(1) var<storage, read> K: array<${g.elem}>;
-@group(0) @binding(2) var<storage, read> V: array<${g.elem}>;
-@group(0) @binding(3) var<storage, read> G: array<${g.elem}>;
-@group(0) @binding(4) var<storage, read> LSE: array<f32>;
-@group(0) @binding(5) var<storage, read> DS: array<f32>;
-@group(0) @binding(6) var<storage, read_write> DK: array<${g.elem}>;
-@group(0) @binding(7) var<storage, read_write> DV: array<${g.elem}>;
-${paramsStruct}
-@group(0) @binding(8) var<uniform> p: P;
 var<workgroup> Qs: array<vec4<f32>, ${t * D4}>;
 var<workgroup> Gs: array<vec4<f32>, ${t * D4}>;
 var<workgroup> Ls: array<f32, ${t}>;
@@ -311,17 +285,23 @@ export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, 
   const g = new Gen(p.d);
   // D_i = rowsum(dO * o) per (b, h, i).
   const dsum = rt.temp(p.b * p.h * p.l, 'f32');
-  rt.dispatch({ key: `attnDsum:${p.d}`, access: 'rrw', code: () => dsumCode(g) },
+  rt.dispatch({ key: `attnDsum:${p.d}`, bindings: [...io(g, 'r', 'O', 'G'), ['DS', 'f32', 'w']], uniform, code: () => dsumCode(g) },
     [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
 
   // dq: one thread per query row, key/value tiles streamed.
   const tq = tileRows(rt, g.d4, 0);
-  rt.dispatch({ key: `attnDq:${p.d}:${tq}`, access: 'rrrrrrw', code: () => dqCode(g, tq) },
+  rt.dispatch({
+    key: `attnDq:${p.d}:${tq}`, bindings: [...io(g, 'r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...io(g, 'w', 'DQ')],
+    uniform, code: () => dqCode(g, tq),
+  },
     [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
 
   // dk, dv: one thread per key row of a kv head; every query head of its group and every query that
   // sees the key is streamed through workgroup memory, so no two threads write the same row.
   const tk = tileRows(rt, g.d4, 8);
-  rt.dispatch({ key: `attnDkv:${p.d}:${tk}`, access: 'rrrrrrww', code: () => dkvCode(g, tk) },
+  rt.dispatch({
+    key: `attnDkv:${p.d}:${tk}`, bindings: [...io(g, 'r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...io(g, 'w', 'DK', 'DV')],
+    uniform, code: () => dkvCode(g, tk),
+  },
     [q, k, v, dO, lse, dsum, dk, dv], uniformOf(p), [Math.ceil(p.s / ROWS), p.hkv, p.b]);
 }

@@ -2,7 +2,7 @@
 // derivatives, gather/scatter-add, rotary embedding, causal depthwise conv1d, AdamW.
 import type { BinaryOp, Strided, UnaryOp } from '../../types.ts';
 import type { GpuBuf } from '../pool.ts';
-import { type Runtime, Uniform } from '../runtime.ts';
+import { type KernelSpec, type Runtime, Uniform } from '../runtime.ts';
 import { flatMain, ty, WG } from './common.ts';
 
 const MAX_DIMS = 8;
@@ -91,10 +91,7 @@ function pad8(a: number[]): number[] {
 export function fill(rt: Runtime, out: GpuBuf, value: number): void {
   if (value === 0) { rt.clear(out); return; }
   const bits = new Uint32Array(out.dtype === 'f32' ? new Float32Array([value]).buffer : new Int32Array([value]).buffer)[0];
-  const spec = { key: 'fill', access: 'w', code: () => `
-@group(0) @binding(0) var<storage, read_write> o: array<u32>;
-struct P { n: u32, bits: u32 }
-@group(0) @binding(1) var<uniform> p: P;
+  const spec: KernelSpec = { key: 'fill', bindings: [['o', 'u32', 'w']], uniform: 'n: u32, bits: u32', code: () => `
 ${flatMain('  if (i < p.n) { o[i] = p.bits; }')}` };
   rt.dispatch(spec, [out], new Uniform().u(out.length, bits), groups(rt, out.length));
 }
@@ -124,11 +121,9 @@ export function copyStrided(rt: Runtime, src: GpuBuf, view: Strided, dst: GpuBuf
   checkDims(view);
   const n = view.shape.reduce((p, s) => p * s, 1);
   if (n === 0) return;
-  const spec = { key: 'copyStrided', access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> s: array<u32>;
-@group(0) @binding(1) var<storage, read_write> o: array<u32>;
-struct P { shape: array<vec4<u32>, 2>, strides: array<vec4<i32>, 2>, offset: i32, nd: u32, n: u32 }
-@group(0) @binding(2) var<uniform> p: P;
+  const spec: KernelSpec = { key: 'copyStrided',
+    bindings: [['s', 'u32', 'r'], ['o', 'u32', 'w']],
+    uniform: 'shape: array<vec4<u32>, 2>, strides: array<vec4<i32>, 2>, offset: i32, nd: u32, n: u32', code: () => `
 ${stridedIndex}
 ${flatMain('  if (i >= p.n) { return; }\n  o[i] = s[srcIndex(i, p.shape, p.strides, p.offset, p.nd)];')}` };
   const u = new Uniform().u(...pad8(view.shape.map((x) => Math.max(x, 1)))).i(...pad8(view.strides)).i(view.offset).u(view.shape.length, n);
@@ -138,12 +133,9 @@ ${flatMain('  if (i >= p.n) { return; }\n  o[i] = s[srcIndex(i, p.shape, p.strid
 export function binary(rt: Runtime, op: BinaryOp, a: GpuBuf, av: Strided, b: GpuBuf, bv: Strided, out: GpuBuf): void {
   checkDims(av); checkDims(bv);
   const n = out.length;
-  const spec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}`, access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> A: array<${ty(a.dtype)}>;
-@group(0) @binding(1) var<storage, read> B: array<${ty(b.dtype)}>;
-@group(0) @binding(2) var<storage, read_write> O: array<${ty(out.dtype)}>;
-struct P { shape: array<vec4<u32>, 2>, sa: array<vec4<i32>, 2>, sb: array<vec4<i32>, 2>, oa: i32, ob: i32, nd: u32, n: u32 }
-@group(0) @binding(3) var<uniform> p: P;
+  const spec: KernelSpec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}`,
+    bindings: [['A', `${ty(a.dtype)}`, 'r'], ['B', `${ty(b.dtype)}`, 'r'], ['O', `${ty(out.dtype)}`, 'w']],
+    uniform: 'shape: array<vec4<u32>, 2>, sa: array<vec4<i32>, 2>, sb: array<vec4<i32>, 2>, oa: i32, ob: i32, nd: u32, n: u32', code: () => `
 ${mathFns}
 ${stridedIndex}
 ${flatMain(`  if (i >= p.n) { return; }
@@ -157,11 +149,9 @@ ${flatMain(`  if (i >= p.n) { return; }
 
 export function unary(rt: Runtime, op: UnaryOp | 'identity', a: GpuBuf, out: GpuBuf, alpha: number, beta: number): void {
   const n = out.length;
-  const spec = { key: `unary:${op}:${a.dtype}${out.dtype}`, access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> A: array<${ty(a.dtype)}>;
-@group(0) @binding(1) var<storage, read_write> O: array<${ty(out.dtype)}>;
-struct P { n: u32, alpha: f32, beta: f32 }
-@group(0) @binding(2) var<uniform> p: P;
+  const spec: KernelSpec = { key: `unary:${op}:${a.dtype}${out.dtype}`,
+    bindings: [['A', `${ty(a.dtype)}`, 'r'], ['O', `${ty(out.dtype)}`, 'w']],
+    uniform: 'n: u32, alpha: f32, beta: f32', code: () => `
 ${mathFns}
 ${flatMain(`  if (i >= p.n) { return; }
   let x = p.alpha * f32(A[i]) + p.beta;
@@ -171,13 +161,9 @@ ${flatMain(`  if (i >= p.n) { return; }
 
 export function unaryBackward(rt: Runtime, op: UnaryOp, x: GpuBuf, y: GpuBuf, dy: GpuBuf, dx: GpuBuf): void {
   const n = dx.length;
-  const spec = { key: `unaryBackward:${op}`, access: 'rrrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> Y: array<f32>;
-@group(0) @binding(2) var<storage, read> G: array<f32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
-struct P { n: u32 }
-@group(0) @binding(4) var<uniform> p: P;
+  const spec: KernelSpec = { key: `unaryBackward:${op}`,
+    bindings: [['X', 'f32', 'r'], ['Y', 'f32', 'r'], ['G', 'f32', 'r'], ['O', 'f32', 'w']],
+    uniform: 'n: u32', code: () => `
 ${mathFns}
 ${gtanh}
 ${flatMain(`  if (i >= p.n) { return; }
@@ -190,12 +176,9 @@ ${flatMain(`  if (i >= p.n) { return; }
 /** Rows whose index is out of range are written as zeros (a GPU kernel cannot throw). */
 export function gather(rt: Runtime, table: GpuBuf, idx: GpuBuf, n: number, width: number, out: GpuBuf): void {
   const rows = Math.floor(table.length / width);
-  const spec = { key: 'gather', access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> T: array<u32>;
-@group(0) @binding(1) var<storage, read> I: array<i32>;
-@group(0) @binding(2) var<storage, read_write> O: array<u32>;
-struct P { total: u32, width: u32, rows: i32 }
-@group(0) @binding(3) var<uniform> p: P;
+  const spec: KernelSpec = { key: 'gather',
+    bindings: [['T', 'u32', 'r'], ['I', 'i32', 'r'], ['O', 'u32', 'w']],
+    uniform: 'total: u32, width: u32, rows: i32', code: () => `
 ${flatMain(`  if (i >= p.total) { return; }
   let r = I[i / p.width];
   O[i] = select(0u, T[u32(r) * p.width + i % p.width], r >= 0 && r < p.rows);`)}` };
@@ -205,31 +188,24 @@ ${flatMain(`  if (i >= p.total) { return; }
 /** Count, first position and value of the indices outside [lo, hi) (see Kernels.findOutOfRange). */
 export function findOutOfRange(rt: Runtime, idx: GpuBuf, n: number, lo: number, hi: number, skip: number | null, found: GpuBuf): void {
   const u = new Uniform().u(n, skip === null ? 0 : 1).i(lo, hi, skip ?? 0);
-  const decl = `
-@group(0) @binding(0) var<storage, read> I: array<i32>;
-@group(0) @binding(1) var<storage, read_write> F: array<atomic<i32>>;
-struct P { n: u32, hasSkip: u32, lo: i32, hi: i32, skip: i32 }
-@group(0) @binding(2) var<uniform> p: P;`;
-  rt.dispatch({ key: 'findOutOfRange:init', access: 'rw', code: () => `${decl}
+  const io = { bindings: [['I', 'i32', 'r'], ['F', 'atomic<i32>', 'w']], uniform: 'n: u32, hasSkip: u32, lo: i32, hi: i32, skip: i32' } as const;
+  rt.dispatch({ key: 'findOutOfRange:init', ...io, code: () => `
 ${flatMain('  if (i == 0u) { atomicStore(&F[0], 0); atomicStore(&F[1], 2147483647); atomicStore(&F[2], 0); }')}` }, [idx, found], u, [1]);
-  rt.dispatch({ key: 'findOutOfRange', access: 'rw', code: () => `${decl}
+  rt.dispatch({ key: 'findOutOfRange', ...io, code: () => `
 ${flatMain(`  if (i >= p.n) { return; }
   let v = I[i];
   if ((p.hasSkip == 1u && v == p.skip) || (v >= p.lo && v < p.hi)) { return; }
   atomicAdd(&F[0], 1);
   atomicMin(&F[1], i32(i));`)}` }, [idx, found], u, groups(rt, n));
-  rt.dispatch({ key: 'findOutOfRange:value', access: 'rw', code: () => `${decl}
+  rt.dispatch({ key: 'findOutOfRange:value', ...io, code: () => `
 ${flatMain('  if (i == 0u && atomicLoad(&F[0]) > 0) { atomicStore(&F[2], I[atomicLoad(&F[1])]); }')}` }, [idx, found], u, [1]);
 }
 
 /** One thread per column walks the indices in order, so duplicates add up deterministically. */
 export function scatterAdd(rt: Runtime, src: GpuBuf, idx: GpuBuf, n: number, width: number, table: GpuBuf): void {
-  const spec = { key: 'scatterAdd', access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> S: array<f32>;
-@group(0) @binding(1) var<storage, read> I: array<i32>;
-@group(0) @binding(2) var<storage, read_write> T: array<f32>;
-struct P { n: u32, width: u32 }
-@group(0) @binding(3) var<uniform> p: P;
+  const spec: KernelSpec = { key: 'scatterAdd',
+    bindings: [['S', 'f32', 'r'], ['I', 'i32', 'r'], ['T', 'f32', 'w']],
+    uniform: 'n: u32, width: u32', code: () => `
 ${flatMain(`  if (i >= p.width) { return; }
   for (var r = 0u; r < p.n; r++) {
     let dst = u32(I[r]) * p.width + i;
@@ -242,12 +218,9 @@ export function rope(rt: Runtime, x: GpuBuf, pos: GpuBuf, b: number, l: number, 
   interleaved: boolean, sign: number, out: GpuBuf): void {
   const half = d / 2;
   const total = b * l * h * half;
-  const spec = { key: `rope:${interleaved}`, access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> POS: array<i32>;
-@group(0) @binding(2) var<storage, read_write> O: array<f32>;
-struct P { total: u32, l: u32, h: u32, d: u32, log2theta: f32, sign: f32 }
-@group(0) @binding(3) var<uniform> p: P;
+  const spec: KernelSpec = { key: `rope:${interleaved}`,
+    bindings: [['X', 'f32', 'r'], ['POS', 'i32', 'r'], ['O', 'f32', 'w']],
+    uniform: 'total: u32, l: u32, h: u32, d: u32, log2theta: f32, sign: f32', code: () => `
 ${sincosFn}
 ${flatMain(`  if (i >= p.total) { return; }
   let half = p.d / 2u;
@@ -269,13 +242,9 @@ ${flatMain(`  if (i >= p.total) { return; }
 export function conv1d(rt: Runtime, x: GpuBuf, w: GpuBuf, bias: GpuBuf | null, b: number, l: number, c: number, k: number, out: GpuBuf): void {
   const total = b * l * c;
   const hasBias = bias !== null;
-  const spec = { key: `conv1d:${hasBias}`, access: hasBias ? 'rrrw' : 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<f32>;
-${hasBias ? '@group(0) @binding(2) var<storage, read> BIAS: array<f32>;' : ''}
-@group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> O: array<f32>;
-struct P { total: u32, l: u32, c: u32, k: u32 }
-@group(0) @binding(${hasBias ? 4 : 3}) var<uniform> p: P;
+  const spec: KernelSpec = {
+    key: `conv1d:${hasBias}`, bindings: [['X', 'f32', 'r'], ['W', 'f32', 'r'], hasBias && ['BIAS', 'f32', 'r'], ['O', 'f32', 'w']],
+    uniform: 'total: u32, l: u32, c: u32, k: u32', code: () => `
 ${flatMain(`  if (i >= p.total) { return; }
   let ch = i % p.c;
   let t = (i / p.c) % p.l;
@@ -292,15 +261,9 @@ ${flatMain(`  if (i >= p.total) { return; }
 export function conv1dBackward(rt: Runtime, x: GpuBuf, w: GpuBuf, dy: GpuBuf, b: number, l: number, c: number, k: number,
   dx: GpuBuf, dw: GpuBuf, dbias: GpuBuf | null): void {
   const u = () => new Uniform().u(b, l, c, k);
-  const head = `
-struct P { b: u32, l: u32, c: u32, k: u32 }`;
+  const uniform = 'b: u32, l: u32, c: u32, k: u32';
   // dx[src] = sum_j dy[src + (k - 1) - j] * w[j]: each thread owns one dx element.
-  rt.dispatch({ key: 'conv1dBackward:dx', access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> W: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read_write> DX: array<f32>;
-${head}
-@group(0) @binding(3) var<uniform> p: P;
+  rt.dispatch({ key: 'conv1dBackward:dx', bindings: [['W', 'f32', 'r'], ['G', 'f32', 'r'], ['DX', 'f32', 'w']], uniform, code: () => `
 ${flatMain(`  if (i >= p.b * p.l * p.c) { return; }
   let ch = i % p.c;
   let s = (i / p.c) % p.l;
@@ -311,12 +274,7 @@ ${flatMain(`  if (i >= p.b * p.l * p.c) { return; }
     if (t < p.l) { acc += G[(bi * p.l + t) * p.c + ch] * W[ch * p.k + j]; }
   }
   DX[i] = acc;`)}` }, [w, dy, dx], u(), groups(rt, b * l * c));
-  rt.dispatch({ key: 'conv1dBackward:dw', access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read_write> DW: array<f32>;
-${head}
-@group(0) @binding(3) var<uniform> p: P;
+  rt.dispatch({ key: 'conv1dBackward:dw', bindings: [['X', 'f32', 'r'], ['G', 'f32', 'r'], ['DW', 'f32', 'w']], uniform, code: () => `
 ${flatMain(`  if (i >= p.c * p.k) { return; }
   let ch = i / p.k;
   let j = i % p.k;
@@ -329,11 +287,7 @@ ${flatMain(`  if (i >= p.c * p.k) { return; }
   }
   DW[i] = acc;`)}` }, [x, dy, dw], u(), groups(rt, c * k));
   if (!dbias) return;
-  rt.dispatch({ key: 'conv1dBackward:db', access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> G: array<f32>;
-@group(0) @binding(1) var<storage, read_write> DB: array<f32>;
-${head}
-@group(0) @binding(2) var<uniform> p: P;
+  rt.dispatch({ key: 'conv1dBackward:db', bindings: [['G', 'f32', 'r'], ['DB', 'f32', 'w']], uniform, code: () => `
 ${flatMain(`  if (i >= p.c) { return; }
   var acc = 0.0;
   for (var r = 0u; r < p.b * p.l; r++) { acc += G[r * p.c + i]; }
@@ -352,14 +306,9 @@ export function adamw(rt: Runtime, param: GpuBuf, grad: GpuBuf, m: GpuBuf, v: Gp
   width: number, h: AdamHyper): void {
   const sparse = rows !== null;
   const n = sparse ? nRows * width : param.length;
-  const spec = { key: `adamw:${sparse}`, access: sparse ? 'wrwwr' : 'wrww', code: () => `
-@group(0) @binding(0) var<storage, read_write> W: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read_write> M: array<f32>;
-@group(0) @binding(3) var<storage, read_write> V: array<f32>;
-${sparse ? '@group(0) @binding(4) var<storage, read> R: array<i32>;' : ''}
-struct P { n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32 }
-@group(0) @binding(${sparse ? 5 : 4}) var<uniform> p: P;
+  const spec: KernelSpec = {
+    key: `adamw:${sparse}`, bindings: [['W', 'f32', 'w'], ['G', 'f32', 'r'], ['M', 'f32', 'w'], ['V', 'f32', 'w'], sparse && ['R', 'i32', 'r']],
+    uniform: 'n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32', code: () => `
 ${flatMain(`  if (i >= p.n) { return; }
   ${sparse ? 'let r = i / p.width;\n  if (r > 0u && R[r] == R[r - 1u]) { return; }' : ''}
   let pi = ${sparse ? 'u32(R[i / p.width]) * p.width + i % p.width' : 'i'};

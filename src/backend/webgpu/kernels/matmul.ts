@@ -5,16 +5,34 @@
 // slices of A and B are staged in workgroup memory (k-major, so the inner loop reads contiguous rows).
 // Global loads use vec4 along an operand's contiguous axis when its sizes and strides allow.
 import type { GpuBuf } from '../pool.ts';
-import { type Runtime, Uniform } from '../runtime.ts';
+import { type KernelSpec, type Runtime, Uniform } from '../runtime.ts';
 
 export interface MatmulParams {
   batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean;
   strideA: number; strideB: number; strideC: number; alpha: number; beta: number;
 }
 
-interface Tile { tm: number; tn: number; bk: number; rm: number; rn: number }
-const BIG: Tile = { tm: 128, tn: 128, bk: 16, rm: 8, rn: 8 };
+export interface Tile { tm: number; tn: number; bk: number; rm: number; rn: number }
+export const BIG: Tile = { tm: 128, tn: 128, bk: 16, rm: 8, rn: 8 };
 const SMALL: Tile = { tm: 64, tn: 64, bk: 16, rm: 4, rn: 4 };
+
+/** Entry point of every matmul kernel: its workgroup's C tile origin (m0, n0) and batch item's A and B bases. */
+const entry = (tm: number, tn: number) => `@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let m0 = wid.y * ${tm}u;
+  let n0 = wid.x * ${tn}u;
+  let aBase = wid.z * p.sa;
+  let bBase = wid.z * p.sb;`;
+
+/** Storage bindings and uniform block of every matmul kernel. */
+const io = (vecA: boolean, vecB: boolean, vecC: boolean) => ({
+  bindings: [['A', vecA ? 'vec4<f32>' : 'f32', 'r'], ['B', vecB ? 'vec4<f32>' : 'f32', 'r'], ['C', vecC ? 'vec4<f32>' : 'f32', 'w']],
+  uniform: 'm: u32, n: u32, k: u32, sa: u32, sb: u32, sc: u32, alpha: f32, beta: f32',
+} as const);
+
+export function matmulUniform(q: MatmulParams): Uniform {
+  return new Uniform().u(q.m, q.n, q.k, q.strideA, q.strideB, q.strideC).f(q.alpha, q.beta);
+}
 
 /**
  * WGSL for staging one operand tile into workgroup memory `dst[k * T + outer]`. `kContig` says the
@@ -48,9 +66,17 @@ function loadTile(name: string, dst: string, t: number, bk: number, kContig: boo
   }`;
 }
 
+/** The strided register-tiled kernel: every shape, and large ones whose operands vec4 loads do not fit. */
+export function tiledSpec(tile: Tile, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): KernelSpec {
+  return {
+    key: `matmul:${tile.tm}:${transA}:${transB}:${vecA}:${vecB}`, ...io(vecA, vecB, false),
+    code: () => tiledCode(tile, transA, transB, vecA, vecB),
+  };
+}
+
 // The register block is written out as named vec4 accumulators (no arrays, no inner loops): shader
 // compilers otherwise may keep a dynamically indexed accumulator array in slow local memory.
-function code(tile: Tile, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): string {
+function tiledCode(tile: Tile, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): string {
   const { tm, tn, bk, rm, rn } = tile;
   const tx = tn / rn, sy = tm / rm, nv = rn / 4;
   const R = [...Array(rm).keys()], V = [...Array(nv).keys()];
@@ -69,20 +95,10 @@ ${V.map((v) => [0, 1, 2, 3].map((j) => {
     }
   }`).join('');
   return `
-@group(0) @binding(0) var<storage, read> A: array<${vecA ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(1) var<storage, read> B: array<${vecB ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;
-struct P { m: u32, n: u32, k: u32, sa: u32, sb: u32, sc: u32, alpha: f32, beta: f32 }
-@group(0) @binding(3) var<uniform> p: P;
 var<workgroup> As: array<f32, ${tm * bk}>;
 var<workgroup> Bs: array<f32, ${tn * bk}>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let m0 = wid.y * ${tm}u;
-  let n0 = wid.x * ${tn}u;
-  let aBase = wid.z * p.sa;
-  let bBase = wid.z * p.sb;
+${entry(tm, tn)}
   let ty = tid / ${tx}u;
   let tx = tid % ${tx}u;
 ${accDecl}
@@ -101,58 +117,47 @@ ${fmas}
 }`;
 }
 
-// Quadrant variants: a 16 x 16 thread grid; thread (ty, tx) owns rows ty*4 + 64i + (0..3) for i < qm and
+// Quadrant kernel: a 16 x 16 thread grid; thread (ty, tx) owns rows ty*4 + 64i + (0..3) for i < qm and
 // columns tx*4 + 64j + (0..3) for j < qn, so every operand read from workgroup memory is one vec4 of four
 // contiguous rows or columns. Tiles are staged k-major as vec4s written whole: an operand contiguous
 // along k (A plain, B transposed) is transposed through registers (four rows' k-vec4s become four
-// k-rows' vec4s). With `prefetch`, the next slice is loaded from global memory into registers while the
-// current one is multiplied, into a second workgroup buffer, so each slice needs one barrier.
-interface Quad { qm: number; qn: number; bk: number; prefetch: boolean }
-const QUAD: Record<string, Quad> = {
-  quad16: { qm: 2, qn: 2, bk: 16, prefetch: false },
-  quad8pf: { qm: 2, qn: 2, bk: 8, prefetch: true },
-  quad16pf: { qm: 2, qn: 2, bk: 16, prefetch: true },
-  wide8pf: { qm: 2, qn: 4, bk: 8, prefetch: true },
-  tall8pf: { qm: 4, qn: 2, bk: 8, prefetch: true },
-  wide16: { qm: 2, qn: 4, bk: 16, prefetch: false },
+// k-rows' vec4s). The shapes and k-loop schedules other than the one below are compared in
+// bench/probes/webgpu-matmul-variants.ts; on an H200 at n = 4096 this one was the fastest (bench/NOTES.md).
+export interface Quad { qm: number; qn: number; bk: number }
+const QUAD: Quad = { qm: 2, qn: 2, bk: 16 };
+
+/** The k loop of a quadrant kernel: how many slice buffers it stages and the WGSL that fills and multiplies them. */
+export interface QuadSchedule {
+  buffers: number;
+  loop: (A: QuadOperandCode, B: QuadOperandCode, compute: (buf: string) => string, bk: number) => string;
+}
+
+/** Load a slice into registers, store it to workgroup buffer 0, multiply; two barriers per slice. */
+const singleBuffer: QuadSchedule = {
+  buffers: 1,
+  loop: (A, B, compute, bk) => `  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
+${A.load('k0')}
+${B.load('k0')}
+${A.store('0u')}
+${B.store('0u')}
+    workgroupBarrier();
+${compute('0u')}
+    workgroupBarrier();
+  }`,
 };
 
-/**
- * Names accepted by setMatmulVariant: 'base' (strided 8x8 kernel) and the quadrant variants. Measured
- * on an H200 at n = 4096 (TFLOP/s): quad16 37.2, wide16 36.3, wide8pf 32.5, tall8pf 32.3, base 32.0,
- * quad16pf 30.2, quad8pf 27.3 (bench/webgpu-matmul-probe.ts); quad16 is the default.
- */
-export const MATMUL_VARIANTS: readonly string[] = ['base', ...Object.keys(QUAD)];
-const DEFAULT_VARIANT = 'quad16';
-
-function checkVariant(name: string, from: string): string {
-  if (!MATMUL_VARIANTS.includes(name)) {
-    throw new Error(`webgpu matmul: unknown variant '${name}' (${from}); use one of ${MATMUL_VARIANTS.join(', ')}`);
-  }
-  return name;
-}
-
-// Browsers have no process; the override is for benchmarking in Node.
-const envVariant = typeof process !== 'undefined' ? process.env?.FRUGAL_WEBGPU_MATMUL_VARIANT : undefined;
-let variant = checkVariant(envVariant || DEFAULT_VARIANT, 'FRUGAL_WEBGPU_MATMUL_VARIANT');
-
-/** Selects the kernel used for large products (benchmarks compare them; others keep the default). */
-export function setMatmulVariant(name: string): void { variant = checkVariant(name, 'setMatmulVariant'); }
-export function matmulVariant(): string { return variant; }
-/** Workgroup memory a variant needs (0 for 'base'); above the adapter's limit it falls back to 'base'. */
-export function matmulVariantSharedBytes(name: string): number {
-  const q = QUAD[checkVariant(name, 'matmulVariantSharedBytes')];
-  return q ? quadSharedBytes(q) : 0;
-}
-
-function quadSharedBytes(q: Quad): number {
-  return (q.prefetch ? 2 : 1) * q.bk * 64 * (q.qm + q.qn) * 4;
+/** Workgroup memory of a quadrant kernel, for the adapter's limit. */
+export function quadSharedBytes(q: Quad, schedule: QuadSchedule = singleBuffer): number {
+  return schedule.buffers * q.bk * 64 * (q.qm + q.qn) * 4;
 }
 
 interface Operand { name: string; t: number; kContig: boolean; dim: string; ld: string; base: string; outer0: string }
 
-/** Global loads of one slice into registers `g<name><i>_<r>` (declared by `regDecl`). */
-function quadOperand(o: Operand, bk: number): { decl: string; load: (k0: string) => string; store: (buf: string) => string } {
+/** WGSL for one operand of a quadrant kernel: its registers, their global loads at k0, their stores to a slice buffer. */
+export interface QuadOperandCode { decl: string; load: (k0: string) => string; store: (buf: string) => string }
+
+/** Global loads of one slice into registers `g<name><i>_<r>` (declared by `decl`). */
+function quadOperand(o: Operand, bk: number): QuadOperandCode {
   const tv = o.t / 4;
   const lines: { decl: string[]; load: string[]; store: string[] } = { decl: [], load: [], store: [] };
   const slot = (buf: string, kk: string, ov: string) => `${o.name}s[(${buf} * ${bk}u + ${kk}) * ${tv}u + ${ov}]`;
@@ -189,8 +194,13 @@ ${'xyzw'.split('').map((c, j) => `      ${slot('BUF', `kb + ${j}u`, 'ov')} = vec
   };
 }
 
-function quadCode(q: Quad, transA: boolean, transB: boolean, vecC: boolean): string {
-  const { qm, qn, bk, prefetch } = q;
+/** The quadrant kernel for vec4-loadable operands; `name` tells schedules and shapes apart in the pipeline key. */
+export function quadSpec(q: Quad, transA: boolean, transB: boolean, vecC: boolean, schedule = singleBuffer, name = 'quad16'): KernelSpec {
+  return { key: `matmul:${name}:${transA}:${transB}:${vecC}`, ...io(true, true, vecC), code: () => quadCode(q, transA, transB, vecC, schedule) };
+}
+
+function quadCode(q: Quad, transA: boolean, transB: boolean, vecC: boolean, schedule: QuadSchedule): string {
+  const { qm, qn, bk } = q;
   const tm = 64 * qm, tn = 64 * qn;
   const A = quadOperand({ name: 'A', t: tm, kContig: !transA, dim: 'p.m', ld: transA ? 'p.m' : 'p.k', base: 'aBase', outer0: 'm0' }, bk);
   const B = quadOperand({ name: 'B', t: tn, kContig: transB, dim: 'p.n', ld: transB ? 'p.k' : 'p.n', base: 'bBase', outer0: 'n0' }, bk);
@@ -212,58 +222,18 @@ ${J.map((j) => vecC
     : R.map((c) => `      { let gn = n0 + tx * 4u + ${64 * j + c}u; if (gn < p.n) { let ci = cBase + gm * p.n + gn; var val = p.alpha * ${acc(i, r, j)}.${'xyzw'[c]}; if (p.beta != 0.0) { val += p.beta * C[ci]; } C[ci] = val; } }`).join('\n')).join('\n')}
     }
   }`)).join('');
-  const nbuf = prefetch ? 2 : 1;
-  const loop = prefetch
-    ? `${A.load('0u')}
-${B.load('0u')}
-${A.store('0u')}
-${B.store('0u')}
-  workgroupBarrier();
-  var cur = 0u;
-  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
-    let more = k0 + ${bk}u < p.k;
-    if (more) {
-${A.load(`(k0 + ${bk}u)`)}
-${B.load(`(k0 + ${bk}u)`)}
-    }
-${compute('cur')}
-    if (more) {
-${A.store('(cur ^ 1u)')}
-${B.store('(cur ^ 1u)')}
-    }
-    workgroupBarrier();
-    cur ^= 1u;
-  }`
-    : `  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
-${A.load('k0')}
-${B.load('k0')}
-${A.store('0u')}
-${B.store('0u')}
-    workgroupBarrier();
-${compute('0u')}
-    workgroupBarrier();
-  }`;
+  const nbuf = schedule.buffers;
   return `
-@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> B: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> C: array<${vecC ? 'vec4<f32>' : 'f32'}>;
-struct P { m: u32, n: u32, k: u32, sa: u32, sb: u32, sc: u32, alpha: f32, beta: f32 }
-@group(0) @binding(3) var<uniform> p: P;
 var<workgroup> As: array<vec4<f32>, ${(nbuf * bk * tm) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(nbuf * bk * tn) / 4}>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let m0 = wid.y * ${tm}u;
-  let n0 = wid.x * ${tn}u;
-  let aBase = wid.z * p.sa;
-  let bBase = wid.z * p.sb;
+${entry(tm, tn)}
   let ty = tid / 16u;
   let tx = tid % 16u;
 ${accs.map(([i, r, j]) => `  var ${acc(i, r, j)} = vec4<f32>(0.0);`).join('\n')}
 ${A.decl}
 ${B.decl}
-${loop}
+${schedule.loop(A, B, compute, bk)}
   let cBase = wid.z * p.sc;${store}
 }`;
 }
@@ -280,27 +250,21 @@ export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulPa
   // vec4 loads along the contiguous axis need that axis, the batch stride and the row pitch in multiples of 4.
   const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
   const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
-  const quad = QUAD[variant];
-  // The quadrant kernels stage whole vec4s only, so they need vec4 loads of both operands.
-  if (quad && tile === BIG && vecA && vecB && quadSharedBytes(quad) <= rt.maxWorkgroupStorage) {
+  // The quadrant kernel stages whole vec4s only, so it needs vec4 loads of both operands.
+  if (tile === BIG && vecA && vecB && quadSharedBytes(QUAD) <= rt.maxWorkgroupStorage) {
     const vecC = n % 4 === 0 && q.strideC % 4 === 0;
-    const qkey = `matmul:${variant}:${q.transA}:${q.transB}:${vecC}`;
-    const qu = new Uniform().u(m, n, k, q.strideA, q.strideB, q.strideC).f(q.alpha, q.beta);
-    rt.dispatch({ key: qkey, access: 'rrw', code: () => quadCode(quad, q.transA, q.transB, vecC) }, [a, b, c], qu,
-      [Math.ceil(n / (64 * quad.qn)), Math.ceil(m / (64 * quad.qm)), batch]);
+    rt.dispatch(quadSpec(QUAD, q.transA, q.transB, vecC), [a, b, c], matmulUniform(q),
+      [Math.ceil(n / (64 * QUAD.qn)), Math.ceil(m / (64 * QUAD.qm)), batch]);
     return;
   }
-  const key = `matmul:${tile.tm}:${q.transA}:${q.transB}:${vecA}:${vecB}`;
-  const u = new Uniform().u(m, n, k, q.strideA, q.strideB, q.strideC).f(q.alpha, q.beta);
-  rt.dispatch({ key, access: 'rrw', code: () => code(tile, q.transA, q.transB, vecA, vecB) }, [a, b, c], u,
+  rt.dispatch(tiledSpec(tile, q.transA, q.transB, vecA, vecB), [a, b, c], matmulUniform(q),
     [Math.ceil(n / tile.tn), Math.ceil(m / tile.tm), batch]);
 }
 
 function scaleC(rt: Runtime, c: GpuBuf, batch: number, per: number, stride: number, beta: number): void {
-  rt.dispatch({ key: 'matmul:scaleC', access: 'w', code: () => `
-@group(0) @binding(0) var<storage, read_write> C: array<f32>;
-struct P { total: u32, per: u32, stride: u32, beta: f32 }
-@group(0) @binding(1) var<uniform> p: P;
+  rt.dispatch({ key: 'matmul:scaleC',
+    bindings: [['C', 'f32', 'w']],
+    uniform: 'total: u32, per: u32, stride: u32, beta: f32', code: () => `
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = (wid.x + wid.y * nwg.x) * 256u + lid.x;

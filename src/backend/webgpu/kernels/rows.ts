@@ -2,22 +2,19 @@
 // reductions, argmax, softmax, cross-entropy, RMSNorm/LayerNorm, sum of squares, top-k.
 import type { ReduceOp } from '../../types.ts';
 import type { GpuBuf } from '../pool.ts';
-import { type Runtime, Uniform } from '../runtime.ts';
+import { type Binding, type KernelSpec, type Runtime, Uniform } from '../runtime.ts';
 import { flatMain, NEG_INF, POS_INF, reduceFns, rowMain, WG } from './common.ts';
 
 const combine: Record<ReduceOp, string> = { sum: 'a + b', max: 'select(a, b, b > a)', min: 'select(a, b, b < a)' };
 const identity: Record<ReduceOp, string> = { sum: '0.0', max: NEG_INF, min: POS_INF };
 
 export function reduce(rt: Runtime, op: ReduceOp, a: GpuBuf, outer: number, n: number, inner: number, out: GpuBuf): void {
+  const io = { bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'outer: u32, n: u32, inner: u32' } as const;
   const head = `
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read_write> O: array<f32>;
-struct P { outer: u32, n: u32, inner: u32 }
-@group(0) @binding(2) var<uniform> p: P;
 fn comb(a: f32, b: f32) -> f32 { return ${combine[op]}; }`;
   const u = new Uniform().u(outer, n, inner);
   if (inner === 1) {
-    rt.dispatch({ key: `reduceRow:${op}`, access: 'rw', code: () => `${head}
+    rt.dispatch({ key: `reduceRow:${op}`, ...io, code: () => `${head}
 var<workgroup> red: array<f32, ${WG}>;
 ${rowMain(`  if (row >= p.outer) { return; }
   var acc = ${identity[op]};
@@ -31,7 +28,7 @@ ${rowMain(`  if (row >= p.outer) { return; }
   if (t == 0u) { O[row] = red[0]; }`)}` }, [a, out], u, rt.grid(outer));
     return;
   }
-  rt.dispatch({ key: `reduceCol:${op}`, access: 'rw', code: () => `${head}
+  rt.dispatch({ key: `reduceCol:${op}`, ...io, code: () => `${head}
 ${flatMain(`  if (i >= p.outer * p.inner) { return; }
   let q = i % p.inner;
   var base = (i / p.inner) * p.n * p.inner + q;
@@ -42,14 +39,10 @@ ${flatMain(`  if (i >= p.outer * p.inner) { return; }
 
 /** First index of the maximum (ties go to the lower index, like the CPU kernel). */
 export function argmax(rt: Runtime, a: GpuBuf, outer: number, n: number, inner: number, out: GpuBuf): void {
-  const head = `
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read_write> O: array<i32>;
-struct P { outer: u32, n: u32, inner: u32 }
-@group(0) @binding(2) var<uniform> p: P;`;
+  const io = { bindings: [['A', 'f32', 'r'], ['O', 'i32', 'w']], uniform: 'outer: u32, n: u32, inner: u32' } as const;
   const u = new Uniform().u(outer, n, inner);
   if (inner === 1) {
-    rt.dispatch({ key: 'argmaxRow', access: 'rw', code: () => `${head}
+    rt.dispatch({ key: 'argmaxRow', ...io, code: () => `
 var<workgroup> rv: array<f32, ${WG}>;
 var<workgroup> ri: array<u32, ${WG}>;
 ${rowMain(`  if (row >= p.outer) { return; }
@@ -73,7 +66,7 @@ ${rowMain(`  if (row >= p.outer) { return; }
   if (t == 0u) { O[row] = i32(ri[0]); }`)}` }, [a, out], u, rt.grid(outer));
     return;
   }
-  rt.dispatch({ key: 'argmaxCol', access: 'rw', code: () => `${head}
+  rt.dispatch({ key: 'argmaxCol', ...io, code: () => `
 ${flatMain(`  if (i >= p.outer * p.inner) { return; }
   let base = (i / p.inner) * p.n * p.inner + i % p.inner;
   var bv = A[base];
@@ -83,11 +76,9 @@ ${flatMain(`  if (i >= p.outer * p.inner) { return; }
 }
 
 export function softmax(rt: Runtime, a: GpuBuf, rows: number, n: number, out: GpuBuf, log: boolean): void {
-  rt.dispatch({ key: `softmax:${log}`, access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read_write> O: array<f32>;
-struct P { rows: u32, n: u32 }
-@group(0) @binding(2) var<uniform> p: P;
+  rt.dispatch({ key: `softmax:${log}`,
+    bindings: [['X', 'f32', 'r'], ['O', 'f32', 'w']],
+    uniform: 'rows: u32, n: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  if (row >= p.rows) { return; }
   let base = row * p.n;
@@ -103,12 +94,9 @@ ${rowMain(`  if (row >= p.rows) { return; }
 }
 
 export function softmaxBackward(rt: Runtime, y: GpuBuf, dy: GpuBuf, rows: number, n: number, dx: GpuBuf, log: boolean): void {
-  rt.dispatch({ key: `softmaxBackward:${log}`, access: 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> Y: array<f32>;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read_write> O: array<f32>;
-struct P { rows: u32, n: u32 }
-@group(0) @binding(3) var<uniform> p: P;
+  rt.dispatch({ key: `softmaxBackward:${log}`,
+    bindings: [['Y', 'f32', 'r'], ['G', 'f32', 'r'], ['O', 'f32', 'w']],
+    uniform: 'rows: u32, n: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  if (row >= p.rows) { return; }
   let base = row * p.n;
@@ -146,13 +134,10 @@ export function crossEntropy(rt: Runtime, logits: GpuBuf, target: GpuBuf, rows: 
   }
   if (t == 0u) { L[row] = lse - X[base + u32(y)]; }
   ${withGrad ? `for (var j = t; j < p.n; j += ${WG}u) { D[base + j] = exp(X[base + j] - lse) - select(0.0, 1.0, j == u32(y)); }` : ''}`;
-  const spec = { key: `crossEntropy:${soft}:${withGrad}`, access: withGrad ? 'rrww' : 'rrw', code: () => `
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read> T: array<${soft ? 'f32' : 'i32'}>;
-@group(0) @binding(2) var<storage, read_write> L: array<f32>;
-${withGrad ? '@group(0) @binding(3) var<storage, read_write> D: array<f32>;' : ''}
-struct P { rows: u32, n: u32, ignore: i32 }
-@group(0) @binding(${withGrad ? 4 : 3}) var<uniform> p: P;
+  const spec: KernelSpec = {
+    key: `crossEntropy:${soft}:${withGrad}`,
+    bindings: [['X', 'f32', 'r'], ['T', soft ? 'f32' : 'i32', 'r'], ['L', 'f32', 'w'], withGrad && ['D', 'f32', 'w']],
+    uniform: 'rows: u32, n: u32, ignore: i32', code: () => `
 ${reduceFns}
 ${rowMain(`  if (row >= p.rows) { return; }
   let base = row * p.n;
@@ -169,20 +154,12 @@ ${body}`)}` };
 export function norm(rt: Runtime, kind: 'rms' | 'layer', x: GpuBuf, weight: GpuBuf | null, bias: GpuBuf | null, rows: number,
   n: number, eps: number, out: GpuBuf, rstd: GpuBuf, mean: GpuBuf | null): void {
   const layer = kind === 'layer';
-  const bufs: GpuBuf[] = [x];
-  const decl: string[] = ['@group(0) @binding(0) var<storage, read> X: array<f32>;'];
-  let access = 'r';
-  const add = (b: GpuBuf | null, name: string, rw: boolean) => {
-    if (!b) return;
-    decl.push(`@group(0) @binding(${bufs.length}) var<storage, ${rw ? 'read_write' : 'read'}> ${name}: array<f32>;`);
-    bufs.push(b);
-    access += rw ? 'w' : 'r';
-  };
-  add(weight, 'Wt', false); add(bias, 'Bs', false); add(out, 'O', true); add(rstd, 'RS', true); add(mean, 'MU', true);
-  const spec = { key: `norm:${kind}:${!!weight}:${!!bias}:${!!mean}`, access, code: () => `
-${decl.join('\n')}
-struct P { rows: u32, n: u32, eps: f32 }
-@group(0) @binding(${bufs.length}) var<uniform> p: P;
+  const bufs = [x, weight, bias, out, rstd, mean].filter((b): b is GpuBuf => b !== null);
+  const spec: KernelSpec = {
+    key: `norm:${kind}:${!!weight}:${!!bias}:${!!mean}`,
+    bindings: [['X', 'f32', 'r'], !!weight && ['Wt', 'f32', 'r'], !!bias && ['Bs', 'f32', 'r'], ['O', 'f32', 'w'], ['RS', 'f32', 'w'],
+      !!mean && ['MU', 'f32', 'w']],
+    uniform: 'rows: u32, n: u32, eps: f32', code: () => `
 ${reduceFns}
 ${rowMain(`  if (row >= p.rows) { return; }
   let base = row * p.n;
@@ -207,14 +184,12 @@ export function normBackward(rt: Runtime, kind: 'rms' | 'layer', x: GpuBuf, weig
   const hasMean = mean !== null;
   const xhat = hasMean ? '(X[base + j] - MU[row]) * RS[row]' : 'X[base + j] * RS[row]';
   const inputs = [x, rstd, dy, ...(hasMean ? [mean!] : []), ...(weight ? [weight] : [])];
-  const decl = ['X', 'RS', 'G', ...(hasMean ? ['MU'] : []), ...(weight ? ['Wt'] : [])]
-    .map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`).join('\n');
+  const read = (name: string): Binding => [name, 'f32', 'r'];
   const u = () => new Uniform().u(rows, n);
-  rt.dispatch({ key: `normBackward:dx:${kind}:${hasMean}:${!!weight}`, access: 'r'.repeat(inputs.length) + 'w', code: () => `
-${decl}
-@group(0) @binding(${inputs.length}) var<storage, read_write> DX: array<f32>;
-struct P { rows: u32, n: u32 }
-@group(0) @binding(${inputs.length + 1}) var<uniform> p: P;
+  rt.dispatch({
+    key: `normBackward:dx:${kind}:${hasMean}:${!!weight}`,
+    bindings: [read('X'), read('RS'), read('G'), hasMean && read('MU'), !!weight && read('Wt'), ['DX', 'f32', 'w']],
+    uniform: 'rows: u32, n: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  if (row >= p.rows) { return; }
   let base = row * p.n;
@@ -235,15 +210,10 @@ ${rowMain(`  if (row >= p.rows) { return; }
   // Column sums over rows, one thread per column (deterministic order).
   const cols = [x, rstd, dy, ...(hasMean ? [mean!] : [])];
   const outs = [...(dweight ? [dweight] : []), ...(dbias ? [dbias] : [])];
-  const cdecl = ['X', 'RS', 'G', ...(hasMean ? ['MU'] : [])]
-    .map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`).join('\n');
-  const odecl = [...(dweight ? ['DW'] : []), ...(dbias ? ['DB'] : [])]
-    .map((name, i) => `@group(0) @binding(${cols.length + i}) var<storage, read_write> ${name}: array<f32>;`).join('\n');
-  rt.dispatch({ key: `normBackward:dw:${hasMean}:${!!dweight}:${!!dbias}`, access: 'r'.repeat(cols.length) + 'w'.repeat(outs.length), code: () => `
-${cdecl}
-${odecl}
-struct P { rows: u32, n: u32 }
-@group(0) @binding(${cols.length + outs.length}) var<uniform> p: P;
+  rt.dispatch({
+    key: `normBackward:dw:${hasMean}:${!!dweight}:${!!dbias}`,
+    bindings: [read('X'), read('RS'), read('G'), hasMean && read('MU'), !!dweight && ['DW', 'f32', 'w'], !!dbias && ['DB', 'f32', 'w']],
+    uniform: 'rows: u32, n: u32', code: () => `
 ${flatMain(`  if (i >= p.n) { return; }
   let j = i;
   var dw = 0.0;
@@ -262,21 +232,15 @@ ${flatMain(`  if (i >= p.n) { return; }
 export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf): void {
   const groups = Math.max(1, Math.min(1024, Math.ceil(n / WG)));
   const partial = rt.temp(groups, 'f32');
-  rt.dispatch({ key: 'sumSquares:partial', access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read_write> O: array<f32>;
-struct P { n: u32, groups: u32 }
-@group(0) @binding(2) var<uniform> p: P;
+  rt.dispatch({ key: 'sumSquares:partial',
+    bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']],
+    uniform: 'n: u32, groups: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  var s = 0.0;
   for (var j = row * ${WG}u + t; j < p.n; j += p.groups * ${WG}u) { let v = A[j]; s += v * v; }
   s = wgSum(s, t);
   if (t == 0u) { O[row] = s; }`)}` }, [a, partial], new Uniform().u(n, groups), [groups]);
-  rt.dispatch({ key: 'sumSquares:final', access: 'rw', code: () => `
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read_write> O: array<f32>;
-struct P { n: u32 }
-@group(0) @binding(2) var<uniform> p: P;
+  rt.dispatch({ key: 'sumSquares:final', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  var s = 0.0;
   for (var j = t; j < p.n; j += ${WG}u) { s += A[j]; }
@@ -288,12 +252,9 @@ ${rowMain(`  var s = 0.0;
 export function topk(rt: Runtime, a: GpuBuf, rows: number, n: number, k: number, values: GpuBuf, indices: GpuBuf): void {
   const K = 2 ** Math.ceil(Math.log2(Math.max(k, 1)));
   if (K > 256) throw new Error(`webgpu topk supports k <= 256, got ${k}`);
-  rt.dispatch({ key: `topk:${K}`, access: 'rww', code: () => `
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read_write> VAL: array<f32>;
-@group(0) @binding(2) var<storage, read_write> IDX: array<i32>;
-struct P { rows: u32, n: u32, k: u32 }
-@group(0) @binding(3) var<uniform> p: P;
+  rt.dispatch({ key: `topk:${K}`,
+    bindings: [['A', 'f32', 'r'], ['VAL', 'f32', 'w'], ['IDX', 'i32', 'w']],
+    uniform: 'rows: u32, n: u32, k: u32', code: () => `
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let r = (wid.x + wid.y * nwg.x) * 64u + lid.x;
