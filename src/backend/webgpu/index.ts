@@ -83,9 +83,7 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     },
     read: (b: Buf) => rt.read(g(b)),
     raiseIf(found: Buf, message: (value: number) => string): void {
-      const b = g(found);
-      b.refs++;
-      rt.deferCheck(b, message);
+      rt.deferCheck(g(found), message);
     },
     free(b: Buf): void {
       // Storage shared by several tensors (views) is released when the last of them is freed.

@@ -258,22 +258,47 @@ export class Runtime {
     this.device.queue.writeBuffer(b.buffer, dstOffsetBytes, data.buffer, data.byteOffset, data.byteLength);
   }
 
-  // Validation results (Backend.raiseIf), read back with the next read or at the next sync; the
-  // first failing one raises (later ones belong to work that followed it and are dropped with it).
-  private checks: { found: GpuBuf; message: (value: number) => string }[] = [];
+  // Validation (Backend.raiseIf): each check's result (count, position, value) is merged on the
+  // device into one accumulator that keeps the first failure and its check id, so pending checks
+  // hold no buffers. The next read maps the accumulator with the data and raises that check's
+  // message. Messages of checks recorded in a captured step are kept (a replay merges them again).
+  private checkAcc: GpuBuf | null = null;
+  private checkSeq = 1;
+  private readonly messages = new Map<number, (value: number) => string>();
+  private readonly pinnedMessages = new Map<number, (value: number) => string>();
   deferCheck(found: GpuBuf, message: (value: number) => string): void {
-    this.checks.push({ found, message });
+    if (!this.checkAcc) {
+      this.checkAcc = this.alloc(4, 'i32');
+      this.clear(this.checkAcc);
+    }
+    const id = this.checkSeq++;
+    if (this.recorder) this.pinnedMessages.set(id, message);
+    else {
+      this.messages.set(id, message);
+      // Many checks without a readback: keep the newest messages (a dropped one reads generically).
+      if (this.messages.size > 4096) this.messages.delete(this.messages.keys().next().value!);
+    }
+    this.dispatch({ key: 'mergeCheck', bindings: [['F', 'i32', 'r'], ['A', 'i32', 'w']], uniform: 'id: i32', code: () => `
+@compute @workgroup_size(1)
+fn main() {
+  if (A[0] == 0 && F[0] > 0) { A[0] = F[0]; A[1] = F[1]; A[2] = F[2]; A[3] = p.id; }
+}` }, [found, this.checkAcc], new Uniform().i(id), [1]);
   }
 
   async read(b: GpuBuf): Promise<Float32Array | Int32Array> {
-    const checks = this.checks.splice(0);
-    const all = await this.readMany([...checks.map((c) => c.found), b]);
-    let failure: string | null = null;
-    checks.forEach((c, i) => {
-      if (--c.found.refs <= 0) this.pool.release(c.found);
-      if (failure === null && all[i][0] > 0) failure = c.message(all[i][2]);
-    });
-    if (failure !== null) throw new Error(failure);
+    const acc = this.checkAcc, upTo = this.checkSeq;
+    const all = await this.readMany(acc ? [acc, b] : [b]);
+    if (acc) {
+      const [count, , value, id] = all[0];
+      // Checks merged before the copy are settled; later ones (other tasks) stay pending.
+      for (const k of [...this.messages.keys()]) if (k < upTo && k !== id) this.messages.delete(k);
+      if (count > 0) {
+        const message = this.messages.get(id) ?? this.pinnedMessages.get(id);
+        this.messages.delete(id);
+        this.clear(acc);
+        throw new Error(message ? message(value) : `an index check failed (value ${value})`);
+      }
+    }
     return all[all.length - 1];
   }
 
@@ -298,12 +323,8 @@ export class Runtime {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
-    if (this.checks.length) {
-      // Reading the last check's buffer also reads (and raises) every check before it.
-      const last = this.checks.at(-1)!;
-      last.found.refs++;
-      try { await this.read(last.found); } finally { if (--last.found.refs <= 0) this.pool.release(last.found); }
-    }
+    // Raises a failed index check, if any (reading the accumulator alone).
+    if (this.checkAcc) await this.read(this.checkAcc);
   }
 
   /** Workgroup grid for `groups` workgroups: x up to the per-dimension limit, the rest in y. */
