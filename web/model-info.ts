@@ -6,6 +6,7 @@ import { packedMemory } from '../src/infer/packed-device.ts';
 import type { CausalLM } from '../src/models/index.ts';
 import { bitsFromCounts, bitsPerParam } from '../src/nn/fbi-linear.ts';
 import type { MemoryFigures } from './protocol.ts';
+import { fmtBytes, fmtCount } from '../src/io/format.ts';
 
 export interface ModelInfo {
   architecture: string;
@@ -76,16 +77,4 @@ export function infoRows(info: ModelInfo, source: string, notes: string[]): [str
   return rows;
 }
 
-export function fmtBytes(n: number): string {
-  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
-  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(2)} MiB`;
-  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
-  return `${n} B`;
-}
-
-export function fmtCount(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
-  return String(n);
-}
+export { fmtBytes, fmtCount };

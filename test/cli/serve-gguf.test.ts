@@ -15,6 +15,7 @@ import { generate } from '../../src/infer/generate.ts';
 import { CausalLM } from '../../src/models/index.ts';
 import { loadServingModel } from '../../src/cli/model-spec.ts';
 import { chatTemplateFromGguf } from '../../src/serve/chat.ts';
+import { type Served, startServe } from '../cli-helpers.ts';
 
 const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'frugal.js');
 const tmp = mkdtempSync(join(tmpdir(), 'frugal-serve-gguf-'));
@@ -31,21 +32,8 @@ writeFileSync(noTpl, ggufFromModel(model, { metadata: tokMeta }));
 const badTpl = join(tmp, 'bad.gguf');
 writeFileSync(badTpl, ggufFromModel(model, { metadata: { ...tokMeta, 'tokenizer.chat_template': '{% for m in messages %}{{ m.content }' } }));
 
-function serve(file: string): Promise<{ proc: ReturnType<typeof spawn>; base: string; stderr: () => string }> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--model', file, '--port', '0', '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`serve did not start: ${err}`)), 30_000);
-    proc.stderr!.on('data', (d) => {
-      err += d;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        res({ proc, base: m[1], stderr: () => err });
-      }
-    });
-    proc.on('exit', (code) => rej(new Error(`serve exited with ${code}: ${err}`)));
-  });
+function serve(file: string): Promise<Served> {
+  return startServe(['--model', file, '--threads', '1']);
 }
 
 async function stop(proc: ReturnType<typeof spawn>): Promise<void> {

@@ -2,13 +2,14 @@
 // `frugal generate`, SIGTERM lets a response in flight finish and exits 0; bad flags exit 2.
 // Also the generation flags of `frugal generate` (--stop, --prompt-file and stdin, --threads, --device).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { CausalLM } from '../../src/models/index.ts';
 import { saveCheckpoint } from '../../src/train/checkpoint.ts';
+import { type Served, startServe } from '../cli-helpers.ts';
 
 const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'frugal.js');
 const tmp = mkdtempSync(join(tmpdir(), 'frugal-serve-'));
@@ -22,21 +23,8 @@ function frugal(args: string[], input?: string) {
 }
 
 /** Starts `frugal serve --port 0` and resolves with the process and its base URL once it listens. */
-function serve(extra: string[] = []): Promise<{ proc: ReturnType<typeof spawn>; base: string; stderr: () => string }> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--model', dir, '--port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`serve did not start: ${err}`)), 30_000);
-    proc.stderr!.on('data', (d) => {
-      err += d;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        res({ proc, base: m[1], stderr: () => err });
-      }
-    });
-    proc.on('exit', (code) => rej(new Error(`serve exited with ${code}: ${err}`)));
-  });
+function serve(extra: string[] = []): Promise<Served> {
+  return startServe(['--model', dir, ...extra]);
 }
 
 test('concurrent greedy requests to frugal serve equal frugal generate; SIGTERM finishes the response in flight', async () => {
