@@ -10,6 +10,7 @@ import { AdamW, clipFactor, gradNorm } from '../src/train/optim.ts';
 import type { DeviceName } from '../src/backend/types.ts';
 import { captureWebGPUStep, syncWebGPU } from '../src/backend/webgpu/index.ts';
 import { finishWebGPU, releasePool, startWebGPU, torchGpuPeer } from './matmul.ts';
+import { runBenchIfMain } from './kit.ts';
 
 export const REFERENCE = { vocab: 8192, dim: 256, layers: 6, heads: 8, ffn: 768, ctx: 256, batch: 8 };
 /** Named model shapes for --preset (explicit flags override single fields). */
@@ -200,4 +201,4 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
   return res;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) console.log(JSON.stringify(await run()));
+await runBenchIfMain(import.meta.url, run);
