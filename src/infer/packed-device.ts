@@ -5,8 +5,7 @@
 // PackedLinear (src/nn/packed.ts) with the CLI's default int8 activations (setPackedActivations
 // selects the exact mode). On Node, loadPackedModel + moveTo gives the same model.
 import type { DeviceName } from '../backend/types.ts';
-import { checkPackedConfig, packedDataFrom, type PackedModelData, packedWordsPerRow } from '../io/packed-files.ts';
-import type { RawTensor } from '../io/raw.ts';
+import { checkPackedConfig, checkPackedNames, packedDataFrom, type PackedModelData, packedTensorMap } from '../io/packed-files.ts';
 import { CausalLM } from '../models/index.ts';
 import { llamaFromHf as configFromHf } from '../models/hf.ts';
 import type { Module } from '../nn/module.ts';
@@ -22,18 +21,13 @@ export function packedModelOnDevice(data: PackedModelData, device: DeviceName): 
   }
   const model = new CausalLM(cfg, { device, linear: (c, inF, outF) => new PackedLinear(inF, outF, c.fbiScale, device) });
   // An f16 head is uploaded as the f32 values of its halves (the logits of the f16 head on the cpu).
-  const given = new Map<string, RawTensor>(data.tensors);
-  for (const [name, l] of data.linears) {
-    given.set(`${name}.weight_bits`, { dtype: 'i32', shape: [l.outFeatures, packedWordsPerRow(l.inFeatures)], data: new Int32Array(l.bits.buffer, l.bits.byteOffset, l.bits.length) });
-    given.set(`${name}.wscale`, l.wscale);
-    given.set(`${name}.wbias`, l.wbias);
-  }
+  const given = packedTensorMap(data);
   const current = new Map([...model.namedParameters(), ...model.namedBuffers()]);
-  const missing = [...current.keys()].filter((n) => !given.has(n));
-  const extra = [...given.keys()].filter((n) => !current.has(n));
-  if (missing.length || extra.length) {
+  try {
+    checkPackedNames([...current.keys()], given);
+  } catch (e) {
     for (const t of current.values()) t.dispose();
-    throw new Error(`packed model does not match its config: ${missing.length ? `missing ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `unexpected ${extra.join(', ')}` : ''}`);
+    throw e;
   }
   for (const [name, old] of current) {
     const t = given.get(name)!;

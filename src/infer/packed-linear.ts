@@ -2,6 +2,7 @@
 // of packed folders into models whose FBI linears are PackedLinear (src/nn/packed.ts).
 import { int8RowBytes } from '../backend/contracts.ts';
 import { type PackedModelData, type PackedWriteOptions, readPackedFolder, writePackedFolder } from '../io/packed.ts';
+import { checkPackedNames, packedTensorMap } from '../io/packed-files.ts';
 import type { RawTensor, TensorMap } from '../io/raw.ts';
 import { CausalLM } from '../models/index.ts';
 import { withFbiLinearFactory } from '../models/fbi-plugin.ts';
@@ -13,7 +14,6 @@ import { HalfHead, Int8Head, PackedLinear, quantizeRowsInt8 } from '../nn/packed
 import { fbiPackSigns } from '../ops/fbi.ts';
 import { fromArray, type Tensor } from '../tensor/tensor.ts';
 
-const wordsPerRow = (inF: number) => Math.ceil(inF / 32);
 
 /** Puts `head` in place of the model's untied LM head. */
 function replaceHead(model: CausalLM, head: LinearLike): void {
@@ -64,7 +64,7 @@ function buildPackedModel(config: Partial<ModelConfig>, opts: { seed?: number } 
 export function modelFromPacked(data: PackedModelData): CausalLM {
   const cfg = configFromHf(data.config);
   const model = buildPackedModel(cfg);
-  const given = new Map<string, RawTensor>(data.tensors);
+  const given = packedTensorMap(data);
   const headDtype = data.headDtype ?? 'f32';
   if (headDtype !== 'f32' && cfg.tieEmbeddings) throw new Error(`packed model: a ${headDtype} LM head needs untied embeddings`);
   let int8Head: Int8Head | null = null;
@@ -79,17 +79,8 @@ export function modelFromPacked(data: PackedModelData): CausalLM {
     }
     given.set('lm_head.weight', { dtype: 'f32', shape: [model.config.vocabSize, model.config.hiddenSize], data: new Float32Array(0) });
   }
-  for (const [name, l] of data.linears) {
-    given.set(`${name}.weight_bits`, { dtype: 'i32', shape: [l.outFeatures, wordsPerRow(l.inFeatures)], data: new Int32Array(l.bits.buffer, l.bits.byteOffset, l.bits.length) });
-    given.set(`${name}.wscale`, l.wscale);
-    given.set(`${name}.wbias`, l.wbias);
-  }
   const expected = [...model.namedParameters(), ...model.namedBuffers()].map(([n]) => n);
-  const missing = expected.filter((n) => !given.has(n));
-  const extra = [...given.keys()].filter((n) => !expected.includes(n));
-  if (missing.length || extra.length) {
-    throw new Error(`packed model does not match its config: ${missing.length ? `missing ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `unexpected ${extra.join(', ')}` : ''}`);
-  }
+  checkPackedNames(expected, given);
   for (const n of expected) {
     const t = given.get(n)!;
     if (n === 'lm_head.weight' && headDtype !== 'f32') continue;

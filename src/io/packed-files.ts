@@ -33,6 +33,27 @@ export interface PackedModelData {
 
 export const packedWordsPerRow = (inF: number) => Math.ceil(inF / 32);
 
+/** The model tensors of packed data by name: each linear's sign bits and scales, plus the stored tensors. */
+export function packedTensorMap(data: PackedModelData): Map<string, RawTensor> {
+  const given = new Map<string, RawTensor>(data.tensors);
+  for (const [name, l] of data.linears) {
+    given.set(`${name}.weight_bits`, { dtype: 'i32', shape: [l.outFeatures, packedWordsPerRow(l.inFeatures)], data: new Int32Array(l.bits.buffer, l.bits.byteOffset, l.bits.length) });
+    given.set(`${name}.wscale`, l.wscale);
+    given.set(`${name}.wbias`, l.wbias);
+  }
+  return given;
+}
+
+/** Throws one error naming the tensors a model expects but packed data lacks, and those it has in excess. */
+export function checkPackedNames(expected: readonly string[], given: ReadonlyMap<string, unknown>): void {
+  const want = new Set(expected);
+  const missing = expected.filter((n) => !given.has(n));
+  const extra = [...given.keys()].filter((n) => !want.has(n));
+  if (missing.length || extra.length) {
+    throw new Error(`packed model does not match its config: ${missing.length ? `missing ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `unexpected ${extra.join(', ')}` : ''}`);
+  }
+}
+
 /** Whether a parsed config.json marks a packed folder. */
 export function isPackedConfig(config: Record<string, unknown>): boolean {
   return typeof config.frugal_packed === 'object' && config.frugal_packed !== null;
