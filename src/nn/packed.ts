@@ -104,24 +104,20 @@ export class Int8Head extends Module implements LinearLike {
 }
 
 /** W [out, in] quantized per row to int8 (absmax / 127), rows zero-padded to int8RowBytes(in). */
-export function quantizeRowsInt8(w: Float32Array, inF: number, outF: number): { q: Uint8Array; scale: Float32Array; rowSum: Int32Array } {
+export function quantizeRowsInt8(w: Float32Array, inF: number, outF: number): { q: Uint8Array; scale: Float32Array } {
   for (const [n, v] of [['in', inF], ['out', outF]] as const) {
     if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`int8 quantization: ${n} features must be a positive integer, got ${v}`);
   }
   if (w.length < inF * outF) throw new Error(`int8 quantization: weight has ${w.length} elements, needs ${inF * outF}`);
   const kp = int8RowBytes(inF);
-  const q = new Uint8Array(outF * kp), scale = new Float32Array(outF), rowSum = new Int32Array(outF);
+  const q = new Uint8Array(outF * kp), scale = new Float32Array(outF);
   const qs = new Int8Array(q.buffer);
   for (let n = 0; n < outF; n++) {
     let amax = 0;
     for (let k = 0; k < inF; k++) amax = Math.max(amax, Math.abs(w[n * inF + k]));
     scale[n] = amax / 127;
     const inv = amax > 0 ? 127 / amax : 0;
-    for (let k = 0; k < inF; k++) {
-      const v = Math.max(-127, Math.min(127, Math.round(w[n * inF + k] * inv)));
-      qs[n * kp + k] = v;
-      rowSum[n] += v;
-    }
+    for (let k = 0; k < inF; k++) qs[n * kp + k] = Math.max(-127, Math.min(127, Math.round(w[n * inF + k] * inv)));
   }
-  return { q, scale, rowSum };
+  return { q, scale };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  f16Matmul, type FbiIsa, fbiInt8IsaAvailable, fbiInt8Matmul, fbiPackSigns, fbiRepack, i8Matmul, interleavedWords,
+  f16Matmul, type FbiIsa, fbiInt8IsaAvailable, fbiInt8Matmul, fbiPackSigns, fbiRepack, i8Matmul, int8RowSums, interleavedWords,
 } from '../../src/backend/cpu/fbi.ts';
 import { int8RowBytes } from '../../src/backend/contracts.ts';
 import { quantizeRowsInt8 } from '../../src/nn/packed.ts';
@@ -91,7 +91,8 @@ test('f16 and int8 head matmuls on every code path against float64 references', 
   for (const [rows, inF, outF] of [[1, 64, 50], [6, 37, 9], [1, 200, 75], [9, 130, 21]]) {
     const w = randArray(outF * inF, rng), x = randArray(rows * inF, rng);
     const h = Uint16Array.from(w, f32ToF16Bits);
-    const q = quantizeRowsInt8(w, inF, outF);
+    const q8 = quantizeRowsInt8(w, inF, outF);
+    const q = { ...q8, rowSum: int8RowSums(q8.q, inF, outF) };
     const qs = new Int8Array(q.q.buffer);
     const ref16 = new Float64Array(rows * outF), ref8 = new Float64Array(rows * outF);
     for (let t = 0; t < rows; t++) {

@@ -86,11 +86,6 @@ export function fbiIsaAvailable(isa: FbiIsa): boolean {
   return isa === 'auto' || Boolean(nativeAddon().fbiIsaAvailable(ISA_CODE[isa]));
 }
 
-/** The code path 'auto' selects on this CPU. */
-function fbiIsa(): string {
-  return nativeAddon().fbiIsa() as string;
-}
-
 /** uint32 words of the interleaved layout (16-row blocks x 4-input groups, one 64-bit word each). */
 export const interleavedWords = (inF: number, outF: number) => 2 * Math.ceil(outF / 16) * Math.ceil(inF / 4);
 
@@ -169,15 +164,21 @@ const u32 = (b: Buf) => { const a = b as unknown as Int32Array; return new Uint3
 const interleavedOf = new WeakMap<object, Uint32Array>();
 const rowSumsOf = new WeakMap<object, Int32Array>();
 
-/** An int8 weight's per-row sums of q (the kernels' zero-point term), cached per buffer. */
+/** Per-row sums of an int8 weight's values (rows of int8RowBytes(inF) bytes): the kernels' zero-point term. */
+export function int8RowSums(q: Uint8Array, inF: number, outF: number): Int32Array {
+  const s = new Int8Array(q.buffer, q.byteOffset, q.length), kp = int8RowBytes(inF);
+  const rowSum = new Int32Array(outF);
+  for (let n = 0; n < outF; n++) for (let k = 0; k < kp; k++) rowSum[n] += s[n * kp + k];
+  return rowSum;
+}
+
+/** An int8 weight from its buffers, with the row sums cached per buffer. */
 function int8Weight(qBuf: Buf, scale: Buf, inF: number, outF: number): Int8Weight {
   const words = qBuf as unknown as Int32Array;
   const q = new Uint8Array(words.buffer, words.byteOffset, words.length * 4);
   let rowSum = rowSumsOf.get(qBuf);
   if (!rowSum) {
-    const s = new Int8Array(q.buffer, q.byteOffset, q.length), kp = int8RowBytes(inF);
-    rowSum = new Int32Array(outF);
-    for (let n = 0; n < outF; n++) for (let k = 0; k < kp; k++) rowSum[n] += s[n * kp + k];
+    rowSum = int8RowSums(q, inF, outF);
     rowSumsOf.set(qBuf, rowSum);
   }
   return { q, scale: f32(scale), rowSum };
