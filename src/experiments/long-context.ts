@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { BatchIterator, ByteTokenizer, defaultCorpus, PackedDataset, tokenizeDocuments } from '../data/index.ts';
 import { CausalLM, type ModelConfig } from '../models/index.ts';
 import { train } from '../train/trainer.ts';
-import { windowNlls } from '../eval/perplexity.ts';
+import { type PositionBucket, windowNlls } from '../eval/perplexity.ts';
 
 export interface LongContextScale {
   /** Shared shape; intermediateSize is the attention model's and is re-solved for the others. */
@@ -29,15 +29,6 @@ const LONG_CONTEXT_QUICK: LongContextScale = {
   shape: { hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64 },
   ctx: 64, batch: 4, steps: 6, lr: 5e-3, evalWindows: 4,
 };
-
-export interface PositionBucket {
-  /** Predicted positions [from, to): position p predicts token p from the p tokens before it. */
-  from: number;
-  to: number;
-  nll: number;
-  perplexity: number;
-  tokens: number;
-}
 
 /**
  * Perplexity over doubling position ranges [1,2), [2,4), [4,8), ... A small model's loss falls
