@@ -104,20 +104,26 @@ export class AdamW {
  */
 export function coalesce(parts: RowSparse[], width: number): { rows: Tensor; values: Tensor } {
   if (parts.length === 1 && parts[0].coalesced) return { rows: parts[0].indices, values: parts[0].values };
-  const device = parts[0].indices.device;
-  const n = parts.reduce((c, q) => c + q.indices.size, 0);
-  const rows = empty([n], { dtype: 'i32', device }), vals = empty([n, width], { device });
-  const k = rows.backend.kernels;
-  let at = 0;
-  for (const q of parts) {
-    const m = q.indices.size;
-    k.copy(q.indices.buf, 0, rows.buf, at, m);
-    k.copy(q.values.buf, 0, vals.buf, at * width, m * width);
-    at += m;
+  const device = parts[0].indices.device, backend = parts[0].indices.backend;
+  // One part (an embedding's lookups) is coalesced from its own buffers; several are concatenated first.
+  let rows = parts[0].indices, vals = parts[0].values;
+  if (parts.length > 1) {
+    const n = parts.reduce((c, q) => c + q.indices.size, 0);
+    rows = empty([n], { dtype: 'i32', device });
+    vals = empty([n, width], { device });
+    let at = 0;
+    for (const q of parts) {
+      const m = q.indices.size;
+      backend.kernels.copy(q.indices.buf, 0, rows.buf, at, m);
+      backend.kernels.copy(q.values.buf, 0, vals.buf, at * width, m * width);
+      at += m;
+    }
   }
-  const c = rows.backend.optim.coalesceRows(rows.buf, vals.buf, n, width);
-  rows.dispose();
-  vals.dispose();
+  const c = backend.optim.coalesceRows(rows.buf, vals.buf, rows.size, width);
+  if (parts.length > 1) {
+    rows.dispose();
+    vals.dispose();
+  }
   return { rows: new Tensor(c.rows, [c.count], 'i32', device), values: new Tensor(c.values, [c.count, width], 'f32', device) };
 }
 
