@@ -41,6 +41,7 @@ export class CapturedStep {
     for (const b of this.owned) this.rt.pool.release(b);
     for (const t of this.rec.temps) this.rt.pool.release(t);
     for (const u of this.rec.uniforms) u.destroy();
+    this.rt.unpinChecks(this.rec.checkIds);
     this.rec.commands.length = 0;
   }
 }
@@ -49,7 +50,7 @@ export class CapturedStep {
 export function captureStep<T>(rt: Runtime, fn: () => T): { result: T; step: CapturedStep } {
   if (rt.recorder) throw new Error('captureStep: a capture is already in progress (captures do not nest)');
   rt.flush();
-  const rec: Recorder = { commands: [], uniforms: [], temps: [] };
+  const rec: Recorder = { commands: [], uniforms: [], temps: [], checkIds: [] };
   const owned: GpuBuf[] = [];
   rt.recorder = rec;
   rt.pool.onRelease = (b) => { owned.push(b); return true; };

@@ -59,6 +59,8 @@ export interface Recorder {
   uniforms: GPUBuffer[];
   /** Scratch buffers owned by the recorded sequence. */
   temps: GpuBuf[];
+  /** Index checks recorded in the sequence (their messages stay until the capture is disposed). */
+  checkIds: number[];
 }
 
 const UNIFORM_BYTES = 256;
@@ -272,8 +274,10 @@ export class Runtime {
       this.clear(this.checkAcc);
     }
     const id = this.checkSeq++;
-    if (this.recorder) this.pinnedMessages.set(id, message);
-    else {
+    if (this.recorder) {
+      this.pinnedMessages.set(id, message);
+      this.recorder.checkIds.push(id);
+    } else {
       this.messages.set(id, message);
       // Many checks without a readback: keep the newest messages (a dropped one reads generically).
       if (this.messages.size > 4096) this.messages.delete(this.messages.keys().next().value!);
@@ -283,6 +287,11 @@ export class Runtime {
 fn main() {
   if (A[0] == 0 && F[0] > 0) { A[0] = F[0]; A[1] = F[1]; A[2] = F[2]; A[3] = p.id; }
 }` }, [found, this.checkAcc], new Uniform().i(id), [1]);
+  }
+
+  /** Drops the messages of a disposed capture's checks. */
+  unpinChecks(ids: readonly number[]): void {
+    for (const id of ids) this.pinnedMessages.delete(id);
   }
 
   async read(b: GpuBuf): Promise<Float32Array | Int32Array> {
