@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "attention.h"
 #include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
@@ -24,16 +25,7 @@
 namespace frugal {
 namespace attention {
 
-struct AttnParams {
-  const float *q, *k, *v;
-  float *o, *lse;
-  const float* dout;
-  float *dk, *dv;
-  int64_t B, L, S, H, Hkv, D;
-  float scale;
-  bool causal;
-};
-constexpr int64_t kBQ = 32, kBK = 64;
+// AttnParams, kBQ, kBK: attention.h.
 
 #define FRUGAL_ISA_IMPL "attention_impl.h"
 #include "isa_variants.h"
@@ -47,7 +39,24 @@ void pick(FwdFn* f, BwdFn* b) {
   *b = FRUGAL_ISA_PICK(backward_task);
 }
 
+// Few query rows (decode): each row reads its keys and values in place, no tiles.
+constexpr int64_t kDecodeRows = 4;
+// Below this much work (rows x keys x head size, all heads) a decode attention runs on the calling thread.
+constexpr int64_t kDecodeParallelWork = int64_t{1} << 18;
+}  // namespace
+
 void forward(const AttnParams& p) {
+  if (p.L <= kDecodeRows) {
+    auto row = FRUGAL_ISA_PICK(decode_row);
+    const int64_t tasks = p.B * p.H * p.L;
+    auto one = [&](int64_t t) { row(p, t / (p.H * p.L), t / p.L % p.H, t % p.L); };
+    if (tasks * p.S * p.D < kDecodeParallelWork) {
+      for (int64_t t = 0; t < tasks; t++) one(t);
+    } else {
+      parallel_tasks(tasks, one);
+    }
+    return;
+  }
   FwdFn fwd; BwdFn bwd;
   pick(&fwd, &bwd);
   const int64_t nqb = (p.L + kBQ - 1) / kBQ;
@@ -58,6 +67,7 @@ void forward(const AttnParams& p) {
   });
 }
 
+namespace {
 void backward(const AttnParams& p, float* dq) {
   FwdFn fwd; BwdFn bwd;
   pick(&fwd, &bwd);

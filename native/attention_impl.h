@@ -167,3 +167,55 @@ static void backward_task(const AttnParams& p, const float* dsum, float* dq, int
     }
   }
 }
+
+// One query row i of head h (decode: few rows against a long cache): the scores of every visible
+// key in one pass over K (rows read in place), an exact softmax, then one pass over V. Scores are in
+// base 2 as in forward_task; lse in natural-log units of scale * q.k.
+static void decode_row(const AttnParams& p, int64_t b, int64_t h, int64_t i) {
+  static thread_local std::vector<float> sbuf, accbuf;
+  const int64_t D = p.D, D16 = D / 16 * 16, kvh = h / (p.H / p.Hkv);
+  const int64_t qld = p.H * D, kld = p.Hkv * D;
+  const int64_t n = p.causal ? std::min<int64_t>(p.S, i + (p.S - p.L) + 1) : p.S;
+  const float c = p.scale * 1.4426950408889634f;
+  const int64_t n16 = (n + 15) / 16 * 16;
+  if (static_cast<int64_t>(sbuf.size()) < n16) sbuf.resize(n16);
+  if (static_cast<int64_t>(accbuf.size()) < D) accbuf.resize(D);
+  float* s = sbuf.data();
+  const float* q = p.q + (b * p.L + i) * qld + h * D;
+  const float* kb = p.k + b * p.S * kld + kvh * D;
+  const float* vb = p.v + b * p.S * kld + kvh * D;
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; j++) {
+    const float* kr = kb + j * kld;
+    v16 acc{};
+    for (int64_t d = 0; d < D16; d += 16) acc += ld(q + d) * ld(kr + d);
+    float dot = 0.0f;
+    for (int z = 0; z < 16; z++) dot += acc[z];
+    for (int64_t d = D16; d < D; d++) dot += q[d] * kr[d];
+    s[j] = c * dot;
+    mx = std::max(mx, s[j]);
+  }
+  for (int64_t j = n; j < n16; j++) s[j] = -INFINITY;
+  v16 lsum{};
+  for (int64_t j = 0; j < n16; j += 16) {
+    v16 e = exp2v(ld(s + j) - mx);
+    for (int z = 0; z < 16; z++)
+      if (j + z >= n) e[z] = 0.0f;
+    st(s + j, e);
+    lsum += e;
+  }
+  float l = 0.0f;
+  for (int z = 0; z < 16; z++) l += lsum[z];
+  float* acc = accbuf.data();
+  std::fill(acc, acc + D, 0.0f);
+  for (int64_t j = 0; j < n; j++) {
+    const float* vr = vb + j * kld;
+    const float w = s[j];
+    for (int64_t d = 0; d < D16; d += 16) st(acc + d, ld(acc + d) + w * ld(vr + d));
+    for (int64_t d = D16; d < D; d++) acc[d] += w * vr[d];
+  }
+  float* o = p.o + (b * p.L + i) * qld + h * D;
+  const float inv = 1.0f / l;
+  for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+  p.lse[(b * p.H + h) * p.L + i] = (mx + std::log2(l)) * 0.6931471805599453f;
+}

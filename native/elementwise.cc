@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "elementwise.h"
 #include "isa.h"
 #include "registry.h"
 #include "threadpool.h"
@@ -134,6 +135,10 @@ Napi::Value js_sum_squares(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), s);
 }
 }  // namespace
+
+void silu(const float* x, float* y, int64_t n) {
+  for_chunks(n, [&](int64_t b, int64_t e) { DISPATCH(silu_range, x, y, b, e); });
+}
 
 FRUGAL_EXPORT("crossEntropy", js_cross_entropy)
 FRUGAL_EXPORT("adamw", js_adamw)

@@ -24,6 +24,7 @@
 #include <functional>
 #include <vector>
 
+#include "fbi_int8.h"
 #include "isa.h"
 #include "packed_matmul_args.h"
 #include "registry.h"
@@ -268,24 +269,27 @@ Napi::Value Repack(const Napi::CallbackInfo& info) {
 
 int64_t interleaved_words(int64_t K, int64_t N) { return 2 * ((N + 15) / 16) * ((K + 3) / 4); }
 
-// fbiInt8Matmul(x f32 [M,K], wi u32 (interleaved), alpha, beta, pattern, M, K, N, y f32 [M,N], isa):
-// the arguments as in packed_matmul_args.h, the weights in the interleaved layout (fbiRepack).
-Napi::Value Int8Matmul(const Napi::CallbackInfo& info) {
-  const PackedMatmulArgs a(info, "fbiInt8Matmul", interleaved_words, isa_available);
-  auto env = info.Env();
-  if (reinterpret_cast<uintptr_t>(a.w) % 8) throw Napi::RangeError::New(env, "fbiInt8Matmul: weights must be 8-byte aligned");
+// The packed product with int8 activations from checked arguments (weights in the interleaved
+// layout); scratch is per thread and kept between calls.
+void int8_product_impl(const PackedMatmulArgs& a) {
   const int64_t M = a.M, K = a.K, N = a.N;
-  if (M == 0) return env.Undefined();
-
+  if (M == 0) return;
+  static thread_local std::vector<int8_t> q_tls;
+  std::vector<int8_t>& q = q_tls;  // the calling thread's, also inside the pool lambdas
+  static thread_local std::vector<float> u, bias;
+  static thread_local std::vector<QuantRow> qr_tls;
+  std::vector<QuantRow>& qr = qr_tls;  // the calling thread's, also inside the pool lambdas
+  static thread_local std::vector<int32_t> p;
   const int64_t G = (K + 3) / 4, NB = (N + 15) / 16;
-  std::vector<int8_t> q(static_cast<size_t>(M * G * 4));
-  std::vector<float> u(static_cast<size_t>(K)), bias(M);
-  std::vector<QuantRow> qr(M);
+  q.resize(static_cast<size_t>(M * G * 4));
+  u.resize(static_cast<size_t>(K));
+  bias.resize(M);
+  qr.resize(M);
+  p.resize(static_cast<size_t>(M * NB * 16));
   for (int64_t t = 0; t < M; t++) {
     bias[t] = a.scale_inputs(t, u.data());
     qr[t] = quantize_row(u.data(), K, q.data() + t * G * 4, G * 4);
   }
-  std::vector<int32_t> p(static_cast<size_t>(M * NB * 16));
   Problem pr{q.data(), reinterpret_cast<const uint64_t*>(a.w), M, NB, G, p.data()};
   masked_sums(pr, a.isa);
   for (int64_t t = 0; t < M; t++) {
@@ -293,6 +297,15 @@ Napi::Value Int8Matmul(const Napi::CallbackInfo& info) {
     float* yt = a.y + t * N;
     for (int64_t i = 0; i < N; i++) yt[i] = a.output(i, qr[t].d * static_cast<float>(2 * pt[i] - qr[t].qs), bias[t]);
   }
+}
+
+// fbiInt8Matmul(x f32 [M,K], wi u32 (interleaved), alpha, beta, pattern, M, K, N, y f32 [M,N], isa):
+// the arguments as in packed_matmul_args.h, the weights in the interleaved layout (fbiRepack).
+Napi::Value Int8Matmul(const Napi::CallbackInfo& info) {
+  const PackedMatmulArgs a(info, "fbiInt8Matmul", interleaved_words, isa_available);
+  auto env = info.Env();
+  if (reinterpret_cast<uintptr_t>(a.w) % 8) throw Napi::RangeError::New(env, "fbiInt8Matmul: weights must be 8-byte aligned");
+  int8_product_impl(a);
   return env.Undefined();
 }
 
@@ -406,6 +419,14 @@ void f16_simd(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N
 }
 #endif
 
+void f16_product_impl(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N, float* y, int isa) {
+#if defined(__x86_64__)
+  if (isa == kAvx512) return f16_simd<f16_tile512<4, 4>, f16_tile512<1, 1>, f16_tile512<1, 8>, 4, 4, 8>(x, w, M, K, N, y);
+  if (isa == kAvx2) return f16_simd<f16_tile256<3, 4>, f16_tile256<1, 1>, f16_tile256<1, 4>, 3, 4, 4>(x, w, M, K, N, y);
+#endif
+  parallel_for(N, [&](int64_t a, int64_t e) { f16_rows_scalar(x, w, M, K, N, y, a, e); });
+}
+
 // f16Matmul(x f32 [M,K], w u16 [N,K] (f16 bits), M, K, N, y f32 [M,N], isa): y = x w^T.
 Napi::Value F16Matmul(const Napi::CallbackInfo& info) {
   size_t xn, wn, yn;
@@ -419,11 +440,7 @@ Napi::Value F16Matmul(const Napi::CallbackInfo& info) {
       static_cast<int64_t>(yn) < M * N)
     throw Napi::RangeError::New(env, "f16Matmul: bad sizes");
   require_isa(env, "f16Matmul", isa, isa_available);
-#if defined(__x86_64__)
-  if (isa == kAvx512) return f16_simd<f16_tile512<4, 4>, f16_tile512<1, 1>, f16_tile512<1, 8>, 4, 4, 8>(x, w, M, K, N, y), env.Undefined();
-  if (isa == kAvx2) return f16_simd<f16_tile256<3, 4>, f16_tile256<1, 1>, f16_tile256<1, 4>, 3, 4, 4>(x, w, M, K, N, y), env.Undefined();
-#endif
-  parallel_for(N, [&](int64_t a, int64_t e) { f16_rows_scalar(x, w, M, K, N, y, a, e); });
+  f16_product_impl(x, w, M, K, N, y, isa);
   return env.Undefined();
 }
 
@@ -475,31 +492,26 @@ __attribute__((target("avx2"))) inline void i8_tile256(const int8_t* xq, const i
 }
 #endif
 
-// i8Matmul(x f32 [M,K], w i8 (as u8) [N,kp], scale f32 [N], rowsum i32 [N], M, K, kp, N, y f32 [M,N], isa)
-Napi::Value I8Matmul(const Napi::CallbackInfo& info) {
-  size_t xn, wn, sn, rn, yn;
-  const float* x = f32(info, 0, &xn);
-  const int8_t* w = reinterpret_cast<const int8_t*>(u8(info, 1, &wn));
-  const float* scale = f32(info, 2, &sn);
-  const int32_t* rowsum = i32(info, 3, &rn);
-  const int64_t M = num(info, 4), K = num(info, 5), kp = num(info, 6), N = num(info, 7);
-  float* y = f32(info, 8, &yn);
-  const int isa = resolve(static_cast<int>(num(info, 9)));
-  auto env = info.Env();
-  if (M < 0 || K <= 0 || N <= 0 || kp < K || kp % 64 || static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < N * kp ||
-      static_cast<int64_t>(sn) < N || static_cast<int64_t>(rn) < N || static_cast<int64_t>(yn) < M * N)
-    throw Napi::RangeError::New(env, "i8Matmul: bad sizes");
-  require_isa(env, "i8Matmul", isa, isa_available);
-  if (M == 0) return env.Undefined();
-  std::vector<int8_t> q(static_cast<size_t>(M * kp));
-  std::vector<QuantRow> qr(M);
+void i8_product_impl(const float* x, const int8_t* w, const float* scale, const int32_t* rowsum, int64_t M, int64_t K,
+                     int64_t kp, int64_t N, float* y, int isa) {
+  if (M == 0) return;
+  static thread_local std::vector<int8_t> q_tls;
+  std::vector<int8_t>& q = q_tls;  // the calling thread's, also inside the pool lambdas
+  q.resize(static_cast<size_t>(M * kp));
+  static thread_local std::vector<QuantRow> qr_tls;
+  std::vector<QuantRow>& qr = qr_tls;  // the calling thread's, also inside the pool lambdas
+  qr.resize(M);
   for (int64_t t = 0; t < M; t++) qr[t] = quantize_row(x + t * K, K, q.data() + t * kp, kp);
-  std::vector<int32_t> dot(static_cast<size_t>(M * N));
+  static thread_local std::vector<int32_t> dot_tls;
+  std::vector<int32_t>& dot = dot_tls;  // the calling thread's, also inside the pool lambdas
+  dot.resize(static_cast<size_t>(M * N));
   bool offset = false;
 #if defined(__x86_64__)
   if (isa == kAvx512 && has_vnni()) {
     // vpdpbusd multiplies unsigned by signed bytes: feed q + 128 and subtract 128 * rowsum after.
-    std::vector<uint8_t> xu(q.size());
+    static thread_local std::vector<uint8_t> xu_tls;
+    std::vector<uint8_t>& xu = xu_tls;  // the calling thread's, also inside the pool lambdas
+    xu.resize(q.size());
     for (size_t i = 0; i < q.size(); i++) xu[i] = static_cast<uint8_t>(q[i] + 128);
     const int R = M == 1 ? 8 : 4;
     parallel_for((N + R - 1) / R, [&](int64_t a, int64_t e) {
@@ -548,6 +560,24 @@ Napi::Value I8Matmul(const Napi::CallbackInfo& info) {
       const int32_t d = dot[t * N + n] - (offset ? 128 * rowsum[n] : 0);
       y[t * N + n] = qr[t].d * scale[n] * static_cast<float>(d);
     }
+}
+
+// i8Matmul(x f32 [M,K], w i8 (as u8) [N,kp], scale f32 [N], rowsum i32 [N], M, K, kp, N, y f32 [M,N], isa)
+Napi::Value I8Matmul(const Napi::CallbackInfo& info) {
+  size_t xn, wn, sn, rn, yn;
+  const float* x = f32(info, 0, &xn);
+  const int8_t* w = reinterpret_cast<const int8_t*>(u8(info, 1, &wn));
+  const float* scale = f32(info, 2, &sn);
+  const int32_t* rowsum = i32(info, 3, &rn);
+  const int64_t M = num(info, 4), K = num(info, 5), kp = num(info, 6), N = num(info, 7);
+  float* y = f32(info, 8, &yn);
+  const int isa = resolve(static_cast<int>(num(info, 9)));
+  auto env = info.Env();
+  if (M < 0 || K <= 0 || N <= 0 || kp < K || kp % 64 || static_cast<int64_t>(xn) < M * K || static_cast<int64_t>(wn) < N * kp ||
+      static_cast<int64_t>(sn) < N || static_cast<int64_t>(rn) < N || static_cast<int64_t>(yn) < M * N)
+    throw Napi::RangeError::New(env, "i8Matmul: bad sizes");
+  require_isa(env, "i8Matmul", isa, isa_available);
+  i8_product_impl(x, w, scale, rowsum, M, K, kp, N, y, isa);
   return env.Undefined();
 }
 
@@ -581,6 +611,17 @@ Napi::Value Int8IsaName(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+int resolve_int8_isa(int isa) { return resolve(isa); }
+bool int8_isa_available(int isa) { return isa_available(isa); }
+void int8_product(const PackedMatmulArgs& a) { int8_product_impl(a); }
+void f16_product(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N, float* y, int isa) {
+  f16_product_impl(x, w, M, K, N, y, isa);
+}
+void i8_product(const float* x, const int8_t* w, const float* scale, const int32_t* rowsum, int64_t M, int64_t K, int64_t kp,
+                int64_t N, float* y, int isa) {
+  i8_product_impl(x, w, scale, rowsum, M, K, kp, N, y, isa);
+}
 }  // namespace fbi8
 }  // namespace frugal
 

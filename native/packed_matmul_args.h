@@ -13,14 +13,17 @@
 
 namespace frugal {
 struct PackedMatmulArgs {
-  const float* x;
-  const uint32_t* w;
-  const float* alpha;
-  const float* beta;
-  int pattern;
-  int64_t M, K, N;
-  float* y;
-  int isa;
+  const float* x = nullptr;
+  const uint32_t* w = nullptr;
+  const float* alpha = nullptr;
+  const float* beta = nullptr;
+  int pattern = 0;
+  int64_t M = 0, K = 0, N = 0;
+  float* y = nullptr;
+  int isa = 0;
+
+  // Filled in field by field by native callers that checked their own arrays (fbi_decode.cc).
+  PackedMatmulArgs() = default;
 
   // what: the JS function name for messages; words(K, N): the weight words the layout needs;
   // available: which forced paths this CPU runs.

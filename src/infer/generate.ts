@@ -7,6 +7,7 @@ import type { CausalLM, ModelState } from '../models/index.ts';
 import { fromArray, keep, noGrad, Rng, Tensor, tidy } from '../tensor/index.ts';
 import { checkSampling, penalizeRepeats, sampleToken, type SamplingOpts } from './sampling.ts';
 import { StopMatcher } from './stop.ts';
+import { attachFused, FusedDecoder, fusedOf } from './fused-decode.ts';
 
 export interface GenerateOpts extends SamplingOpts {
   maxNewTokens?: number;
@@ -70,6 +71,13 @@ function keepAll(x: unknown, seen: Set<unknown>): void {
 
 /** Logits [L, V] rows of ids [1, L] continuing `state` (all positions, or only the last). */
 export async function step(model: CausalLM, ids: number[], state: ModelState, all = false): Promise<Float32Array> {
+  const fused = fusedOf(state);
+  if (fused) {
+    // One native call for the whole stack (src/infer/fused-decode.ts); the logits are the same.
+    const out = fused.decoder.logits(fused.state, Int32Array.from(ids), all);
+    state.position += ids.length;
+    return out;
+  }
   const v = model.config.vocabSize;
   const logits = tidy(() => {
     const out = noGrad(() => model.forward(fromArray(Int32Array.from(ids), [1, ids.length], model.device), state));
@@ -83,6 +91,12 @@ export async function step(model: CausalLM, ids: number[], state: ModelState, al
 
 /** One decode step for several sequences together: row i continues states[i] with ids[i]; logits per row. */
 export async function stepRows(model: CausalLM, ids: number[], states: ModelState[]): Promise<Float32Array[]> {
+  if (states.some((s) => fusedOf(s))) {
+    // Fused states hold their own caches: each row is one fused step.
+    const rows: Float32Array[] = [];
+    for (let i = 0; i < ids.length; i++) rows.push(await step(model, [ids[i]], states[i]));
+    return rows;
+  }
   const v = model.config.vocabSize;
   const logits = tidy(() => {
     const out = noGrad(() => model.forwardRows(fromArray(Int32Array.from(ids), [ids.length, 1], model.device), states));
@@ -115,10 +129,13 @@ export class DecodeSequence {
   private readonly stops: StopMatcher;
   private readonly maxNew: number;
 
-  constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly prompt: number[], readonly opts: GenerateOpts) {
+  /** decoder: run this sequence through a fused decoder (src/infer/fused-decode.ts) instead of the modules. */
+  constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, readonly prompt: number[], readonly opts: GenerateOpts,
+    decoder?: FusedDecoder | null) {
     checkSampling(opts);
     this.maxNew = opts.maxNewTokens ?? 64;
     this.state = model.createState(1, prompt.length + this.maxNew);
+    if (decoder) attachFused(this.state, decoder, prompt.length + this.maxNew);
     this.rng = new Rng(opts.seed ?? 0);
     this.decoder = tokenizer.decodeStream?.();
     this.stops = new StopMatcher(opts.stop ?? []);
@@ -170,7 +187,8 @@ export async function generate(model: CausalLM, tokenizer: Tokenizer, prompt: st
   checkSampling(o);
   const ids = promptIds(model, tokenizer, prompt, o.maxNewTokens ?? 64);
   model.eval();
-  const seq = new DecodeSequence(model, tokenizer, ids, o);
+  // Covered packed models decode through one native call per step (same logits, see fused-decode.ts).
+  const seq = new DecodeSequence(model, tokenizer, ids, o, FusedDecoder.for(model));
   const emit = (piece: string) => {
     if (piece) o.stream?.(piece, seq.ids.length);
   };

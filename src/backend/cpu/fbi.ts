@@ -172,8 +172,15 @@ export function int8RowSums(q: Uint8Array, inF: number, outF: number): Int32Arra
   return rowSum;
 }
 
+/** The interleaved layout of a sign-bit buffer (built on first use, cached with the buffer). */
+export function interleavedBitsOf(bits: Buf, inF: number, outF: number): Uint32Array {
+  let il = interleavedOf.get(bits);
+  if (!il) { il = fbiRepack(u32(bits), inF, outF); interleavedOf.set(bits, il); }
+  return il;
+}
+
 /** An int8 weight from its buffers, with the row sums cached per buffer. */
-function int8Weight(qBuf: Buf, scale: Buf, inF: number, outF: number): Int8Weight {
+export function int8Weight(qBuf: Buf, scale: Buf, inF: number, outF: number): Int8Weight {
   const words = qBuf as unknown as Int32Array;
   const q = new Uint8Array(words.buffer, words.byteOffset, words.length * 4);
   let rowSum = rowSumsOf.get(qBuf);
@@ -196,9 +203,7 @@ export const cpuFbi: FbiKernels = {
     fbiPackedMatmul(f32(a.x), u32(a.bits), f32(a.alpha), f32(a.beta), a.pattern, a.rows, a.inF, a.outF, f32(a.y));
   },
   int8Matmul(a: FbiMatmulArgs) {
-    let il = interleavedOf.get(a.bits);
-    if (!il) { il = fbiRepack(u32(a.bits), a.inF, a.outF); interleavedOf.set(a.bits, il); }
-    fbiInt8Matmul(f32(a.x), il, f32(a.alpha), f32(a.beta), a.pattern, a.rows, a.inF, a.outF, f32(a.y));
+    fbiInt8Matmul(f32(a.x), interleavedBitsOf(a.bits, a.inF, a.outF), f32(a.alpha), f32(a.beta), a.pattern, a.rows, a.inF, a.outF, f32(a.y));
   },
   f16Matmul(x, w, rows, inF, outF, y) {
     const words = w as unknown as Int32Array;

@@ -1,0 +1,21 @@
+// The int8-activation products of fbi_int8.cc for other native files (the fused decode path): the
+// same arithmetic as the JS-visible fbiInt8Matmul / f16Matmul / i8Matmul, on arguments already checked.
+#pragma once
+#include <cstdint>
+
+#include "packed_matmul_args.h"
+
+namespace frugal {
+namespace fbi8 {
+// kAuto -> the best path this CPU runs for these kernels (AVX-512 needs BW, both SIMD paths F16C).
+int resolve_int8_isa(int isa);
+bool int8_isa_available(int isa);
+// y = the packed 1-bit product of a.x, weights in the interleaved layout (8-byte aligned), a.isa resolved.
+void int8_product(const PackedMatmulArgs& a);
+// y [M,N] = x [M,K] w^T with w [N,K] as f16 bits.
+void f16_product(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N, float* y, int isa);
+// y [M,N] = x @ (scale * w)^T, w int8 rows of kp bytes (zero padded), rowsum the sums of each row.
+void i8_product(const float* x, const int8_t* w, const float* scale, const int32_t* rowsum, int64_t M, int64_t K, int64_t kp,
+                int64_t N, float* y, int isa);
+}  // namespace fbi8
+}  // namespace frugal
