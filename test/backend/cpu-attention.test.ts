@@ -54,6 +54,10 @@ const shapes: Shape[] = [
   { B: 1, L: 33, S: 50, H: 2, Hkv: 2, D: 80, causal: false },
   { B: 1, L: 130, S: 130, H: 2, Hkv: 1, D: 64, causal: true },   // several query and key blocks
   { B: 1, L: 9, S: 5, H: 4, Hkv: 4, D: 20, causal: false, scale: 0.7 },  // D not a multiple of 16
+  // Up to 4 query rows take the per-row decode path (keys and values read in place).
+  { B: 1, L: 1, S: 150, H: 4, Hkv: 2, D: 64, causal: true },   // one decoded token against a cache
+  { B: 2, L: 3, S: 40, H: 3, Hkv: 1, D: 20, causal: true },    // a few rows, D not a multiple of 16
+  { B: 1, L: 4, S: 4, H: 2, Hkv: 2, D: 16, causal: false, scale: 0.3 },
 ];
 
 const expectedIsa = process.env.FRUGAL_EXPECT_ISA;
