@@ -4,6 +4,8 @@
 // Random weights: the bits are random words, the head random f16 values (speed only).
 //   frugal bench fbi-generate --preset fbi-130m|fbi-1.3b [--peer DIR] [--reps 3] [--decode 32] [--prefill 64]
 //     [--head f16|int8] [--activations int8|f32] [--f32-baseline] [--layers N (fewer layers, for quick checks)]
+//     [--path fused|modules] (fused: one native call per step, src/infer/fused-decode.ts, the default
+//     where the model is covered; modules: the per-module forward, for the before/after comparison)
 // The peer runs when --peer DIR or LLAMA_PEER_DIR names its folder (bench.sh, bin/llama-bench): each
 // round times our prefill + decode once, then llama-bench -r 1 on every format, with the same thread
 // count; figures are the median over the rounds on both sides.
@@ -23,10 +25,11 @@ import { Module } from '../src/nn/module.ts';
 import { bitsFromCounts } from '../src/nn/fbi-linear.ts';
 import { empty, fromArray, noGrad, type Tensor } from '../src/tensor/index.ts';
 import { runBenchIfMain } from './kit.ts';
+import { FusedDecoder, fusedDecodeGap } from '../src/infer/fused-decode.ts';
 import { UsageError } from '../src/cli/args.ts';
 
 /** The --key options run() reads (`frugal bench fbi-generate` rejects any other). */
-export const options: readonly string[] = ['preset', 'decode', 'prefill', 'reps', 'peer', 'head', 'activations', 'f32-baseline', 'layers'];
+export const options: readonly string[] = ['preset', 'decode', 'prefill', 'reps', 'peer', 'head', 'activations', 'f32-baseline', 'layers', 'path'];
 
 /** A dense linear whose f32 weight is filled in afterwards (no random init of billions of values). */
 class MaterializedLinear extends Module implements LinearLike {
@@ -39,7 +42,7 @@ class MaterializedLinear extends Module implements LinearLike {
   }
 }
 
-interface Args { layers: number | null; preset: string; decode: number; prefill: number; reps: number; peer: string | null; head: 'f16' | 'int8'; activations: PackedActivations; f32Baseline: boolean }
+interface Args { path: 'fused' | 'modules'; layers: number | null; preset: string; decode: number; prefill: number; reps: number; peer: string | null; head: 'f16' | 'int8'; activations: PackedActivations; f32Baseline: boolean }
 
 function positive(args: Record<string, string | boolean>, key: string, dflt: number): number {
   if (args[key] === undefined) return dflt;
@@ -54,11 +57,13 @@ function parseArgs(args: Record<string, string | boolean>): Args {
   const head = String(args.head ?? 'f16'), activations = String(args.activations ?? 'int8');
   if (head !== 'f16' && head !== 'int8') throw new UsageError(`--head must be f16 or int8, got ${head}`);
   if (activations !== 'int8' && activations !== 'f32') throw new UsageError(`--activations must be int8 or f32, got ${activations}`);
+  const path = String(args.path ?? 'fused');
+  if (path !== 'fused' && path !== 'modules') throw new UsageError(`--path must be fused or modules, got ${path}`);
   const peer = typeof args.peer === 'string' ? args.peer : process.env.LLAMA_PEER_DIR || null;
   if (args.peer === true) throw new UsageError('--peer needs a folder (the llama.cpp peer with bench.sh and bin/llama-bench)');
   if (peer !== null && !existsSync(join(peer, 'bin', 'llama-bench'))) throw new UsageError(`--peer ${peer}: no bin/llama-bench there`);
   return {
-    preset, head, activations, peer, f32Baseline: args['f32-baseline'] === true, layers: args.layers === undefined ? null : positive(args, 'layers', 1),
+    path, preset, head, activations, peer, f32Baseline: args['f32-baseline'] === true, layers: args.layers === undefined ? null : positive(args, 'layers', 1),
     decode: positive(args, 'decode', 32), prefill: positive(args, 'prefill', 64), reps: positive(args, 'reps', 3),
   };
 }
@@ -93,7 +98,31 @@ function timeKernels(): void {
   }
 }
 
-interface Round { prefillS: number; decodeS: number; decodeKernelMs: number; logits: Float32Array }
+interface Round { prefillS: number; decodeS: number; decodeKernelMs: number; logits: Float32Array; phases?: Record<string, number> }
+
+/** The same greedy rounds through the fused decoder (one native call per step). */
+function measureFused(dec: FusedDecoder, prompt: Int32Array, decode: number): Round {
+  const vocab = dec.model.config.vocabSize;
+  const state = dec.createState(prompt.length + decode + 4);
+  let t = performance.now();
+  let logits = dec.logits(state, prompt, true);
+  const prefillS = (performance.now() - t) / 1000;
+  const first = logits.slice(0, vocab * Math.min(prompt.length, 4));
+  let last: Float32Array = logits.subarray(logits.length - vocab);
+  const before = state.phaseTimes();
+  t = performance.now();
+  for (let s = 0; s < decode; s++) {
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (last[i] > last[best]) best = i;
+    last = logits = dec.logits(state, Int32Array.of(best));
+  }
+  const decodeS = (performance.now() - t) / 1000;
+  const after = state.phaseTimes();
+  const phases: Record<string, number> = {};
+  for (const k of Object.keys(after)) phases[k] = (after[k] - before[k]) / decode;
+  const kernel = phases.products_ms + phases.head_ms;
+  return { prefillS, decodeS, decodeKernelMs: kernel * decode, logits: first, phases };
+}
 
 /** Prefill the prompt, then decode `decode` tokens one at a time (greedy, through the KV cache). */
 function measure(model: CausalLM, prompt: Int32Array, decode: number): Round {
@@ -190,11 +219,14 @@ export async function run(rawArgs: Record<string, string | boolean> = {}): Promi
 
   const copyBps = copyBandwidth(256, 3);
   const peer = args.peer ? new Peer(args.peer, cfg, threads, args.prefill, args.decode) : null;
-  measure(packed, prompt.slice(0, 8), 2); // warm-up: interleaved bits are built on first use
+  const fused = args.path === 'fused' ? FusedDecoder.for(packed) : null;
+  if (args.path === 'fused' && !fused) throw new UsageError(`--path fused: this model is not covered (${fusedDecodeGap(packed)}); use --path modules`);
+  const once = (n: Int32Array, d: number) => (fused ? measureFused(fused, n, d) : measure(packed, n, d));
+  once(prompt.slice(0, 8), 2); // warm-up: interleaved bits are built on first use
   const ours: Round[] = [];
   const theirs: Record<string, { pp: number; tg: number }>[] = [];
   for (let r = 0; r < args.reps; r++) {
-    ours.push(measure(packed, prompt, args.decode));
+    ours.push(once(prompt, args.decode));
     if (peer) theirs.push(peer.round());
   }
   const rd = (x: number) => Number(x.toPrecision(4));
@@ -210,6 +242,7 @@ export async function run(rawArgs: Record<string, string | boolean> = {}): Promi
     threads,
     activations: args.activations,
     head: args.head,
+    path: args.path,
     prefill_tokens: args.prefill,
     decode_steps: args.decode,
     rounds: args.reps,
@@ -228,6 +261,11 @@ export async function run(rawArgs: Record<string, string | boolean> = {}): Promi
     bits_per_param_linear: rd(bitsFromCounts(binarized, linearFp, otherFp).linear),
     build_packed_s: rd(buildPackedS),
   };
+  if (fused) {
+    // Where a decoded token's time goes inside the native call (median over rounds, ms per token).
+    const names = Object.keys(ours[0].phases!);
+    result.decode_phases_ms_per_token = Object.fromEntries(names.map((k) => [k.replace(/_ms$/, ''), rd(median(ours.map((o) => o.phases![k])))]));
+  }
   if (peer) {
     const fmt: Record<string, { pp_tokens_per_s: number; tg_tokens_per_s: number }> = {};
     for (const [, label] of PEER_FORMATS) fmt[label] = { pp_tokens_per_s: rd(median(theirs.map((t) => t[label].pp))), tg_tokens_per_s: rd(median(theirs.map((t) => t[label].tg))) };

@@ -168,6 +168,56 @@ static void backward_task(const AttnParams& p, const float* dsum, float* dq, int
   }
 }
 
+// Sums of the lanes of a, b, c, d: lanes 0, 4, 8, 12 of the result (shuffle-and-add folds).
+static inline v16 hsum4(v16 a, v16 b, v16 c, v16 d) {
+  const v16 ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                 __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const v16 cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                 __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  // [a 8 | b 8], [c 8 | d 8] -> [a 4 | b 4 | c 4 | d 4]
+  const v16 x = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+                __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  const v16 y = x + __builtin_shufflevector(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  return y + __builtin_shufflevector(y, y, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+}
+
+// Scores s[j] = c * q.k_j of keys [0, n) (rows of stride kld), 4 keys per pass; D a multiple of 16.
+template <int ND>
+static inline void decode_scores(const float* q, const float* kb, int64_t kld, int64_t n, float c, float* s) {
+  v16 qv[ND];
+  for (int d = 0; d < ND; d++) qv[d] = ld(q + 16 * d);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    v16 a[4];
+    for (int r = 0; r < 4; r++) {
+      const float* kr = kb + (j + r) * kld;
+      v16 acc = qv[0] * ld(kr);
+      for (int d = 1; d < ND; d++) acc += qv[d] * ld(kr + 16 * d);
+      a[r] = acc;
+    }
+    const v16 t = hsum4(a[0], a[1], a[2], a[3]);
+    s[j] = c * t[0]; s[j + 1] = c * t[4]; s[j + 2] = c * t[8]; s[j + 3] = c * t[12];
+  }
+  for (; j < n; j++) {
+    const float* kr = kb + j * kld;
+    v16 acc = qv[0] * ld(kr);
+    for (int d = 1; d < ND; d++) acc += qv[d] * ld(kr + 16 * d);
+    const v16 z{};
+    s[j] = c * hsum4(acc, z, z, z)[0];
+  }
+}
+
+// o = sum_j w[j] v_j over rows of stride kld, accumulated in registers; D a multiple of 16.
+template <int ND>
+static inline void decode_values(const float* w, const float* vb, int64_t kld, int64_t n, float inv, float* o) {
+  v16 acc[ND] = {};
+  for (int64_t j = 0; j < n; j++) {
+    const float* vr = vb + j * kld;
+    for (int d = 0; d < ND; d++) acc[d] += w[j] * ld(vr + 16 * d);
+  }
+  for (int d = 0; d < ND; d++) st(o + 16 * d, acc[d] * inv);
+}
+
 // One query row i of head h (decode: few rows against a long cache): the scores of every visible
 // key in one pass over K (rows read in place), an exact softmax, then one pass over V. Scores are in
 // base 2 as in forward_task; lse in natural-log units of scale * q.k.
@@ -184,17 +234,24 @@ static void decode_row(const AttnParams& p, int64_t b, int64_t h, int64_t i) {
   const float* q = p.q + (b * p.L + i) * qld + h * D;
   const float* kb = p.k + b * p.S * kld + kvh * D;
   const float* vb = p.v + b * p.S * kld + kvh * D;
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < n; j++) {
-    const float* kr = kb + j * kld;
-    v16 acc{};
-    for (int64_t d = 0; d < D16; d += 16) acc += ld(q + d) * ld(kr + d);
-    float dot = 0.0f;
-    for (int z = 0; z < 16; z++) dot += acc[z];
-    for (int64_t d = D16; d < D; d++) dot += q[d] * kr[d];
-    s[j] = c * dot;
-    mx = std::max(mx, s[j]);
+  const bool fast = D == D16 && (D == 32 || D == 64 || D == 128);
+  if (fast) {
+    if (D == 32) decode_scores<2>(q, kb, kld, n, c, s);
+    else if (D == 64) decode_scores<4>(q, kb, kld, n, c, s);
+    else decode_scores<8>(q, kb, kld, n, c, s);
+  } else {
+    for (int64_t j = 0; j < n; j++) {
+      const float* kr = kb + j * kld;
+      v16 acc{};
+      for (int64_t d = 0; d < D16; d += 16) acc += ld(q + d) * ld(kr + d);
+      float dot = 0.0f;
+      for (int z = 0; z < 16; z++) dot += acc[z];
+      for (int64_t d = D16; d < D; d++) dot += q[d] * kr[d];
+      s[j] = c * dot;
+    }
   }
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; j++) mx = std::max(mx, s[j]);
   for (int64_t j = n; j < n16; j++) s[j] = -INFINITY;
   v16 lsum{};
   for (int64_t j = 0; j < n16; j += 16) {
@@ -206,16 +263,22 @@ static void decode_row(const AttnParams& p, int64_t b, int64_t h, int64_t i) {
   }
   float l = 0.0f;
   for (int z = 0; z < 16; z++) l += lsum[z];
-  float* acc = accbuf.data();
-  std::fill(acc, acc + D, 0.0f);
-  for (int64_t j = 0; j < n; j++) {
-    const float* vr = vb + j * kld;
-    const float w = s[j];
-    for (int64_t d = 0; d < D16; d += 16) st(acc + d, ld(acc + d) + w * ld(vr + d));
-    for (int64_t d = D16; d < D; d++) acc[d] += w * vr[d];
-  }
   float* o = p.o + (b * p.L + i) * qld + h * D;
   const float inv = 1.0f / l;
-  for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+  if (fast) {
+    if (D == 32) decode_values<2>(s, vb, kld, n, inv, o);
+    else if (D == 64) decode_values<4>(s, vb, kld, n, inv, o);
+    else decode_values<8>(s, vb, kld, n, inv, o);
+  } else {
+    float* acc = accbuf.data();
+    std::fill(acc, acc + D, 0.0f);
+    for (int64_t j = 0; j < n; j++) {
+      const float* vr = vb + j * kld;
+      const float w = s[j];
+      for (int64_t d = 0; d < D16; d += 16) st(acc + d, ld(acc + d) + w * ld(vr + d));
+      for (int64_t d = D16; d < D; d++) acc[d] += w * vr[d];
+    }
+    for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+  }
   p.lse[(b * p.H + h) * p.L + i] = (mx + std::log2(l)) * 0.6931471805599453f;
 }

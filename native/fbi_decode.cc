@@ -11,6 +11,7 @@
 //
 // KV cache: per layer [capacity, Hkv * D] for K and for V, rows appended in place; the attention
 // reads the first `position` rows where they are (decode rows need no tiles, see attention.cc).
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -66,7 +67,17 @@ struct State {
   const double* cos = nullptr;   // [capacity][D / 2], owned by the JS side (kept alive with the state)
   const double* sin = nullptr;
   std::vector<float> h, xn, q, kk, vv, att, lse, g, u, tmp;
+  // Time spent per phase over the state's steps, in seconds (fbiDecodeTimes reads them).
+  double t_norms = 0, t_products = 0, t_rope_kv = 0, t_attention = 0, t_swiglu = 0, t_head = 0, t_call = 0;
 };
+
+using Clock = std::chrono::steady_clock;
+// Adds the seconds since `t` to `acc` and restarts `t`.
+inline void lap(Clock::time_point& t, double& acc) {
+  const Clock::time_point now = Clock::now();
+  acc += std::chrono::duration<double>(now - t).count();
+  t = now;
+}
 
 [[noreturn]] void fail(const Napi::Env& env, const std::string& msg) { throw Napi::Error::New(env, "fused decode: " + msg); }
 
@@ -305,6 +316,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   float* g = sized(st.g, M * F);
   float* u = sized(st.u, M * F);
   float* tmp = sized(st.tmp, M * C);
+  const Clock::time_point start = Clock::now();
+  Clock::time_point tp = start;
   for (int64_t t = 0; t < M; t++) std::memcpy(h + t * C, s.embed + static_cast<int64_t>(ids[t]) * C, C * sizeof(float));
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
 
@@ -313,28 +326,38 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     float* kc = st.k.data() + static_cast<int64_t>(li) * st.capacity * kvd;
     float* vc = st.v.data() + static_cast<int64_t>(li) * st.capacity * kvd;
     rms_norm(h, l.norm1, M, C, s.eps, xn);
+    lap(tp, st.t_norms);
     product(l.q, xn, M, q, s.isa);
     product(l.k, xn, M, kk, s.isa);
     product(l.v, xn, M, vv, s.isa);
+    lap(tp, st.t_products);
     rope(q, M, H, D, pos0, st, s.interleaved);
     rope(kk, M, Hkv, D, pos0, st, s.interleaved);
     std::memcpy(kc + pos0 * kvd, kk, M * kvd * sizeof(float));
     std::memcpy(vc + pos0 * kvd, vv, M * kvd * sizeof(float));
+    lap(tp, st.t_rope_kv);
     attention::AttnParams p{};
     p.q = q; p.k = kc; p.v = vc; p.o = att; p.lse = lse;
     p.B = 1; p.L = M; p.S = S; p.H = H; p.Hkv = Hkv; p.D = D;
     p.scale = scale;
     p.causal = true;
     attention::forward(p);
+    lap(tp, st.t_attention);
     product(l.o, att, M, tmp, s.isa);
+    lap(tp, st.t_products);
     add_into(h, tmp, M * C);
     rms_norm(h, l.norm2, M, C, s.eps, xn);
+    lap(tp, st.t_norms);
     product(l.gate, xn, M, g, s.isa);
     product(l.up, xn, M, u, s.isa);
+    lap(tp, st.t_products);
     elementwise::silu(g, g, M * F);
     for (int64_t i = 0; i < M * F; i++) g[i] = g[i] * u[i];
+    lap(tp, st.t_swiglu);
     product(l.down, g, M, tmp, s.isa);
+    lap(tp, st.t_products);
     add_into(h, tmp, M * C);
+    lap(tp, st.t_norms);
   }
   st.position = S;
 
@@ -344,6 +367,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   if (s.head == kHeadF16) fbi8::f16_product(xl, s.head16, rows_out, C, s.V, out, s.isa);
   else if (s.head == kHeadInt8) fbi8::i8_product(xl, s.head8, s.head_scale, s.head_rowsum, rows_out, C, s.head_kp, s.V, out, s.isa);
   else std::memcpy(out, xl, rows_out * C * sizeof(float));
+  lap(tp, st.t_head);
+  st.t_call += std::chrono::duration<double>(Clock::now() - start).count();
   return Napi::Number::New(env, static_cast<double>(S));
 }
 
@@ -359,6 +384,17 @@ Napi::Value Position(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(st.position));
 }
 
+// fbiDecodeTimes(state): milliseconds spent per phase over the state's steps so far.
+Napi::Value Times(const Napi::CallbackInfo& info) {
+  const State& st = *state_of(info[0]);
+  Napi::Object o = Napi::Object::New(info.Env());
+  const std::pair<const char*, double> items[] = {
+      {"norms_residuals_ms", st.t_norms}, {"products_ms", st.t_products}, {"rope_kv_append_ms", st.t_rope_kv},
+      {"attention_ms", st.t_attention}, {"silu_mul_ms", st.t_swiglu}, {"head_ms", st.t_head}, {"native_call_ms", st.t_call}};
+  for (const auto& [k, v] : items) o.Set(k, 1000.0 * v);
+  return o;
+}
+
 }  // namespace
 }  // namespace fbi_decode
 }  // namespace frugal
@@ -367,3 +403,4 @@ FRUGAL_EXPORT("fbiDecodeCreate", frugal::fbi_decode::Create)
 FRUGAL_EXPORT("fbiDecodeState", frugal::fbi_decode::NewState)
 FRUGAL_EXPORT("fbiDecodeForward", frugal::fbi_decode::Forward)
 FRUGAL_EXPORT("fbiDecodePosition", frugal::fbi_decode::Position)
+FRUGAL_EXPORT("fbiDecodeTimes", frugal::fbi_decode::Times)

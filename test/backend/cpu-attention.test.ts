@@ -57,7 +57,9 @@ const shapes: Shape[] = [
   // Up to 4 query rows take the per-row decode path (keys and values read in place).
   { B: 1, L: 1, S: 150, H: 4, Hkv: 2, D: 64, causal: true },   // one decoded token against a cache
   { B: 2, L: 3, S: 40, H: 3, Hkv: 1, D: 20, causal: true },    // a few rows, D not a multiple of 16
-  { B: 1, L: 4, S: 4, H: 2, Hkv: 2, D: 16, causal: false, scale: 0.3 },
+  { B: 1, L: 4, S: 4, H: 2, Hkv: 2, D: 32, causal: false, scale: 0.3 },
+  { B: 1, L: 2, S: 9, H: 2, Hkv: 1, D: 128, causal: true },
+  { B: 1, L: 1, S: 5, H: 1, Hkv: 1, D: 16, causal: true },
 ];
 
 const expectedIsa = process.env.FRUGAL_EXPECT_ISA;

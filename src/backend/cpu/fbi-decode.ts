@@ -70,6 +70,10 @@ export class FusedState {
   get position(): number {
     return nativeAddon().fbiDecodePosition(this.handle) as number;
   }
+  /** Milliseconds spent per phase of the native steps so far (norms, products, attention, head, ...). */
+  phaseTimes(): Record<string, number> {
+    return nativeAddon().fbiDecodeTimes(this.handle) as Record<string, number>;
+  }
   /** Forgets the cached positions from `position` on. */
   rewind(position: number): void {
     nativeAddon().fbiDecodePosition(this.handle, position);
