@@ -105,10 +105,11 @@ function measureFused(dec: FusedDecoder, prompt: Int32Array, decode: number): Ro
   const vocab = dec.model.config.vocabSize;
   const state = dec.createState(prompt.length + decode + 4);
   let t = performance.now();
-  let logits = dec.logits(state, prompt, true);
+  // Prefill: logits of the last prompt token only (as llama-bench's prompt runs).
+  let logits = dec.logits(state, prompt);
   const prefillS = (performance.now() - t) / 1000;
-  const first = logits.slice(0, vocab * Math.min(prompt.length, 4));
-  let last: Float32Array = logits.subarray(logits.length - vocab);
+  const first = logits.slice();
+  let last: Float32Array = logits;
   const before = state.phaseTimes();
   t = performance.now();
   for (let s = 0; s < decode; s++) {
@@ -119,7 +120,10 @@ function measureFused(dec: FusedDecoder, prompt: Int32Array, decode: number): Ro
   const decodeS = (performance.now() - t) / 1000;
   const after = state.phaseTimes();
   const phases: Record<string, number> = {};
-  for (const k of Object.keys(after)) phases[k] = (after[k] - before[k]) / decode;
+  for (const k of Object.keys(after)) {
+    phases[k] = (after[k] - before[k]) / decode;
+    phases[`prefill_${k}`] = before[k];
+  }
   const kernel = phases.products_ms + phases.head_ms;
   return { prefillS, decodeS, decodeKernelMs: kernel * decode, logits: first, phases };
 }
@@ -264,7 +268,9 @@ export async function run(rawArgs: Record<string, string | boolean> = {}): Promi
   if (fused) {
     // Where a decoded token's time goes inside the native call (median over rounds, ms per token).
     const names = Object.keys(ours[0].phases!);
-    result.decode_phases_ms_per_token = Object.fromEntries(names.map((k) => [k.replace(/_ms$/, ''), rd(median(ours.map((o) => o.phases![k])))]));
+    const med = (k: string) => rd(median(ours.map((o) => o.phases![k])));
+    result.decode_phases_ms_per_token = Object.fromEntries(names.filter((k) => !k.startsWith('prefill_')).map((k) => [k.replace(/_ms$/, ''), med(k)]));
+    result.prefill_phases_ms = Object.fromEntries(names.filter((k) => k.startsWith('prefill_')).map((k) => [k.slice(8).replace(/_ms$/, ''), med(k)]));
   }
   if (peer) {
     const fmt: Record<string, { pp_tokens_per_s: number; tg_tokens_per_s: number }> = {};
