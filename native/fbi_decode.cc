@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -258,7 +260,7 @@ void rope(float* x, int64_t M, int64_t heads, int64_t D, int64_t pos0, const Sta
   }
 }
 
-void product(const Linear& l, const float* x, int64_t M, float* y, int isa) {
+PackedMatmulArgs args_of(const Linear& l, const float* x, int64_t M, float* y, int isa) {
   PackedMatmulArgs a;
   a.x = x;
   a.w = l.w;
@@ -270,7 +272,17 @@ void product(const Linear& l, const float* x, int64_t M, float* y, int isa) {
   a.N = l.N;
   a.y = y;
   a.isa = isa;
-  fbi8::int8_product(a);
+  return a;
+}
+
+// The products of one phase (same input rows, e.g. q, k, v): one token runs them as one parallel
+// region, several tokens product by product (each parallel over its own rows and tokens).
+void products(std::initializer_list<std::pair<const Linear*, float*>> list, const float* x, int64_t M, int isa) {
+  PackedMatmulArgs a[4];
+  int n = 0;
+  for (const auto& [l, y] : list) a[n++] = args_of(*l, x, M, y, isa);
+  if (M == 1) return fbi8::int8_decode_products(a, n);
+  for (int i = 0; i < n; i++) fbi8::int8_product(a[i]);
 }
 
 void add_into(float* h, const float* d, int64_t n) {
@@ -327,9 +339,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     float* vc = st.v.data() + static_cast<int64_t>(li) * st.capacity * kvd;
     rms_norm(h, l.norm1, M, C, s.eps, xn);
     lap(tp, st.t_norms);
-    product(l.q, xn, M, q, s.isa);
-    product(l.k, xn, M, kk, s.isa);
-    product(l.v, xn, M, vv, s.isa);
+    products({{&l.q, q}, {&l.k, kk}, {&l.v, vv}}, xn, M, s.isa);
     lap(tp, st.t_products);
     rope(q, M, H, D, pos0, st, s.interleaved);
     rope(kk, M, Hkv, D, pos0, st, s.interleaved);
@@ -343,18 +353,17 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     p.causal = true;
     attention::forward(p);
     lap(tp, st.t_attention);
-    product(l.o, att, M, tmp, s.isa);
+    products({{&l.o, tmp}}, att, M, s.isa);
     lap(tp, st.t_products);
     add_into(h, tmp, M * C);
     rms_norm(h, l.norm2, M, C, s.eps, xn);
     lap(tp, st.t_norms);
-    product(l.gate, xn, M, g, s.isa);
-    product(l.up, xn, M, u, s.isa);
+    products({{&l.gate, g}, {&l.up, u}}, xn, M, s.isa);
     lap(tp, st.t_products);
     elementwise::silu(g, g, M * F);
     for (int64_t i = 0; i < M * F; i++) g[i] = g[i] * u[i];
     lap(tp, st.t_swiglu);
-    product(l.down, g, M, tmp, s.isa);
+    products({{&l.down, tmp}}, g, M, s.isa);
     lap(tp, st.t_products);
     add_into(h, tmp, M * C);
     lap(tp, st.t_norms);

@@ -115,9 +115,9 @@ void block_scalar(const Problem& pr, int64_t b, const int16_t* tables) {
   }
 }
 
-void sums_scalar(const Problem& pr) {
-  // tables[t][g][s] = sum of q[t][4 g + k] over the set bits k of s.
-  std::vector<int16_t> tables(static_cast<size_t>(pr.M * pr.G * 16));
+// tables[t][g][s] = sum of q[t][4 g + k] over the set bits k of s.
+void subset_tables(const Problem& pr, std::vector<int16_t>& tables) {
+  tables.resize(static_cast<size_t>(pr.M * pr.G * 16));
   for (int64_t t = 0; t < pr.M; t++)
     for (int64_t g = 0; g < pr.G; g++) {
       const int8_t* qg = pr.q + t * pr.G * 4 + g * 4;
@@ -125,6 +125,11 @@ void sums_scalar(const Problem& pr) {
       tg[0] = 0;
       for (int s = 1; s < 16; s++) tg[s] = static_cast<int16_t>(tg[s & (s - 1)] + qg[__builtin_ctz(s)]);
     }
+}
+
+void sums_scalar(const Problem& pr) {
+  std::vector<int16_t> tables;
+  subset_tables(pr, tables);
   blocks_for(pr.NB, pr.NB * pr.G * 64, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) block_scalar(pr, b, tables.data());
   });
@@ -235,6 +240,76 @@ void masked_sums(const Problem& pr, int isa) {
   if (isa == kAvx2) return sums256(pr);
 #endif
   sums_scalar(pr);
+}
+
+// ---- several decode products (one token each) in one parallel region ----------------------------
+// Work units: AVX-512 tiles of 4 row blocks, else single row blocks; the same kernels per block as
+// masked_sums at M = 1, so the sums are the same integers.
+int64_t decode_units(const Problem& pr, int isa) { return isa == kAvx512 ? (pr.NB + 3) / 4 : pr.NB; }
+
+void decode_unit(const Problem& pr, int isa, int64_t u, const int16_t* tables) {
+#if defined(__x86_64__)
+  if (isa == kAvx512) {
+    const int64_t b = 4 * u;
+    if (has_vnni()) {
+      if (b + 4 <= pr.NB) tile512<1, 4, true>(pr, 0, b);
+      else for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, true>(pr, 0, c);
+    } else {
+      if (b + 4 <= pr.NB) tile512<1, 4, false>(pr, 0, b);
+      else for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, false>(pr, 0, c);
+    }
+    return;
+  }
+  if (isa == kAvx2) return tile256<1>(pr, 0, u);
+#endif
+  block_scalar(pr, u, tables);
+}
+
+struct DecodeProduct {
+  std::vector<int8_t> q;
+  std::vector<float> u;
+  std::vector<int32_t> p;
+  std::vector<int16_t> tables;
+  QuantRow qr{};
+  float bias = 0;
+  Problem pr{};
+  int64_t first = 0, units = 0;  // this product's range of the region's units
+};
+
+void decode_products_impl(const PackedMatmulArgs* args, int n) {
+  static thread_local std::vector<DecodeProduct> tls;
+  std::vector<DecodeProduct>& prods = tls;  // the calling thread's, also inside the pool lambdas
+  if (static_cast<int>(prods.size()) < n) prods.resize(n);
+  int64_t units = 0, weights = 0;
+  for (int i = 0; i < n; i++) {
+    const PackedMatmulArgs& a = args[i];
+    DecodeProduct& d = prods[i];
+    const int64_t G = (a.K + 3) / 4, NB = (a.N + 15) / 16;
+    d.q.resize(static_cast<size_t>(G * 4));
+    d.u.resize(static_cast<size_t>(a.K));
+    d.p.resize(static_cast<size_t>(NB * 16));
+    d.bias = a.scale_inputs(0, d.u.data());
+    d.qr = quantize_row(d.u.data(), a.K, d.q.data(), G * 4);
+    d.pr = Problem{d.q.data(), reinterpret_cast<const uint64_t*>(a.w), 1, NB, G, d.p.data()};
+    if (a.isa != kAvx512 && a.isa != kAvx2) subset_tables(d.pr, d.tables);
+    d.first = units;
+    d.units = decode_units(d.pr, a.isa);
+    units += d.units;
+    weights += a.N * a.K;
+  }
+  auto run = [&](int64_t u0, int64_t u1) {
+    int i = 0;
+    for (int64_t u = u0; u < u1; u++) {
+      while (u >= prods[i].first + prods[i].units) i++;
+      decode_unit(prods[i].pr, args[i].isa, u - prods[i].first, prods[i].tables.data());
+    }
+  };
+  blocks_for(units, weights, run);
+  for (int i = 0; i < n; i++) {
+    const PackedMatmulArgs& a = args[i];
+    const DecodeProduct& d = prods[i];
+    for (int64_t r = 0; r < a.N; r++) a.y[r] = a.output(r, d.qr.d * static_cast<float>(2 * d.p[r] - d.qr.qs), d.bias);
+  }
 }
 
 // fbiRepack(bits u32 [N, ceil(K/32)], K, N, out u32 [2 * ceil(N/16) * ceil(K/4)]): interleaved layout.
@@ -615,6 +690,7 @@ Napi::Value Int8IsaName(const Napi::CallbackInfo& info) {
 int resolve_int8_isa(int isa) { return resolve(isa); }
 bool int8_isa_available(int isa) { return isa_available(isa); }
 void int8_product(const PackedMatmulArgs& a) { int8_product_impl(a); }
+void int8_decode_products(const PackedMatmulArgs* args, int n) { decode_products_impl(args, n); }
 void f16_product(const float* x, const uint16_t* w, int64_t M, int64_t K, int64_t N, float* y, int isa) {
   f16_product_impl(x, w, M, K, N, y, isa);
 }

@@ -97,6 +97,8 @@ const cases: Array<[string, Partial<ModelConfig>, HeadKind | 'direct']> = [
   ['single scale, f32 head after the native stack', { fbiScale: 'single' }, 'f32'],
   ['grouped KV heads (4 q heads, 2 kv heads), tied head', { numKvHeads: 2 }, 'tied'],
   ['interleaved RoPE, head size 32, 3 layers, built directly, f32 head', { ropeStyle: 'interleaved', numHeads: 2, numKvHeads: 1, numLayers: 3 }, 'direct'],
+  // gate + up hold 2.1M weights: a decode step runs them as one region on the thread pool.
+  ['hidden 512, FFN 2048 (products on the pool), head size 128', { hiddenSize: 512, numHeads: 4, numKvHeads: 4, intermediateSize: 2048, numLayers: 1 }, 'direct'],
 ];
 for (const [name, cfg, head] of cases) {
   test(`fused logits equal the per-module path bit for bit: ${name}`, () => {
@@ -125,21 +127,23 @@ test('the KV cache: prefill then decode equals full forward passes', () => {
   rows.forEach((r, i) => assert.equal(firstDiff(r, full4.slice(i * v, (i + 1) * v)), '', `position ${i}`));
   assert.equal(st.position, 4);
   // Longer: full passes use the tiled attention, whose float sums differ from the per-row ones in the
-  // last bits; int8 activations can then round one value to the neighbouring level (1/127 of the row
-  // max), so the bound is a few such steps, far below what a wrong position or row would give (O(1)).
+  // last bits (measured: <= 6e-7 relative on the logits here). An int8 activation that sits on a
+  // rounding boundary can then take the neighbouring level (one step is 1/127 of its row's max, about
+  // 0.5% of one product's outputs), so the bound allows one such step, 5e-3; a cache one row off
+  // gives 7e-2 to 1e-1 on these models, which the last check makes sure the bound catches.
   const st2 = dec.createState(24);
   dec.logits(st2, Int32Array.from(seq.slice(0, 12)));
   for (let i = 12; i < 24; i++) {
     const step = dec.logits(st2, Int32Array.of(seq[i]));
     const full = noGrad(() => model.forward(fromArray(Int32Array.from(seq.slice(0, i + 1)), [1, i + 1])).dataSync() as Float32Array);
     const e = relMaxAbs(step, full.subarray(i * v));
-    assert.ok(e < 2e-2, `position ${i}: decoded logits vs a full pass: rel ${e}`);
+    assert.ok(e < 5e-3, `position ${i}: decoded logits vs a full pass: rel ${e}`);
   }
   // A wrong cache is caught by that bound: decoding position 12 with the cache rewound to 11 rows.
   st2.rewind(11);
   const wrong = dec.logits(st2, Int32Array.of(seq[12]));
   const full13 = noGrad(() => model.forward(fromArray(Int32Array.from(seq.slice(0, 13)), [1, 13])).dataSync() as Float32Array);
-  assert.ok(relMaxAbs(wrong, full13.subarray(12 * v)) > 5e-2, 'a shifted cache must not pass the bound');
+  assert.ok(relMaxAbs(wrong, full13.subarray(12 * v)) > 3e-2, 'a shifted cache must not pass the bound');
 });
 
 test('generate() takes the fused path and gives the per-module greedy continuation', async () => {
