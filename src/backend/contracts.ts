@@ -232,6 +232,55 @@ export interface FbiKernels {
   int8HeadMatmul(x: Buf, q: Buf, scale: Buf, rows: number, inF: number, outF: number, y: Buf): void;
   /** y = x @ W^T from GGUF blocks (bytes), activations quantized per 32 values. */
   quantMatmul(x: Buf, w: Uint8Array, type: QuantBlockType, rows: number, inF: number, outF: number, y: Buf): void;
+  /**
+   * A packed LLaMA-shaped decoder stack run whole per step (src/infer/fused-decode.ts): embedding,
+   * per layer RMSNorm -> int8Matmul q/k/v -> RoPE -> KV cache -> causal attention -> o -> residual ->
+   * RMSNorm -> gate/up -> silu(gate) * up -> down -> residual, final RMSNorm, head. Its outputs must
+   * equal the same model run op by op on this backend (its definition; there is no separate reference).
+   */
+  decodeStack(spec: FbiStackSpec): FbiDecodeStack;
+}
+
+/** One packed linear of a decoder stack: sign bits and scales as in FbiMatmulArgs. */
+export interface FbiStackLinear { bits: Buf; alpha: Buf; beta: Buf; pattern: FbiScalePattern; inF: number; outF: number }
+
+export interface FbiStackLayer {
+  /** RMSNorm weights before attention and before the FFN. */
+  norm1: Buf; norm2: Buf;
+  q: FbiStackLinear; k: FbiStackLinear; v: FbiStackLinear; o: FbiStackLinear;
+  gate: FbiStackLinear; up: FbiStackLinear; down: FbiStackLinear;
+}
+
+/** The stack's head: f16 bits (as f16Matmul), int8 rows + scales (as int8HeadMatmul), or none (hidden states out). */
+export type FbiStackHead = { kind: 'f16'; w: Buf } | { kind: 'int8'; q: Buf; scale: Buf } | { kind: 'none' };
+
+export interface FbiStackSpec {
+  hidden: number; heads: number; kvHeads: number; headDim: number; intermediate: number; vocab: number;
+  /** One epsilon for every RMSNorm; RoPE as the rope kernel (theta, 'half' | 'interleaved'). */
+  eps: number; ropeTheta: number; ropeStyle: 'half' | 'interleaved';
+  /** Embedding table [vocab, hidden] and final norm weight [hidden]. */
+  embed: Buf; norm: Buf; head: FbiStackHead; layers: FbiStackLayer[];
+}
+
+/** A decoding state of a stack: its KV cache of `capacity` positions. */
+export interface FbiDecodeState {
+  readonly capacity: number;
+  readonly position: number;
+  /** Forgets the cached positions from `position` on. */
+  rewind(position: number): void;
+  /** Milliseconds spent per phase of the steps so far (for profiles). */
+  phaseTimes(): Record<string, number>;
+}
+
+export interface FbiDecodeStack {
+  /** Width of an output row: vocab, or hidden when the head is 'none'. */
+  readonly width: number;
+  createState(capacity: number): FbiDecodeState;
+  /**
+   * Runs ids from the state's position (appending their keys and values) and returns the output rows
+   * of the last token, or of every token with `all`. Past the state's capacity it throws.
+   */
+  step(state: FbiDecodeState, ids: Int32Array, all: boolean): Float32Array;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,16 +1,16 @@
-// Fused decoding of packed FBI models on the CPU: the whole layer stack in one native call per step
-// (src/backend/cpu/fbi-decode.ts, native/fbi_decode.cc) instead of some twenty JS ops per layer.
+// Fused decoding of packed FBI models: the whole layer stack in one backend call per step (the fbi
+// table's decodeStack; on the CPU native/fbi_decode.cc) instead of some twenty JS ops per layer.
 // Its logits equal the per-module path's bit for bit (same kernels, same arithmetic; see the native
 // file), so generation takes it whenever a model is covered:
-//   - CPU models whose every block linear is a PackedLinear with int8 activations (the serving
+//   - models on a backend with the kernel (the CPU) whose every block linear is a PackedLinear with int8 activations (the serving
 //     default), softmax attention (grouped KV heads included) and SwiGLU FFNs in every layer;
 //   - LM head f16 (HalfHead) or int8 (Int8Head) in the native call, any other head (f32, tied to
 //     the embedding) applied after it to the final hidden states.
 // Not covered, so served by the per-module path: exact f32 activations, TTT mixers, PEER FFNs,
-// Qwen3-style q/k norms, GGUF models, other devices. FRUGAL_FUSED_DECODE=0 turns it off.
-import { interleavedBitsOf, int8Weight } from '../backend/cpu/fbi.ts';
-import { FusedStack, type FusedState, fusedStackAvailable, type FusedHeadSpec, type FusedLinearSpec } from '../backend/cpu/fbi-decode.ts';
-import { int8RowBytes } from '../backend/contracts.ts';
+// Qwen3-style q/k norms, GGUF models, backends without the kernel (WebGPU). FRUGAL_FUSED_DECODE=0
+// turns it off.
+import { type FbiDecodeStack, type FbiDecodeState, KernelUnavailableError } from '../backend/contracts.ts';
+import { decodeStack, type DecodeStackLinear, type DecodeStackTensors } from '../ops/fbi.ts';
 import type { CausalLM, ModelState } from '../models/index.ts';
 import { ffnKindAt } from '../models/config.ts';
 import { SelfAttention } from '../nn/attention.ts';
@@ -29,14 +29,11 @@ const tensorOf = (m: Module, name: string): Tensor => {
   if (!t) throw new Error(`internal: no tensor '${name}'`);
   return t;
 };
-const f32Of = (m: Module, name: string) => tensorOf(m, name).dataSync() as Float32Array;
 
 /** Why a model cannot take the fused path (null when it can). */
 export function fusedDecodeGap(model: CausalLM): string | null {
   const cfg = model.config;
   if (envFlag === '0') return 'FRUGAL_FUSED_DECODE=0';
-  if (model.device !== 'cpu') return `device ${model.device} (the fused path is CPU only)`;
-  if (!fusedStackAvailable()) return 'the native addon has no fused decoder (rebuild it)';
   if (cfg.mixer !== 'attention') return `mixer ${cfg.mixer}`;
   if (cfg.qkNorm) return 'q/k norms';
   for (let i = 0; i < cfg.numLayers; i++) if (ffnKindAt(cfg, i) !== 'swiglu') return `FFN ${ffnKindAt(cfg, i)} in layer ${i}`;
@@ -55,29 +52,20 @@ export function fusedDecodeGap(model: CausalLM): string | null {
   return null;
 }
 
-function linearSpec(l: LinearLike): FusedLinearSpec {
+function linearSpec(l: LinearLike): DecodeStackLinear {
   const p = l as PackedLinear;
-  return {
-    bits: interleavedBitsOf(tensorOf(p, 'weight_bits').buf, p.inFeatures, p.outFeatures),
-    alpha: f32Of(p, 'wscale'), beta: f32Of(p, 'wbias'), pattern: p.pattern,
-  };
+  return { bits: tensorOf(p, 'weight_bits'), wscale: tensorOf(p, 'wscale'), wbias: tensorOf(p, 'wbias'), pattern: p.pattern, inF: p.inFeatures, outF: p.outFeatures };
 }
 
-function headSpec(head: LinearLike | undefined): FusedHeadSpec {
-  if (head instanceof HalfHead) {
-    const words = tensorOf(head, 'weight_f16').dataSync() as Int32Array;
-    return { kind: 'f16', weight: new Uint16Array(words.buffer, words.byteOffset, head.inFeatures * head.outFeatures) };
-  }
-  if (head instanceof Int8Head) {
-    const w = int8Weight(tensorOf(head, 'weight_q').buf, tensorOf(head, 'weight_scale').buf, head.inFeatures, head.outFeatures);
-    return { kind: 'int8', q: w.q, rowBytes: int8RowBytes(head.inFeatures), scale: w.scale, rowSum: w.rowSum };
-  }
+function headSpec(head: LinearLike | undefined): DecodeStackTensors['head'] {
+  if (head instanceof HalfHead) return { kind: 'f16', w: tensorOf(head, 'weight_f16') };
+  if (head instanceof Int8Head) return { kind: 'int8', q: tensorOf(head, 'weight_q'), scale: tensorOf(head, 'weight_scale') };
   return { kind: 'none' };
 }
 
-/** A covered model's stack in one native object (built from the model's current tensors). */
+/** A covered model's stack as one backend object (over the model's current tensors). */
 export class FusedDecoder {
-  readonly stack: FusedStack;
+  readonly stack: FbiDecodeStack;
   /** Whether the LM head runs in the native call (else after it, on the hidden states). */
   readonly nativeHead: boolean;
   private constructor(readonly model: CausalLM) {
@@ -85,15 +73,15 @@ export class FusedDecoder {
     const first = bb.layers[0]?.mixer as unknown as SelfAttention | undefined;
     const head = headSpec(model.lmHead);
     this.nativeHead = head.kind !== 'none';
-    this.stack = new FusedStack({
+    this.stack = decodeStack({
       hidden: cfg.hiddenSize, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: first?.headDim ?? cfg.hiddenSize / cfg.numHeads,
       intermediate: cfg.intermediateSize, vocab: cfg.vocabSize, eps: bb.norm.eps, ropeTheta: cfg.ropeTheta, ropeStyle: cfg.ropeStyle,
-      embed: f32Of(bb.embed, 'weight'), norm: f32Of(bb.norm, 'weight'), head,
+      embed: tensorOf(bb.embed, 'weight'), norm: tensorOf(bb.norm, 'weight'), head,
       layers: bb.layers.map((layer) => {
         const att = layer.mixer as unknown as SelfAttention, ffn = layer.ffn as SwiGLU;
         if (layer.norm.eps !== bb.norm.eps || layer.ffnNorm.eps !== bb.norm.eps) throw new Error('internal: fused decode needs one norm epsilon');
         return {
-          norm1: f32Of(layer.norm, 'weight'), norm2: f32Of(layer.ffnNorm, 'weight'),
+          norm1: tensorOf(layer.norm, 'weight'), norm2: tensorOf(layer.ffnNorm, 'weight'),
           q: linearSpec(att.q), k: linearSpec(att.k), v: linearSpec(att.v), o: linearSpec(att.o),
           gate: linearSpec(ffn.gate), up: linearSpec(ffn.up), down: linearSpec(ffn.down),
         };
@@ -101,13 +89,19 @@ export class FusedDecoder {
     });
   }
 
-  /** The fused decoder of `model`, or null when the model is not covered (fusedDecodeGap says why). */
+  /** The fused decoder of `model`, or null when the model is not covered (fusedDecodeGap says why) or its backend has no such kernel. */
   static for(model: CausalLM): FusedDecoder | null {
-    return fusedDecodeGap(model) === null ? new FusedDecoder(model) : null;
+    if (fusedDecodeGap(model) !== null) return null;
+    try {
+      return new FusedDecoder(model);
+    } catch (e) {
+      if (e instanceof KernelUnavailableError) return null;
+      throw e;
+    }
   }
 
   /** A decoding state for up to `capacity` positions (prompt + new tokens). */
-  createState(capacity: number): FusedState {
+  createState(capacity: number): FbiDecodeState {
     if (capacity > this.model.config.maxPositions) {
       throw new Error(`fused decode: a state of ${capacity} positions exceeds the model context of ${this.model.config.maxPositions}`);
     }
@@ -115,7 +109,7 @@ export class FusedDecoder {
   }
 
   /** Logits [L, V] (or of the last token only) of `ids` continuing `state`. */
-  logits(state: FusedState, ids: Int32Array, all = false): Float32Array {
+  logits(state: FbiDecodeState, ids: Int32Array, all = false): Float32Array {
     const out = this.stack.step(state, ids, all);
     if (this.nativeHead) return out;
     const rows = all ? ids.length : 1;
@@ -131,7 +125,7 @@ export class FusedDecoder {
 
 // Decoding states that run fused: the ModelState stays as the model made it (empty caches), the
 // fused state holds the real cache.
-const fusedStates = new WeakMap<ModelState, { decoder: FusedDecoder; state: FusedState }>();
+const fusedStates = new WeakMap<ModelState, { decoder: FusedDecoder; state: FbiDecodeState }>();
 
 /** Marks `state` (fresh, position 0) to decode through `decoder` with a cache of `capacity` positions. */
 export function attachFused(state: ModelState, decoder: FusedDecoder, capacity: number): void {
@@ -140,6 +134,6 @@ export function attachFused(state: ModelState, decoder: FusedDecoder, capacity: 
 }
 
 /** The fused decoder and state behind a ModelState, if it has one. */
-export function fusedOf(state: ModelState): { decoder: FusedDecoder; state: FusedState } | undefined {
+export function fusedOf(state: ModelState): { decoder: FusedDecoder; state: FbiDecodeState } | undefined {
   return fusedStates.get(state);
 }

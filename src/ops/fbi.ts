@@ -12,7 +12,7 @@ import { empty, type Tensor } from '../tensor/tensor.ts';
 import { broadcastView } from './shape.ts';
 import { contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
 
-import type { FbiScalePattern, QuantBlockType } from '../backend/contracts.ts';
+import type { FbiDecodeStack, FbiScalePattern, FbiStackHead, QuantBlockType } from '../backend/contracts.ts';
 
 export type { FbiScalePattern, QuantBlockType };
 
@@ -183,4 +183,44 @@ export function quantLinear(x: Tensor, blocks: Uint8Array, type: QuantBlockType,
   const y = outputOf(x, outF);
   x.backend.fbi.quantMatmul(x.buf, blocks, type, x.size / inF, inF, outF, y.buf);
   return y;
+}
+
+/** A packed linear of a decoder stack (tensors as PackedLinear holds them). */
+export interface DecodeStackLinear { bits: Tensor; wscale: Tensor; wbias: Tensor; pattern: FbiScalePattern; inF: number; outF: number }
+
+/** The tensors and sizes of a packed LLaMA-shaped decoder stack (see FbiKernels.decodeStack). */
+export interface DecodeStackTensors {
+  hidden: number; heads: number; kvHeads: number; headDim: number; intermediate: number; vocab: number;
+  eps: number; ropeTheta: number; ropeStyle: 'half' | 'interleaved';
+  embed: Tensor; norm: Tensor;
+  head: { kind: 'f16'; w: Tensor } | { kind: 'int8'; q: Tensor; scale: Tensor } | { kind: 'none' };
+  layers: { norm1: Tensor; norm2: Tensor; q: DecodeStackLinear; k: DecodeStackLinear; v: DecodeStackLinear; o: DecodeStackLinear;
+    gate: DecodeStackLinear; up: DecodeStackLinear; down: DecodeStackLinear }[];
+}
+
+/**
+ * The backend's whole-stack decoder over these tensors (forward only; the backend reads them in
+ * place, so they must not change while it is used). Throws KernelUnavailableError where the backend
+ * has none.
+ */
+export function decodeStack(t: DecodeStackTensors): FbiDecodeStack {
+  const all: Tensor[] = [t.embed, t.norm];
+  const lin = (l: DecodeStackLinear) => {
+    all.push(l.bits, l.wscale, l.wbias);
+    return { bits: l.bits.buf, alpha: l.wscale.buf, beta: l.wbias.buf, pattern: l.pattern, inF: l.inF, outF: l.outF };
+  };
+  const layers = t.layers.map((l) => {
+    all.push(l.norm1, l.norm2);
+    return { norm1: l.norm1.buf, norm2: l.norm2.buf, q: lin(l.q), k: lin(l.k), v: lin(l.v), o: lin(l.o), gate: lin(l.gate), up: lin(l.up), down: lin(l.down) };
+  });
+  const h = t.head;
+  if (h.kind === 'f16') all.push(h.w);
+  if (h.kind === 'int8') all.push(h.q, h.scale);
+  sameDevice('decode stack', ...all);
+  if (t.embed.size !== t.vocab * t.hidden) throw new Error(`decode stack: embedding ${fmt(t.embed.shape)} is not [${t.vocab}, ${t.hidden}]`);
+  const head: FbiStackHead = h.kind === 'f16' ? { kind: 'f16', w: h.w.buf } : h.kind === 'int8' ? { kind: 'int8', q: h.q.buf, scale: h.scale.buf } : { kind: 'none' };
+  return t.embed.backend.fbi.decodeStack({
+    hidden: t.hidden, heads: t.heads, kvHeads: t.kvHeads, headDim: t.headDim, intermediate: t.intermediate, vocab: t.vocab,
+    eps: t.eps, ropeTheta: t.ropeTheta, ropeStyle: t.ropeStyle, embed: t.embed.buf, norm: t.norm.buf, head, layers,
+  });
 }

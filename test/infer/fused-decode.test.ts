@@ -179,7 +179,7 @@ test('bad input: context overflow, ids outside the vocabulary, a foreign state',
   assert.throws(() => dec.logits(st, new Int32Array(0)), /no tokens to run/);
   assert.throws(() => dec.createState(65), /exceeds the model context of 64/);
   const other = FusedDecoder.for(model)!;
-  assert.throws(() => other.stack.step(st, Int32Array.of(1)), /belongs to another stack/);
+  assert.throws(() => other.stack.step(st, Int32Array.of(1), false), /belongs to another stack/);
   assert.throws(() => st.rewind(7), /rewound to a position in \[0, 6\]/);
   assert.throws(() => nativeAddon().fbiDecodeCreate({ hidden: 8 }), /fused decode: heads must be a number/);
 });

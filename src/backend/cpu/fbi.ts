@@ -5,6 +5,7 @@ import { type FbiKernels, type FbiMatmulArgs, int8RowBytes } from '../contracts.
 import type { Buf } from '../types.ts';
 import { nativeAddon } from './native.ts';
 import { quantMatmul } from './quant.ts';
+import { FusedStack } from './fbi-decode.ts';
 
 export type FbiIsa = 'auto' | 'scalar' | 'avx2' | 'avx512';
 const ISA_CODE: Record<FbiIsa, number> = { auto: 0, scalar: 1, avx2: 2, avx512: 3 };
@@ -214,5 +215,8 @@ export const cpuFbi: FbiKernels = {
   },
   quantMatmul(x, w, type, rows, inF, outF, y) {
     quantMatmul(f32(x), rows, inF, w, type, outF, f32(y));
+  },
+  decodeStack(spec) {
+    return new FusedStack(spec);
   },
 };

@@ -2,6 +2,7 @@
 // weights decoded one value at a time, sums in float64. Quantization of the activations follows the
 // contract exactly (float32 arithmetic for the scales and the rounding, round half to even), so the
 // kernels differ from it only by their summation order.
+import { unsupported } from '../contracts.ts';
 import type { FbiKernels, FbiMatmulArgs, QuantBlockType } from '../contracts.ts';
 import { int8RowBytes } from '../contracts.ts';
 
@@ -77,6 +78,8 @@ function quantWeight(w: Uint8Array, type: QuantBlockType, K: number, n: number, 
 
 /** The reference as an FbiKernels table (host typed-array buffers). */
 export const referenceFbi: FbiKernels = {
+  // Defined as the op-by-op forward of the same model (test/infer/fused-decode.test.ts compares them).
+  decodeStack: unsupported('reference', 'fbi.decodeStack'),
   packSigns(w, inF, outF, bits) {
     const src = f32(w), out = i32(bits), wpr = Math.ceil(inF / 32);
     out.fill(0);

@@ -143,5 +143,6 @@ export function webgpuFbi(rt: Runtime): FbiKernels {
     f16Matmul: unsupported('webgpu', 'fbi.f16Matmul'),
     int8HeadMatmul: unsupported('webgpu', 'fbi.int8HeadMatmul'),
     quantMatmul: unsupported('webgpu', 'fbi.quantMatmul'),
+    decodeStack: unsupported('webgpu', 'fbi.decodeStack'),
   };
 }
