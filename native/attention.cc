@@ -41,8 +41,10 @@ void pick(FwdFn* f, BwdFn* b) {
 
 // Few query rows (decode): each row reads its keys and values in place, no tiles.
 constexpr int64_t kDecodeRows = 4;
-// Below this much work (rows x keys x head size, all heads) a decode attention runs on the calling thread.
-constexpr int64_t kDecodeParallelWork = int64_t{1} << 18;
+// Below this much work (rows x keys x head size, all heads) a decode attention runs on the calling
+// thread; above it the rows are spread over the pool (the cache reads are memory-bound: at the
+// fbi-1.3b width one token reads 16 KB of keys and values per position and layer).
+constexpr int64_t kDecodeParallelWork = int64_t{1} << 17;
 }  // namespace
 
 void forward(const AttnParams& p) {
