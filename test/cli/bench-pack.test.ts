@@ -36,10 +36,13 @@ test('frugal bench fbi-generate honours --preset and rejects unknown options and
   assert.equal(j.preset, 'fbi-tiny');
   assert.equal(j.decode_steps, 2);
   assert.ok(j.packed_tokens_per_s > 0 && j.copy_bandwidth_GBps > 0);
+  assert.equal(j.path, 'fused');
+  assert.ok(j.decode_phases_ms_per_token.products > 0, 'the fused path reports its phases');
   assert.equal(j.peer, undefined, 'no peer without --peer or LLAMA_PEER_DIR');
   assertUserError(frugal('bench', 'fbi-generate', '--presett', 'fbi-130m'), /benchmark fbi-generate has no option --presett/);
   assertUserError(frugal('bench', 'ttt-scan', '--length', '5'), /benchmark ttt-scan has no option --length/);
   assertUserError(frugal('bench', 'fbi-generate', '--preset', 'fbi-9b'), /--preset must be one of/);
+  assertUserError(frugal('bench', 'fbi-generate', '--path', 'jit'), /--path must be fused or modules/);
   assertUserError(frugal('bench', 'fbi-generate', '--peer', join(tmp, 'nowhere')), /no bin\/llama-bench there/);
 });
 
