@@ -278,7 +278,8 @@ export interface FbiDecodeStack {
   createState(capacity: number): FbiDecodeState;
   /**
    * Runs ids from the state's position (appending their keys and values) and returns the output rows
-   * of the last token, or of every token with `all`. Past the state's capacity it throws.
+   * of the last token, or of every token with `all`. Past the state's capacity it throws. The
+   * returned array belongs to the state and is overwritten by its next step.
    */
   step(state: FbiDecodeState, ids: Int32Array, all: boolean): Float32Array;
 }

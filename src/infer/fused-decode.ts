@@ -108,7 +108,10 @@ export class FusedDecoder {
     return this.stack.createState(capacity);
   }
 
-  /** Logits [L, V] (or of the last token only) of `ids` continuing `state`. */
+  /**
+   * Logits [L, V] (or of the last token only) of `ids` continuing `state`. With the head in the
+   * native call the array is the state's, overwritten by its next step (no allocation per token).
+   */
   logits(state: FbiDecodeState, ids: Int32Array, all = false): Float32Array {
     const out = this.stack.step(state, ids, all);
     if (this.nativeHead) return out;

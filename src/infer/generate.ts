@@ -69,7 +69,10 @@ function keepAll(x: unknown, seen: Set<unknown>): void {
   for (const v of Array.isArray(x) ? x : Object.values(x)) keepAll(v, seen);
 }
 
-/** Logits [L, V] rows of ids [1, L] continuing `state` (all positions, or only the last). */
+/**
+ * Logits [L, V] rows of ids [1, L] continuing `state` (all positions, or only the last). For a state
+ * decoding through a fused decoder (generate()) the array may be reused by that state's next step.
+ */
 export async function step(model: CausalLM, ids: number[], state: ModelState, all = false): Promise<Float32Array> {
   const fused = fusedOf(state);
   if (fused) {

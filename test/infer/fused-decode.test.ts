@@ -75,7 +75,7 @@ function fusedChunks(model: CausalLM, chunks: number[][], capacity: number): Flo
   const dec = FusedDecoder.for(model);
   assert.ok(dec, `model not covered: ${fusedDecodeGap(model)}`);
   const st = dec.createState(capacity);
-  return chunks.map((c) => dec.logits(st, Int32Array.from(c), true));
+  return chunks.map((c) => dec.logits(st, Int32Array.from(c), true).slice());
 }
 
 function firstDiff(a: Float32Array, b: Float32Array): string {
@@ -120,8 +120,8 @@ test('the KV cache: prefill then decode equals full forward passes', () => {
   // Up to 4 query rows the attention takes the same per-row path in a full pass as in a decode step,
   // so there the cache must reproduce full passes exactly: prefill 1, decode 3 == one pass over 4.
   const st = dec.createState(8);
-  const rows: Float32Array[] = [dec.logits(st, Int32Array.from(seq.slice(0, 1)), true)];
-  for (let i = 1; i < 4; i++) rows.push(dec.logits(st, Int32Array.of(seq[i])));
+  const rows: Float32Array[] = [dec.logits(st, Int32Array.from(seq.slice(0, 1)), true).slice()];
+  for (let i = 1; i < 4; i++) rows.push(dec.logits(st, Int32Array.of(seq[i])).slice());
   const full4 = dec.logits(dec.createState(8), Int32Array.from(seq.slice(0, 4)), true);
   const v = model.config.vocabSize;
   rows.forEach((r, i) => assert.equal(firstDiff(r, full4.slice(i * v, (i + 1) * v)), '', `position ${i}`));

@@ -40,10 +40,18 @@ function ropeTables(capacity: number, d: number, theta: number): { cos: Float64A
 export class FusedState implements FbiDecodeState {
   /** @internal */ readonly handle: unknown;
   private readonly tables: { cos: Float64Array; sin: Float64Array };
+  // The output rows of the last step, reused by the next (a fresh 100+ KB array per token costs far
+  // more than its size: V8 counts it as external memory and collects garbage more often).
+  private out: Float32Array;
+  /** @internal */ outFor(n: number): Float32Array {
+    if (this.out.length !== n) this.out = new Float32Array(n);
+    return this.out;
+  }
   constructor(readonly stack: FusedStack, readonly capacity: number) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) throw new Error(`fused decode: the state capacity must be a positive integer, got ${capacity}`);
     this.tables = ropeTables(capacity, stack.headDim, stack.ropeTheta);
     this.handle = nativeAddon().fbiDecodeState(stack.handle, capacity, this.tables.cos, this.tables.sin);
+    this.out = new Float32Array(stack.width);  // one row: every decode step and a prefill's last token
   }
   /** Positions already in the cache. */
   get position(): number {
@@ -103,7 +111,7 @@ export class FusedStack implements FbiDecodeStack {
 
   step(state: FbiDecodeState, ids: Int32Array, all = false): Float32Array {
     if (!(state instanceof FusedState) || state.stack !== this) throw new Error('fused decode: the state belongs to another stack');
-    const y = new Float32Array((all ? ids.length : 1) * this.width);
+    const y = state.outFor((all ? ids.length : 1) * this.width);
     nativeAddon().fbiDecodeForward(this.handle, state.handle, ids, y, all);
     return y;
   }
