@@ -12,6 +12,7 @@
 // KV cache: per layer [capacity, Hkv * D] for K and for V, rows appended in place; the attention
 // reads the first `position` rows where they are (decode rows need no tiles, see attention.cc).
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -79,6 +80,20 @@ inline void lap(Clock::time_point& t, double& acc) {
   const Clock::time_point now = Clock::now();
   acc += std::chrono::duration<double>(now - t).count();
   t = now;
+}
+
+template <typename T>
+void sized(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
+// The step buffers for M rows (grown, never shrunk).
+void size_rows(State& st, const Stack& s, int64_t M) {
+  const int64_t qd = s.H * s.D, kvd = s.Hkv * s.D;
+  sized(st.h, M * s.C); sized(st.xn, M * s.C); sized(st.tmp, M * s.C);
+  sized(st.q, M * qd); sized(st.att, M * qd); sized(st.lse, M * s.H);
+  sized(st.kk, M * kvd); sized(st.vv, M * kvd);
+  sized(st.g, M * s.F); sized(st.u, M * s.F);
 }
 
 [[noreturn]] void fail(const Napi::Env& env, const std::string& msg) { throw Napi::Error::New(env, "fused decode: " + msg); }
@@ -218,6 +233,8 @@ Napi::Value NewState(const Napi::CallbackInfo& info) {
   try {
     st->k.assign(static_cast<size_t>(per), 0.0f);
     st->v.assign(static_cast<size_t>(per), 0.0f);
+    // Step buffers for a prefill chunk of up to 64 tokens, touched now rather than in the first step.
+    size_rows(*st, *s, std::min<int64_t>(cap, 64));
   } catch (const std::bad_alloc&) {
     delete st;
     fail(env, "out of memory for a KV cache of " + std::to_string(cap) + " positions");
@@ -289,12 +306,6 @@ void add_into(float* h, const float* d, int64_t n) {
   for (int64_t i = 0; i < n; i++) h[i] = h[i] + d[i];
 }
 
-template <typename T>
-T* sized(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
 // fbiDecodeForward(stack, state, ids i32 [M], out f32, allRows): runs M tokens from the state's
 // position, appends their keys and values, and writes the logits (or final hidden states when the
 // stack has no head) of the last row, or of all M rows, into out. Returns the new position.
@@ -318,16 +329,9 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     if (ids[t] < 0 || ids[t] >= s.V) fail(env, "token id " + std::to_string(ids[t]) + " is outside the vocabulary of " + std::to_string(s.V));
 
   const int64_t qd = H * D, kvd = Hkv * D, pos0 = st.position, S = pos0 + M;
-  float* h = sized(st.h, M * C);
-  float* xn = sized(st.xn, M * C);
-  float* q = sized(st.q, M * qd);
-  float* kk = sized(st.kk, M * kvd);
-  float* vv = sized(st.vv, M * kvd);
-  float* att = sized(st.att, M * qd);
-  float* lse = sized(st.lse, M * H);
-  float* g = sized(st.g, M * F);
-  float* u = sized(st.u, M * F);
-  float* tmp = sized(st.tmp, M * C);
+  size_rows(st, s, M);
+  float *h = st.h.data(), *xn = st.xn.data(), *q = st.q.data(), *kk = st.kk.data(), *vv = st.vv.data();
+  float *att = st.att.data(), *lse = st.lse.data(), *g = st.g.data(), *u = st.u.data(), *tmp = st.tmp.data();
   const Clock::time_point start = Clock::now();
   Clock::time_point tp = start;
   for (int64_t t = 0; t < M; t++) std::memcpy(h + t * C, s.embed + static_cast<int64_t>(ids[t]) * C, C * sizeof(float));
