@@ -14,7 +14,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 F=(node --import tsx src/cli/dispatch.ts)
 if [ "$tiny" = --tiny ]; then steps=6; half=3; wsteps=4; batch=2; ctx=32; lim=1; else steps=20; half=10; wsteps=5; batch=8; ctx=1024; fi
-common=(--steps "$steps" --batch "$batch" --ctx "$ctx" --lr 1e-3 --warmup 2 --eval-every 0 --eval-sequences 8 --save-every 0 --quiet)
+# Text: the repository's own documents (the embedded corpus is an optional npm package), byte tokens.
+cat README.md ARCHITECTURE.md FEATURES.md bench/NOTES.md > "$work/corpus.txt"
+common=(--data "$work/corpus.txt" --steps "$steps" --batch "$batch" --ctx "$ctx" --lr 1e-3 --warmup 2 --eval-every 0 --eval-sequences 8 --save-every 0 --quiet)
 log() { echo "[$(date -u +%T)] $*" >&2; }
 : > "$out/log.txt"
 : > "$work/runs.txt"
