@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training throughput of `frugal train --engine torch --nproc 1` (PyTorch twin, DDP; CUDA when the
 # machine has it) beside the native WebGPU trainer (`frugal train --device webgpu`) on the same model
-# (125M dense LLaMA and FBI-LLM 130M, vocabulary 32000, seed 0), batch 8, ctx 1024 (as
+# (125M dense LLaMA and FBI-LLM 130M, vocabulary 32000, seed 0), batch 8, ctx 1024, 6 torch / 5 WebGPU steps (as
 # `frugal bench train-step --preset dense-125m`); plus one FSDP run stopped half-way and resumed,
 # whose losses are compared with the uninterrupted DDP run. Every run has a time limit.
 #   bench/torch-engine-gpu.sh OUTDIR [--tiny]      (--tiny: small shapes on the CPU, to check the script)
@@ -13,7 +13,12 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 F=(node --import tsx src/cli/dispatch.ts)
-if [ "$tiny" = --tiny ]; then steps=6; half=3; wsteps=4; batch=2; ctx=32; lim=1; else steps=20; half=10; wsteps=5; batch=8; ctx=1024; fi
+if [ "$tiny" = --tiny ]; then steps=6; half=3; wsteps=4; batch=2; ctx=32; else steps=6; half=3; wsteps=5; batch=8; ctx=1024; fi
+# The whole script stays within BUDGET_S (default 145): each run gets its own limit or what is left,
+# and a run with under 15 s left is skipped (most important runs first).
+budget=${BUDGET_S:-145}
+[ "$tiny" = --tiny ] && budget=$((budget * 5))
+deadline=$((SECONDS + budget))
 # Text: the repository's own documents (the embedded corpus is an optional npm package), byte tokens.
 cat README.md ARCHITECTURE.md FEATURES.md bench/NOTES.md > "$work/corpus.txt"
 common=(--data "$work/corpus.txt" --steps "$steps" --batch "$batch" --ctx "$ctx" --lr 1e-3 --warmup 2 --eval-every 0 --eval-sequences 8 --save-every 0 --quiet)
@@ -36,7 +41,7 @@ for line in open(os.path.join(work, 'runs.txt')):
         steps = [s for s in steps if s.get('type') == 'step']
         r['losses'] = [s['loss'] for s in steps]
         # Steps 1-2 of a process hold the start-up (CUDA context, kernel selection, WebGPU pipelines).
-        first = half + 3 if name.endswith('-resumed') else 3
+        first = half + 2 if name.endswith('-resumed') else 3
         timed = [s['tokens_per_s'] for s in steps if s['step'] >= first and (not name.endswith('fsdp') or s['step'] <= half)]
         if timed:
             r['tokens_per_s_median'] = statistics.median(timed)
@@ -57,6 +62,9 @@ PY
 run() { # NAME LIMIT_S ARGS...
   local name=$1 limit=$2; shift 2
   [ "$tiny" = --tiny ] && limit=$((limit * 5))  # the CPU and SwiftShader are far slower
+  local left=$((deadline - SECONDS))
+  if [ "$left" -lt 15 ]; then log "$name: skipped ($left s of the budget left)"; echo "== $name: skipped, $left s of the budget left" >> "$out/log.txt"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
   log "$name: frugal train $*"
   local t0 rc t1
   t0=$(date +%s.%N)
@@ -69,10 +77,10 @@ run() { # NAME LIMIT_S ARGS...
   summarize
 }
 log "writing the initial checkpoints"
-timeout 30 node --import tsx bench/probes/torch-engine-models.ts "$work/m" $tiny 2>> "$out/log.txt"
-run torch-dense 30 --engine torch --nproc 1 --model "$work/m/dense-125m" --out "$work/torch-dense" "${common[@]}"
+timeout 40 node --import tsx bench/probes/torch-engine-models.ts "$work/m" $tiny 2>> "$out/log.txt"
+run torch-dense 50 --engine torch --nproc 1 --model "$work/m/dense-125m" --out "$work/torch-dense" "${common[@]}"
 run webgpu-dense 35 --device webgpu --model "$work/m/dense-125m" --out "$work/webgpu-dense" "${common[@]}" --steps "$wsteps"
-run torch-fbi 30 --engine torch --nproc 1 --model "$work/m/fbi-130m" --out "$work/torch-fbi" "${common[@]}"
-run webgpu-fbi 35 --device webgpu --model "$work/m/fbi-130m" --out "$work/webgpu-fbi" "${common[@]}" --steps "$wsteps"
-run torch-dense-fsdp 30 --engine torch --nproc 1 --fsdp --model "$work/m/dense-125m" --out "$work/torch-dense-fsdp" "${common[@]}" --stop-after "$half"
-run torch-dense-fsdp-resumed 30 --engine torch --nproc 1 --fsdp --resume --out "$work/torch-dense-fsdp" --quiet
+run torch-fbi 50 --engine torch --nproc 1 --model "$work/m/fbi-130m" --out "$work/torch-fbi" "${common[@]}"
+run webgpu-fbi 40 --device webgpu --model "$work/m/fbi-130m" --out "$work/webgpu-fbi" "${common[@]}" --steps "$wsteps"
+run torch-dense-fsdp 50 --engine torch --nproc 1 --fsdp --model "$work/m/dense-125m" --out "$work/torch-dense-fsdp" "${common[@]}" --stop-after "$half"
+run torch-dense-fsdp-resumed 50 --engine torch --nproc 1 --fsdp --resume --out "$work/torch-dense-fsdp" --quiet

@@ -104,6 +104,23 @@ export function checkTwinConfig(model: CausalLM): void {
   if (r.status !== 0) throw new Error(`the PyTorch twin does not load (is python3-torch installed?): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
 }
 
+/**
+ * findTorchrun and checkTwinConfig in one interpreter start (each start imports torch, seconds with
+ * a CUDA build): the launcher, or the same one-line errors.
+ */
+function probeTorch(model: CausalLM): string[] {
+  const py = pythonWithTorch(true);
+  if (!py) throw new Error('torchrun was not found: no python3 imports torch (install PyTorch, e.g. Debian: apt-get install python3-torch, or set FRUGAL_PYTHON)');
+  const code = 'import json,sys\ntry:\n  import torch.distributed.run\nexcept Exception:\n  sys.exit(4)\n' +
+    'from frugal_lm_torch.model import resolve_config, ConfigError\n' +
+    'try:\n  resolve_config(json.loads(sys.stdin.read()))\nexcept ConfigError as e:\n  print(e); sys.exit(3)\n';
+  const r = spawnSync(py, ['-c', code], { input: JSON.stringify(model.config), encoding: 'utf8', env: { ...process.env, PYTHONPATH: PYTHON_DIR } });
+  if (r.status === 4) throw new Error(`torchrun was not found: ${py} imports torch but not torch.distributed.run (a PyTorch build without distributed support)`);
+  if (r.status === 3) throw new Error(`the PyTorch twin cannot build this model: ${r.stdout.trim()}`);
+  if (r.status !== 0) throw new Error(`the PyTorch twin does not load (is python3-torch installed?): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
+  return [py, '-m', 'frugal_lm_torch.launch'];
+}
+
 export interface TorchTrainOpts {
   model: CausalLM;
   tokenizer: Tokenizer;
@@ -138,8 +155,7 @@ export interface TorchTrainResult {
 }
 
 export function trainWithTorch(o: TorchTrainOpts): TorchTrainResult {
-  const launcher = findTorchrun();
-  checkTwinConfig(o.model);
+  const launcher = probeTorch(o.model);
   if (!Number.isInteger(o.nproc) || o.nproc < 1) throw new Error(`--nproc must be an integer >= 1, got ${o.nproc}`);
   if (o.batch % o.nproc) throw new Error(`--batch ${o.batch} is not divisible by --nproc ${o.nproc} (each process takes an equal share)`);
   const finalDir = resolve(o.outDir);
