@@ -3,10 +3,13 @@ Std.from_str('0') returns None (the zero flag is no longer a member of the IntFl
 every launch fail; the default redirect setting is mapped back to Std.NONE."""
 import sys
 
-from torch.distributed.elastic.multiprocessing import api
 from torch.distributed import run
 
-_orig = api.Std.from_str
+try:
+    from torch.distributed.elastic.multiprocessing import api
+    _orig = api.Std.from_str
+except (ImportError, AttributeError):  # a PyTorch whose launcher moved this: nothing to fix
+    api = None
 
 
 def _from_str(vm):
@@ -18,7 +21,7 @@ def _from_str(vm):
     return r
 
 
-if api.Std.from_str('0') is None:
+if api is not None and api.Std.from_str('0') is None:
     api.Std.from_str = staticmethod(_from_str)
 
 if __name__ == '__main__':

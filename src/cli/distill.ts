@@ -12,17 +12,20 @@ import {
 } from './common.ts';
 import { modelFromSpec } from './model-spec.ts';
 import { DEVICE_FLAGS, useDevice } from './device.ts';
+import { chooseEngine, runTorchEngine, STOP_FLAG, stopAfter, TORCH_FLAGS } from './train-torch.ts';
 
 export const spec: CommandSpec = {
   name: 'distill',
   summary: 'train a student (e.g. an FBI 1-bit model) from a full-precision teacher by autoregressive distillation',
-  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [--device cpu|webgpu] [--threads N] [options]',
+  usage: 'frugal distill --teacher DIR --student PRESET|DIR [--gt-weight W] [--data PATH] [--out DIR] [--device cpu|webgpu] [--threads N] [--engine torch [--nproc N] [--fsdp]] [options]',
   flags: {
     teacher: { type: 'string', arg: 'DIR', help: 'teacher checkpoint folder (any full-precision model this build loads)' },
     student: { type: 'string', arg: 'PRESET|DIR', help: 'student preset, config .json, or checkpoint folder', default: 'tiny-fbi' },
     'gt-weight': { type: 'number', help: 'weight of the ground-truth cross-entropy mixed into the loss (0 = pure distillation, as the paper)', default: 0 },
     ...TRAIN_FLAGS,
     ...DEVICE_FLAGS,
+    ...TORCH_FLAGS,
+    ...STOP_FLAG,
   },
 };
 
@@ -56,6 +59,13 @@ export async function run(given: Flags): Promise<number> {
   if (s.ctx > model.config.maxPositions) {
     throw new UsageError(`--ctx ${s.ctx} is longer than the student's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
   }
+  const engine = chooseEngine(given, resumed?.ckpt);
+  if (engine === 'torch') {
+    const settings = runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS);
+    const r = runTorchEngine(f, s, model, tok, out, { resumeFrom: resumed?.ckpt, teacher: { dir: teacherDir, gtWeight: gt }, extra: { settings } });
+    console.log(`finished (torch engine) at step ${Math.min(s.steps, stopAfter(f) ?? s.steps)}/${s.steps}; ${r.tokensPerSecond.toFixed(0)} tokens/s\ncheckpoint: ${r.checkpointDir}\nreport: ${reportFor(out, `frugal distill: ${out}`, [{ name: 'student', dir: out }])}`);
+    return 0;
+  }
   await model.moveTo(device);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS), trainTokens: data.trainTokens };
@@ -65,7 +75,7 @@ export async function run(given: Flags): Promise<number> {
       overwrite: s.overwrite, keep: s.keep, extra: { settings },
       model, data: data.train, valData: data.val, evalSequences: s.evalSequences, steps: s.steps, lr: s.lr, minLr: s.minLr,
       warmup: s.warmup, clip: s.clip, accum: s.accum, weightDecay: s.weightDecay, evalEvery: s.evalEvery, saveEvery: s.saveEvery,
-      outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, shouldStop: stop.requested, lossFn: distillLoss(teacher, gt),
+      outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, stopAfter: stopAfter(f), shouldStop: stop.requested, lossFn: distillLoss(teacher, gt),
       hooks: familyHooks(model), progress: f.quiet ? 'none' : 'bar', label: 'distill',
     });
     const report = reportFor(out, `frugal distill: ${out}`, [{ name: 'student', dir: out }]);

@@ -10,7 +10,7 @@ import { train } from '../train/trainer.ts';
 import { ByteTokenizer } from '../data/index.ts';
 import { existsSync, statSync } from 'node:fs';
 import { DEVICE_FLAGS, useDevice } from './device.ts';
-import { runTorchEngine, TORCH_FLAGS } from './train-torch.ts';
+import { chooseEngine, runTorchEngine, STOP_FLAG, stopAfter, TORCH_FLAGS } from './train-torch.ts';
 
 /** What a resumed run takes from its checkpoint; giving one of these with another value is an error. */
 export const RESUME_KEYS = ['preset', 'config', 'model', 'tokenizer', 'data', 'steps', 'batch', 'ctx', 'lr', 'min-lr', 'warmup', 'clip', 'accum', 'weight-decay', 'seed'];
@@ -27,6 +27,7 @@ export const spec: CommandSpec = {
     ...TRAIN_FLAGS,
     ...DEVICE_FLAGS,
     ...TORCH_FLAGS,
+    ...STOP_FLAG,
   },
 };
 
@@ -52,13 +53,13 @@ export async function run(given: Flags): Promise<number> {
   if (s.ctx > model.config.maxPositions) {
     throw new UsageError(`--ctx ${s.ctx} is longer than the model's context of ${model.config.maxPositions} positions; pass --ctx ${model.config.maxPositions} or less`);
   }
-  if (str(f, 'engine') === 'torch') {
-    if (resumed) throw new UsageError('--engine torch does not resume runs; resume with the native engine or start a new --out folder');
-    const r = runTorchEngine(f, s, model, tok, out);
-    console.log(`finished (torch engine) at step ${s.steps}; ${r.tokensPerSecond.toFixed(0)} tokens/s\ncheckpoint: ${r.checkpointDir}\nreport: ${reportFor(out, `frugal train: ${out}`, [{ name: 'train', dir: out }])}`);
+  const engine = chooseEngine(given, resumed?.ckpt);
+  if (engine === 'torch') {
+    const settings = { ...runSettings(f, [...RESUME_KEYS, ...ADJUSTABLE_KEYS], PATH_KEYS) };
+    const r = runTorchEngine(f, s, model, tok, out, { resumeFrom: resumed?.ckpt, extra: { settings } });
+    console.log(`finished (torch engine) at step ${Math.min(s.steps, stopAfter(f) ?? s.steps)}/${s.steps}; ${r.tokensPerSecond.toFixed(0)} tokens/s\ncheckpoint: ${r.checkpointDir}\nreport: ${reportFor(out, `frugal train: ${out}`, [{ name: 'train', dir: out }])}`);
     return 0;
   }
-  if (str(f, 'engine') !== 'native') throw new UsageError(`--engine must be native or torch, got ${str(f, 'engine')}`);
   model = await model.moveTo(device);
   const data = makeData(loadSplit(str(f, 'data')), tok, s, model.config.vocabSize);
   if (resumed?.saved && resumed.saved.trainTokens !== undefined && resumed.saved.trainTokens !== data.trainTokens) {
@@ -71,7 +72,7 @@ export async function run(given: Flags): Promise<number> {
       overwrite: s.overwrite, keep: s.keep, extra: { settings },
       model, data: data.train, valData: data.val, evalSequences: s.evalSequences, steps: s.steps, lr: s.lr, minLr: s.minLr,
       warmup: s.warmup, clip: s.clip, accum: s.accum, weightDecay: s.weightDecay, evalEvery: s.evalEvery, saveEvery: s.saveEvery,
-      outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, shouldStop: stop.requested, hooks: familyHooks(model),
+      outDir: out, seed: s.seed, tokenizer: tok, resume: s.resume, stopAfter: stopAfter(f), shouldStop: stop.requested, hooks: familyHooks(model),
       progress: f.quiet ? 'none' : 'bar', label: 'train',
     });
     const report = reportFor(out, `frugal train: ${out}`, [{ name: 'train', dir: out }]);

@@ -13,6 +13,7 @@ import type { CausalLM } from '../models/index.ts';
 import { loadPretrained, toHf } from '../models/hf.ts';
 import type { DeviceName } from '../backend/types.ts';
 import { fromArray, type Tensor } from '../tensor/index.ts';
+import type { TypedArray } from '../backend/types.ts';
 
 /** Everything besides weights that exact resume needs. */
 export interface TrainerState {
@@ -44,38 +45,53 @@ export interface SaveOpts {
   retireTo?: string;
 }
 
-function toRaw(t: Tensor): RawTensor {
-  const data = t.dataSync();
+/** Host copies of device tensors, read ahead for a save from a backend without synchronous readback. */
+type HostCopies = Map<Tensor, TypedArray>;
+
+function toRaw(t: Tensor, host?: HostCopies): RawTensor {
+  const data = host?.get(t) ?? t.dataSync();
   return t.dtype === 'i32'
     ? { dtype: 'i32', shape: [...t.shape], data: data as Int32Array }
     : { dtype: 'f32', shape: [...t.shape], data: data as Float32Array };
 }
 
 /** The model's parameters and buffers by HF name. */
-function modelTensors(model: CausalLM): TensorMap {
+function modelTensors(model: CausalLM, host?: HostCopies): TensorMap {
   const out: TensorMap = new Map();
-  for (const [n, t] of [...model.namedParameters(), ...model.namedBuffers()]) out.set(n, toRaw(t));
+  for (const [n, t] of [...model.namedParameters(), ...model.namedBuffers()]) out.set(n, toRaw(t, host));
   return out;
 }
 
 /** Writes a checkpoint folder in one atomic replacement. CPU tensors (call after syncing GPU ones). */
-export function saveCheckpoint(dir: string, model: CausalLM, opts: SaveOpts = {}): void {
+export function saveCheckpoint(dir: string, model: CausalLM, opts: SaveOpts = {}, host?: HostCopies): void {
   const files: Record<string, FileData> = {
     'config.json': `${JSON.stringify(toHf(model.config), null, 2)}\n`,
-    'model.safetensors': encodeSafetensors(modelTensors(model), { format: 'pt' }),
+    'model.safetensors': encodeSafetensors(modelTensors(model, host), { format: 'pt' }),
     ...opts.files,
   };
   if (opts.tokenizer) files['tokenizer.json'] = JSON.stringify(opts.tokenizer.toJSON());
   if (opts.optimizer) {
     const m: TensorMap = new Map();
     for (const [name, s] of opts.optimizer.moments) {
-      m.set(`exp_avg.${name}`, toRaw(s.m));
-      m.set(`exp_avg_sq.${name}`, toRaw(s.v));
+      m.set(`exp_avg.${name}`, toRaw(s.m, host));
+      m.set(`exp_avg_sq.${name}`, toRaw(s.v, host));
     }
     files['optimizer.safetensors'] = encodeSafetensors(m, { step: String(opts.optimizer.step) });
   }
   if (opts.state) files['trainer_state.json'] = `${JSON.stringify(opts.state, null, 2)}\n`;
   writeDirAtomic(resolve(dir), files, { retireTo: opts.retireTo });
+}
+
+/**
+ * saveCheckpoint for a model on any device: tensors of a backend without synchronous readback
+ * (WebGPU) are read to the host first, one at a time.
+ */
+export async function saveCheckpointAsync(dir: string, model: CausalLM, opts: SaveOpts = {}): Promise<void> {
+  const host: HostCopies = new Map();
+  const all = [...model.namedParameters(), ...model.namedBuffers()].map(([, t]) => t);
+  for (const [, s] of opts.optimizer?.moments ?? []) all.push(s.m, s.v);
+  for (const t of all) if (!t.backend.syncReadable) host.set(t, await t.data());
+  saveCheckpoint(dir, model, opts, host);
 }
 
 /** Finishes or drops what a killed save left (best effort: a read-only folder is read as it is). */

@@ -2,12 +2,12 @@
 // init as the native trainer), and launches torchrun with the twin (python/frugal_lm_torch) and its
 // training script. The result is a run folder like the native trainer's (metrics.jsonl, model/).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { ensureDir, writeFileAtomic } from '../io/atomic.ts';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { ensureDir, promoteDir, stagingPath, writeFileAtomic } from '../io/atomic.ts';
 import { join, resolve } from 'node:path';
 import type { Tokenizer } from '../data/index.ts';
 import type { CausalLM } from '../models/index.ts';
-import { saveCheckpoint } from './checkpoint.ts';
+import { loadModel, saveCheckpoint } from './checkpoint.ts';
 
 /** Where the twin and the training script live (python/ at the package root). */
 const PYTHON_DIR = resolve(import.meta.dirname, '..', '..', 'python');
@@ -104,6 +104,23 @@ export function checkTwinConfig(model: CausalLM): void {
   if (r.status !== 0) throw new Error(`the PyTorch twin does not load (is python3-torch installed?): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
 }
 
+/**
+ * findTorchrun and checkTwinConfig in one interpreter start (each start imports torch, seconds with
+ * a CUDA build): the launcher, or the same one-line errors.
+ */
+function probeTorch(model: CausalLM): string[] {
+  const py = pythonWithTorch(true);
+  if (!py) throw new Error('torchrun was not found: no python3 imports torch (install PyTorch, e.g. Debian: apt-get install python3-torch, or set FRUGAL_PYTHON)');
+  const code = 'import json,sys\ntry:\n  import torch.distributed.run\nexcept Exception:\n  sys.exit(4)\n' +
+    'from frugal_lm_torch.model import resolve_config, ConfigError\n' +
+    'try:\n  resolve_config(json.loads(sys.stdin.read()))\nexcept ConfigError as e:\n  print(e); sys.exit(3)\n';
+  const r = spawnSync(py, ['-c', code], { input: JSON.stringify(model.config), encoding: 'utf8', env: { ...process.env, PYTHONPATH: PYTHON_DIR } });
+  if (r.status === 4) throw new Error(`torchrun was not found: ${py} imports torch but not torch.distributed.run (a PyTorch build without distributed support)`);
+  if (r.status === 3) throw new Error(`the PyTorch twin cannot build this model: ${r.stdout.trim()}`);
+  if (r.status !== 0) throw new Error(`the PyTorch twin does not load (is python3-torch installed?): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
+  return [py, '-m', 'frugal_lm_torch.launch'];
+}
+
 export interface TorchTrainOpts {
   model: CausalLM;
   tokenizer: Tokenizer;
@@ -117,6 +134,19 @@ export interface TorchTrainOpts {
   /** Threads per process (default 1). */
   threads?: number;
   quiet?: boolean;
+  /** Continue from this checkpoint folder (model/ of a torch-engine run): weights, AdamW state, step, data position. */
+  resumeFrom?: string;
+  /** Stop with a checkpoint after this many steps although the schedule spans `steps`. */
+  stopAfter?: number;
+  /** Distillation: teacher checkpoint folder (loaded by the twin, frozen, eval mode) and ground-truth weight. */
+  teacher?: { dir: string; gtWeight: number };
+  /** Saved in trainer_state.json (extra), e.g. the settings a resume must match. */
+  extra?: Record<string, unknown>;
+  /**
+   * outDir holds an older run to replace: the new run is written in a staging sibling and takes its
+   * place once torchrun has finished with a checkpoint; a failing new run leaves the old one as it was.
+   */
+  overwrite?: boolean;
 }
 
 export interface TorchTrainResult {
@@ -125,11 +155,22 @@ export interface TorchTrainResult {
 }
 
 export function trainWithTorch(o: TorchTrainOpts): TorchTrainResult {
-  const launcher = findTorchrun();
-  checkTwinConfig(o.model);
+  const launcher = probeTorch(o.model);
   if (!Number.isInteger(o.nproc) || o.nproc < 1) throw new Error(`--nproc must be an integer >= 1, got ${o.nproc}`);
   if (o.batch % o.nproc) throw new Error(`--batch ${o.batch} is not divisible by --nproc ${o.nproc} (each process takes an equal share)`);
-  const out = resolve(o.outDir);
+  const finalDir = resolve(o.outDir);
+  if (o.resumeFrom && o.overwrite) throw new Error('resume and overwrite exclude each other');
+  const staging = o.overwrite && existsSync(finalDir) && readdirSync(finalDir).length ? stagingPath(finalDir) : undefined;
+  try {
+    const r = launch(o, launcher, staging ?? finalDir);
+    if (staging) promoteDir(staging, finalDir);
+    return { checkpointDir: join(finalDir, 'model'), tokensPerSecond: r.tokensPerSecond };
+  } finally {
+    if (staging) rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+function launch(o: TorchTrainOpts, launcher: string[], out: string): TorchTrainResult {
   const dataDir = join(out, 'data');
   ensureDir(dataDir);
   const trainShard = join(dataDir, 'train.tok');
@@ -139,8 +180,15 @@ export function trainWithTorch(o: TorchTrainOpts): TorchTrainResult {
     valShard = join(dataDir, 'val.tok');
     writeFileAtomic(valShard, encodeTokenShard(o.val, o.tokenizer.vocabSize, o.tokenizer.id()));
   }
-  const init = join(out, 'init');
-  saveCheckpoint(init, o.model, { tokenizer: o.tokenizer });
+  // A resumed run's checkpoint carries its config and tokenizer; a new run saves its initial model.
+  const init = o.resumeFrom ? resolve(o.resumeFrom) : join(out, 'init');
+  if (!o.resumeFrom) saveCheckpoint(init, o.model, { tokenizer: o.tokenizer });
+  if (o.resumeFrom && !existsSync(join(init, 'optimizer.pt'))) {
+    throw new Error(`cannot resume ${init} with the torch engine: it holds no optimizer.pt (not written by --engine torch); resume it with the engine that wrote it`);
+  }
+  const extraFile = join(out, 'data', 'extra.json');
+  writeFileAtomic(extraFile, JSON.stringify(o.extra ?? {}));
+  const teacher = o.teacher ? twinCheckpoint(o.teacher.dir, join(out, 'teacher')) : undefined;
   const args = [
     ...launcher.slice(1), '--standalone', `--nproc_per_node=${o.nproc}`, '-m', 'frugal_lm_torch.train',
     '--init', init, '--train', trainShard, ...(valShard ? ['--val', valShard] : []), '--out', out,
@@ -148,7 +196,9 @@ export function trainWithTorch(o: TorchTrainOpts): TorchTrainResult {
     ...(o.minLr !== undefined ? ['--min-lr', String(o.minLr)] : []), ...(o.warmup !== undefined ? ['--warmup', String(o.warmup)] : []),
     '--clip', String(o.clip), '--accum', String(o.accum), '--weight-decay', String(o.weightDecay), '--eval-every', String(o.evalEvery),
     '--eval-sequences', String(o.evalSequences), '--save-every', String(o.saveEvery), '--seed', String(o.seed),
-    '--threads', String(o.threads ?? 1), ...(o.fsdp ? ['--fsdp'] : []),
+    '--threads', String(o.threads ?? 1), ...(o.fsdp ? ['--fsdp'] : []), '--extra', extraFile,
+    ...(o.resumeFrom ? ['--resume-from', init] : []), ...(o.stopAfter !== undefined ? ['--stop-after', String(o.stopAfter)] : []),
+    ...(teacher ? ['--teacher', teacher, '--gt-weight', String(o.teacher!.gtWeight)] : []),
   ];
   const r = spawnSync(launcher[0], args, {
     encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
@@ -163,4 +213,19 @@ export function trainWithTorch(o: TorchTrainOpts): TorchTrainResult {
   const ckpt = join(out, 'model');
   if (!existsSync(join(ckpt, 'model.safetensors'))) throw new Error(`torchrun finished but wrote no checkpoint under ${ckpt}`);
   return { checkpointDir: ckpt, tokensPerSecond: tps };
+}
+
+/**
+ * A folder the twin loads for `dir`: `dir` itself when its config.json has the frugal block (any
+ * checkpoint this library wrote), else the model as loaded here, saved under `fallback`.
+ */
+function twinCheckpoint(dir: string, fallback: string): string {
+  try {
+    const js = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    if (js.frugal && existsSync(join(dir, 'model.safetensors'))) return resolve(dir);
+  } catch {
+    // Not a frugal folder: converted below.
+  }
+  saveCheckpoint(fallback, loadModel(dir));
+  return fallback;
 }

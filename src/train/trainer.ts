@@ -10,7 +10,7 @@ import type { CausalLM } from '../models/index.ts';
 import { loadStateDict } from '../models/hf.ts';
 import { backward, fromArray, noGrad, Rng, type Tensor, tidy } from '../tensor/index.ts';
 import {
-  loadOptimizerState, loadTrainerState, type OptimizerSnapshot, saveCheckpoint, type TrainerState,
+  loadOptimizerState, loadTrainerState, type OptimizerSnapshot, saveCheckpointAsync, type TrainerState,
 } from './checkpoint.ts';
 import { type EvalRecord, MetricsLog, type StepRecord } from './metrics.ts';
 import { AdamW, clipFactor, gradNorm } from './optim.ts';
@@ -139,12 +139,12 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
     step, totalSteps: o.steps, data: data.state(), rng: rng.getState(), tokens, tokenizerId: o.tokenizer?.id(),
     ...(o.extra ? { extra: o.extra } : {}),
   });
-  const save = () => {
+  const save = async () => {
     if (!ckptDir || !outDir) return;
     const prev = keep > 1 ? savedStep(ckptDir) : undefined;
     // The records up to this step reach the disk before the checkpoint that covers them.
     log?.sync();
-    saveCheckpoint(ckptDir, model, {
+    await saveCheckpointAsync(ckptDir, model, {
       tokenizer: o.tokenizer, optimizer: opt.state(), state: state(),
       retireTo: prev !== undefined && prev !== step ? join(outDir, `checkpoint-${prev}`) : undefined,
     });
@@ -230,9 +230,9 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
         o.onEval?.(ev);
         progress.note(`step ${step}: validation loss ${ev.val_loss.toFixed(4)}, perplexity ${ev.val_ppl.toFixed(2)}`);
       }
-      if ((saveEvery && step % saveEvery === 0) || step === end) save();
+      if ((saveEvery && step % saveEvery === 0) || step === end) await save();
     }
-    if (interrupted && step > stepsAtStart) save();
+    if (interrupted && step > stepsAtStart) await save();
     progress.done();
     const secs = (performance.now() - t0) / 1000;
     return { step, losses, evals, interrupted, tokensPerSecond: tokensThisCall / Math.max(secs, 1e-9), checkpointDir: ckptDir };

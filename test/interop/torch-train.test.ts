@@ -3,7 +3,7 @@
 // gives one clear error. The torchrun tests skip (saying so) without PyTorch.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
@@ -110,6 +110,29 @@ test('bad input: a config the twin cannot build, a missing torchrun, a shard of 
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], /^frugal: .*other\.tok was written by another tokenizer/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const FSDP_IMPORTS = PYTHON ? spawnSync(PYTHON, ['-c', 'from torch.distributed.fsdp import FullyShardedDataParallel'], { stdio: 'ignore' }).status === 0 : false;
+
+test('--fsdp where this PyTorch cannot import FSDP: one clear line, exit 2, and an --overwrite keeps the old run', {
+  skip: SKIP || (FSDP_IMPORTS ? 'this PyTorch imports FSDP, so its error path is not reachable here (FSDP itself is run on the GPU: bench/torch-engine-gpu.sh)' : false),
+}, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'frugal-fsdp-'));
+  try {
+    const out = join(dir, 'run');
+    mkdirSync(out);
+    writeFileSync(join(out, 'old.txt'), 'an older run\n');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'dispatch.ts'), 'train', '--engine', 'torch', '--fsdp',
+      '--preset', 'micro-dense', '--steps', '1', '--batch', '2', '--ctx', '16', '--out', out, '--overwrite', '--quiet'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], /^frugal: --fsdp: this PyTorch build cannot load FSDP \(ValueError: mutable default .*\); use DDP \(drop --fsdp\) or PyTorch >= 2\.0$/);
+    assert.deepEqual(readdirSync(out), ['old.txt'], 'the old run was touched');
+    assert.deepEqual(readdirSync(dir), ['run'], 'a staging folder was left behind');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
