@@ -108,6 +108,21 @@ if (gpu) {
     await parity('matmul alpha beta', (k, a, b, c) => k.matmul(a!, b!, c!, p), [randn(128), randn(192), out(96, 'f32', randn(96))], 1e-5);
   });
 
+  test('matmul: long k over few output tiles (split-k with a reduction pass)', async () => {
+    // Grids of 9 to 12 workgroups over k >= 1024: the kernel splits k (ranges of whole slices, a
+    // ragged last one), then sums the partial products with alpha and beta.
+    const cases = [
+      { batch: 1, m: 264, n: 260, k: 1100, transA: true, transB: false, alpha: 1, beta: 0, bcast: false },
+      { batch: 1, m: 264, n: 258, k: 1100, transA: false, transB: true, alpha: 1, beta: 0, bcast: false },
+      { batch: 2, m: 132, n: 264, k: 1536, transA: false, transB: true, alpha: 0.5, beta: 2, bcast: true },
+    ];
+    for (const { batch, m, n, k: kk, transA, transB, alpha, beta, bcast } of cases) {
+      const p = { batch, m, n, k: kk, transA, transB, strideA: m * kk, strideB: bcast ? 0 : n * kk, strideC: m * n, alpha, beta };
+      await parity(`matmul split ${batch}x${m}x${n}x${kk} ${transA} ${transB}`, (k, a, b, c) => k.matmul(a!, b!, c!, p),
+        [randn(batch * m * kk), randn((bcast ? 1 : batch) * n * kk), out(batch * m * n, 'f32', randn(batch * m * n))], 1e-5);
+    }
+  });
+
   test('softmax, log-softmax and their backward', async () => {
     for (const log of [false, true]) {
       await parity(`softmax ${log}`, (k, a, o) => k.softmax(a!, 3, 500, o!, log), [randn(1500, 3), out(1500)], 1e-5);

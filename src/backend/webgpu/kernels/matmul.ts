@@ -319,9 +319,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }` }, [part, c], new Uniform().u(batch * per, per, stride, splits).f(alpha, beta), rt.grid(Math.ceil((batch * per) / 256)));
 }
 
+/** Workgroups that fill an H200 about twice over (132 SMs, two resident 256-thread groups each). */
+const FULL_GRID = 528;
+
+/** k splits for a grid of `tiles` workgroups: none unless the grid is under half of FULL_GRID; each k range >= 512. */
+export function splitsFor(tiles: number, k: number): number {
+  if (tiles * 2 >= FULL_GRID) return 1;
+  return Math.max(1, Math.min(Math.ceil(FULL_GRID / tiles), Math.floor(k / 512)));
+}
+
 /** The quadrant kernel shape and k splits for a product (measured choices: bench/NOTES.md). */
 export function quadPlan(q: MatmulParams): QuadPlan {
-  return { quad: QUAD, name: 'quad16', splits: 1 };
+  const { tm, tn } = quadGeom(QUAD);
+  const tiles = Math.ceil(q.m / tm) * Math.ceil(q.n / tn) * q.batch;
+  return { quad: QUAD, name: 'quad16', splits: splitsFor(tiles, q.k) };
 }
 
 export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
