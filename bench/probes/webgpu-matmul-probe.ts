@@ -171,6 +171,16 @@ async function timeBest(fn: () => void): Promise<{ ms: number; reps: number }> {
 }
 
 const SEED_A = 11, SEED_B = 23;
+// The GPU's clocks rise under load: about 1 s of products before the first timing (a first H200 run
+// without it timed the first two variants at 4096 5x slow).
+if (!checkOnly) {
+  const w = 2048, wa = rt.alloc(w * w, 'f32'), wb = rt.alloc(w * w, 'f32'), wc = rt.alloc(w * w, 'f32');
+  hashFill(wa, w * w, 1); hashFill(wb, w * w, 2);
+  const wp: MatmulParams = { batch: 1, m: w, n: w, k: w, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0 };
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1000) { for (let i = 0; i < 20; i++) mm(wa, wb, wc, wp); await syncWebGPU(); }
+  for (const x of [wa, wb, wc]) gpu.free(x as Buf);
+}
 for (const sh of checkOnly ? [] : timedShapes) {
   const { m, n, k, transA, transB } = sh;
   const label = `${m}x${n}x${k}:${transA ? 't' : 'n'}${transB ? 't' : 'n'}`;

@@ -128,7 +128,14 @@ ${fmas}
 // The shapes and k-loop schedules are compared in bench/probes/webgpu-matmul-variants.ts; the ones
 // chosen below were the fastest on an H200 (bench/NOTES.md).
 export interface Quad { qm: number; qn: number; bk: number; gy?: number; gx?: number; pad?: number }
+/** 256 threads of 8 x 8: a 128 x 128 tile (with split-k for small grids). */
 const QUAD: Quad = { qm: 2, qn: 2, bk: 16 };
+/** 128 threads of 16 x 8 (8 x 16 grid): a 128 x 128 tile, the plain and A-transposed products. */
+const TALL128: Quad = { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 };
+/** 256 threads of 8 x 16: a 128 x 256 tile, B-transposed products with n >= 2048. */
+const WIDE: Quad = { qm: 2, qn: 4, bk: 16 };
+/** 64 threads of 8 x 8: a 64 x 64 tile, B-transposed products with small n. */
+const SMALL64: Quad = { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 };
 
 /** Thread grid, tile and workgroup size of a quadrant kernel. */
 export function quadGeom(q: Quad): { gy: number; gx: number; tm: number; tn: number; wg: number; pad: number } {
@@ -328,11 +335,17 @@ export function splitsFor(tiles: number, k: number): number {
   return Math.max(1, Math.min(Math.ceil(FULL_GRID / tiles), Math.floor(k / 512)));
 }
 
-/** The quadrant kernel shape and k splits for a product (measured choices: bench/NOTES.md). */
+/**
+ * The quadrant kernel shape and k splits for a product, from the probe on an H200 (bench/NOTES.md,
+ * 2026-12-02): B transposed (a linear layer's forward) runs the 128 x 256 tile when n >= 2048, else the
+ * 64 x 64 one; the others run the 128-thread 128 x 128 tile, or, when their 128 x 128 grid would not
+ * fill the GPU (weight gradients over the tokens), the 256-thread one with k split.
+ */
 export function quadPlan(q: MatmulParams): QuadPlan {
-  const { tm, tn } = quadGeom(QUAD);
-  const tiles = Math.ceil(q.m / tm) * Math.ceil(q.n / tn) * q.batch;
-  return { quad: QUAD, name: 'quad16', splits: splitsFor(tiles, q.k) };
+  if (q.transB) return q.n >= 2048 ? { quad: WIDE, name: 'wide16', splits: 1 } : { quad: SMALL64, name: 'small64', splits: 1 };
+  const tiles = Math.ceil(q.m / 128) * Math.ceil(q.n / 128) * q.batch;
+  const splits = splitsFor(tiles, q.k);
+  return splits > 1 ? { quad: QUAD, name: 'quad16', splits } : { quad: TALL128, name: 'tall128', splits: 1 };
 }
 
 export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
