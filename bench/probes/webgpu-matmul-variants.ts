@@ -55,6 +55,8 @@ const QUADS: Record<string, Variant> = {
   small64: { quad: { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 } },
   split16: { quad: { qm: 2, qn: 2, bk: 16 }, split: 'auto' },
   split16w: { quad: { qm: 2, qn: 4, bk: 16, gy: 16, gx: 8 }, split: 'auto' },
+  split128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto' },
+  split32: { quad: { qm: 2, qn: 2, bk: 32 }, split: 'auto' },
 };
 
 /** 'base' (the strided 8 x 8 kernel at every large shape), 'prod' (the library's choice) and the quadrant variants. */
