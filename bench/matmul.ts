@@ -35,7 +35,7 @@ function numpy(shapes: Shape[], reps: number): Array<number | null> {
 
 
 /** The --key options run() reads (`frugal bench matmul` rejects any other). */
-export const options: readonly string[] = ['device', 'reps', 'size', 'sizes', 'shapes', 'target-ms', 'peer-budget-s', 'cpu-smoke', 'keep-device', 'no-peer'];
+export const options: readonly string[] = ['device', 'reps', 'size', 'sizes', 'shapes', 'budget-s', 'target-ms', 'peer-budget-s', 'cpu-smoke', 'keep-device', 'no-peer'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   if (args.device === 'webgpu') return runWebGPU(args);
   if (args.device !== undefined && args.device !== 'cpu') throw new Error(`--device must be 'cpu' or 'webgpu', got '${args.device}'`);
@@ -203,8 +203,15 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
     for (const t of [a, b, c]) t.dispose();
     rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err });
   }
+  // --budget-s bounds the shape rows (ours; the peer has its own): rows past it are marked skipped.
+  const budgetS = args['budget-s'] === undefined ? Infinity : Number(args['budget-s']);
+  if (!(budgetS >= 0)) throw new Error(`--budget-s must be a number of seconds >= 0, got '${args['budget-s']}'`);
+  const t0 = performance.now();
   const shapeRows: Record<string, unknown>[] = [];
-  for (const sh of shapes) shapeRows.push(await timeShape(sh, maxReps, targetMs));
+  for (const sh of shapes) {
+    if ((performance.now() - t0) / 1000 > budgetS) shapeRows.push({ ...sh, skipped: 'time budget' });
+    else shapeRows.push(await timeShape(sh, maxReps, targetMs));
+  }
   const res: Record<string, unknown> = { device: 'webgpu', adapter, dtype: 'f32', rows };
   if (shapes.length) res.shape_rows = shapeRows;
   await releasePool();
