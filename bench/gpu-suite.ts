@@ -1,7 +1,7 @@
 // The WebGPU benchmarks in one process (one device start): matmul (4096, 2048 and the 125M model's
 // products), fused attention (L = 2k..16k, D = 64 and 128) and the 125M dense training step, each
-// beside PyTorch CUDA timed in the same run. Writes DIR/matmul.json, DIR/attention.json, DIR/train-step.json and DIR/summary.json, and
-// prints the summary. Budgets keep the whole run under about 8 minutes on an H200.
+// beside PyTorch CUDA timed in the same run. Writes DIR/matmul.json, DIR/attention.json,
+// DIR/train-step.json and DIR/summary.json, and prints the summary. Budgets keep the whole run under about 8 minutes on an H200.
 // Usage: node --import tsx bench/gpu-suite.ts --out DIR [--tiny --cpu-smoke]  (or `frugal bench gpu-suite --out DIR`)
 //   --tiny shrinks every shape for a CPU (SwiftShader) check; --cpu-smoke runs the PyTorch peer on the CPU.
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -157,11 +157,15 @@ export function shapeList(spec: string): ShapeSpec[] {
   });
 }
 
-/** Uniform [-0.5, 0.5) values from a fast LCG (operands up to 262 M entries). */
+/**
+ * Uniform [-0.5, 0.5) values from a fast LCG: 2^20 + 7 of them, repeated (operands reach 262 M entries;
+ * the odd period keeps rows from repeating; the check sums the arrays themselves).
+ */
 function randomArray(n: number, seed: number): Float32Array {
-  const x = new Float32Array(n);
+  const x = new Float32Array(n), period = Math.min(n, (1 << 20) + 7);
   let s = seed >>> 0;
-  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; x[i] = s / 2 ** 32 - 0.5; }
+  for (let i = 0; i < period; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; x[i] = s / 2 ** 32 - 0.5; }
+  for (let filled = period; filled < n; filled *= 2) x.copyWithin(filled, 0, Math.min(filled, n - filled));
   return x;
 }
 
