@@ -1,7 +1,7 @@
-// The WebGPU benchmarks in one process (one device start): matmul (4096 and 2048), fused attention
-// (L = 2k..16k, D = 64 and 128) and the 125M dense training step, each beside PyTorch CUDA timed in the
-// same run. Writes DIR/matmul.json, DIR/attention.json, DIR/train-step.json and DIR/summary.json, and
-// prints the summary. Budgets keep the whole run under about 8 minutes on an H200.
+// The WebGPU benchmarks in one process (one device start): matmul (4096, 2048 and the 125M model's
+// products), fused attention (L = 2k..16k, D = 64 and 128) and the 125M dense training step, each
+// beside PyTorch CUDA timed in the same run. Writes DIR/matmul.json, DIR/attention.json,
+// DIR/train-step.json and DIR/summary.json, and prints the summary. Budgets keep the whole run under about 8 minutes on an H200.
 // Usage: node --import tsx bench/gpu-suite.ts --out DIR [--tiny --cpu-smoke]  (or `frugal bench gpu-suite --out DIR`)
 //   --tiny shrinks every shape for a CPU (SwiftShader) check; --cpu-smoke runs the PyTorch peer on the CPU.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -23,8 +23,8 @@ interface Entry {
 const SUITE: Entry[] = [
   {
     name: 'matmul', load: () => import('./matmul.ts'),
-    full: { sizes: '4096,2048', reps: '30', 'target-ms': '1500', 'peer-budget-s': '45' },
-    tiny: { sizes: '64,32', reps: '3' },
+    full: { sizes: '4096,2048', shapes: '125m', 'budget-s': '35', reps: '30', 'target-ms': '400', 'peer-budget-s': '40' },
+    tiny: { sizes: '64,32', shapes: '40x24x36:nt,24x40x36:tn', reps: '3' },
   },
   {
     name: 'attention', load: () => import('./attention.ts'),
@@ -48,7 +48,11 @@ function headline(name: string, r: Record<string, unknown>): Record<string, unkn
     const rows = (r.rows as Record<string, unknown>[]).map((x) => ({
       n: x.n, tflops: num(x.tflops), torch_fp32: num(x.torch_fp32_tflops), torch_bf16: num(x.torch_bf16_tflops), ratio_vs_fp32: num(x.ratio_vs_fp32),
     }));
-    return { rows, meets_0_7_of_fp32: r.meets_target, ...peerErr };
+    const shapes = ((r.shape_rows ?? []) as Record<string, unknown>[]).map((x) => ({
+      shape: `${x.m}x${x.n}x${x.k}:${x.transA ? 't' : 'n'}${x.transB ? 't' : 'n'}`,
+      ...(x.skipped ? { skipped: x.skipped } : { tflops: num(x.tflops), torch_fp32: num(x.torch_fp32_tflops), ratio_vs_fp32: num(x.ratio_vs_fp32) }),
+    }));
+    return { rows, ...(shapes.length ? { shapes } : {}), meets_0_7_of_fp32: r.meets_target, ...peerErr, ...(r.torch_shapes_error ? { torch_shapes_error: r.torch_shapes_error } : {}) };
   }
   if (name === 'attention') {
     const rows = (r.rows as Record<string, unknown>[]).map((x) => x.skipped ? { L: x.L, D: x.D, skipped: x.skipped } : {

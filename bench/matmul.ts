@@ -1,7 +1,9 @@
 // SGEMM GFLOP/s against numpy (OpenBLAS) on the same shapes, in the same run, on all cores.
 // Usage: node --import tsx bench/matmul.ts [--size N] [--reps R]; or `frugal bench matmul`.
 // With --device webgpu: fp32 matmul on the GPU (--sizes 4096,2048) beside PyTorch CUDA fp32 (TF32 off)
-// and bf16, timed in the same run by bench/torch_gpu_peer.py.
+// and bf16, timed in the same run by bench/torch_gpu_peer.py. --shapes MxNxK[:nn|nt|tn|tt],... adds
+// rectangular products (op(A) op(B), a transposed operand stored transposed) as `shape_rows`; --shapes
+// 125m names the 125M training model's forward and backward products.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +35,7 @@ function numpy(shapes: Shape[], reps: number): Array<number | null> {
 
 
 /** The --key options run() reads (`frugal bench matmul` rejects any other). */
-export const options: readonly string[] = ['device', 'reps', 'size', 'target-ms', 'peer-budget-s', 'cpu-smoke', 'keep-device', 'no-peer'];
+export const options: readonly string[] = ['device', 'reps', 'size', 'sizes', 'shapes', 'budget-s', 'target-ms', 'peer-budget-s', 'cpu-smoke', 'keep-device', 'no-peer'];
 export async function run(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   if (args.device === 'webgpu') return runWebGPU(args);
   if (args.device !== undefined && args.device !== 'cpu') throw new Error(`--device must be 'cpu' or 'webgpu', got '${args.device}'`);
@@ -134,10 +136,65 @@ function spotCheck(a: Float32Array, b: Float32Array, c: Float32Array, n: number)
   return maxErr / (maxAbs || 1);
 }
 
+interface ShapeSpec { m: number; n: number; k: number; transA: boolean; transB: boolean }
+
+// The 125M training model (d 768, FFN 2048, vocab 32000, 8192 tokens = batch 8 x ctx 1024): a linear
+// y = x W^T is nt forward, its input gradient g W nn, its weight gradient g^T x tn over the tokens.
+const MODEL_125M = [[8192, 768, 768], [8192, 2048, 768], [8192, 768, 2048], [8192, 32000, 768]];
+export const SHAPES_125M: readonly string[] = [
+  ...MODEL_125M.map(([t, o, i]) => `${t}x${o}x${i}:nt`), ...MODEL_125M.map(([t, o, i]) => `${t}x${i}x${o}:nn`),
+  ...MODEL_125M.map(([t, o, i]) => `${o}x${i}x${t}:tn`)];
+
+/** --shapes: MxNxK with an optional :nn|nt|tn|tt (the transposes of A and B), comma-separated; '125m' for SHAPES_125M. */
+export function shapeList(spec: string): ShapeSpec[] {
+  const items = spec.split(',').flatMap((x) => (x === '125m' ? SHAPES_125M : [x]));
+  return items.map((x) => {
+    const mt = /^(\d+)x(\d+)x(\d+)(?::([nt])([nt]))?$/.exec(x);
+    if (!mt || [mt[1], mt[2], mt[3]].some((d) => Number(d) <= 0)) {
+      throw new Error(`--shapes must be MxNxK[:nn|nt|tn|tt] items separated by commas, or 125m (e.g. 8192x768x768:nt), got '${x}'`);
+    }
+    return { m: +mt[1], n: +mt[2], k: +mt[3], transA: mt[4] === 't', transB: mt[5] === 't' };
+  });
+}
+
+/**
+ * Uniform [-0.5, 0.5) values from a fast LCG: 2^20 + 7 of them, repeated (operands reach 262 M entries;
+ * the odd period keeps rows from repeating; the check sums the arrays themselves).
+ */
+function randomArray(n: number, seed: number): Float32Array {
+  const x = new Float32Array(n), period = Math.min(n, (1 << 20) + 7);
+  let s = seed >>> 0;
+  for (let i = 0; i < period; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; x[i] = s / 2 ** 32 - 0.5; }
+  for (let filled = period; filled < n; filled *= 2) x.copyWithin(filled, 0, Math.min(filled, n - filled));
+  return x;
+}
+
+/** One rectangular product op(A) op(B) through the matmul op, timed, with 16 entries checked in float64. */
+async function timeShape(sh: ShapeSpec, maxReps: number, targetMs: number): Promise<Record<string, unknown>> {
+  const { m, n, k, transA, transB } = sh;
+  const A = randomArray(m * k, 1), B = randomArray(k * n, 2);
+  const a = fromArray(A, transA ? [k, m] : [m, k], 'webgpu'), b = fromArray(B, transB ? [n, k] : [k, n], 'webgpu');
+  const { ms, reps } = await timeWebGPU(() => noGrad(() => matmul(a, b, { transA, transB }).dispose()), maxReps, targetMs);
+  const c = noGrad(() => matmul(a, b, { transA, transB }));
+  const C = (await c.data()) as Float32Array;
+  let maxAbs = 0, maxErr = 0;
+  for (let i = 0; i < C.length; i++) maxAbs = Math.max(maxAbs, Math.abs(C[i]));
+  for (let s = 0; s < 16; s++) {
+    const i = s === 0 ? m - 1 : (s * 7919) % m, j = s === 1 ? n - 1 : (s * 104729 + 13) % n;
+    let ref = 0;
+    for (let t = 0; t < k; t++) ref += A[transA ? t * m + i : i * k + t] * B[transB ? j * k + t : t * n + j];
+    maxErr = Math.max(maxErr, Math.abs(ref - C[i * n + j]));
+  }
+  for (const t of [a, b, c]) t.dispose();
+  await releasePool();
+  return { m, n, k, transA, transB, reps, ms, tflops: (2 * m * n * k) / (ms * 1e9), spot_check_rel_err: maxErr / (maxAbs || 1) };
+}
+
 /** Square fp32 matmuls through the matmul op on webgpu tensors, beside PyTorch fp32 (TF32 off) and bf16. */
 async function runWebGPU(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const sizes = intList(args, 'size', intList(args, 'sizes', [4096]));
   const maxReps = Number(args.reps ?? 20), targetMs = Number(args['target-ms'] ?? 2000);
+  const shapes = args.shapes === undefined ? [] : shapeList(String(args.shapes));
   const adapter = await startWebGPU();
   const rows: Record<string, unknown>[] = [];
   for (const n of sizes) {
@@ -150,7 +207,17 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
     for (const t of [a, b, c]) t.dispose();
     rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err });
   }
+  // --budget-s bounds the shape rows (ours; the peer has its own): rows past it are marked skipped.
+  const budgetS = args['budget-s'] === undefined ? Infinity : Number(args['budget-s']);
+  if (!(budgetS >= 0)) throw new Error(`--budget-s must be a number of seconds >= 0, got '${args['budget-s']}'`);
+  const t0 = performance.now();
+  const shapeRows: Record<string, unknown>[] = [];
+  for (const sh of shapes) {
+    if ((performance.now() - t0) / 1000 > budgetS) shapeRows.push({ ...sh, skipped: 'time budget' });
+    else shapeRows.push(await timeShape(sh, maxReps, targetMs));
+  }
   const res: Record<string, unknown> = { device: 'webgpu', adapter, dtype: 'f32', rows };
+  if (shapes.length) res.shape_rows = shapeRows;
   await releasePool();
   if (!args['no-peer']) {
     const peer = torchGpuPeer('matmul', { sizes, reps: maxReps }, args);
@@ -167,6 +234,18 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
       res.torch_device = peer.torch_device;
       res.torch_tf32_setting = peer.tf32_setting;
       res.torch_fp32_rel_err = peer.fp32_rel_err;
+    }
+    if (shapes.length) {
+      const sp = torchGpuPeer('matmul', { shapes: shapes.map((x) => [x.m, x.n, x.k, x.transA, x.transB]), reps: maxReps, target_ms: Math.min(targetMs, 500) }, args);
+      if ('torch_error' in sp) res.torch_shapes_error = sp.torch_error;
+      else {
+        shapeRows.forEach((r, i) => {
+          const p = (sp.rows as Record<string, number>[])[i] ?? {};
+          for (const key of ['torch_fp32_ms', 'torch_fp32_tflops', 'torch_bf16_ms', 'torch_bf16_tflops']) if (key in p) r[key] = p[key];
+          if (p.torch_fp32_tflops) r.ratio_vs_fp32 = (r.tflops as number) / p.torch_fp32_tflops;
+          if (p.torch_bf16_tflops) r.ratio_vs_bf16 = (r.tflops as number) / p.torch_bf16_tflops;
+        });
+      }
     }
   }
   // Headline: the first size (4096 by default), against the 0.7 x PyTorch fp32 target.

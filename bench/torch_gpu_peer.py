@@ -74,6 +74,8 @@ def out_of_time():
 
 # ---------------------------------------------------------------- matmul
 def bench_matmul():
+    if "shapes" in ARGS:
+        return bench_matmul_shapes()
     reps = int(ARGS.get("reps", 10))
     rows = []
     for n in ARGS["sizes"]:
@@ -89,6 +91,33 @@ def bench_matmul():
             row["torch_" + name + "_tflops"] = 2 * n ** 3 / (ms * 1e9)
             del a, b
         rows.append(row)
+    return {"rows": rows, "fp32_rel_err": fp32_error()}
+
+
+def bench_matmul_shapes():
+    # "shapes": [[m, n, k, transA, transB], ...]: C[m, n] = op(A) op(B), a transposed operand stored as
+    # its transpose (A as [k, m], B as [n, k]) and passed to torch.mm as a .t() view, the way the
+    # backward products of a linear layer see them. Each shape gets at most target_ms of calls.
+    reps = int(ARGS.get("reps", 10))
+    target_ms = float(ARGS.get("target_ms", 200))
+    rows = []
+    for m, n, k, ta, tb in ARGS["shapes"]:
+        row = {"m": m, "n": n, "k": k, "transA": bool(ta), "transB": bool(tb)}
+        for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            if out_of_time():
+                row["torch_" + name + "_skipped"] = "time budget"
+                continue
+            a = torch.randn(*((k, m) if ta else (m, k)), device=DEV, dtype=dt)
+            b = torch.randn(*((n, k) if tb else (k, n)), device=DEV, dtype=dt)
+            fn = lambda: torch.mm(a.t() if ta else a, b.t() if tb else b)
+            once = time_ms(fn, 1, warmup=1)
+            ms = time_ms(fn, max(1, min(reps, int(target_ms / max(once, 1e-3)))), warmup=1)
+            row["torch_" + name + "_ms"] = ms
+            row["torch_" + name + "_tflops"] = 2 * m * n * k / (ms * 1e9)
+            del a, b
+        rows.append(row)
+        if DEV.type == "cuda":
+            torch.cuda.empty_cache()
     return {"rows": rows, "fp32_rel_err": fp32_error()}
 
 

@@ -1,12 +1,12 @@
-// The WebGPU matmul kernel shapes and k-loop schedules that were measured against the production
-// kernel (src/backend/webgpu/kernels/matmul.ts, quadrant 2 x 2, BK 16, one slice buffer) and lost:
-// kept here so a benchmark can compare them on a new GPU. Each is dispatched through the runtime
-// like the production kernel; a shape a variant cannot take (small products, operands without vec4
-// loads, more workgroup memory than the adapter has) runs the production path instead.
+// WebGPU matmul kernel variants measured against the production kernel choice
+// (src/backend/webgpu/kernels/matmul.ts, quadPlan): thread grids, quadrant counts, slice depths,
+// padding, a register-prefetch schedule and split-k. Each is dispatched through the runtime like the
+// production kernel; a shape a variant cannot take (small products, operands without vec4 loads,
+// more workgroup memory than the adapter has) runs the production path instead.
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import type { Runtime } from '../../src/backend/webgpu/runtime.ts';
 import {
-  BIG, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadSharedBytes, quadSpec, tiledSpec,
+  BIG, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadGeom, quadMatmul, quadSharedBytes, tiledSpec,
 } from '../../src/backend/webgpu/kernels/matmul.ts';
 
 /**
@@ -15,14 +15,14 @@ import {
  */
 const prefetch: QuadSchedule = {
   buffers: 2,
-  loop: (A, B, compute, bk) => `${A.load('0u')}
-${B.load('0u')}
+  loop: (A, B, compute, bk) => `${A.load('kBeg')}
+${B.load('kBeg')}
 ${A.store('0u')}
 ${B.store('0u')}
   workgroupBarrier();
   var cur = 0u;
-  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
-    let more = k0 + ${bk}u < p.k;
+  for (var k0 = kBeg; k0 < kEnd; k0 += ${bk}u) {
+    let more = k0 + ${bk}u < kEnd;
     if (more) {
 ${A.load(`(k0 + ${bk}u)`)}
 ${B.load(`(k0 + ${bk}u)`)}
@@ -37,28 +37,50 @@ ${B.store('(cur ^ 1u)')}
   }`,
 };
 
-interface Variant { quad: Quad; schedule?: QuadSchedule }
+/** split: 'auto' picks splits so the grid reaches about `wave` workgroups, each k range >= 512 long. */
+interface Variant { quad: Quad; schedule?: QuadSchedule; split?: 'auto' }
 const QUADS: Record<string, Variant> = {
   quad16: { quad: { qm: 2, qn: 2, bk: 16 } },
-  quad8pf: { quad: { qm: 2, qn: 2, bk: 8 }, schedule: prefetch },
+  quad16p: { quad: { qm: 2, qn: 2, bk: 16, pad: 1 } },
+  quad8: { quad: { qm: 2, qn: 2, bk: 8 } },
+  quad32: { quad: { qm: 2, qn: 2, bk: 32 } },
   quad16pf: { quad: { qm: 2, qn: 2, bk: 16 }, schedule: prefetch },
-  wide8pf: { quad: { qm: 2, qn: 4, bk: 8 }, schedule: prefetch },
-  tall8pf: { quad: { qm: 4, qn: 2, bk: 8 }, schedule: prefetch },
   wide16: { quad: { qm: 2, qn: 4, bk: 16 } },
+  tall16: { quad: { qm: 4, qn: 2, bk: 16 } },
+  // 128 threads, 8 x 16 per thread, 128 x 128 tile
+  w128x: { quad: { qm: 2, qn: 4, bk: 16, gy: 16, gx: 8 } },
+  w128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 } },
+  w128x8: { quad: { qm: 2, qn: 4, bk: 8, gy: 16, gx: 8 } },
+  // 64 x 64 tile, 64 threads, 8 x 8 each: more workgroups for small grids
+  small64: { quad: { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 } },
+  split16: { quad: { qm: 2, qn: 2, bk: 16 }, split: 'auto' },
+  split16w: { quad: { qm: 2, qn: 4, bk: 16, gy: 16, gx: 8 }, split: 'auto' },
+  split128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto' },
+  split32: { quad: { qm: 2, qn: 2, bk: 32 }, split: 'auto' },
 };
 
-/** 'base' (the strided 8 x 8 kernel at every large shape) and the quadrant variants; quad16 is production's. */
-export const MATMUL_VARIANTS: readonly string[] = ['base', ...Object.keys(QUADS)];
+/** 'base' (the strided 8 x 8 kernel at every large shape), 'prod' (the library's choice) and the quadrant variants. */
+export const MATMUL_VARIANTS: readonly string[] = ['prod', 'base', ...Object.keys(QUADS)];
 
 function variant(name: string): Variant | null {
   if (!MATMUL_VARIANTS.includes(name)) throw new Error(`webgpu matmul: unknown variant '${name}'; use one of ${MATMUL_VARIANTS.join(', ')}`);
   return QUADS[name] ?? null;
 }
 
-/** Workgroup memory a variant needs (0 for 'base'); above the adapter's limit it runs the production path. */
+/** Workgroup memory a variant needs (0 for 'base' and 'prod'); above the adapter's limit it runs the production path. */
 export function matmulVariantSharedBytes(name: string): number {
   const v = variant(name);
   return v ? quadSharedBytes(v.quad, v.schedule) : 0;
+}
+
+/** Workgroups that fill the GPU about twice (132 SMs x 2 resident 256-thread groups on an H200). */
+const WAVE = 528;
+
+/** Splits of the k axis for a split variant: enough workgroups for WAVE, each k range at least 512. */
+export function autoSplits(quad: Quad, q: MatmulParams): number {
+  const { tm, tn } = quadGeom(quad);
+  const tiles = Math.ceil(q.m / tm) * Math.ceil(q.n / tn) * q.batch;
+  return Math.max(1, Math.min(Math.ceil(WAVE / tiles), Math.floor(q.k / 512)));
 }
 
 /** C = alpha * op(A) op(B) + beta * C with the named variant where it applies (see the file comment). */
@@ -68,15 +90,14 @@ export function matmulVariant(rt: Runtime, name: string, a: GpuBuf, b: GpuBuf, c
   const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
   const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
   const large = batch > 0 && m * n * batch >= 256 * 256 && k > 0 && q.alpha !== 0;
-  if (large && !v) {
+  if (large && name === 'base') {
     rt.dispatch(tiledSpec(BIG, q.transA, q.transB, vecA, vecB), [a, b, c], matmulUniform(q),
       [Math.ceil(n / BIG.tn), Math.ceil(m / BIG.tm), batch]);
     return;
   }
   if (large && v && vecA && vecB && matmulVariantSharedBytes(name) <= rt.maxWorkgroupStorage) {
-    const vecC = n % 4 === 0 && q.strideC % 4 === 0;
-    rt.dispatch(quadSpec(v.quad, q.transA, q.transB, vecC, v.schedule, name), [a, b, c], matmulUniform(q),
-      [Math.ceil(n / (64 * v.quad.qn)), Math.ceil(m / (64 * v.quad.qm)), batch]);
+    const splits = v.split ? autoSplits(v.quad, q) : 1;
+    quadMatmul(rt, { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits }, a, b, c, q);
     return;
   }
   matmul(rt, a, b, c, q);

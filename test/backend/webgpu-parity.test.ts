@@ -108,6 +108,24 @@ if (gpu) {
     await parity('matmul alpha beta', (k, a, b, c) => k.matmul(a!, b!, c!, p), [randn(128), randn(192), out(96, 'f32', randn(96))], 1e-5);
   });
 
+  test('matmul: long k over few output tiles (split-k with a reduction pass), wide tiles', async () => {
+    // Grids of 9 to 12 workgroups over k >= 1024: the kernel splits k (ranges of whole slices, a
+    // ragged last one), then sums the partial products with alpha and beta.
+    const cases = [
+      { batch: 1, m: 264, n: 260, k: 1100, transA: true, transB: false, alpha: 1, beta: 0, bcast: false },
+      { batch: 1, m: 264, n: 260, k: 1100, transA: false, transB: false, alpha: 1, beta: 0, bcast: false },
+      { batch: 2, m: 132, n: 264, k: 1536, transA: false, transB: false, alpha: 0.5, beta: 2, bcast: true },
+      // not split: B transposed with n >= 2048 takes the 128 x 256 tile (ragged n: scalar stores)
+      { batch: 1, m: 36, n: 2050, k: 20, transA: false, transB: true, alpha: 1, beta: 0, bcast: false },
+      { batch: 1, m: 40, n: 2048, k: 24, transA: true, transB: true, alpha: 1, beta: 0, bcast: false },
+    ];
+    for (const { batch, m, n, k: kk, transA, transB, alpha, beta, bcast } of cases) {
+      const p = { batch, m, n, k: kk, transA, transB, strideA: m * kk, strideB: bcast ? 0 : n * kk, strideC: m * n, alpha, beta };
+      await parity(`matmul split ${batch}x${m}x${n}x${kk} ${transA} ${transB}`, (k, a, b, c) => k.matmul(a!, b!, c!, p),
+        [randn(batch * m * kk), randn((bcast ? 1 : batch) * n * kk), out(batch * m * n, 'f32', randn(batch * m * n))], 1e-5);
+    }
+  });
+
   test('softmax, log-softmax and their backward', async () => {
     for (const log of [false, true]) {
       await parity(`softmax ${log}`, (k, a, o) => k.softmax(a!, 3, 500, o!, log), [randn(1500, 3), out(1500)], 1e-5);

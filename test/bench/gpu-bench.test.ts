@@ -25,17 +25,31 @@ test('webgpu matmul bench: product matches a host recomputation, missing peer is
   const prev = process.env.FRUGAL_PYTHON;
   process.env.FRUGAL_PYTHON = '/nonexistent/python3';
   try {
-    const r = await matmulBench({ device: 'webgpu', sizes: '48,32', reps: '2', 'keep-device': true });
+    const r = await matmulBench({ device: 'webgpu', sizes: '48,32', shapes: '40x24x36:nt,24x40x36:tn,36x20x12', reps: '2', 'keep-device': true });
     const rows = r.rows as Record<string, number>[];
     assert.deepEqual(rows.map((x) => x.n), [48, 32]);
     // fp32 products of length <= 48 with entries in [-0.5, 0.5): rounding stays far below 1e-5.
     for (const x of rows) assert.ok(x.spot_check_rel_err < 1e-5, `spot check error ${x.spot_check_rel_err}`);
+    const srows = r.shape_rows as Record<string, number | boolean>[];
+    assert.deepEqual(srows.map((x) => [x.m, x.n, x.k, x.transA, x.transB]), [[40, 24, 36, false, true], [24, 40, 36, true, false], [36, 20, 12, false, false]]);
+    for (const x of srows) assert.ok((x.spot_check_rel_err as number) < 1e-5 && (x.tflops as number) > 0, `shape row ${JSON.stringify(x)}`);
+    assert.match(String(r.torch_shapes_error), /nonexistent/);
     assert.ok((r.tflops as number) > 0);
     assert.match(String(r.torch_error), /nonexistent/);
   } finally {
     if (prev === undefined) delete process.env.FRUGAL_PYTHON;
     else process.env.FRUGAL_PYTHON = prev;
   }
+});
+
+test('matmul bench --shapes: 125m expands to the model products, malformed items are one clear error', async () => {
+  const { shapeList, SHAPES_125M } = await import('../../bench/matmul.ts');
+  assert.deepEqual(shapeList('8x4x2:tn,3x5x7'), [{ m: 8, n: 4, k: 2, transA: true, transB: false }, { m: 3, n: 5, k: 7, transA: false, transB: false }]);
+  assert.equal(shapeList('125m').length, SHAPES_125M.length);
+  assert.deepEqual(shapeList('125m')[3], { m: 8192, n: 32000, k: 768, transA: false, transB: true });
+  assert.throws(() => shapeList('8x4'), /--shapes must be MxNxK\[:nn\|nt\|tn\|tt\].*got '8x4'/);
+  assert.throws(() => shapeList('8x0x2:nn'), /got '8x0x2:nn'/);
+  assert.throws(() => shapeList('8x4x2:xy'), /got '8x4x2:xy'/);
 });
 
 test('webgpu attention bench: every row timed with finite outputs, budget skips rows', gpu, async () => {

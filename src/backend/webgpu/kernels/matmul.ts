@@ -117,14 +117,31 @@ ${fmas}
 }`;
 }
 
-// Quadrant kernel: a 16 x 16 thread grid; thread (ty, tx) owns rows ty*4 + 64i + (0..3) for i < qm and
-// columns tx*4 + 64j + (0..3) for j < qn, so every operand read from workgroup memory is one vec4 of four
-// contiguous rows or columns. Tiles are staged k-major as vec4s written whole: an operand contiguous
-// along k (A plain, B transposed) is transposed through registers (four rows' k-vec4s become four
-// k-rows' vec4s). The shapes and k-loop schedules other than the one below are compared in
-// bench/probes/webgpu-matmul-variants.ts; on an H200 at n = 4096 this one was the fastest (bench/NOTES.md).
-export interface Quad { qm: number; qn: number; bk: number }
+// Quadrant kernel: a gy x gx thread grid (16 x 16 unless a shape says otherwise); thread (ty, tx) owns
+// rows ty*4 + 4*gy*i + (0..3) for i < qm and columns tx*4 + 4*gx*j + (0..3) for j < qn, so every operand
+// read from workgroup memory is one vec4 of four contiguous rows or columns. Tiles are staged k-major as
+// vec4s written whole: an operand contiguous along k (A plain, B transposed) is transposed through
+// registers (four rows' k-vec4s become four k-rows' vec4s). `pad` vec4s after each k-row of a staged
+// tile spread those transposing stores over the banks. With `split`, grid z runs batch x splits
+// workgroups, each multiplying one k range (p.kc long) into its own slab of a scratch buffer that
+// splitReduce sums into C: the weight gradients (small m x n over a long k) then still fill the GPU.
+// The shapes and k-loop schedules are compared in bench/probes/webgpu-matmul-variants.ts; the ones
+// chosen below were the fastest on an H200 (bench/NOTES.md).
+export interface Quad { qm: number; qn: number; bk: number; gy?: number; gx?: number; pad?: number }
+/** 256 threads of 8 x 8: a 128 x 128 tile (with split-k for small grids). */
 const QUAD: Quad = { qm: 2, qn: 2, bk: 16 };
+/** 128 threads of 16 x 8 (8 x 16 grid): a 128 x 128 tile, the plain and A-transposed products. */
+const TALL128: Quad = { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 };
+/** 256 threads of 8 x 16: a 128 x 256 tile, B-transposed products with n >= 2048. */
+const WIDE: Quad = { qm: 2, qn: 4, bk: 16 };
+/** 64 threads of 8 x 8: a 64 x 64 tile, B-transposed products with small n. */
+const SMALL64: Quad = { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 };
+
+/** Thread grid, tile and workgroup size of a quadrant kernel. */
+export function quadGeom(q: Quad): { gy: number; gx: number; tm: number; tn: number; wg: number; pad: number } {
+  const gy = q.gy ?? 16, gx = q.gx ?? 16;
+  return { gy, gx, tm: 4 * gy * q.qm, tn: 4 * gx * q.qn, wg: gy * gx, pad: q.pad ?? 0 };
+}
 
 /** The k loop of a quadrant kernel: how many slice buffers it stages and the WGSL that fills and multiplies them. */
 export interface QuadSchedule {
@@ -135,7 +152,7 @@ export interface QuadSchedule {
 /** Load a slice into registers, store it to workgroup buffer 0, multiply; two barriers per slice. */
 const singleBuffer: QuadSchedule = {
   buffers: 1,
-  loop: (A, B, compute, bk) => `  for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
+  loop: (A, B, compute, bk) => `  for (var k0 = kBeg; k0 < kEnd; k0 += ${bk}u) {
 ${A.load('k0')}
 ${B.load('k0')}
 ${A.store('0u')}
@@ -148,7 +165,8 @@ ${compute('0u')}
 
 /** Workgroup memory of a quadrant kernel, for the adapter's limit. */
 export function quadSharedBytes(q: Quad, schedule: QuadSchedule = singleBuffer): number {
-  return schedule.buffers * q.bk * 64 * (q.qm + q.qn) * 4;
+  const { tm, tn, pad } = quadGeom(q);
+  return schedule.buffers * q.bk * (tm / 4 + tn / 4 + 2 * pad) * 16;
 }
 
 interface Operand { name: string; t: number; kContig: boolean; dim: string; ld: string; base: string; outer0: string }
@@ -156,33 +174,34 @@ interface Operand { name: string; t: number; kContig: boolean; dim: string; ld: 
 /** WGSL for one operand of a quadrant kernel: its registers, their global loads at k0, their stores to a slice buffer. */
 export interface QuadOperandCode { decl: string; load: (k0: string) => string; store: (buf: string) => string }
 
-/** Global loads of one slice into registers `g<name><i>_<r>` (declared by `decl`). */
-function quadOperand(o: Operand, bk: number): QuadOperandCode {
-  const tv = o.t / 4;
+/** Global loads of one slice into registers `g<name><i>_<r>` (declared by `decl`) by `wg` threads. */
+function quadOperand(o: Operand, bk: number, wg: number, pad: number): QuadOperandCode {
+  const tv = o.t / 4, pitch = tv + pad;
   const lines: { decl: string[]; load: string[]; store: string[] } = { decl: [], load: [], store: [] };
-  const slot = (buf: string, kk: string, ov: string) => `${o.name}s[(${buf} * ${bk}u + ${kk}) * ${tv}u + ${ov}]`;
+  const slot = (buf: string, kk: string, ov: string) => `${o.name}s[(${buf} * ${bk}u + ${kk}) * ${pitch}u + ${ov}]`;
   if (!o.kContig) {
     // Contiguous along the outer axis: a global vec4 is already four outer entries at one k.
-    const per = (bk * tv) / 256;
+    const total = bk * tv, per = Math.ceil(total / wg);
     for (let i = 0; i < per; i++) {
+      const guard = total % wg !== 0 && (i + 1) * wg > total ? `idx < ${total}u` : 'true';
       const r = `g${o.name}${i}`;
       lines.decl.push(`  var ${r} = vec4<f32>(0.0);`);
-      lines.load.push(`    { let idx = tid + ${i * 256}u; let go = ${o.outer0} + (idx % ${tv}u) * 4u; let gk = K0 + idx / ${tv}u;
-      ${r} = vec4<f32>(0.0); if (go < ${o.dim} && gk < p.k) { ${r} = ${o.name}[(${o.base} + gk * ${o.ld} + go) / 4u]; } }`);
-      lines.store.push(`    { let idx = tid + ${i * 256}u; ${slot('BUF', `idx / ${tv}u`, `idx % ${tv}u`)} = ${r}; }`);
+      lines.load.push(`    { let idx = tid + ${i * wg}u; let go = ${o.outer0} + (idx % ${tv}u) * 4u; let gk = K0 + idx / ${tv}u;
+      ${r} = vec4<f32>(0.0); if (${guard} && go < ${o.dim} && gk < kEnd) { ${r} = ${o.name}[(${o.base} + gk * ${o.ld} + go) / 4u]; } }`);
+      lines.store.push(`    { let idx = tid + ${i * wg}u; if (${guard}) { ${slot('BUF', `idx / ${tv}u`, `idx % ${tv}u`)} = ${r}; } }`);
     }
   } else {
     // Contiguous along k: each thread reads 4 rows x 4 k (lanes adjacent along k for coalescing)
     // and writes the transposed 4 k x 4 rows.
-    const kq = bk / 4, groups = tv * kq, per = Math.ceil(groups / 256);
+    const kq = bk / 4, groups = tv * kq, per = Math.ceil(groups / wg);
     for (let i = 0; i < per; i++) {
-      const guard = groups % 256 !== 0 && (i + 1) * 256 > groups ? `g < ${groups}u` : 'true';
+      const guard = groups % wg !== 0 && (i + 1) * wg > groups ? `g < ${groups}u` : 'true';
       const r = [0, 1, 2, 3].map((j) => `g${o.name}${i}_${j}`);
       for (const x of r) lines.decl.push(`  var ${x} = vec4<f32>(0.0);`);
-      lines.load.push(`    { let g = tid + ${i * 256}u; if (${guard}) { let go = ${o.outer0} + (g / ${kq}u) * 4u; let gk = K0 + (g % ${kq}u) * 4u;
-${r.map((x, j) => `      ${x} = vec4<f32>(0.0); if (go + ${j}u < ${o.dim} && gk < p.k) { ${x} = ${o.name}[(${o.base} + (go + ${j}u) * ${o.ld} + gk) / 4u]; }`).join('\n')}
+      lines.load.push(`    { let g = tid + ${i * wg}u; if (${guard}) { let go = ${o.outer0} + (g / ${kq}u) * 4u; let gk = K0 + (g % ${kq}u) * 4u;
+${r.map((x, j) => `      ${x} = vec4<f32>(0.0); if (go + ${j}u < ${o.dim} && gk < kEnd) { ${x} = ${o.name}[(${o.base} + (go + ${j}u) * ${o.ld} + gk) / 4u]; }`).join('\n')}
     } }`);
-      lines.store.push(`    { let g = tid + ${i * 256}u; if (${guard}) { let ov = g / ${kq}u; let kb = (g % ${kq}u) * 4u;
+      lines.store.push(`    { let g = tid + ${i * wg}u; if (${guard}) { let ov = g / ${kq}u; let kb = (g % ${kq}u) * 4u;
 ${'xyzw'.split('').map((c, j) => `      ${slot('BUF', `kb + ${j}u`, 'ov')} = vec4<f32>(${r.map((x) => `${x}.${c}`).join(', ')});`).join('\n')}
     } }`);
     }
@@ -194,48 +213,139 @@ ${'xyzw'.split('').map((c, j) => `      ${slot('BUF', `kb + ${j}u`, 'ov')} = vec
   };
 }
 
-/** The quadrant kernel for vec4-loadable operands; `name` tells schedules and shapes apart in the pipeline key. */
-export function quadSpec(q: Quad, transA: boolean, transB: boolean, vecC: boolean, schedule = singleBuffer, name = 'quad16'): KernelSpec {
-  return { key: `matmul:${name}:${transA}:${transB}:${vecC}`, ...io(true, true, vecC), code: () => quadCode(q, transA, transB, vecC, schedule) };
+const QUAD_UNIFORM = 'm: u32, n: u32, k: u32, sa: u32, sb: u32, sc: u32, alpha: f32, beta: f32, kc: u32, splits: u32';
+
+/** Uniform of a quadrant kernel: the matmul's, then the k range of one split and the number of splits. */
+export function quadUniform(q: MatmulParams, kc: number, splits: number): Uniform {
+  return matmulUniform(q).u(kc, splits);
 }
 
-function quadCode(q: Quad, transA: boolean, transB: boolean, vecC: boolean, schedule: QuadSchedule): string {
+/**
+ * The quadrant kernel for vec4-loadable operands; `name` tells schedules and shapes apart in the
+ * pipeline key. `split`: write raw partial products to a [batch * splits, m, n] scratch C (splitReduce).
+ */
+export function quadSpec(q: Quad, transA: boolean, transB: boolean, vecC: boolean, schedule = singleBuffer, name = 'quad16', split = false): KernelSpec {
+  return {
+    key: `matmul:${name}:${transA}:${transB}:${vecC}:${split}`,
+    bindings: io(true, true, vecC).bindings, uniform: QUAD_UNIFORM,
+    code: () => quadCode(q, transA, transB, vecC, schedule, split),
+  };
+}
+
+function quadCode(q: Quad, transA: boolean, transB: boolean, vecC: boolean, schedule: QuadSchedule, split: boolean): string {
   const { qm, qn, bk } = q;
-  const tm = 64 * qm, tn = 64 * qn;
-  const A = quadOperand({ name: 'A', t: tm, kContig: !transA, dim: 'p.m', ld: transA ? 'p.m' : 'p.k', base: 'aBase', outer0: 'm0' }, bk);
-  const B = quadOperand({ name: 'B', t: tn, kContig: transB, dim: 'p.n', ld: transB ? 'p.k' : 'p.n', base: 'bBase', outer0: 'n0' }, bk);
+  const { gy, gx, tm, tn, wg, pad } = quadGeom(q);
+  const A = quadOperand({ name: 'A', t: tm, kContig: !transA, dim: 'p.m', ld: transA ? 'p.m' : 'p.k', base: 'aBase', outer0: 'm0' }, bk, wg, pad);
+  const B = quadOperand({ name: 'B', t: tn, kContig: transB, dim: 'p.n', ld: transB ? 'p.k' : 'p.n', base: 'bBase', outer0: 'n0' }, bk, wg, pad);
+  const pa = tm / 4 + pad, pb = tn / 4 + pad;
   const I = [...Array(qm).keys()], J = [...Array(qn).keys()], R = [0, 1, 2, 3];
   const accs = I.flatMap((i) => R.flatMap((r) => J.map((j) => [i, r, j] as const)));
   const acc = (i: number, r: number, j: number) => `acc${i * 4 + r}_${j}`;
   // The k loop of a slice is written out: constant workgroup offsets, no loop for the compiler to judge.
   const compute = (buf: string) => [...Array(bk).keys()].map((kk) => `    {
-${I.map((i) => `      let a${i} = As[(${buf} * ${bk}u + ${kk}u) * ${tm / 4}u + ty + ${16 * i}u];`).join('\n')}
-${J.map((j) => `      let b${j} = Bs[(${buf} * ${bk}u + ${kk}u) * ${tn / 4}u + tx + ${16 * j}u];`).join('\n')}
+${I.map((i) => `      let a${i} = As[(${buf} * ${bk}u + ${kk}u) * ${pa}u + ty + ${gy * i}u];`).join('\n')}
+${J.map((j) => `      let b${j} = Bs[(${buf} * ${bk}u + ${kk}u) * ${pb}u + tx + ${gx * j}u];`).join('\n')}
 ${accs.map(([i, r, j]) => `      ${acc(i, r, j)} = fma(vec4<f32>(a${i}.${'xyzw'[r]}), b${j}, ${acc(i, r, j)});`).join('\n')}
     }`).join('\n');
+  // A split's partial product is stored as it is; the reduction applies alpha and beta.
+  const val = (x: string, ci: string) => split ? `let val = ${x};` : `var val = p.alpha * ${x}; if (p.beta != 0.0) { val += p.beta * C[${ci}]; }`;
   const store = I.flatMap((i) => R.map((r) => `
   {
-    let gm = m0 + ty * 4u + ${64 * i + r}u;
+    let gm = m0 + ty * 4u + ${4 * gy * i + r}u;
     if (gm < p.m) {
 ${J.map((j) => vecC
-    ? `      { let gn = n0 + tx * 4u + ${64 * j}u; if (gn < p.n) { let ci = (cBase + gm * p.n + gn) / 4u; var val = p.alpha * ${acc(i, r, j)}; if (p.beta != 0.0) { val += p.beta * C[ci]; } C[ci] = val; } }`
-    : R.map((c) => `      { let gn = n0 + tx * 4u + ${64 * j + c}u; if (gn < p.n) { let ci = cBase + gm * p.n + gn; var val = p.alpha * ${acc(i, r, j)}.${'xyzw'[c]}; if (p.beta != 0.0) { val += p.beta * C[ci]; } C[ci] = val; } }`).join('\n')).join('\n')}
+    ? `      { let gn = n0 + tx * 4u + ${4 * gx * j}u; if (gn < p.n) { let ci = (cBase + gm * p.n + gn) / 4u; ${val(acc(i, r, j), 'ci')} C[ci] = val; } }`
+    : R.map((c) => `      { let gn = n0 + tx * 4u + ${4 * gx * j + c}u; if (gn < p.n) { let ci = cBase + gm * p.n + gn; ${val(`${acc(i, r, j)}.${'xyzw'[c]}`, 'ci')} C[ci] = val; } }`).join('\n')).join('\n')}
     }
   }`)).join('');
   const nbuf = schedule.buffers;
   return `
-var<workgroup> As: array<vec4<f32>, ${(nbuf * bk * tm) / 4}>;
-var<workgroup> Bs: array<vec4<f32>, ${(nbuf * bk * tn) / 4}>;
+var<workgroup> As: array<vec4<f32>, ${nbuf * bk * pa}>;
+var<workgroup> Bs: array<vec4<f32>, ${nbuf * bk * pb}>;
 
-${entry(tm, tn)}
-  let ty = tid / 16u;
-  let tx = tid % 16u;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let m0 = wid.y * ${tm}u;
+  let n0 = wid.x * ${tn}u;
+  let zb = wid.z / p.splits;
+  let kBeg = (wid.z % p.splits) * p.kc;
+  let kEnd = min(p.k, kBeg + p.kc);
+  let aBase = zb * p.sa;
+  let bBase = zb * p.sb;
+  let ty = tid / ${gx}u;
+  let tx = tid % ${gx}u;
 ${accs.map(([i, r, j]) => `  var ${acc(i, r, j)} = vec4<f32>(0.0);`).join('\n')}
 ${A.decl}
 ${B.decl}
 ${schedule.loop(A, B, compute, bk)}
-  let cBase = wid.z * p.sc;${store}
+  let cBase = ${split ? 'wid.z * p.m * p.n' : 'zb * p.sc'};${store}
 }`;
+}
+
+/** How a product runs on the quadrant kernel: its shape, schedule and name, and its k splits (1: none). */
+export interface QuadPlan { quad: Quad; schedule?: QuadSchedule; name: string; splits: number }
+
+/**
+ * Runs a product on the quadrant kernel (operands must allow vec4 loads). With splits > 1 each split's
+ * k range is a whole number of slices; the partial products go to a scratch buffer summed by splitReduce.
+ */
+export function quadMatmul(rt: Runtime, plan: QuadPlan, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
+  const { batch, m, n, k } = q;
+  const { tm, tn } = quadGeom(plan.quad);
+  const bk = plan.quad.bk;
+  const kc = Math.ceil(k / plan.splits / bk) * bk;
+  const splits = Math.ceil(k / kc);
+  const grid: [number, number, number] = [Math.ceil(n / tn), Math.ceil(m / tm), batch * splits];
+  if (splits === 1) {
+    const vecC = n % 4 === 0 && q.strideC % 4 === 0;
+    rt.dispatch(quadSpec(plan.quad, q.transA, q.transB, vecC, plan.schedule, plan.name), [a, b, c], quadUniform(q, k, 1), grid);
+    return;
+  }
+  const part = rt.temp(batch * splits * m * n, 'f32');
+  rt.dispatch(quadSpec(plan.quad, q.transA, q.transB, n % 4 === 0, plan.schedule, plan.name, true), [a, b, part], quadUniform(q, kc, splits), grid);
+  splitReduce(rt, part, c, batch, m * n, q.strideC, splits, q.alpha, q.beta);
+}
+
+/** C[z] = alpha * sum over s of P[z * splits + s] + beta * C[z], for slabs of `per` entries. */
+function splitReduce(rt: Runtime, part: GpuBuf, c: GpuBuf, batch: number, per: number, stride: number, splits: number, alpha: number, beta: number): void {
+  rt.dispatch({ key: 'matmul:splitReduce',
+    bindings: [['Part', 'f32', 'r'], ['C', 'f32', 'w']],
+    uniform: 'total: u32, per: u32, stride: u32, splits: u32, alpha: f32, beta: f32', code: () => `
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + lid.x;
+  if (i >= p.total) { return; }
+  let z = i / p.per;
+  let e = i % p.per;
+  var s = 0.0;
+  for (var j = 0u; j < p.splits; j++) { s += Part[(z * p.splits + j) * p.per + e]; }
+  let ci = z * p.stride + e;
+  var val = p.alpha * s;
+  if (p.beta != 0.0) { val += p.beta * C[ci]; }
+  C[ci] = val;
+}` }, [part, c], new Uniform().u(batch * per, per, stride, splits).f(alpha, beta), rt.grid(Math.ceil((batch * per) / 256)));
+}
+
+/** Workgroups that fill an H200 about twice over (132 SMs, two resident 256-thread groups each). */
+const FULL_GRID = 528;
+
+/** k splits for a grid of `tiles` workgroups: none unless the grid is under half of FULL_GRID; each k range >= 512. */
+export function splitsFor(tiles: number, k: number): number {
+  if (tiles * 2 >= FULL_GRID) return 1;
+  return Math.max(1, Math.min(Math.ceil(FULL_GRID / tiles), Math.floor(k / 512)));
+}
+
+/**
+ * The quadrant kernel shape and k splits for a product, from the probe on an H200 (bench/NOTES.md,
+ * 2026-12-02): B transposed (a linear layer's forward) runs the 128 x 256 tile when n >= 2048, else the
+ * 64 x 64 one; the others run the 128-thread 128 x 128 tile, or, when their 128 x 128 grid would not
+ * fill the GPU (weight gradients over the tokens), the 256-thread one with k split.
+ */
+export function quadPlan(q: MatmulParams): QuadPlan {
+  if (q.transB) return q.n >= 2048 ? { quad: WIDE, name: 'wide16', splits: 1 } : { quad: SMALL64, name: 'small64', splits: 1 };
+  const tiles = Math.ceil(q.m / 128) * Math.ceil(q.n / 128) * q.batch;
+  const splits = splitsFor(tiles, q.k);
+  return splits > 1 ? { quad: QUAD, name: 'quad16', splits } : { quad: TALL128, name: 'tall128', splits: 1 };
 }
 
 export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
@@ -251,11 +361,12 @@ export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulPa
   const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
   const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
   // The quadrant kernel stages whole vec4s only, so it needs vec4 loads of both operands.
-  if (tile === BIG && vecA && vecB && quadSharedBytes(QUAD) <= rt.maxWorkgroupStorage) {
-    const vecC = n % 4 === 0 && q.strideC % 4 === 0;
-    rt.dispatch(quadSpec(QUAD, q.transA, q.transB, vecC), [a, b, c], matmulUniform(q),
-      [Math.ceil(n / (64 * QUAD.qn)), Math.ceil(m / (64 * QUAD.qm)), batch]);
-    return;
+  if (tile === BIG && vecA && vecB) {
+    const plan = quadPlan(q);
+    if (quadSharedBytes(plan.quad, plan.schedule) <= rt.maxWorkgroupStorage) {
+      quadMatmul(rt, plan, a, b, c, q);
+      return;
+    }
   }
   rt.dispatch(tiledSpec(tile, q.transA, q.transB, vecA, vecB), [a, b, c], matmulUniform(q),
     [Math.ceil(n / tile.tn), Math.ceil(m / tile.tm), batch]);
