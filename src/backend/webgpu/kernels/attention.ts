@@ -26,8 +26,11 @@ import { infFns, NEG_INF } from './common.ts';
 
 export interface AttnParams { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }
 
-/** Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths. */
-export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number }
+/**
+ * Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths; with
+ * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step.
+ */
+export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean }
 export type AttnPass = 'fwd' | 'dq' | 'dkv';
 
 const range = (n: number): number[] => [...Array(n).keys()];
@@ -35,9 +38,9 @@ const R = range(4); // owned rows per thread
 
 /** Production tiles by pass (chosen from H200 timings, bench/NOTES.md); shrunk to fit smaller adapters. */
 function defaultTile(pass: AttnPass, _d4: number): AttnTile {
-  if (pass === 'fwd') return { ty: 16, tx: 16, ct: 4, dc: 8, vc: 16 };
+  if (pass === 'fwd') return { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32 };
   if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16 };
-  return { ty: 8, tx: 16, ct: 4, dc: 4, vc: 16 };
+  return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
 }
 
 let override: Partial<Record<AttnPass, AttnTile>> = {};
@@ -50,8 +53,8 @@ const pow2 = (n: number) => Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0
 function tileBytes(pass: AttnPass, t: AttnTile, d4: number): number {
   const bo = 4 * t.ty, bs = t.tx * t.ct, dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
   const pairs = pass === 'fwd' ? 1 : 2, mats = pass === 'dkv' ? 2 : 1, weights = pass === 'dkv' ? 2 : 1;
-  const sh = Math.max(pairs * (bo * t.dc + bs * dcp), mats * t.vc * d4p);
-  return 16 * (sh + weights * bs * t.ty + (pass === 'fwd' ? t.tx * t.ty : 0));
+  const sh = Math.max(pairs * ((t.res ? 0 : bo * t.dc) + bs * dcp), mats * t.vc * d4p);
+  return 16 * (sh + (t.res ? pairs * bo * d4 : 0) + weights * bs * t.ty + (pass === 'fwd' ? t.tx * t.ty : 0));
 }
 
 /** The tile a pass runs with on this adapter: the chosen one, staging depths halved until it fits. */
@@ -63,7 +66,11 @@ export function attentionTile(rt: Runtime, pass: AttnPass, d: number): AttnTile 
   }
   t.dc = Math.min(t.dc, 2 ** Math.ceil(Math.log2(d4)));
   t.vc = Math.min(t.vc, t.tx * t.ct);
+  // Resident owned rows are read at column c0 + step: the steps must tile D4 exactly.
+  if (t.res) while (d4 % t.dc) t.dc /= 2;
+  else delete t.res;
   while (tileBytes(pass, t, d4) > rt.maxWorkgroupStorage) {
+    if (t.res) { delete t.res; continue; }
     const dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
     const score = 4 * t.ty * t.dc + t.tx * t.ct * dcp, acc = t.vc * d4p;
     if (t.dc > 1 && (score >= acc || t.vc === 1)) t.dc /= 2;
@@ -93,7 +100,9 @@ class Gen {
   readonly d4p: number;
   readonly cs: number[];
   readonly us: number[];
+  readonly res: boolean;
   constructor(readonly d: number, readonly t: AttnTile) {
+    this.res = !!t.res;
     this.d4 = Math.ceil(d / 4);
     this.vec = d % 4 === 0;
     this.nt = t.ty * t.tx;
@@ -107,9 +116,9 @@ class Gen {
   get elem(): string { return this.vec ? 'vec4<f32>' : 'f32'; }
   io(access: 'r' | 'w', ...names: string[]): Binding[] { return names.map((n) => [n, this.elem, access]); }
   /** Thread ids, uniform helpers and the dot4 function shared by the passes. */
-  header(sh: number, extra: string): string {
+  header(sh: number, extra: string, owned = 0): string {
     return `
-var<workgroup> Sh: array<vec4<f32>, ${sh}>;
+var<workgroup> Sh: array<vec4<f32>, ${sh}>;${this.res ? `\nvar<workgroup> Ow: array<vec4<f32>, ${owned * this.bo * this.d4}>;` : ''}
 ${extra}
 ${infFns}
 ${dot4}
@@ -123,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
    * Cooperative load of `rows` x `cols` vec4 (columns c0.. of global rows `rowOf`) into Sh at `off`
    * with row stride `stride`; rows failing `valid` and columns past D are zero.
    */
-  load(src: string, off: number, rows: number, cols: number, stride: number, c0: string, valid: string, rowOf: string): string {
+  load(src: string, off: number, rows: number, cols: number, stride: number, c0: string, valid: string, rowOf: string, dst = 'Sh'): string {
     const body = this.vec
       ? `v = ${src}[gr * ${this.d4}u + col];`
       : R.map((k) => `if (col * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + col * 4u + ${k}u]; }`).join(' ');
@@ -133,7 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let col = ${c0} + e % ${cols}u;
         var v = vec4<f32>(0.0);
         if (${valid} && col < ${this.d4}u) { let gr = ${rowOf}; ${body} }
-        Sh[${off}u + r * ${stride}u + e % ${cols}u] = v;
+        ${dst}[${off}u + r * ${stride}u + e % ${cols}u] = v;
       }`;
   }
   /** Statement storing vec4 `val` as vec4 column `col` of global row `row` (components past D dropped). */
@@ -141,6 +150,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (this.vec) return `${buf}[${row} * ${this.d4}u + ${col}] = ${val};`;
     const parts = R.map((k) => `if ((${col}) * 4u + ${k}u < ${this.d}u) { ${buf}[${row} * ${this.d}u + (${col}) * 4u + ${k}u] = t.${'xyzw'[k]}; }`);
     return `{ let t = ${val}; ${parts.join(' ')} }`;
+  }
+  /** Loads of the owned rows: per step into Sh at `off`, or (resident) the whole rows into Ow once. */
+  owned(k: number, src: string, off: number, valid: string, rowOf: string): { step: string; once: string } {
+    if (this.res) return { step: '', once: this.load(src, k * this.bo * this.d4, this.bo, this.d4, this.d4, '0u', valid, rowOf, 'Ow') };
+    return { step: this.load(src, off, this.bo, this.t.dc, this.t.dc, 'c0', valid, rowOf), once: '' };
   }
   decl(prefix: string, init: string, perC = true): string {
     return R.flatMap((r) => (perC ? this.cs : [0]).map((c) => `  var ${prefix}${r}_${c} = ${init};`)).join('\n');
@@ -151,8 +165,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
    */
   scores(loads: string, oOff: number[], sOff: number[]): string {
     const { dc, tx } = this.t;
-    const step = (dd: number) => oOff.map((oo, k) => [
-      ...R.map((r) => `        let a${k}_${r} = Sh[${oo}u + ob + ${r * dc + dd}u];`),
+    // Owned tile row r, column c0 + dd: in Sh (DC columns per step) or resident in Ow (all D4).
+    const own = (k: number, r: number, dd: number) => (this.res ? `Ow[${k * this.bo * this.d4 + r * this.d4 + dd}u + ob]` : `Sh[${oOff[k] + r * dc + dd}u + ob]`);
+    const step = (dd: number) => oOff.map((_, k) => [
+      ...R.map((r) => `        let a${k}_${r} = ${own(k, r, dd)};`),
       ...this.cs.map((c) => `        let b${k}_${c} = Sh[${sOff[k]}u + sb${c} + ${dd}u];`),
       ...R.flatMap((r) => this.cs.map((c) => `        s${k}_${r}_${c} = dot4(a${k}_${r}, b${k}_${c}, s${k}_${r}_${c});`)),
     ].join('\n')).join('\n');
@@ -161,7 +177,7 @@ ${oOff.map((_, k) => this.decl(`s${k}_`, '0.0')).join('\n')}
     for (var c0 = 0u; c0 < ${this.d4}u; c0 += ${dc}u) {
       workgroupBarrier();${loads}
       workgroupBarrier();
-      let ob = ty * ${4 * dc}u;
+      let ob = ${this.res ? `ty * ${4 * this.d4}u + c0` : `ty * ${4 * dc}u`};
 ${this.cs.map((c) => `      let sb${c} = (tx + ${tx * c}u) * ${this.dcp}u;`).join('\n')}
 ${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}
     }`;
@@ -204,12 +220,13 @@ const kRow = (r: string, j0: string) => `(b * p.s + ${j0} + ${r}) * p.hkv + hk`;
 function forwardCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs;
-  const sh = Math.max(bo * dc + bs * g.dcp, vc * g.d4p);
-  const loadQK = g.load('Q', 0, bo, dc, dc, 'c0', 'i0 + r < p.l', qRow('r', 'i0'))
-    + g.load('K', bo * dc, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
+  const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0'));
+  const so = g.res ? 0 : bo * dc;
+  const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
+  const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
-  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;\nvar<workgroup> Rm: array<vec4<f32>, ${tx * ty}>;`)}
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;\nvar<workgroup> Rm: array<vec4<f32>, ${tx * ty}>;`, 1)}
   let h = wid.y;
   let b = wid.z;
   let hk = h / (p.h / p.hkv);
@@ -220,8 +237,8 @@ function forwardCode(g: Gen): string {
   let ib = i0 + ty * 4u;
   var m = vec4<f32>(${NEG_INF});
   var l = vec4<f32>(0.0);
-${g.accs('o')}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loadQK, [0], [bo * dc])}
+${g.accs('o')}${oq.once}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loadQK, [0], [so])}
 ${R.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
     Rm[tx * ${ty}u + ty] = vec4<f32>(${R.map(rowMax).join(', ')});
     workgroupBarrier();
@@ -281,14 +298,14 @@ ${range(g.d4).map((c) => `  s = fma(${read('O', c)}, ${read('G', c)}, s);`).join
 function dqCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs;
-  const sh = Math.max(2 * (bo * dc + bs * g.dcp), vc * g.d4p);
-  const sOff = 2 * bo * dc;
-  const loads = g.load('Q', 0, bo, dc, dc, 'c0', 'i0 + r < p.l', qRow('r', 'i0'))
-    + g.load('G', bo * dc, bo, dc, dc, 'c0', 'i0 + r < p.l', qRow('r', 'i0'))
+  const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0')), og = g.owned(1, 'G', bo * dc, 'i0 + r < p.l', qRow('r', 'i0'));
+  const sOff = g.res ? 0 : 2 * bo * dc;
+  const sh = Math.max(sOff + 2 * bs * g.dcp, vc * g.d4p);
+  const loads = oq.step + og.step
     + g.load('K', sOff, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'))
     + g.load('V', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadK = g.load('K', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
-  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;`)}
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;`, 2)}
   let h = wid.y;
   let b = wid.z;
   let hk = h / (p.h / p.hkv);
@@ -298,7 +315,7 @@ function dqCode(g: Gen): string {
   let ib = i0 + ty * 4u;
 ${R.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
   let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
-${g.accs('acc')}
+${g.accs('acc')}${oq.once}${og.once}
   for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
 ${R.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
 ${g.pack('w', 0)}${g.accumulate(loadK, ['acc'], [0], [0])}
@@ -310,15 +327,15 @@ ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), ()
 function dkvCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs;
-  const sh = Math.max(2 * (bo * dc + bs * g.dcp), 2 * vc * g.d4p);
-  const sOff = 2 * bo * dc;
-  const loads = g.load('K', 0, bo, dc, dc, 'c0', 'j0k + r < p.s', kRow('r', 'j0k'))
-    + g.load('V', bo * dc, bo, dc, dc, 'c0', 'j0k + r < p.s', kRow('r', 'j0k'))
+  const ok = g.owned(0, 'K', 0, 'j0k + r < p.s', kRow('r', 'j0k')), ov = g.owned(1, 'V', bo * dc, 'j0k + r < p.s', kRow('r', 'j0k'));
+  const sOff = g.res ? 0 : 2 * bo * dc;
+  const sh = Math.max(sOff + 2 * bs * g.dcp, 2 * vc * g.d4p);
+  const loads = ok.step + ov.step
     + g.load('Q', sOff, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'))
     + g.load('G', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'));
   const loadGQ = g.load('G', 0, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'))
     + g.load('Q', vc * g.d4p, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'));
-  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty}>;`)}
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty}>;`, 2)}
   let hk = wid.y;
   let b = wid.z;
   let group = p.h / p.hkv;
@@ -328,7 +345,7 @@ function dkvCode(g: Gen): string {
   var qStart = 0u;
   if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
 ${g.accs('dk')}
-${g.accs('dv')}
+${g.accs('dv')}${ok.once}${ov.once}
   for (var gi = 0u; gi < group; gi++) {
     let h = hk * group + gi;
     for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
