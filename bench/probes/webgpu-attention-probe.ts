@@ -1,22 +1,31 @@
-// WebGPU fused attention against the CPU kernel for head dimensions the parity test does not cover
-// (64, 128 and ones not divisible by 4, which take the per-component load path), forward and backward,
-// then an optional timing of forward + backward on one larger shape.
-// Usage: node --import tsx bench/probes/webgpu-attention-probe.ts [--time L,H,D]   (exits 1 on a mismatch)
+// WebGPU fused attention against the CPU kernel for head dimensions and shapes the parity test does not
+// cover (64, 128 and ones not divisible by 4, which take the per-component load path; L not a multiple
+// of the blocks, cache offsets, GQA), forward and backward. Then, optionally, timings of tile
+// configurations of the FlashAttention-2 kernels (kernels/attention.ts) beside the first row-per-thread
+// kernels (kernels/attention-rowwise.ts) on B = 1 causal shapes, each checked against the row-per-thread
+// result on the GPU.
+// Usage: node --import tsx bench/probes/webgpu-attention-probe.ts [--time L,L..:D,D..] [--heads 12]
+//          [--budget-s 80] [--json out.json]   (exits 1 on a mismatch)
+import { writeFileSync } from 'node:fs';
 import { cpuBackend } from '../../src/backend/cpu/index.ts';
 import type { Backend, Buf } from '../../src/backend/types.ts';
-import { initWebGPU, syncWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
+import { attentionBackward, attentionForward, type AttnParams, type AttnPass, type AttnTile, attentionTile, setAttentionTiles } from '../../src/backend/webgpu/kernels/attention.ts';
+import { attentionBackwardRowwise, attentionForwardRowwise } from '../../src/backend/webgpu/kernels/attention-rowwise.ts';
+import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
+import { initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
 
 const TOL = 1e-4; // relative max-abs error, same as the parity test
 const rng = new Rng(7);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 
 interface Case { b: number; l: number; s: number; h: number; hkv: number; d: number; causal: boolean }
 
 function relErr(a: Float32Array, b: Float32Array): number {
   let d = 0, m = 0;
   for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
-  return d / Math.max(m, 1e-30);
+  return Number.isFinite(d) ? d / Math.max(m, 1e-30) : Infinity;
 }
 
 async function runOn(be: Backend, c: Case, ins: Float32Array[]): Promise<Float32Array[]> {
@@ -34,7 +43,8 @@ async function runOn(be: Backend, c: Case, ins: Float32Array[]): Promise<Float32
 }
 
 const gpu = await initWebGPU();
-console.log(`# ${webgpuAdapterName()}`);
+const rt = webgpuRuntime();
+console.error(`# ${webgpuAdapterName()}`);
 const cases: Case[] = [
   { b: 1, l: 70, s: 70, h: 2, hkv: 1, d: 64, causal: true },
   { b: 1, l: 20, s: 90, h: 2, hkv: 2, d: 64, causal: true },
@@ -43,8 +53,10 @@ const cases: Case[] = [
   { b: 1, l: 67, s: 67, h: 2, hkv: 1, d: 20, causal: true },
   { b: 1, l: 9, s: 30, h: 3, hkv: 1, d: 18, causal: true },
   { b: 1, l: 12, s: 17, h: 2, hkv: 2, d: 7, causal: false },
+  { b: 1, l: 5, s: 140, h: 4, hkv: 1, d: 36, causal: true },
 ];
 let bad = 0;
+const checks: Record<string, unknown>[] = [];
 for (const c of cases) {
   const ins = [randn(c.b * c.l * c.h * c.d), randn(c.b * c.s * c.hkv * c.d), randn(c.b * c.s * c.hkv * c.d), randn(c.b * c.l * c.h * c.d)];
   const ref = await runOn(cpuBackend, c, ins);
@@ -52,32 +64,88 @@ for (const c of cases) {
   const errs = ['o', 'lse', 'dq', 'dk', 'dv'].map((n, i) => [n, relErr(got[i], ref[i])] as const);
   const ok = errs.every(([, e]) => e <= TOL);
   if (!ok) bad++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${JSON.stringify(c)} ${errs.map(([n, e]) => `${n}=${e.toExponential(1)}`).join(' ')}`);
+  checks.push({ ...c, ok, ...Object.fromEntries(errs) });
+  console.error(`${ok ? 'ok  ' : 'FAIL'} ${JSON.stringify(c)} ${errs.map(([n, e]) => `${n}=${e.toExponential(1)}`).join(' ')}`);
 }
 
-const ti = process.argv.indexOf('--time');
-if (ti > 0) {
-  const [L, H, D] = process.argv[ti + 1].split(',').map(Number);
-  const c: Case = { b: 1, l: L, s: L, h: H, hkv: H, d: D, causal: true };
-  const p = { ...c, scale: 1 / Math.sqrt(D) };
-  const n = L * H * D, up = () => gpu.upload(randn(n));
-  const [q, k, v, g, o, dq, dk, dv] = [up(), up(), up(), up(), up(), up(), up(), up()];
-  const lse = gpu.upload(new Float32Array(H * L));
-  const step = () => {
-    gpu.attention.forward(q, k, v, o, lse, p);
-    gpu.attention.backward(q, k, v, o, g, lse, dq, dk, dv, p);
-  };
-  step();
+// Tile configurations timed: each pass's variants with the other passes at their defaults.
+const T = (ty: number, tx: number, ct: number, dc: number, vc: number): AttnTile => ({ ty, tx, ct, dc, vc });
+const variants: Record<AttnPass, AttnTile[]> = {
+  fwd: [T(16, 16, 4, 8, 32), { ...T(16, 16, 4, 8, 32), res: true }, { ...T(8, 16, 4, 8, 32), res: true }],
+  dq: [T(16, 16, 4, 4, 16), T(16, 16, 2, 4, 16), { ...T(8, 16, 4, 4, 16), res: true }],
+  dkv: [T(16, 16, 4, 2, 16), T(8, 16, 4, 2, 16), { ...T(8, 16, 4, 4, 16), res: true }, { ...T(16, 16, 2, 4, 16), res: true }],
+};
+
+async function timeMs(fn: () => void, reps: number): Promise<number> {
+  fn();
   await syncWebGPU();
   let best = Infinity;
-  for (let r = 0; r < 5; r++) {
+  for (let r = 0; r < reps; r++) {
     const t = performance.now();
-    step();
+    fn();
     await syncWebGPU();
     best = Math.min(best, performance.now() - t);
   }
-  // Conventional count: forward 4 L^2 D H, backward 2.5x that, halved by the causal mask.
-  const flops = 7 * L * L * D * H;
-  console.log(`fwd+bwd L=${L} H=${H} D=${D} causal: ${best.toFixed(2)} ms, ${(flops / best / 1e9).toFixed(2)} TFLOP/s`);
+  return best;
 }
+
+const rows: Record<string, unknown>[] = [];
+const json = arg('json', '');
+const result = () => ({ adapter: webgpuAdapterName(), tol: TOL, checks, rows, flops_formula: 'fwd = 4*B*H*L*L*D/2 (causal), bwd = 2.5*fwd' });
+const spec = arg('time', '');
+if (spec) {
+  const t0 = performance.now(), budgetMs = Number(arg('budget-s', '80')) * 1000;
+  const [lens, dims] = spec.split(':').map((s) => s.split(',').map(Number));
+  const H = Number(arg('heads', '12'));
+  for (const D of dims) for (const L of lens) {
+    if (performance.now() - t0 > budgetMs) { rows.push({ L, D, skipped: 'time budget' }); continue; }
+    const p: AttnParams = { b: 1, l: L, s: L, h: H, hkv: H, d: D, scale: 1 / Math.sqrt(D), causal: true };
+    const n = L * H * D, up = () => gpu.upload(randn(n)) as GpuBuf, zero = () => gpu.upload(new Float32Array(n)) as GpuBuf;
+    const [q, k, v, g] = [up(), up(), up(), up()];
+    const [o, dq, dk, dv] = [zero(), zero(), zero(), zero()];
+    const lse = gpu.upload(new Float32Array(H * L)) as GpuBuf;
+    const read = async (b: GpuBuf) => (await gpu.read(b)).slice() as Float32Array;
+    // Long shapes get fewer repetitions (the best of them is kept).
+    const reps = L * L * D > 2 ** 33 ? 2 : 4;
+    // The row-per-thread kernels: reference outputs and times.
+    const fwdOld = () => attentionForwardRowwise(rt, q, k, v, o, lse, p);
+    const bwdOld = () => attentionBackwardRowwise(rt, q, k, v, o, g, lse, dq, dk, dv, p);
+    const oldReps = reps > 2 ? reps : 1;
+    const oldFwdMs = await timeMs(fwdOld, oldReps);
+    const refO = await read(o), refL = await read(lse);
+    const oldBwdMs = await timeMs(bwdOld, oldReps);
+    const refDq = await read(dq), refDk = await read(dk), refDv = await read(dv);
+    const row: Record<string, unknown> = { L, D, H, old_fwd_ms: +oldFwdMs.toFixed(3), old_bwd_ms: +oldBwdMs.toFixed(3) };
+    console.error(`L=${L} D=${D}: row-per-thread fwd ${oldFwdMs.toFixed(2)} ms, bwd ${oldBwdMs.toFixed(2)} ms`);
+    const timed: Record<string, unknown>[] = [];
+    for (const pass of ['fwd', 'dq', 'dkv'] as AttnPass[]) {
+      for (const tile of variants[pass]) {
+        if (performance.now() - t0 > budgetMs) { timed.push({ pass, tile, skipped: 'time budget' }); continue; }
+        setAttentionTiles({ [pass]: tile });
+        const used = attentionTile(rt, pass, D);
+        let ms: number, errs: Record<string, number>;
+        if (pass === 'fwd') {
+          ms = await timeMs(() => attentionForward(rt, q, k, v, o, lse, p), reps);
+          errs = { o: relErr(await read(o), refO), lse: relErr(await read(lse), refL) };
+          // The backward variants below read o and lse: restore the reference ones' inputs exactly.
+          attentionForwardRowwise(rt, q, k, v, o, lse, p);
+        } else {
+          ms = await timeMs(() => attentionBackward(rt, q, k, v, o, g, lse, dq, dk, dv, p), reps);
+          errs = { dq: relErr(await read(dq), refDq), dk: relErr(await read(dk), refDk), dv: relErr(await read(dv), refDv) };
+        }
+        const ok = Object.values(errs).every((e) => e <= TOL);
+        if (!ok) bad++;
+        timed.push({ pass, tile: used, ms: +ms.toFixed(3), ok, ...errs });
+        console.error(`  ${pass} ${JSON.stringify(used)}: ${ms.toFixed(2)} ms ${ok ? 'ok' : 'MISMATCH'} ${JSON.stringify(errs)}`);
+      }
+    }
+    setAttentionTiles(null);
+    row.variants = timed;
+    rows.push(row);
+    if (json) writeFileSync(json, JSON.stringify(result(), null, 1)); // partial results survive a time limit
+    for (const b of [q, k, v, g, o, dq, dk, dv, lse]) gpu.free(b);
+  }
+}
+if (json) writeFileSync(json, JSON.stringify(result(), null, 1));
+else console.log(JSON.stringify(result(), null, 1));
 process.exit(bad ? 1 : 0);

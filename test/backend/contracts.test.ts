@@ -34,12 +34,16 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, what: string, to
   assert.ok(e <= tol, `${what}: relative max-abs error ${e} > ${tol}`);
 }
 
-test(`${DEVICE}: attention forward and backward against the reference (causal, GQA, cache offset, full)`, async () => {
+test(`${DEVICE}: attention forward and backward against the reference (causal, GQA, cache offset, full, D = 7 / 64 / 128)`, async () => {
   const rng = new Rng(1);
   for (const c of [
     { b: 2, l: 9, s: 9, h: 4, hkv: 2, d: 8, causal: true },
     { b: 1, l: 5, s: 12, h: 2, hkv: 1, d: 16, causal: true },
     { b: 1, l: 7, s: 6, h: 2, hkv: 2, d: 4, causal: false },
+    // Rows past one block, a cache offset, GQA groups of 2 and an odd head dimension (per-component path).
+    { b: 1, l: 70, s: 75, h: 4, hkv: 2, d: 7, causal: true },
+    { b: 1, l: 5, s: 70, h: 2, hkv: 1, d: 64, causal: false },
+    { b: 1, l: 66, s: 66, h: 2, hkv: 1, d: 128, causal: true },
   ]) {
     const p = { ...c, scale: 1 / Math.sqrt(c.d) };
     const qn = c.b * c.l * c.h * c.d, kn = c.b * c.s * c.hkv * c.d, ln = c.b * c.h * c.l;

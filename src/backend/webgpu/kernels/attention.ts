@@ -1,28 +1,83 @@
-// Fused attention (FlashAttention-style, O(L) memory): one thread per query row (forward, dq) or per
-// key row (dk/dv) with the other side streamed through workgroup memory in tiles; online softmax in the
-// forward, recomputation of the probabilities from the saved log-sum-exp in the backward.
+// Fused attention, FlashAttention-2 style (O(L) memory): a workgroup owns a block of rows (query rows
+// in the forward and dq passes, key rows in the dk/dv pass) and streams the other side in blocks.
 // Layouts match the CPU kernel: q, o, dO [B, L, H, D]; k, v [B, S, Hkv, D]; lse [B, H, L].
 // Query head h reads kv head h / (H / Hkv); causal queries are the last L of S positions.
 //
-// The WGSL is generated per head dimension: every per-thread vector of length D is written out as
-// D4 = ceil(D / 4) named vec4 registers and every inner product over D is unrolled. Shader compilers
-// keep dynamically indexed per-thread arrays in slow local memory, which made the looped version
-// several times slower. Workgroup tiles hold rows of D4 vec4 (zero-padded past D), so one code path
-// serves any D: global accesses are vec4 when D % 4 == 0 and per-component otherwise.
+// Threads form a TY x TX grid. Thread (ty, tx) owns the 4 block rows 4 ty .. 4 ty + 3 and the streamed
+// rows tx + TX c (c < CT), so a block pairs BO = 4 TY owned rows with BS = TX CT streamed rows.
+//  - Scores (S = Q K^T, and dO V^T in the backward) are a register-tiled micro-GEMM: both sides are
+//    staged in workgroup memory DC vec4 columns at a time and each thread accumulates its 4 x CT tile
+//    (4 + CT vec4 reads per 4 CT vec4 multiply-adds).
+//  - The weights of the second product (probabilities, or dS) go to workgroup memory packed as one
+//    vec4 per (streamed row, ty), and the rows they weight (V, K, Q or dO) are staged VC rows at a
+//    time; thread (ty, tx) accumulates its 4 owned rows times the vec4 columns tx + TX u.
+//  - Forward: online softmax; the row maximum is reduced across the TX threads of a row through
+//    workgroup memory, the row sum is kept per thread and reduced once at the end.
+//  - Backward: the probabilities are recomputed from the saved log-sum-exp. dq: a workgroup owns a
+//    query block and streams key blocks. dk/dv: a workgroup owns a key block of one kv head and
+//    streams the query blocks of every query head of its group, so no two workgroups write a row.
+//  - Causal: key (query) blocks wholly masked for the owned block are skipped; the mask is applied per
+//    element (it only removes something in the diagonal block).
+// Tiles hold vec4 columns zero-padded past D, so one code path serves any D in 1..256: global
+// accesses are vec4 when D % 4 == 0 and per-component otherwise.
 import type { GpuBuf } from '../pool.ts';
 import { type Binding, type Runtime, Uniform } from '../runtime.ts';
 import { infFns, NEG_INF } from './common.ts';
 
 export interface AttnParams { b: number; l: number; s: number; h: number; hkv: number; d: number; scale: number; causal: boolean }
 
-const ROWS = 64; // threads (rows) per workgroup
+/**
+ * Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths; with
+ * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step.
+ */
+export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean }
+export type AttnPass = 'fwd' | 'dq' | 'dkv';
 
 const range = (n: number): number[] => [...Array(n).keys()];
+const R = range(4); // owned rows per thread
 
-/** Rows per tile: two tiles of D4 vec4 per row (plus `extra` bytes per row) must fit, at most 64. */
-function tileRows(rt: Runtime, d4: number, extra: number): number {
-  let t = 64;
-  while (t > 1 && t * (2 * d4 * 16 + extra) > rt.maxWorkgroupStorage) t /= 2;
+/** Production tiles by pass (chosen from H200 timings, bench/NOTES.md); shrunk to fit smaller adapters. */
+function defaultTile(pass: AttnPass, _d4: number): AttnTile {
+  if (pass === 'fwd') return { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32 };
+  if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16 };
+  return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
+}
+
+let override: Partial<Record<AttnPass, AttnTile>> = {};
+/** Replaces the tiles of some passes (for timing alternatives); `null` restores the defaults. */
+export function setAttentionTiles(t: Partial<Record<AttnPass, AttnTile>> | null): void { override = t ?? {}; }
+
+const pow2 = (n: number) => Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0;
+
+/** Workgroup bytes of a pass with tile `t` at D4 vec4 columns. */
+function tileBytes(pass: AttnPass, t: AttnTile, d4: number): number {
+  const bo = 4 * t.ty, bs = t.tx * t.ct, dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
+  const pairs = pass === 'fwd' ? 1 : 2, mats = pass === 'dkv' ? 2 : 1, weights = pass === 'dkv' ? 2 : 1;
+  const sh = Math.max(pairs * ((t.res ? 0 : bo * t.dc) + bs * dcp), mats * t.vc * d4p);
+  return 16 * (sh + (t.res ? pairs * bo * d4 : 0) + weights * bs * t.ty + (pass === 'fwd' ? t.tx * t.ty : 0));
+}
+
+/** The tile a pass runs with on this adapter: the chosen one, staging depths halved until it fits. */
+export function attentionTile(rt: Runtime, pass: AttnPass, d: number): AttnTile {
+  const d4 = Math.ceil(d / 4);
+  const t = { ...(override[pass] ?? defaultTile(pass, d4)) };
+  if (![t.ty, t.tx, t.ct, t.dc, t.vc].every(pow2) || t.ty * t.tx > rt.maxInvocations) {
+    throw new Error(`webgpu attention: bad ${pass} tile ${JSON.stringify(t)} (powers of two, at most ${rt.maxInvocations} threads)`);
+  }
+  t.dc = Math.min(t.dc, 2 ** Math.ceil(Math.log2(d4)));
+  t.vc = Math.min(t.vc, t.tx * t.ct);
+  // Resident owned rows are read at column c0 + step: the steps must tile D4 exactly.
+  if (t.res) while (d4 % t.dc) t.dc /= 2;
+  else delete t.res;
+  while (tileBytes(pass, t, d4) > rt.maxWorkgroupStorage) {
+    if (t.res) { delete t.res; continue; }
+    const dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
+    const score = 4 * t.ty * t.dc + t.tx * t.ct * dcp, acc = t.vc * d4p;
+    if (t.dc > 1 && (score >= acc || t.vc === 1)) t.dc /= 2;
+    else if (t.vc > 1) t.vc /= 2;
+    else if (t.ct > 1) { t.ct /= 2; t.vc = Math.min(t.vc, t.tx * t.ct); }
+    else throw new Error(`webgpu attention: no ${pass} tile for D=${d} fits ${rt.maxWorkgroupStorage} bytes of workgroup memory`);
+  }
   return t;
 }
 
@@ -31,277 +86,303 @@ function check(p: AttnParams): void {
 }
 
 const uniform = 'b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u32';
-/** Storage bindings of the q/k/v/o/grad element type (f32 or vec4<f32>). */
-const io = (g: Gen, access: 'r' | 'w', ...names: string[]): Binding[] => names.map((n) => [n, g.elem, access]);
 const uniformOf = (p: AttnParams) => new Uniform().u(p.b, p.l, p.s, p.h, p.hkv).f(p.scale).u(p.causal ? 1 : 0);
+const dot4 = 'fn dot4(a: vec4<f32>, b: vec4<f32>, s: f32) -> f32 { return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, s)))); }';
 
-/** Code generation for one head dimension. Row indices count rows of D floats in a global buffer. */
+/** Code generation for one head dimension and tile. */
 class Gen {
   readonly d4: number;
   readonly vec: boolean;
+  readonly nt: number;
+  readonly bo: number;
+  readonly bs: number;
+  readonly dcp: number;
+  readonly d4p: number;
   readonly cs: number[];
-  constructor(readonly d: number) {
+  readonly us: number[];
+  readonly res: boolean;
+  constructor(readonly d: number, readonly t: AttnTile) {
+    this.res = !!t.res;
     this.d4 = Math.ceil(d / 4);
     this.vec = d % 4 === 0;
-    this.cs = range(this.d4);
+    this.nt = t.ty * t.tx;
+    this.bo = 4 * t.ty;
+    this.bs = t.tx * t.ct;
+    this.dcp = t.dc % 2 ? t.dc : t.dc + 1;
+    this.d4p = Math.ceil(this.d4 / t.tx) * t.tx;
+    this.cs = range(t.ct);
+    this.us = range(this.d4p / t.tx);
   }
-  /** WGSL element type of the global q/k/v/o/grad buffers. */
   get elem(): string { return this.vec ? 'vec4<f32>' : 'f32'; }
-  /** Expression for the c-th vec4 of global row `row` (components past D read as zero). */
-  read(buf: string, row: string, c: number): string {
-    if (this.vec) return `${buf}[${row} * ${this.d4}u + ${c}u]`;
-    const comp = range(4).map((k) => (4 * c + k < this.d ? `${buf}[${row} * ${this.d}u + ${4 * c + k}u]` : '0.0'));
-    return `vec4<f32>(${comp.join(', ')})`;
-  }
-  /** Statement storing vec4 expression `val` as the c-th vec4 of global row `row`. */
-  write(buf: string, row: string, c: number, val: string): string {
-    if (this.vec) return `${buf}[${row} * ${this.d4}u + ${c}u] = ${val};`;
-    const parts = range(4).filter((k) => 4 * c + k < this.d).map((k) => `${buf}[${row} * ${this.d}u + ${4 * c + k}u] = t.${'xyzw'[k]};`);
-    return `{ let t = ${val}; ${parts.join(' ')} }`;
-  }
-  /** Declarations `prefix0..` holding a global row (times `mul`, if given). */
-  regs(prefix: string, buf: string, row: string, mul = ''): string {
-    return this.cs.map((c) => `  let ${prefix}${c} = ${this.read(buf, row, c)}${mul};`).join('\n');
-  }
-  zeros(prefix: string): string {
-    return this.cs.map((c) => `  var ${prefix}${c} = vec4<f32>(0.0);`).join('\n');
-  }
-  /** Unrolled inner product of registers `prefix*` with the tile row starting at vec4 index `base`. */
-  dot(prefix: string, tile: string, base: string): string {
-    let e = `${prefix}0 * ${tile}[${base}]`;
-    for (const c of this.cs.slice(1)) e = `fma(${prefix}${c}, ${tile}[${base} + ${c}u], ${e})`;
-    return `dot(${e}, vec4<f32>(1.0))`;
-  }
-  /** acc* += w * tile row at `base`. */
-  axpy(acc: string, w: string, tile: string, base: string, indent = '      '): string {
-    return this.cs.map((c) => `${indent}${acc}${c} = fma(vec4<f32>(${w}), ${tile}[${base} + ${c}u], ${acc}${c});`).join('\n');
+  io(access: 'r' | 'w', ...names: string[]): Binding[] { return names.map((n) => [n, this.elem, access]); }
+  /** Thread ids, uniform helpers and the dot4 function shared by the passes. */
+  header(sh: number, extra: string, owned = 0): string {
+    return `
+var<workgroup> Sh: array<vec4<f32>, ${sh}>;${this.res ? `\nvar<workgroup> Ow: array<vec4<f32>, ${owned * this.bo * this.d4}>;` : ''}
+${extra}
+${infFns}
+${dot4}
+@compute @workgroup_size(${this.nt})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let ty = lid / ${this.t.tx}u;
+  let tx = lid % ${this.t.tx}u;
+  let shift = p.s - p.l;`;
   }
   /**
-   * Cooperative load of `t` tile rows into workgroup memory; tile row r is global row `rowOf(r)`,
-   * rows at or past `count` are zero.
+   * Cooperative load of `rows` x `cols` vec4 (columns c0.. of global rows `rowOf`) into Sh at `off`
+   * with row stride `stride`; rows failing `valid` and columns past D are zero.
    */
-  load(dst: string, src: string, t: number, count: string, rowOf: string): string {
+  load(src: string, off: number, rows: number, cols: number, stride: number, c0: string, valid: string, rowOf: string, dst = 'Sh'): string {
     const body = this.vec
-      ? `v = ${src}[gr * ${this.d4}u + c];`
-      : range(4).map((k) => `if (c * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + c * 4u + ${k}u]; }`).join(' ');
+      ? `v = ${src}[gr * ${this.d4}u + col];`
+      : R.map((k) => `if (col * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + col * 4u + ${k}u]; }`).join(' ');
     return `
-    for (var e = lid; e < ${t * this.d4}u; e += ${ROWS}u) {
-      let r = e / ${this.d4}u;
-      let c = e % ${this.d4}u;
-      var v = vec4<f32>(0.0);
-      if (r < ${count}) { let gr = ${rowOf}; ${body} }
-      ${dst}[e] = v;
+      for (var e = lid; e < ${rows * cols}u; e += ${this.nt}u) {
+        let r = e / ${cols}u;
+        let col = ${c0} + e % ${cols}u;
+        var v = vec4<f32>(0.0);
+        if (${valid} && col < ${this.d4}u) { let gr = ${rowOf}; ${body} }
+        ${dst}[${off}u + r * ${stride}u + e % ${cols}u] = v;
+      }`;
+  }
+  /** Statement storing vec4 `val` as vec4 column `col` of global row `row` (components past D dropped). */
+  write(buf: string, row: string, col: string, val: string): string {
+    if (this.vec) return `${buf}[${row} * ${this.d4}u + ${col}] = ${val};`;
+    const parts = R.map((k) => `if ((${col}) * 4u + ${k}u < ${this.d}u) { ${buf}[${row} * ${this.d}u + (${col}) * 4u + ${k}u] = t.${'xyzw'[k]}; }`);
+    return `{ let t = ${val}; ${parts.join(' ')} }`;
+  }
+  /** Loads of the owned rows: per step into Sh at `off`, or (resident) the whole rows into Ow once. */
+  owned(k: number, src: string, off: number, valid: string, rowOf: string): { step: string; once: string } {
+    if (this.res) return { step: '', once: this.load(src, k * this.bo * this.d4, this.bo, this.d4, this.d4, '0u', valid, rowOf, 'Ow') };
+    return { step: this.load(src, off, this.bo, this.t.dc, this.t.dc, 'c0', valid, rowOf), once: '' };
+  }
+  decl(prefix: string, init: string, perC = true): string {
+    return R.flatMap((r) => (perC ? this.cs : [0]).map((c) => `  var ${prefix}${r}_${c} = ${init};`)).join('\n');
+  }
+  /**
+   * Score micro-GEMM over D: for each pair, s{k}_r_c = sum over D of owned tile row r x streamed tile row c.
+   * `loads` stage the chunk; pair k reads its owned side at oOff[k] and streamed side at sOff[k].
+   */
+  scores(loads: string, oOff: number[], sOff: number[]): string {
+    const { dc, tx } = this.t;
+    // Owned tile row r, column c0 + dd: in Sh (DC columns per step) or resident in Ow (all D4).
+    const own = (k: number, r: number, dd: number) => (this.res ? `Ow[${k * this.bo * this.d4 + r * this.d4 + dd}u + ob]` : `Sh[${oOff[k] + r * dc + dd}u + ob]`);
+    const step = (dd: number) => oOff.map((_, k) => [
+      ...R.map((r) => `        let a${k}_${r} = ${own(k, r, dd)};`),
+      ...this.cs.map((c) => `        let b${k}_${c} = Sh[${sOff[k]}u + sb${c} + ${dd}u];`),
+      ...R.flatMap((r) => this.cs.map((c) => `        s${k}_${r}_${c} = dot4(a${k}_${r}, b${k}_${c}, s${k}_${r}_${c});`)),
+    ].join('\n')).join('\n');
+    return `
+${oOff.map((_, k) => this.decl(`s${k}_`, '0.0')).join('\n')}
+    for (var c0 = 0u; c0 < ${this.d4}u; c0 += ${dc}u) {
+      workgroupBarrier();${loads}
+      workgroupBarrier();
+      let ob = ${this.res ? `ty * ${4 * this.d4}u + c0` : `ty * ${4 * dc}u`};
+${this.cs.map((c) => `      let sb${c} = (tx + ${tx * c}u) * ${this.dcp}u;`).join('\n')}
+${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}
     }`;
+  }
+  /** Packs weights w_r_c of the 4 owned rows per streamed row into Wt at `off`. */
+  pack(w: string, off: number): string {
+    const { tx, ty } = this.t;
+    return this.cs.map((c) => `    Wt[${off}u + (tx + ${tx * c}u) * ${ty}u + ty] = vec4<f32>(${R.map((r) => `${w}${r}_${c}`).join(', ')});`).join('\n');
+  }
+  /** acc{k}_r_u += sum over streamed rows j of Wt[wOff[k]] weight x staged row j (at mOff[k]) column tx + TX u. */
+  accumulate(loads: string, acc: string[], wOff: number[], mOff: number[]): string {
+    const { tx, ty, vc } = this.t;
+    const step = (j: number) => acc.map((a, k) => [
+      `        let w${k} = Wt[${wOff[k]}u + (j0 + ${j}u) * ${ty}u + ty];`,
+      ...this.us.map((u) => `        let m${k}_${u} = Sh[${mOff[k] + j * this.d4p + tx * u}u + tx];`),
+      ...R.flatMap((r) => this.us.map((u) => `        ${a}${r}_${u} = fma(vec4<f32>(w${k}[${r}]), m${k}_${u}, ${a}${r}_${u});`)),
+    ].join('\n')).join('\n');
+    return `
+    for (var j0 = 0u; j0 < ${this.bs}u; j0 += ${vc}u) {
+      workgroupBarrier();${loads}
+      workgroupBarrier();
+${range(vc).map((j) => `      {\n${step(j)}\n      }`).join('\n')}
+    }`;
+  }
+  accs(prefix: string): string {
+    return R.flatMap((r) => this.us.map((u) => `  var ${prefix}${r}_${u} = vec4<f32>(0.0);`)).join('\n');
+  }
+  /** Writes acc_r_u (times `mul`) to rows rowOf(r) where valid(r), columns tx + TX u below D4. */
+  store(buf: string, acc: string, valid: (r: number) => string, rowOf: (r: number) => string, mul: (r: number) => string): string {
+    return R.map((r) => `  if (${valid(r)}) {
+    let row = ${rowOf(r)};
+${this.us.map((u) => `    if (tx + ${this.t.tx * u}u < ${this.d4}u) { ${this.write(buf, 'row', `tx + ${this.t.tx * u}u`, `${acc}${r}_${u}${mul(r)}`)} }`).join('\n')}
+  }`).join('\n');
   }
 }
 
-function forwardCode(g: Gen, t: number): string {
-  const D4 = g.d4;
-  // Keys scored together per online-softmax step: enough independent dot products to hide latency,
-  // few enough that the unrolled code stays moderate for large D.
-  const C = Math.min(t, D4 >= 32 ? 8 : 16);
-  const ks = range(C);
-  const kRow = '(b * p.s + k0 + r) * p.hkv + hk';
-  let cmax = 's0';
-  for (const u of ks.slice(1)) cmax = `max(${cmax}, s${u})`;
-  return `
-var<workgroup> Ks: array<vec4<f32>, ${t * D4}>;
-var<workgroup> Vs: array<vec4<f32>, ${t * D4}>;
-${infFns}
-@compute @workgroup_size(${ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+const qRow = (r: string, i0: string) => `(b * p.l + ${i0} + ${r}) * p.h + h`;
+const kRow = (r: string, j0: string) => `(b * p.s + ${j0} + ${r}) * p.hkv + hk`;
+
+function forwardCode(g: Gen): string {
+  const { dc, tx, ty, vc } = g.t;
+  const bo = g.bo, bs = g.bs;
+  const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0'));
+  const so = g.res ? 0 : bo * dc;
+  const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
+  const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
+  const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
+  const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;\nvar<workgroup> Rm: array<vec4<f32>, ${tx * ty}>;`, 1)}
   let h = wid.y;
   let b = wid.z;
   let hk = h / (p.h / p.hkv);
-  let i = wid.x * ${ROWS}u + lid;
-  let valid = i < p.l;
-  let shift = p.s - p.l;
-  // Last key any row of this block may see (the loop bound is uniform across the workgroup).
+  // Heaviest blocks (last queries under the causal mask) first.
+  let i0 = (nwg.x - 1u - wid.x) * ${bo}u;
   var kEnd = p.s;
-  if (p.causal == 1u) { kEnd = min(p.s, wid.x * ${ROWS}u + ${ROWS - 1}u + shift + 1u); }
-  let lim = i + shift;
-  let qr = (b * p.l + min(i, p.l - 1u)) * p.h + h;
-${g.regs('q', 'Q', 'qr', ' * p.scale')}
-${g.zeros('acc')}
-  var m = ${NEG_INF};
-  var l = 0.0;
-  for (var k0 = 0u; k0 < kEnd; k0 += ${t}u) {
+  if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
+  let ib = i0 + ty * 4u;
+  var m = vec4<f32>(${NEG_INF});
+  var l = vec4<f32>(0.0);
+${g.accs('o')}${oq.once}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loadQK, [0], [so])}
+${R.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
+    Rm[tx * ${ty}u + ty] = vec4<f32>(${R.map(rowMax).join(', ')});
     workgroupBarrier();
-    ${g.load('Ks', 'K', t, 'kEnd - k0', kRow)}
-    ${g.load('Vs', 'V', t, 'kEnd - k0', kRow)}
-    workgroupBarrier();
-    let n = min(${t}u, kEnd - k0);
-    for (var jc = 0u; jc < n; jc += ${C}u) {
-${ks.map((u) => `      let kb${u} = (jc + ${u}u) * ${D4}u;
-      let j${u} = k0 + jc + ${u}u;
-      let s${u} = select(${NEG_INF}, ${g.dot('q', 'Ks', `kb${u}`)}, valid && j${u} < kEnd && (p.causal == 0u || j${u} <= lim));`).join('\n')}
-      let cm = ${cmax};
-      if (cm > ${NEG_INF}) {
-        let mNew = max(m, cm);
-        let corr = exp(m - mNew);
-${ks.map((u) => `        let p${u} = exp(s${u} - mNew);`).join('\n')}
-        l = l * corr + ${ks.map((u) => `p${u}`).join(' + ')};
-${g.cs.map((c) => `        acc${c} *= corr;`).join('\n')}
-${ks.map((u) => g.axpy('acc', `p${u}`, 'Vs', `kb${u}`, '        ')).join('\n')}
-        m = mNew;
-      }
-    }
+    var mt = Rm[ty];
+    for (var t = 1u; t < ${tx}u; t++) { mt = max(mt, Rm[t * ${ty}u + ty]); }
+    let mNew = max(m, mt);
+    let mUse = select(mNew, vec4<f32>(0.0), mNew == vec4<f32>(${NEG_INF}));
+    let corr = exp(m - mUse);
+    m = mNew;
+${R.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - mUse[${r}]);`)).join('\n')}
+    l = l * corr + vec4<f32>(${R.map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});
+${R.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= corr[${r}];`)).join('\n')}
+${g.pack('e', 0)}${g.accumulate(loadV, ['o'], [0], [0])}
   }
-  if (!valid) { return; }
-  let inv = 1.0 / l;
-${g.cs.map((c) => `  ${g.write('O', 'qr', c, `acc${c} * inv`)}`).join('\n')}
-  LSE[(b * p.h + h) * p.l + i] = m + log(l);
+  workgroupBarrier();
+  Rm[tx * ${ty}u + ty] = l;
+  workgroupBarrier();
+  var lt = Rm[ty];
+  for (var t = 1u; t < ${tx}u; t++) { lt += Rm[t * ${ty}u + ty]; }
+  let inv = 1.0 / lt;
+${g.store('O', 'o', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), (r) => ` * inv[${r}]`)}
+  if (tx == 0u) {
+${R.map((r) => `    if (ib + ${r}u < p.l) { LSE[(b * p.h + h) * p.l + ib + ${r}u] = m[${r}] + log(lt[${r}]); }`).join('\n')}
+  }
 }`;
 }
 
 export function attentionForward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, lse: GpuBuf, p: AttnParams): void {
   check(p);
-  const g = new Gen(p.d), T = tileRows(rt, g.d4, 0);
+  const t = attentionTile(rt, 'fwd', p.d), g = new Gen(p.d, t);
   rt.dispatch({
-    key: `attnFwd:${p.d}:${T}`, bindings: [...io(g, 'r', 'Q', 'K', 'V'), ...io(g, 'w', 'O'), ['LSE', 'f32', 'w']], uniform,
-    code: () => forwardCode(g, T),
+    key: `attnFwd:${p.d}:${JSON.stringify(t)}`, bindings: [...g.io('r', 'Q', 'K', 'V'), ...g.io('w', 'O'), ['LSE', 'f32', 'w']], uniform,
+    code: () => forwardCode(g),
   },
-    [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+    [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / g.bo), p.h, p.b]);
 }
 
 function dsumCode(g: Gen): string {
+  const read = (buf: string, c: number): string => {
+    if (g.vec) return `${buf}[row * ${g.d4}u + ${c}u]`;
+    return `vec4<f32>(${R.map((k) => (4 * c + k < g.d ? `${buf}[row * ${g.d}u + ${4 * c + k}u]` : '0.0')).join(', ')})`;
+  };
   return `
-@compute @workgroup_size(${ROWS})
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = wid.x * ${ROWS}u + lid;
+  let i = wid.x * 64u + lid;
   if (i >= p.l) { return; }
   let h = wid.y;
   let b = wid.z;
   let row = (b * p.l + i) * p.h + h;
   var s = vec4<f32>(0.0);
-${g.cs.map((c) => `  s = fma(${g.read('O', 'row', c)}, ${g.read('G', 'row', c)}, s);`).join('\n')}
+${range(g.d4).map((c) => `  s = fma(${read('O', c)}, ${read('G', c)}, s);`).join('\n')}
   DS[(b * p.h + h) * p.l + i] = dot(s, vec4<f32>(1.0));
 }`;
 }
 
-function dqCode(g: Gen, t: number): string {
-  const D4 = g.d4;
-  const kRow = '(b * p.s + k0 + r) * p.hkv + hk';
-  return `
-var<workgroup> Ks: array<vec4<f32>, ${t * D4}>;
-var<workgroup> Vs: array<vec4<f32>, ${t * D4}>;
-@compute @workgroup_size(${ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+function dqCode(g: Gen): string {
+  const { dc, tx, ty, vc } = g.t;
+  const bo = g.bo, bs = g.bs;
+  const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0')), og = g.owned(1, 'G', bo * dc, 'i0 + r < p.l', qRow('r', 'i0'));
+  const sOff = g.res ? 0 : 2 * bo * dc;
+  const sh = Math.max(sOff + 2 * bs * g.dcp, vc * g.d4p);
+  const loads = oq.step + og.step
+    + g.load('K', sOff, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'))
+    + g.load('V', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
+  const loadK = g.load('K', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;`, 2)}
   let h = wid.y;
   let b = wid.z;
   let hk = h / (p.h / p.hkv);
-  let i = wid.x * ${ROWS}u + lid;
-  let valid = i < p.l;
-  let ic = min(i, p.l - 1u);
-  let shift = p.s - p.l;
+  let i0 = (nwg.x - 1u - wid.x) * ${bo}u;
   var kEnd = p.s;
-  if (p.causal == 1u) { kEnd = min(p.s, wid.x * ${ROWS}u + ${ROWS - 1}u + shift + 1u); }
-  let lim = i + shift;
-  let qr = (b * p.l + ic) * p.h + h;
-${g.regs('qv', 'Q', 'qr', ' * p.scale')}
-${g.regs('gv', 'G', 'qr')}
-${g.zeros('acc')}
-  let li = LSE[(b * p.h + h) * p.l + ic];
-  let di = DS[(b * p.h + h) * p.l + ic];
-  for (var k0 = 0u; k0 < kEnd; k0 += ${t}u) {
-    workgroupBarrier();
-    ${g.load('Ks', 'K', t, 'kEnd - k0', kRow)}
-    ${g.load('Vs', 'V', t, 'kEnd - k0', kRow)}
-    workgroupBarrier();
-    let n = min(${t}u, kEnd - k0);
-    for (var jj = 0u; jj < n; jj++) {
-      let kb = jj * ${D4}u;
-      let j = k0 + jj;
-      let s = ${g.dot('qv', 'Ks', 'kb')};
-      let dp = ${g.dot('gv', 'Vs', 'kb')};
-      let ds = select(0.0, exp(s - li) * (dp - di), valid && (p.causal == 0u || j <= lim));
-${g.axpy('acc', 'ds', 'Ks', 'kb')}
-    }
+  if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
+  let ib = i0 + ty * 4u;
+${R.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
+  let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
+${g.accs('acc')}${oq.once}${og.once}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
+${R.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
+${g.pack('w', 0)}${g.accumulate(loadK, ['acc'], [0], [0])}
   }
-  if (!valid) { return; }
-${g.cs.map((c) => `  ${g.write('DQ', 'qr', c, `acc${c} * p.scale`)}`).join('\n')}
+${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
 }`;
 }
 
-function dkvCode(g: Gen, t: number): string {
-  const D4 = g.d4;
-  const qRow = '(b * p.l + q0 + r) * p.h + h';
-  return `
-var<workgroup> Qs: array<vec4<f32>, ${t * D4}>;
-var<workgroup> Gs: array<vec4<f32>, ${t * D4}>;
-var<workgroup> Ls: array<f32, ${t}>;
-var<workgroup> Dl: array<f32, ${t}>;
-@compute @workgroup_size(${ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+function dkvCode(g: Gen): string {
+  const { dc, tx, ty, vc } = g.t;
+  const bo = g.bo, bs = g.bs;
+  const ok = g.owned(0, 'K', 0, 'j0k + r < p.s', kRow('r', 'j0k')), ov = g.owned(1, 'V', bo * dc, 'j0k + r < p.s', kRow('r', 'j0k'));
+  const sOff = g.res ? 0 : 2 * bo * dc;
+  const sh = Math.max(sOff + 2 * bs * g.dcp, 2 * vc * g.d4p);
+  const loads = ok.step + ov.step
+    + g.load('Q', sOff, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'))
+    + g.load('G', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'));
+  const loadGQ = g.load('G', 0, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'))
+    + g.load('Q', vc * g.d4p, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'));
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty}>;`, 2)}
   let hk = wid.y;
   let b = wid.z;
-  let j = wid.x * ${ROWS}u + lid;
-  let valid = j < p.s;
-  let jc = min(j, p.s - 1u);
-  let shift = p.s - p.l;
   let group = p.h / p.hkv;
-  // First query that sees any key of this block (uniform across the workgroup).
+  // Heaviest blocks (first keys under the causal mask) first.
+  let j0k = wid.x * ${bo}u;
+  let kb = j0k + ty * 4u;
   var qStart = 0u;
-  let j0 = wid.x * ${ROWS}u;
-  if (p.causal == 1u && j0 > shift) { qStart = j0 - shift; }
-  let kr = (b * p.s + jc) * p.hkv + hk;
-${g.regs('kv', 'K', 'kr', ' * p.scale')}
-${g.regs('vv', 'V', 'kr')}
-${g.zeros('dk')}
-${g.zeros('dv')}
+  if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
+${g.accs('dk')}
+${g.accs('dv')}${ok.once}${ov.once}
   for (var gi = 0u; gi < group; gi++) {
     let h = hk * group + gi;
-    for (var q0 = qStart - qStart % ${t}u; q0 < p.l; q0 += ${t}u) {
-      workgroupBarrier();
-      ${g.load('Qs', 'Q', t, 'p.l - q0', qRow)}
-      ${g.load('Gs', 'G', t, 'p.l - q0', qRow)}
-      for (var e = lid; e < ${t}u; e += ${ROWS}u) {
-        let qi = min(q0 + e, p.l - 1u);
-        Ls[e] = LSE[(b * p.h + h) * p.l + qi];
-        Dl[e] = DS[(b * p.h + h) * p.l + qi];
-      }
-      workgroupBarrier();
-      let n = min(${t}u, p.l - q0);
-      for (var ii = 0u; ii < n; ii++) {
-        let qb = ii * ${D4}u;
-        let i = q0 + ii;
-        let s = ${g.dot('kv', 'Qs', 'qb')};
-        let dp = ${g.dot('vv', 'Gs', 'qb')};
-        let pr = select(0.0, exp(s - Ls[ii]), valid && (p.causal == 0u || j <= i + shift));
-        let ds = pr * (dp - Dl[ii]);
-${g.axpy('dv', 'pr', 'Gs', 'qb', '        ')}
-${g.axpy('dk', 'ds', 'Qs', 'qb', '        ')}
-      }
+    for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
+${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
+      let lq${c} = LSE[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];
+      let dq${c} = DS[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];`).join('\n')}
+${R.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
+      let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
+${g.pack('e', 0)}
+${g.pack('w', bs * ty)}${g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty], [0, vc * g.d4p])}
     }
   }
-  if (!valid) { return; }
-${g.cs.map((c) => `  ${g.write('DK', 'kr', c, `dk${c} * p.scale`)}\n  ${g.write('DV', 'kr', c, `dv${c}`)}`).join('\n')}
+${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * p.scale')}
+${g.store('DV', 'dv', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => '')}
 }`;
 }
 
 export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, dO: GpuBuf, lse: GpuBuf,
   dq: GpuBuf, dk: GpuBuf, dv: GpuBuf, p: AttnParams): void {
   check(p);
-  const g = new Gen(p.d);
   // D_i = rowsum(dO * o) per (b, h, i).
+  const gs = new Gen(p.d, { ty: 1, tx: 1, ct: 1, dc: 1, vc: 1 });
   const dsum = rt.temp(p.b * p.h * p.l, 'f32');
-  rt.dispatch({ key: `attnDsum:${p.d}`, bindings: [...io(g, 'r', 'O', 'G'), ['DS', 'f32', 'w']], uniform, code: () => dsumCode(g) },
-    [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+  rt.dispatch({ key: `attnDsum:${p.d}`, bindings: [...gs.io('r', 'O', 'G'), ['DS', 'f32', 'w']], uniform, code: () => dsumCode(gs) },
+    [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / 64), p.h, p.b]);
 
-  // dq: one thread per query row, key/value tiles streamed.
-  const tq = tileRows(rt, g.d4, 0);
+  const tq = attentionTile(rt, 'dq', p.d), gq = new Gen(p.d, tq);
   rt.dispatch({
-    key: `attnDq:${p.d}:${tq}`, bindings: [...io(g, 'r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...io(g, 'w', 'DQ')],
-    uniform, code: () => dqCode(g, tq),
+    key: `attnDq:${p.d}:${JSON.stringify(tq)}`, bindings: [...gq.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gq.io('w', 'DQ')],
+    uniform, code: () => dqCode(gq),
   },
-    [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / ROWS), p.h, p.b]);
+    [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / gq.bo), p.h, p.b]);
 
-  // dk, dv: one thread per key row of a kv head; every query head of its group and every query that
-  // sees the key is streamed through workgroup memory, so no two threads write the same row.
-  const tk = tileRows(rt, g.d4, 8);
+  const tk = attentionTile(rt, 'dkv', p.d), gk = new Gen(p.d, tk);
   rt.dispatch({
-    key: `attnDkv:${p.d}:${tk}`, bindings: [...io(g, 'r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...io(g, 'w', 'DK', 'DV')],
-    uniform, code: () => dkvCode(g, tk),
+    key: `attnDkv:${p.d}:${JSON.stringify(tk)}`, bindings: [...gk.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gk.io('w', 'DK', 'DV')],
+    uniform, code: () => dkvCode(gk),
   },
-    [q, k, v, dO, lse, dsum, dk, dv], uniformOf(p), [Math.ceil(p.s / ROWS), p.hkv, p.b]);
+    [q, k, v, dO, lse, dsum, dk, dv], uniformOf(p), [Math.ceil(p.s / gk.bo), p.hkv, p.b]);
 }
