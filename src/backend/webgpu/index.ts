@@ -7,7 +7,7 @@ import { type AcquireOpts, acquireDevice } from './device.ts';
 import { GpuBuf, type PoolStats } from './pool.ts';
 import { Runtime } from './runtime.ts';
 import { type CapturedStep, captureStep } from './replay.ts';
-export { CapturedStep, type ReplayOverrides } from './replay.ts';
+export { CapturedStep, type KernelProfile, type ReplayOverrides } from './replay.ts';
 import * as ew from './kernels/elementwise.ts';
 import * as rows from './kernels/rows.ts';
 import { matmul } from './kernels/matmul.ts';
@@ -110,8 +110,10 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     peer: webgpuPeer(rt),
     fbi: webgpuFbi(rt),
     optim: {
-      adamw: (param, grad, m, v, rws, nRows, width, h) => ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h),
-      sumSquares: (a, n, out) => rows.sumSquares(rt, g(a), n, g(out)),
+      adamw: (param, grad, m, v, rws, nRows, width, h, scale = null) =>
+        ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h, gn(scale)),
+      sumSquares: (a, n, out, at = 0) => rows.sumSquares(rt, g(a), n, g(out), at),
+      clipScale: (sumSq, count, maxNorm, scale, out) => rows.clipScale(rt, g(sumSq), count, maxNorm, scale, g(out)),
       coalesceRows: (rws, values, n, width) => coalesceRows(rt, g(rws), g(values), n, width),
       factoredSumSquares: unsupported('webgpu', 'optim.factoredSumSquares'),
       factoredAdamw: unsupported('webgpu', 'optim.factoredAdamw'),

@@ -303,23 +303,27 @@ export function adamUniform(n: number, width: number, h: AdamHyper): Uniform {
 }
 
 export function adamw(rt: Runtime, param: GpuBuf, grad: GpuBuf, m: GpuBuf, v: GpuBuf, rows: GpuBuf | null, nRows: number,
-  width: number, h: AdamHyper): void {
-  const sparse = rows !== null;
+  width: number, h: AdamHyper, scale: GpuBuf | null = null): void {
+  const sparse = rows !== null, scaled = scale !== null;
   const n = sparse ? nRows * width : param.length;
   const spec: KernelSpec = {
-    key: `adamw:${sparse}`, bindings: [['W', 'f32', 'w'], ['G', 'f32', 'r'], ['M', 'f32', 'w'], ['V', 'f32', 'w'], sparse && ['R', 'i32', 'r']],
+    key: `adamw:${sparse}:${scaled}`,
+    bindings: [['W', 'f32', 'w'], ['G', 'f32', 'r'], ['M', 'f32', 'w'], ['V', 'f32', 'w'], sparse && ['R', 'i32', 'r'], scaled && ['S', 'f32', 'r']],
     uniform: 'n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32', code: () => `
 ${flatMain(`  if (i >= p.n) { return; }
   ${sparse ? 'let r = i / p.width;\n  if (r > 0u && R[r] == R[r - 1u]) { return; }' : ''}
   let pi = ${sparse ? 'u32(R[i / p.width]) * p.width + i % p.width' : 'i'};
-  let g = G[i] * p.scale;
+  let g = G[i] * ${scaled ? '(p.scale * S[0])' : 'p.scale'};
   let m = p.b1 * M[pi] + (1.0 - p.b1) * g;
   let v = p.b2 * V[pi] + (1.0 - p.b2) * g * g;
   M[pi] = m;
   V[pi] = v;
   W[pi] = W[pi] * p.decay - p.stepSize * m / (sqrt(v / p.bc2) + p.eps);`)}` };
   const base = { ...h };
-  rt.dispatch(spec, sparse ? [param, grad, m, v, rows!] : [param, grad, m, v], adamUniform(n, width, h), groups(rt, n), {
+  const bufs = [param, grad, m, v];
+  if (sparse) bufs.push(rows!);
+  if (scaled) bufs.push(scale!);
+  rt.dispatch(spec, bufs, adamUniform(n, width, h), groups(rt, n), {
     name: 'adam',
     uniformFor: (o) => { const a = o as { step: number; lr?: number }; return adamUniform(n, width, { ...base, step: a.step, lr: a.lr ?? base.lr }); },
   });

@@ -229,7 +229,8 @@ ${flatMain(`  if (i >= p.n) { return; }
 }
 
 /** Two passes: per-workgroup partial sums, then one workgroup adds the partials. */
-export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf): void {
+export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf, at = 0): void {
+  if (at < 0 || at >= out.length) throw new Error(`sumSquares: output index ${at} outside a buffer of ${out.length}`);
   const groups = Math.max(1, Math.min(1024, Math.ceil(n / WG)));
   const partial = rt.temp(groups, 'f32');
   rt.dispatch({ key: 'sumSquares:partial',
@@ -240,12 +241,29 @@ ${rowMain(`  var s = 0.0;
   for (var j = row * ${WG}u + t; j < p.n; j += p.groups * ${WG}u) { let v = A[j]; s += v * v; }
   s = wgSum(s, t);
   if (t == 0u) { O[row] = s; }`)}` }, [a, partial], new Uniform().u(n, groups), [groups]);
-  rt.dispatch({ key: 'sumSquares:final', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32', code: () => `
+  rt.dispatch({ key: 'sumSquares:final', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32, at: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  var s = 0.0;
   for (var j = t; j < p.n; j += ${WG}u) { s += A[j]; }
   s = wgSum(s, t);
-  if (t == 0u) { O[0] = s; }`)}` }, [partial, out], new Uniform().u(groups), [1]);
+  if (t == 0u) { O[p.at] = s; }`)}` }, [partial, out], new Uniform().u(groups, at), [1]);
+}
+
+/** One workgroup adds the per-tensor sums of squares and writes the clip factor and the norm. */
+export function clipScale(rt: Runtime, sumSq: GpuBuf, count: number, maxNorm: number, scale: number, out: GpuBuf): void {
+  if (count > sumSq.length || out.length < 2) throw new Error(`clipScale: ${count} sums in a buffer of ${sumSq.length}, output of ${out.length} (needs 2)`);
+  rt.dispatch({ key: 'clipScale', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32, maxNorm: f32, scale: f32', code: () => `
+${reduceFns}
+${rowMain(`  var s = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { s += A[j]; }
+  s = wgSum(s, t);
+  if (t == 0u) {
+    let norm = sqrt(s) * p.scale;
+    var f = 1.0;
+    if (p.maxNorm > 0.0 && norm > p.maxNorm) { f = p.maxNorm / (norm + 1e-6); }
+    O[0] = p.scale * f;
+    O[1] = norm;
+  }`)}` }, [sumSq, out], new Uniform().u(count).f(maxNorm, scale), [1]);
 }
 
 /** One thread per row keeps a sorted list of the best k (insertion, earlier index wins ties). */
