@@ -166,6 +166,15 @@ if (gpu) {
     await parity('adamw rows', (k, p, g, m, v, r) => k.optim.adamw(p!, g!, m!, v!, r, 2, 4, h),
       [out(40, 'f32', randn(40)), randn(8), out(40), out(40), ints([7, 2])], 1e-5);
     await parity('sumSquares', (k, a, o) => k.optim.sumSquares(a!, 70000, o!), [randn(70000), out(1)], 1e-5);
+    await parity('sumSquares at an index', (k, a, o) => k.optim.sumSquares(a!, 300, o!, 2), [randn(300), out(4, 'f32', new Float32Array([5, 6, 0, 7]))], 1e-5);
+    // Norm 5 (3^2 + 4^2) times scale 0.5 = 2.5: clipped to 1 below, untouched at maxNorm 10 or 0.
+    for (const maxNorm of [1, 10, 0]) {
+      await parity(`clipScale ${maxNorm}`, (k, s, o) => k.optim.clipScale(s!, 2, maxNorm, 0.5, o!), [new Float32Array([9, 16, 100]), out(2)], 1e-6);
+    }
+    await parity('adamw dense, device scale', (k, p, g, m, v, s) => k.optim.adamw(p!, g!, m!, v!, null, 0, 4, h, s),
+      [out(40, 'f32', randn(40)), randn(40), out(40, 'f32', randn(40, 0.1)), out(40, 'f32', Float32Array.from(randn(40), Math.abs)), new Float32Array([0.3])], 1e-5);
+    await parity('adamw rows, device scale', (k, p, g, m, v, r, s) => k.optim.adamw(p!, g!, m!, v!, r, 2, 4, h, s),
+      [out(40, 'f32', randn(40)), randn(8), out(40), out(40), ints([7, 2]), new Float32Array([0.3])], 1e-5);
   });
 
   test('fused attention forward and backward (causal, GQA, cache offset, non-causal, long)', async () => {
