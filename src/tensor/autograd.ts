@@ -118,8 +118,10 @@ export function backward(root: Tensor, seed?: Tensor): void {
 function push(grads: Map<number, Tensor>, t: Tensor, g: Tensor): void {
   const prev = grads.get(t.id);
   if (!prev) { grads.set(t.id, g); return; }
-  const sum = copyOf(prev);
-  addInto(sum, g);
+  // One out-of-place add (not a copy then an in-place add): one kernel, one pass over memory.
+  const sum = empty(prev.shape, { device: prev.device });
+  const v = { shape: prev.shape, strides: contiguousStrides(prev.shape), offset: 0 };
+  sum.backend.kernels.binary('add', prev.buf, v, g.buf, v, sum.buf);
   grads.set(t.id, sum);
 }
 

@@ -91,6 +91,8 @@ if (gpu) {
     for (const op of ['sum', 'max', 'min'] as const) {
       await parity(`${op} rows`, (k, a, o) => k.reduce(op, a!, 3, 300, 1, o!), [randn(900), out(3)], 1e-5);
       await parity(`${op} middle`, (k, a, o) => k.reduce(op, a!, 2, 5, 7, o!), [randn(70), out(14)], 1e-5);
+      // Columns longer than two chunks reduce in two passes.
+      await parity(`${op} long columns`, (k, a, o) => k.reduce(op, a!, 2, 300, 7, o!), [randn(4200), out(14)], 1e-5);
     }
     await parity('argmax rows', (k, a, o) => k.argmax(a!, 4, 300, 1, o!), [randn(1200), out(4, 'i32')], 0, true);
     await parity('argmax middle', (k, a, o) => k.argmax(a!, 2, 5, 7, o!), [randn(70), out(14, 'i32')], 0, true);
@@ -126,8 +128,8 @@ if (gpu) {
   });
 
   test('rms/layer norm forward and backward', async () => {
-    const rows = 5, n = 300;
-    for (const kind of ['rms', 'layer'] as const) {
+    // 300 rows take the chunked column sums of the weight and bias gradients.
+    for (const [rows, n] of [[5, 300], [300, 24]]) for (const kind of ['rms', 'layer'] as const) {
       const x = randn(rows * n), w = randn(n), b = randn(n);
       const layer = kind === 'layer';
       await parity(`${kind}Norm`, (k, xx, ww, bb, o, r, mu) => k.norm(kind, xx!, ww, bb, rows, n, 1e-5, o!, r!, mu),
