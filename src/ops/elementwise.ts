@@ -81,6 +81,25 @@ export const abs = (x: Tensor) => unary('abs', x);
 export const square = (x: Tensor) => unary('square', x);
 export const sign = (x: Tensor) => unary('sign', x);
 
+/**
+ * SwiGLU's gating, silu(gate) * up, as one kernel (and one for its backward) instead of a silu, a
+ * multiply and three backward kernels. gate and up must have the same shape (no broadcasting).
+ */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  sameDevice('swiglu', gate, up);
+  if (gate.dtype !== 'f32' || up.dtype !== 'f32') throw new Error(`swiglu: needs f32 tensors, got ${gate.dtype} and ${up.dtype}`);
+  if (gate.shape.length !== up.shape.length || gate.shape.some((s, i) => s !== up.shape[i])) {
+    throw new Error(`swiglu: gate [${gate.shape}] and up [${up.shape}] must have the same shape`);
+  }
+  const out = like(gate);
+  kernelsOf(gate).swiglu(gate.buf, up.buf, gate.size, out.buf);
+  return record(out, 'swiglu', [gate, up], (g) => {
+    const dgate = like(gate), dup = like(up);
+    kernelsOf(gate).swigluBackward(gate.buf, up.buf, g.buf, gate.size, dgate.buf, dup.buf);
+    return [dgate, dup];
+  });
+}
+
 /** alpha * x + beta in one pass. */
 export function affine(x: Tensor, alpha: number, beta = 0): Tensor {
   const out = like(x);

@@ -87,6 +87,13 @@ if (gpu) {
     await parity('exp(alpha x + beta)', (k, a, o) => k.unary('exp', a!, o!, 0.5, 0.1), [randn(20), out(20)], 1e-5);
   });
 
+  test('swiglu forward and backward (fused)', async () => {
+    const n = 1000;
+    const gate = randn(n, 4), up = randn(n), g = randn(n);
+    await parity('swiglu', (k, a, b, o) => k.swiglu(a!, b!, n, o!), [gate, up, out(n)], 1e-5);
+    await parity('swigluBackward', (k, a, b, gg, da, db) => k.swigluBackward(a!, b!, gg!, n, da!, db!), [gate, up, g, out(n), out(n)], 1e-5);
+  });
+
   test('reduce and argmax (rows and columns)', async () => {
     for (const op of ['sum', 'max', 'min'] as const) {
       await parity(`${op} rows`, (k, a, o) => k.reduce(op, a!, 3, 300, 1, o!), [randn(900), out(3)], 1e-5);

@@ -41,6 +41,8 @@ function makeKernels(rt: Runtime): Kernels {
     binary: (op, a, av, b, bv, out) => ew.binary(rt, op, g(a), av, g(b), bv, g(out)),
     unary: (op, a, out, alpha, beta) => ew.unary(rt, op, g(a), g(out), alpha, beta),
     unaryBackward: (op, x, y, dy, dx) => ew.unaryBackward(rt, op, g(x), g(y), g(dy), g(dx)),
+    swiglu: (gate, up, n, out) => ew.swiglu(rt, g(gate), g(up), n, g(out)),
+    swigluBackward: (gate, up, dy, n, dgate, dup) => ew.swigluBackward(rt, g(gate), g(up), g(dy), n, g(dgate), g(dup)),
     reduce: (op, a, outer, n, inner, out) => rows.reduce(rt, op, g(a), outer, n, inner, g(out)),
     argmax: (a, outer, n, inner, out) => rows.argmax(rt, g(a), outer, n, inner, g(out)),
     matmul: (a, b, c, p) => matmul(rt, g(a), g(b), g(c), p),

@@ -173,6 +173,28 @@ ${flatMain(`  if (i >= p.n) { return; }
   rt.dispatch(spec, [x, y, dy, dx], new Uniform().u(n), groups(rt, n));
 }
 
+/** SwiGLU forward in one pass (silu as in the unary kernel). */
+export function swiglu(rt: Runtime, gate: GpuBuf, up: GpuBuf, n: number, out: GpuBuf): void {
+  const spec: KernelSpec = { key: 'swiglu', bindings: [['A', 'f32', 'r'], ['B', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32', code: () => `
+${flatMain(`  if (i >= p.n) { return; }
+  let x = A[i];
+  O[i] = (x / (1.0 + exp(-x))) * B[i];`)}` };
+  rt.dispatch(spec, [gate, up, out], new Uniform().u(n), groups(rt, n));
+}
+
+/** SwiGLU backward in one pass: both input gradients from gate, up and dy. */
+export function swigluBackward(rt: Runtime, gate: GpuBuf, up: GpuBuf, dy: GpuBuf, n: number, dgate: GpuBuf, dup: GpuBuf): void {
+  const spec: KernelSpec = { key: 'swigluBackward',
+    bindings: [['A', 'f32', 'r'], ['B', 'f32', 'r'], ['G', 'f32', 'r'], ['DA', 'f32', 'w'], ['DB', 'f32', 'w']], uniform: 'n: u32', code: () => `
+${flatMain(`  if (i >= p.n) { return; }
+  let x = A[i];
+  let g = G[i];
+  let s = 1.0 / (1.0 + exp(-x));
+  DA[i] = g * B[i] * (s * (1.0 + x * (1.0 - s)));
+  DB[i] = g * (x / (1.0 + exp(-x)));`)}` };
+  rt.dispatch(spec, [gate, up, dy, dgate, dup], new Uniform().u(n), groups(rt, n));
+}
+
 /** Rows whose index is out of range are written as zeros (a GPU kernel cannot throw). */
 export function gather(rt: Runtime, table: GpuBuf, idx: GpuBuf, n: number, width: number, out: GpuBuf): void {
   const rows = Math.floor(table.length / width);
