@@ -98,6 +98,11 @@ export interface Kernels {
 export interface Backend {
   readonly name: DeviceName;
   alloc(length: number, dtype: DType): Buf;
+  /**
+   * A buffer whose contents are unspecified, for outputs a kernel overwrites entirely (saves the
+   * zero-fill of alloc). Backends without it get alloc.
+   */
+  allocUninit?(length: number, dtype: DType): Buf;
   upload(data: TypedArray): Buf;
   /** Whether readSync works (host memory); else only read() does. */
   readonly syncReadable: boolean;

@@ -74,6 +74,8 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
       rt.clear(b);
       return b;
     },
+    // No clear: the caller's kernel writes every element (one command and one pass fewer).
+    allocUninit: (length: number, dtype: DType): Buf => rt.alloc(length, dtype),
     upload(data: TypedArray): Buf {
       const b = rt.alloc(data.length, data instanceof Float32Array ? 'f32' : 'i32');
       if (data.length) rt.write(b, data);
