@@ -71,6 +71,11 @@ if (gpu) {
       const b = randn(4);
       if (op === 'eq') b[1] = a[1];
       await parity(op, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [0, 1]), o!), [a, b, out(12)], 1e-5);
+      // The flat paths: same shape (b read from an offset), a scalar operand on either side.
+      const c = op === 'pow' ? Float32Array.from(randn(15), (x) => Math.abs(x) * 0.5) : randn(15);
+      await parity(`${op} same shape`, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [4, 1], 3), o!), [a, c, out(12)], 1e-5);
+      await parity(`${op} scalar`, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [0, 0], 2), o!), [a, b, out(12)], 1e-5);
+      await parity(`${op} scalar first`, (k, x, y, o) => k.binary(op, y!, view([3, 4], [0, 0], 1), x!, view([3, 4], [4, 1]), o!), [a, op === 'pow' ? Float32Array.from(b, (x) => Math.abs(x) + 0.5) : b, out(12)], 1e-5);
     }
   });
 

@@ -130,9 +130,36 @@ ${flatMain('  if (i >= p.n) { return; }\n  o[i] = s[srcIndex(i, p.shape, p.strid
   rt.dispatch(spec, [src, dst], u, groups(rt, n));
 }
 
+/** 'c': reads element offset + i (contiguous over the output), 's': one element (all strides 0), else null. */
+function flatKind(v: Strided): 'c' | 's' | null {
+  let expect = 1, contiguous = true, scalar = true;
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    if (v.shape[d] === 1) continue;
+    if (v.strides[d] !== 0) scalar = false;
+    if (v.strides[d] !== expect) contiguous = false;
+    expect *= v.shape[d];
+  }
+  return scalar ? 's' : contiguous ? 'c' : null;
+}
+
 export function binary(rt: Runtime, op: BinaryOp, a: GpuBuf, av: Strided, b: GpuBuf, bv: Strided, out: GpuBuf): void {
   checkDims(av); checkDims(bv);
   const n = out.length;
+  const ka = flatKind(av), kb = flatKind(bv);
+  if (ka && kb) {
+    // Same-shape and scalar operands (residual adds, gradient sums, scalings): no per-element index math.
+    const at = (v: string, k: 'c' | 's', off: string) => `${v}[${k === 'c' ? `${off} + i` : off}]`;
+    const flat: KernelSpec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}:${ka}${kb}`,
+      bindings: [['A', `${ty(a.dtype)}`, 'r'], ['B', `${ty(b.dtype)}`, 'r'], ['O', `${ty(out.dtype)}`, 'w']],
+      uniform: 'oa: u32, ob: u32, n: u32', code: () => `
+${mathFns}
+${flatMain(`  if (i >= p.n) { return; }
+  let a = f32(${at('A', ka, 'p.oa')});
+  let b = f32(${at('B', kb, 'p.ob')});
+  O[i] = ${ty(out.dtype)}(${binaryExpr[op]});`)}` };
+    rt.dispatch(flat, [a, b, out], new Uniform().u(av.offset, bv.offset, n), groups(rt, n));
+    return;
+  }
   const spec: KernelSpec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}`,
     bindings: [['A', `${ty(a.dtype)}`, 'r'], ['B', `${ty(b.dtype)}`, 'r'], ['O', `${ty(out.dtype)}`, 'w']],
     uniform: 'shape: array<vec4<u32>, 2>, sa: array<vec4<i32>, 2>, sb: array<vec4<i32>, 2>, oa: i32, ob: i32, nd: u32, n: u32', code: () => `
