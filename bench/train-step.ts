@@ -1,5 +1,6 @@
 // Training throughput of one full step (forward, backward, clip, AdamW) of the dense reference model,
-// beside PyTorch CPU running the identical model in the same run.
+// beside PyTorch running the identical model in the same run (CPU; CUDA with --device webgpu, where
+// --family fbi|ttt|peer times the ~125M preset of that family beside its frugal_lm_torch twin).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
