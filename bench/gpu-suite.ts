@@ -1,7 +1,8 @@
 // The WebGPU benchmarks in one process (one device start): matmul (4096, 2048 and the 125M model's
-// products), fused attention (L = 2k..16k, D = 64 and 128) and the 125M dense training step, each
-// beside PyTorch CUDA timed in the same run. Writes DIR/matmul.json, DIR/attention.json,
-// DIR/train-step.json and DIR/summary.json, and prints the summary. Budgets keep the whole run under about 8 minutes on an H200.
+// products), fused attention (L = 2k..16k, D = 64 and 128), the 125M dense training step and its FBI,
+// TTT-Linear and PEER variants, each beside PyTorch CUDA timed in the same run. Writes DIR/NAME.json per
+// benchmark (matmul, attention, train-step, train-step-fbi, train-step-ttt, train-step-peer) and
+// DIR/summary.json, and prints the summary. Budgets bound every entry (our part and PyTorch's).
 // Usage: node --import tsx bench/gpu-suite.ts --out DIR [--tiny --cpu-smoke]  (or `frugal bench gpu-suite --out DIR`)
 //   --tiny shrinks every shape for a CPU (SwiftShader) check; --cpu-smoke runs the PyTorch peer on the CPU.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -33,9 +34,15 @@ const SUITE: Entry[] = [
   },
   {
     name: 'train-step', load: () => import('./train-step.ts'),
-    full: { preset: 'dense-125m', batch: '8', steps: '5', 'budget-s': '110', 'peer-budget-s': '75' },
+    full: { preset: 'dense-125m', batch: '8', steps: '5', 'budget-s': '45', 'peer-budget-s': '35' },
     tiny: { vocab: '64', dim: '32', layers: '2', heads: '2', ffn: '64', ctx: '16', batch: '2', steps: '2' },
   },
+  // The ~125M FBI, TTT-Linear and PEER variants (train-step.ts FAMILIES) beside their PyTorch twins.
+  ...(['fbi', 'ttt', 'peer'] as const).map((family): Entry => ({
+    name: `train-step-${family}`, load: () => import('./train-step.ts'),
+    full: { family, ctx: '1024', batch: '8', steps: '3', 'budget-s': '30', 'peer-budget-s': '25' },
+    tiny: { family, 'model-preset': { fbi: 'fbi-tiny', ttt: 'ttt-linear-tiny', peer: 'peer-tiny' }[family], ctx: '16', batch: '2', steps: '1' },
+  })),
 ];
 
 const num = (x: unknown, digits = 3) => (typeof x === 'number' ? +x.toPrecision(digits) : x ?? null);
@@ -62,6 +69,7 @@ function headline(name: string, r: Record<string, unknown>): Record<string, unkn
     return { fwd_bwd: rows, ...peerErr };
   }
   return {
+    family: r.family, params: r.params,
     tokens_per_s: num(r.tokens_per_s), replay_tokens_per_s: num(r.replay_tokens_per_s), replay_error: r.replay_error,
     torch_fp32_tokens_per_s: num(r.torch_fp32_tokens_per_s), torch_bf16_tokens_per_s: num(r.torch_bf16_tokens_per_s),
     ratio_vs_fp32: num(r.ratio_vs_fp32), replay_ratio_vs_fp32: num(r.replay_ratio_vs_fp32), ...peerErr,

@@ -1,7 +1,7 @@
 """PyTorch CUDA peer for the WebGPU benchmarks (bench/matmul.ts, attention.ts, train-step.ts).
 
 Usage: python3 bench/torch_gpu_peer.py '<json>' where json has "mode" ("matmul" | "attention" |
-"train-step") and the shapes of that mode; "cpu_smoke": true runs the same code on the CPU at tiny
+"train-step" | "train-step-config": the frugal_lm_torch twin of "config", a frugal model config) and the shapes of that mode; "cpu_smoke": true runs the same code on the CPU at tiny
 sizes (checks the script without a GPU). Prints one JSON line.
 
 Every figure is measured twice: fp32 with TF32 off (the like-for-like baseline of our fp32 kernels) and
@@ -286,7 +286,51 @@ def bench_train_step():
     return out
 
 
-MODES = {"matmul": bench_matmul, "attention": bench_attention, "train-step": bench_train_step}
+def bench_train_step_config():
+    """One training step of the frugal_lm_torch twin of a frugal config (FBI, TTT, PEER, dense)."""
+    import os
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    from frugal_lm_torch.model import CausalLM
+
+    config = ARGS["config"]
+    steps = int(ARGS.get("steps", 5))
+    B, T = int(ARGS["batch"]), int(ARGS["ctx"])
+    out = {}
+    for name in ("fp32", "bf16"):
+        if out_of_time():
+            out["torch_" + name + "_skipped"] = "time budget"
+            continue
+        torch.manual_seed(0)
+        model = CausalLM(config).to(DEV)
+        model.train()
+        V = model.config["vocabSize"]
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+        ids = torch.randint(0, V, (B, T + 1), device=DEV)
+        inp, tgt = ids[:, :-1], ids[:, 1:].reshape(-1)
+
+        def step():
+            with torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=(name == "bf16")):
+                logits = model(inp)
+                loss = F.cross_entropy(logits.reshape(-1, V).float(), tgt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            return loss
+
+        ms = time_ms(step, steps, warmup=2)
+        out["torch_" + name + "_step_ms"] = ms
+        out["torch_" + name + "_tokens_per_s"] = B * T * 1000 / ms
+        out["torch_params"] = sum(p.numel() for p in model.parameters())
+        del model, opt
+        if DEV.type == "cuda":
+            torch.cuda.empty_cache()
+    out["torch_model"] = "frugal_lm_torch.CausalLM"
+    return out
+
+
+MODES = {"matmul": bench_matmul, "attention": bench_attention, "train-step": bench_train_step,
+         "train-step-config": bench_train_step_config}
 
 if __name__ == "__main__":
     mode = ARGS.get("mode")

@@ -1,12 +1,14 @@
 // Training throughput of one full step (forward, backward, clip, AdamW) of the dense reference model,
-// beside PyTorch CPU running the identical model in the same run.
+// beside PyTorch running the identical model in the same run (CPU; CUDA with --device webgpu, where
+// --family fbi|ttt|peer times the ~125M preset of that family beside its frugal_lm_torch twin).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { CausalLM } from '../src/models/index.ts';
+import { CausalLM, type ModelConfig } from '../src/models/index.ts';
+import { PRESETS as MODEL_PRESETS } from '../src/models/presets.ts';
 import { backward, fromArray, Rng, tidy } from '../src/tensor/index.ts';
-import { AdamW, clipFactor, gradNorm } from '../src/train/optim.ts';
+import { AdamW } from '../src/train/optim.ts';
 import type { DeviceName } from '../src/backend/types.ts';
 import { captureWebGPUStep, syncWebGPU } from '../src/backend/webgpu/index.ts';
 import { finishWebGPU, releasePool, startWebGPU, torchGpuPeer } from './matmul.ts';
@@ -32,7 +34,8 @@ export function torchPeer(script: string, args: object): Record<string, unknown>
 
 
 /** The --key options run() reads (`frugal bench train-step` rejects any other). */
-export const options: readonly string[] = ['device', 'preset', 'steps', 'budget-s', 'no-peer', 'no-replay', ...Object.keys(REFERENCE)];
+export const options: readonly string[] = ['device', 'preset', 'family', 'model-preset', 'profile', 'profile-reps', 'steps', 'budget-s', 'no-peer', 'no-replay',
+  'peer-budget-s', 'cpu-smoke', 'keep-device', ...Object.keys(REFERENCE)];
 export async function run(args: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
   const c = modelShape(args);
   if (args.device === 'webgpu') return runWebGPU(c, args);
@@ -59,7 +62,7 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
       return l;
     });
     await loss.item();
-    opt.update(clipFactor(await gradNorm(model.parameters()), 1.0));
+    (await opt.updateClipped(1.0)).dispose();
     opt.zeroGrad();
     if (i >= warmup) times.push(performance.now() - t0);
   }
@@ -90,27 +93,49 @@ export function modelShape(args: Record<string, string | boolean>): typeof REFER
   return c;
 }
 
+/** --family NAME: the ~125M preset of each layer family (src/models/presets.ts), timed beside its PyTorch twin. */
+export const FAMILIES: Record<string, string> = { fbi: 'fbi-130m', ttt: 'ttt-linear-125m', peer: 'peer-130m' };
+
 /**
- * WebGPU training throughput: full eager steps (forward, backward, global-norm clip, AdamW, all
- * inside tidy) and, when capture works for the model, the same step replayed from one recorded
- * command buffer. The replayed step has no clip: clipping reads the norm back to the host, which a
- * recording cannot contain. PyTorch eager fp32 (TF32 off) and bf16 autocast time the same model.
+ * The model config of a run: the dense shape c (REFERENCE or --preset), or with --family (or
+ * --model-preset NAME, any preset, for small checks) that preset with maxPositions set to --ctx.
+ */
+export function modelConfig(c: typeof REFERENCE, args: Record<string, string | boolean>): { family: string; preset: string | null; config: Partial<ModelConfig> } {
+  const fam = args.family === undefined ? 'dense' : String(args.family);
+  if (fam !== 'dense' && !(fam in FAMILIES)) throw new Error(`unknown --family '${fam}'; available: dense, ${Object.keys(FAMILIES).join(', ')}`);
+  const name = args['model-preset'] !== undefined ? String(args['model-preset']) : fam === 'dense' ? null : FAMILIES[fam];
+  if (name === null) {
+    return { family: fam, preset: null, config: { vocabSize: c.vocab, hiddenSize: c.dim, numLayers: c.layers, numHeads: c.heads, intermediateSize: c.ffn, maxPositions: c.ctx } };
+  }
+  const p = MODEL_PRESETS[name];
+  if (!p) throw new Error(`unknown --model-preset '${name}'; see \`frugal info --presets\``);
+  return { family: fam, preset: name, config: { ...p, maxPositions: c.ctx } };
+}
+
+/**
+ * WebGPU training throughput: full eager steps (forward, backward, global-norm clip computed on the
+ * device, AdamW, all inside tidy) and, when capture works for the model, the same step replayed from
+ * one recorded command buffer -- clip included, since the clip factor never leaves the device. The
+ * loss and norm are read once, after the timed steps. PyTorch eager fp32 (TF32 off) and bf16
+ * autocast time the same model: the inline LLaMA of torch_gpu_peer.py for the dense shape, the
+ * frugal_lm_torch twin (same config) for --family. --profile adds per-kernel-family GPU times.
  */
 async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const budgetMs = Number(args['budget-s'] ?? 300) * 1000;
   const steps = Number(args.steps ?? 5), warmup = 2;
+  const { family, preset, config } = modelConfig(c, args);
   const adapter = await startWebGPU();
   const device = 'webgpu' as const;
-  const model = new CausalLM(
-    { vocabSize: c.vocab, hiddenSize: c.dim, numLayers: c.layers, numHeads: c.heads, intermediateSize: c.ffn, maxPositions: c.ctx },
-    { seed: 0, device },
-  );
+  const log = (m: string) => console.error(`[train-step ${family} ${((performance.now() - t0) / 1000).toFixed(1)}s] ${m}`);
+  const model = new CausalLM(config, { seed: 0, device });
+  const cfg = model.config;
   const named = model.namedParameters();
   const params = named.reduce((n, [, p]) => n + p.size, 0);
   const opt = new AdamW(named, { lr: 1e-3, weightDecay: 0.1 });
   const rng = new Rng(0);
-  const ids = Int32Array.from({ length: c.batch * (c.ctx + 1) }, () => rng.int(c.vocab));
+  const V = cfg.vocabSize;
+  const ids = Int32Array.from({ length: c.batch * (c.ctx + 1) }, () => rng.int(V));
   const inpArr = new Int32Array(c.batch * c.ctx), tgtArr = new Int32Array(c.batch * c.ctx);
   for (let b = 0; b < c.batch; b++) {
     inpArr.set(ids.subarray(b * (c.ctx + 1), b * (c.ctx + 1) + c.ctx), b * c.ctx);
@@ -122,44 +147,53 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     backward(l);
     return l;
   });
-  const eagerStep = async () => {
+  // One step without any readback: the loss and the clip output are returned for reading later.
+  const step = () => {
     const loss = forwardBackward();
-    const value = await loss.item();
-    loss.dispose();
-    opt.update(clipFactor(await gradNorm(model.parameters()), 1.0));
+    const clip = opt.updateClipped(1.0);
     opt.zeroGrad();
-    return value;
+    return { loss, clip };
   };
   const tokens = c.batch * c.ctx;
-  const res: Record<string, unknown> = { device, adapter, model: c, params };
-  const firstLoss = await eagerStep();
-  res.first_loss = firstLoss;
-  for (let i = 1; i < warmup; i++) await eagerStep();
+  const res: Record<string, unknown> = { device, adapter, family, preset, model: { ...c, vocab: V, dim: cfg.hiddenSize, layers: cfg.numLayers }, params };
+  log(`${params} parameters; warm-up`);
+  const first = step();
+  res.first_loss = await first.loss.item();
+  res.first_grad_norm = (await first.clip.data())[1];
+  first.loss.dispose();
+  first.clip.dispose();
+  for (let i = 1; i < warmup; i++) { const r = step(); r.loss.dispose(); r.clip.dispose(); }
   await syncWebGPU();
   // Steps are timed back to back (sync, N steps, sync); stop early when the budget runs short.
   let done = 0;
   const tEager = performance.now();
+  let last: ReturnType<typeof step> | null = null;
   while (done < steps) {
-    await eagerStep();
+    if (last) { last.loss.dispose(); last.clip.dispose(); }
+    last = step();
     done++;
+    if (done % 2 === 0) await syncWebGPU();
     if (performance.now() - t0 > budgetMs * 0.5) break;
   }
   await syncWebGPU();
   const eagerMs = (performance.now() - tEager) / done;
+  if (last) {
+    res.last_eager_loss = await last.loss.item();
+    last.loss.dispose();
+    last.clip.dispose();
+  }
   Object.assign(res, { steps: done, step_ms: eagerMs, tokens_per_s: (tokens * 1000) / eagerMs });
-  // Model FLOPs per token ~ 6 x non-embedding parameters + causal attention (6 * layers * ctx * dim).
-  const flopsPerToken = 6 * (params - c.vocab * c.dim) + 6 * c.layers * c.ctx * c.dim;
-  res.tflops = (flopsPerToken * tokens) / (eagerMs * 1e9);
-  res.flops_formula = '6*(params - vocab*dim) + 6*layers*ctx*dim per token';
+  log(`eager ${eagerMs.toFixed(1)} ms/step`);
+  if (family === 'dense') {
+    // Model FLOPs per token ~ 6 x non-embedding parameters + causal attention (6 * layers * ctx * dim).
+    const flopsPerToken = 6 * (params - c.vocab * c.dim) + 6 * c.layers * c.ctx * c.dim;
+    res.tflops = (flopsPerToken * tokens) / (eagerMs * 1e9);
+    res.flops_formula = '6*(params - vocab*dim) + 6*layers*ctx*dim per token';
+  }
 
   if (!args['no-replay']) {
     try {
-      const replayStep = () => {
-        forwardBackward().dispose();
-        opt.update();
-        opt.zeroGrad();
-      };
-      const cap = captureWebGPUStep(replayStep);
+      const cap = captureWebGPUStep(step);
       await syncWebGPU();
       const base = opt.step;
       cap.step.replay({ adam: { step: base + 1 } });
@@ -174,10 +208,35 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
       }
       await syncWebGPU();
       const replayMs = (performance.now() - tr) / n;
+      opt.step = base + 1 + n;
+      const clipOut = await cap.result.clip.data();
       Object.assign(res, {
         replay_steps: n, replay_step_ms: replayMs, replay_tokens_per_s: (tokens * 1000) / replayMs,
-        replay_commands: cap.step.commandCount, replay_note: 'forward, backward, AdamW without clip',
+        replay_commands: cap.step.commandCount, replay_note: 'forward, backward, global-norm clip, AdamW',
+        replay_last_loss: await cap.result.loss.item(), replay_last_grad_norm: clipOut[1],
       });
+      log(`replay ${replayMs.toFixed(1)} ms/step, ${cap.step.commandCount} commands`);
+      if (args.profile) {
+        const prof = await cap.step.profile(Number(args['profile-reps'] ?? 3));
+        const byPrefix = new Map<string, { count: number; ms: number }>();
+        for (const f of prof.families) {
+          const k = f.key.split(':')[0];
+          const e = byPrefix.get(k) ?? { count: 0, ms: 0 };
+          e.count += f.count;
+          e.ms += f.ms;
+          byPrefix.set(k, e);
+        }
+        res.profile = {
+          note: 'each kernel key submitted alone (3 reps), GPU wall ms per step; the data is garbage after this',
+          total_ms: prof.totalMs,
+          sum_ms: prof.families.reduce((a, f) => a + f.ms, 0),
+          by_prefix: [...byPrefix].sort((a, b) => b[1].ms - a[1].ms).map(([key, e]) => ({ key, count: e.count, ms: +e.ms.toFixed(3) })),
+          by_key: prof.families.slice(0, 40).map((f) => ({ key: f.key, count: f.count, ms: +f.ms.toFixed(3) })),
+        };
+        log('profiled');
+      }
+      cap.result.loss.dispose();
+      cap.result.clip.dispose();
       cap.step.dispose();
     } catch (e) {
       res.replay_error = (e as Error).message;
@@ -190,7 +249,10 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
   tgt.dispose();
   await releasePool();
   if (!args['no-peer']) {
-    const peer = torchGpuPeer('train-step', { model: c, steps }, args);
+    log('PyTorch peer');
+    const peer = family === 'dense'
+      ? torchGpuPeer('train-step', { model: c, steps }, args)
+      : torchGpuPeer('train-step-config', { config, batch: c.batch, ctx: c.ctx, steps }, args);
     Object.assign(res, peer);
     const fp32 = peer.torch_fp32_tokens_per_s as number | undefined, bf16 = peer.torch_bf16_tokens_per_s as number | undefined;
     if (fp32) res.ratio_vs_fp32 = (res.tokens_per_s as number) / fp32;

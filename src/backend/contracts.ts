@@ -300,9 +300,19 @@ export interface OptimKernels {
    * [nRows, width], rows unique or sorted with each row's gradient at its first entry (an entry equal
    * to the one before it is skipped).
    */
-  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, rows: Buf | null, nRows: number, width: number, h: AdamWHyper): void;
-  /** Sum of squares of n elements, written to out[0]. */
-  sumSquares(a: Buf, n: number, out: Buf): void;
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, rows: Buf | null, nRows: number, width: number, h: AdamWHyper, scale?: Buf | null): void;
+  /**
+   * Sum of squares of n elements, written to out[at] (at defaults to 0). The optional `scale` of
+   * adamw (f32, its [0] multiplies every gradient after h.gradScale) is how a clip factor computed
+   * on the device reaches the update without a readback.
+   */
+  sumSquares(a: Buf, n: number, out: Buf, at?: number): void;
+  /**
+   * Global-norm clipping on the device: norm = sqrt(sum of sumSq[0..count)) * scale, then
+   * out[0] = scale * (maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1) and out[1] = norm
+   * (the clip factor times the accumulation scale, and the norm for metrics).
+   */
+  clipScale(sumSq: Buf, count: number, maxNorm: number, scale: number, out: Buf): void;
   /**
    * Sums duplicate rows of a row-sparse gradient (rows i32 [n], values [n, width]) into the coalesced
    * form: new buffers rows [count] and values [count, width], each row's total at its first entry

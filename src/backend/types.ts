@@ -34,6 +34,10 @@ export interface Kernels {
   unary(op: UnaryOp | 'identity', a: Buf, out: Buf, alpha: number, beta: number): void;
   /** dx = dy * op'(x) (given x and y = op(x)). */
   unaryBackward(op: UnaryOp, x: Buf, y: Buf, dy: Buf, dx: Buf): void;
+  /** SwiGLU's elementwise part in one pass: out = silu(gate) * up over n elements. */
+  swiglu(gate: Buf, up: Buf, n: number, out: Buf): void;
+  /** Its backward in one pass: dgate = dy * up * silu'(gate), dup = dy * silu(gate). */
+  swigluBackward(gate: Buf, up: Buf, dy: Buf, n: number, dgate: Buf, dup: Buf): void;
   /** Reduces [outer, n, inner] over the middle axis into [outer, inner]. */
   reduce(op: ReduceOp, a: Buf, outer: number, n: number, inner: number, out: Buf): void;
   /** Index of the max over the middle axis of [outer, n, inner], as i32. */
@@ -94,6 +98,11 @@ export interface Kernels {
 export interface Backend {
   readonly name: DeviceName;
   alloc(length: number, dtype: DType): Buf;
+  /**
+   * A buffer whose contents are unspecified, for outputs a kernel overwrites entirely (saves the
+   * zero-fill of alloc). Backends without it get alloc.
+   */
+  allocUninit?(length: number, dtype: DType): Buf;
   upload(data: TypedArray): Buf;
   /** Whether readSync works (host memory); else only read() does. */
   readonly syncReadable: boolean;

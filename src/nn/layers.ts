@@ -87,6 +87,6 @@ export class SwiGLU extends Module {
     this.down = this.child('down_proj', makeLinear(hidden, dim));
   }
   forward(x: Tensor): Tensor {
-    return this.down.forward(op.mul(op.silu(this.gate.forward(x)), this.up.forward(x)));
+    return this.down.forward(op.swiglu(this.gate.forward(x), this.up.forward(x)));
   }
 }

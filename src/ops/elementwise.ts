@@ -3,7 +3,7 @@ import type { BinaryOp, UnaryOp } from '../backend/types.ts';
 import { record } from '../tensor/autograd.ts';
 import { full, Tensor } from '../tensor/tensor.ts';
 import { broadcastShapes, broadcastView, sumTo } from './shape.ts';
-import { contiguousView, kernelsOf, like, sameDevice } from './util.ts';
+import { contiguousView, kernelsOf, like, likeOut, sameDevice } from './util.ts';
 
 type Operand = Tensor | number;
 
@@ -15,7 +15,7 @@ function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   sameDevice(op, a, b);
   if (a.dtype !== b.dtype) throw new Error(`${op}: dtypes differ (${a.dtype} vs ${b.dtype}); cast one first`);
   const shape = broadcastShapes(op, a.shape, b.shape);
-  const out = like(a, shape);
+  const out = likeOut(a, shape);
   kernelsOf(a).binary(op, a.buf, broadcastView(a.shape, shape), b.buf, broadcastView(b.shape, shape), out.buf);
   return out;
 }
@@ -56,11 +56,11 @@ export const greater = (a: Tensor, b: Operand) => binaryRaw('gt', a, lift(b, a))
 export const equal = (a: Tensor, b: Operand) => binaryRaw('eq', a, lift(b, a));
 
 export function unary(op: UnaryOp, x: Tensor): Tensor {
-  const out = like(x);
+  const out = likeOut(x);
   kernelsOf(x).unary(op, x.buf, out.buf, 1, 0);
   if (op === 'sign') return out;
   return record(out, op, [x], (g) => {
-    const dx = like(x);
+    const dx = likeOut(x);
     kernelsOf(x).unaryBackward(op, x.buf, out.buf, g.buf, dx.buf);
     return [dx];
   });
@@ -81,9 +81,28 @@ export const abs = (x: Tensor) => unary('abs', x);
 export const square = (x: Tensor) => unary('square', x);
 export const sign = (x: Tensor) => unary('sign', x);
 
+/**
+ * SwiGLU's gating, silu(gate) * up, as one kernel (and one for its backward) instead of a silu, a
+ * multiply and three backward kernels. gate and up must have the same shape (no broadcasting).
+ */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  sameDevice('swiglu', gate, up);
+  if (gate.dtype !== 'f32' || up.dtype !== 'f32') throw new Error(`swiglu: needs f32 tensors, got ${gate.dtype} and ${up.dtype}`);
+  if (gate.shape.length !== up.shape.length || gate.shape.some((s, i) => s !== up.shape[i])) {
+    throw new Error(`swiglu: gate [${gate.shape}] and up [${up.shape}] must have the same shape`);
+  }
+  const out = likeOut(gate);
+  kernelsOf(gate).swiglu(gate.buf, up.buf, gate.size, out.buf);
+  return record(out, 'swiglu', [gate, up], (g) => {
+    const dgate = likeOut(gate), dup = likeOut(up);
+    kernelsOf(gate).swigluBackward(gate.buf, up.buf, g.buf, gate.size, dgate.buf, dup.buf);
+    return [dgate, dup];
+  });
+}
+
 /** alpha * x + beta in one pass. */
 export function affine(x: Tensor, alpha: number, beta = 0): Tensor {
-  const out = like(x);
+  const out = likeOut(x);
   kernelsOf(x).unary('identity', x.buf, out.buf, alpha, beta);
   return record(out, 'affine', [x], (g) => [affine(g, alpha, 0)]);
 }

@@ -4,7 +4,7 @@ import { full, Tensor } from '../tensor/tensor.ts';
 import { affine, div, maximum, mul } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { sum } from './reduce.ts';
-import { checkIndices, contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { checkIndices, contiguousView, expectDtype, fmt, kernelsOf, like, likeOut, sameDevice } from './util.ts';
 
 export interface CrossEntropyOpts {
   ignoreIndex?: number;
@@ -13,8 +13,8 @@ export interface CrossEntropyOpts {
 function perRow(logits: Tensor, target: Tensor, soft: boolean, ignoreIndex: number): { loss: Tensor; dlogits: Tensor | null } {
   const n = logits.shape.at(-1)!;
   const rows = logits.size / n;
-  const loss = like(logits, [rows]);
-  const dlogits = logits.requiresGrad ? like(logits) : null;
+  const loss = likeOut(logits, [rows]);
+  const dlogits = logits.requiresGrad ? likeOut(logits) : null;
   kernelsOf(logits).crossEntropy(logits.buf, target.buf, rows, n, soft, ignoreIndex, loss.buf, dlogits?.buf ?? null);
   return { loss, dlogits };
 }

@@ -2,7 +2,7 @@
 import { record } from '../tensor/autograd.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { broadcastShapes, expand, sumTo } from './shape.ts';
-import { expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { expectDtype, fmt, kernelsOf, like, likeOut, sameDevice } from './util.ts';
 
 export interface MatmulOpts {
   transA?: boolean;
@@ -33,7 +33,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     return { t: e, stride: t.shape.at(-1)! * t.shape.at(-2)! };
   };
   const pa = prep(a, batchA), pb = prep(b, batchB);
-  const out = like(a, [...batchShape, m, n]);
+  const out = likeOut(a, [...batchShape, m, n]);
   kernelsOf(a).matmul(pa.t.buf, pb.t.buf, out.buf, {
     batch, m, n, k, transA, transB, strideA: pa.stride, strideB: pb.stride, strideC: m * n, alpha: 1, beta: 0,
   });

@@ -1,7 +1,7 @@
 // Fused RMSNorm and LayerNorm over the last axis (forward saves 1/std and mean for the backward).
 import { record } from '../tensor/autograd.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { fmt, kernelsOf, like, sameDevice } from './util.ts';
+import { fmt, kernelsOf, likeOut, sameDevice } from './util.ts';
 
 function normImpl(kind: 'rms' | 'layer', x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
   const n = x.shape.at(-1)!;
@@ -10,15 +10,15 @@ function normImpl(kind: 'rms' | 'layer', x: Tensor, weight: Tensor | null, bias:
     if (t) sameDevice(`${kind}Norm`, x, t);
   }
   const rows = x.size / n;
-  const out = like(x);
-  const rstd = like(x, [rows]);
-  const mean = kind === 'layer' ? like(x, [rows]) : null;
+  const out = likeOut(x);
+  const rstd = likeOut(x, [rows]);
+  const mean = kind === 'layer' ? likeOut(x, [rows]) : null;
   kernelsOf(x).norm(kind, x.buf, weight?.buf ?? null, bias?.buf ?? null, rows, n, eps, out.buf, rstd.buf, mean?.buf ?? null);
   const inputs = [x, weight, bias].filter((t): t is Tensor => t !== null);
   return record(out, `${kind}Norm`, inputs, (g) => {
-    const dx = like(x);
-    const dw = weight?.requiresGrad ? like(weight) : null;
-    const db = bias?.requiresGrad ? like(bias) : null;
+    const dx = likeOut(x);
+    const dw = weight?.requiresGrad ? likeOut(weight) : null;
+    const db = bias?.requiresGrad ? likeOut(bias) : null;
     kernelsOf(x).normBackward(kind, x.buf, weight?.buf ?? null, rstd.buf, mean?.buf ?? null, g.buf, rows, n, dx.buf,
       dw?.buf ?? null, db?.buf ?? null);
     const grads = [dx];

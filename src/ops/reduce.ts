@@ -3,7 +3,7 @@ import { record } from '../tensor/autograd.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { affine, equal, mul, div } from './elementwise.ts';
 import { expand, reshape, sumTo } from './shape.ts';
-import { axisOf, kernelsOf, like, splitAt } from './util.ts';
+import { axisOf, kernelsOf, like, likeOut, splitAt } from './util.ts';
 
 function normAxes(op: string, x: Tensor, axes?: number | number[]): number[] {
   if (axes === undefined) return [...Array(x.ndim).keys()];
@@ -22,7 +22,7 @@ function reduceRaw(op: 'sum' | 'max' | 'min', x: Tensor, axes: number[]): Tensor
     const [outer, n, inner] = splitAt(cur.shape, ax);
     const shape = [...cur.shape];
     shape[ax] = 1;
-    const out = like(cur, shape);
+    const out = likeOut(cur, shape);
     kernelsOf(cur).reduce(op, cur.buf, outer, n, inner, out.buf);
     cur = out;
   }

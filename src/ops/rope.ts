@@ -1,7 +1,7 @@
 // Rotary position embedding on [B, L, H, D]; the backward is the inverse rotation.
 import { record } from '../tensor/autograd.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { expectDtype, fmt, kernelsOf, like } from './util.ts';
+import { expectDtype, fmt, kernelsOf, likeOut } from './util.ts';
 
 export interface RopeOpts {
   theta?: number;
@@ -19,7 +19,7 @@ export function rope(x: Tensor, positions: Tensor, opts: RopeOpts = {}): Tensor 
   expectDtype('rope', positions, 'i32', 'positions');
   if (positions.size !== l) throw new Error(`rope: ${positions.size} positions for sequence length ${l}`);
   const run = (src: Tensor, sign: number) => {
-    const out = like(src);
+    const out = likeOut(src);
     kernelsOf(src).rope(src.buf, positions.buf, b, l, h, d, theta, interleaved, sign, out.buf);
     return out;
   };

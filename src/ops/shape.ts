@@ -1,7 +1,7 @@
 // Shape ops. reshape shares storage (no copy); permute, slice, concat, expand and gather copy.
 import { record } from '../tensor/autograd.ts';
 import { numel, type Shape, Tensor, zeros } from '../tensor/tensor.ts';
-import { axisOf, contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice, splitAt } from './util.ts';
+import { axisOf, contiguousView, expectDtype, fmt, kernelsOf, like, likeOut, sameDevice, splitAt } from './util.ts';
 import { contiguousStrides } from '../tensor/autograd.ts';
 
 /** Same data, new shape (one dim may be -1). Shares storage. */
@@ -24,7 +24,7 @@ export function permute(x: Tensor, perm: number[]): Tensor {
   }
   const st = contiguousStrides(x.shape);
   const shape = perm.map((p) => x.shape[p]);
-  const out = like(x, shape);
+  const out = likeOut(x, shape);
   kernelsOf(x).copyStrided(x.buf, { shape, strides: perm.map((p) => st[p]), offset: 0 }, out.buf);
   const inv = new Array(perm.length);
   perm.forEach((p, i) => (inv[p] = i));
@@ -49,7 +49,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const shape = [...x.shape];
   shape[ax] = end - start;
   const st = contiguousStrides(x.shape);
-  const out = like(x, shape);
+  const out = likeOut(x, shape);
   kernelsOf(x).copyStrided(x.buf, { shape, strides: st, offset: start * st[ax] }, out.buf);
   return record(out, 'slice', [x], (g) => {
     const parts: Tensor[] = [];
@@ -77,7 +77,7 @@ export function concat(xs: Tensor[], axis: number): Tensor {
   }
   const shape = [...xs[0].shape];
   shape[ax] = xs.reduce((p, t) => p + t.shape[ax], 0);
-  const out = like(xs[0], shape);
+  const out = likeOut(xs[0], shape);
   const [outer, , inner] = splitAt(shape, ax);
   const k = kernelsOf(xs[0]);
   let off = 0;
@@ -103,7 +103,7 @@ export function concat(xs: Tensor[], axis: number): Tensor {
 
 /** Broadcast to a larger shape (copies). */
 export function expand(x: Tensor, shape: Shape): Tensor {
-  const out = like(x, shape);
+  const out = likeOut(x, shape);
   kernelsOf(x).copyStrided(x.buf, broadcastView(x.shape, shape), out.buf);
   return record(out, 'expand', [x], (g) => [sumTo(g, x.shape)]);
 }
@@ -150,7 +150,7 @@ function sumAxisKeep(x: Tensor, axis: number): Tensor {
   const [outer, n, inner] = splitAt(x.shape, axis);
   const shape = [...x.shape];
   shape[axis] = 1;
-  const out = like(x, shape);
+  const out = likeOut(x, shape);
   kernelsOf(x).reduce('sum', x.buf, outer, n, inner, out.buf);
   return out;
 }
@@ -160,7 +160,7 @@ export function indexSelect(x: Tensor, idx: Tensor): Tensor {
   expectDtype('indexSelect', idx, 'i32', 'indices');
   sameDevice('indexSelect', x, idx);
   const width = x.size / x.shape[0];
-  const out = like(x, [...idx.shape, ...x.shape.slice(1)]);
+  const out = likeOut(x, [...idx.shape, ...x.shape.slice(1)]);
   kernelsOf(x).gather(x.buf, idx.buf, idx.size, width, out.buf);
   return record(out, 'indexSelect', [x], (g) => {
     const gx = zeros(x.shape, { device: x.device });
@@ -171,7 +171,7 @@ export function indexSelect(x: Tensor, idx: Tensor): Tensor {
 
 /** Contiguous copy (for API symmetry with views). */
 export function contiguous(x: Tensor): Tensor {
-  const out = like(x);
+  const out = likeOut(x);
   kernelsOf(x).copyStrided(x.buf, contiguousView(x.shape), out.buf);
   return record(out, 'contiguous', [x], (g) => [g]);
 }

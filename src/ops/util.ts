@@ -1,7 +1,7 @@
 // Shared helpers for op definitions: output allocation, views and shape checks.
 import type { Kernels, Strided } from '../backend/types.ts';
 import { contiguousStrides } from '../tensor/autograd.ts';
-import { empty, type Shape, Tensor } from '../tensor/tensor.ts';
+import { empty, emptyUninit, type Shape, Tensor } from '../tensor/tensor.ts';
 
 export function kernelsOf(t: Tensor): Kernels {
   t.assertAlive();
@@ -21,6 +21,11 @@ export function checkIndices(idx: Tensor, lo: number, hi: number, skip: number |
 
 export function like(t: Tensor, shape: Shape = t.shape, dtype = t.dtype): Tensor {
   return empty(shape, { dtype, device: t.device });
+}
+
+/** like() for an output its kernel overwrites entirely: not zero-filled first (see emptyUninit). */
+export function likeOut(t: Tensor, shape: Shape = t.shape, dtype = t.dtype): Tensor {
+  return emptyUninit(shape, { dtype, device: t.device });
 }
 
 export function contiguousView(shape: Shape): Strided {

@@ -2,7 +2,7 @@
 // in reverse topological order and accumulates gradients on leaves (dense, or row-sparse lists for
 // parameters that allow it).
 import { keep } from './scope.ts';
-import { RowSparse, Tensor, type Grad, type Node, empty, full } from './tensor.ts';
+import { RowSparse, Tensor, type Grad, type Node, emptyUninit, full } from './tensor.ts';
 
 let gradEnabled = true;
 
@@ -118,13 +118,15 @@ export function backward(root: Tensor, seed?: Tensor): void {
 function push(grads: Map<number, Tensor>, t: Tensor, g: Tensor): void {
   const prev = grads.get(t.id);
   if (!prev) { grads.set(t.id, g); return; }
-  const sum = copyOf(prev);
-  addInto(sum, g);
+  // One out-of-place add (not a copy then an in-place add): one kernel, one pass over memory.
+  const sum = emptyUninit(prev.shape, { device: prev.device });
+  const v = { shape: prev.shape, strides: contiguousStrides(prev.shape), offset: 0 };
+  sum.backend.kernels.binary('add', prev.buf, v, g.buf, v, sum.buf);
   grads.set(t.id, sum);
 }
 
 function copyOf(g: Tensor): Tensor {
-  const own = empty(g.shape, { device: g.device });
+  const own = emptyUninit(g.shape, { device: g.device });
   own.backend.kernels.copy(g.buf, 0, own.buf, 0, g.size);
   return own;
 }

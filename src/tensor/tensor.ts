@@ -213,6 +213,19 @@ export function empty(shape: Shape, opts: CreateOpts = {}): Tensor {
   return new Tensor(b.alloc(Math.max(1, numel(shape)), dtype), shape, dtype, device);
 }
 
+/**
+ * Like empty() but with unspecified contents (no zero-fill where the backend can skip it): only for
+ * outputs that a kernel overwrites entirely before anything reads them.
+ */
+export function emptyUninit(shape: Shape, opts: CreateOpts = {}): Tensor {
+  checkShape(shape);
+  const dtype = opts.dtype ?? 'f32';
+  const device = opts.device ?? 'cpu';
+  const b = getBackend(device);
+  const n = Math.max(1, numel(shape));
+  return new Tensor(b.allocUninit ? b.allocUninit(n, dtype) : b.alloc(n, dtype), shape, dtype, device);
+}
+
 export function full(shape: Shape, value: number, opts: CreateOpts = {}): Tensor {
   const t = empty(shape, opts);
   t.backend.kernels.fill(t.buf, value);

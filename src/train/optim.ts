@@ -74,6 +74,76 @@ export class AdamW {
     });
   }
 
+  /**
+   * One update with global-norm clipping computed where the gradients are: each gradient's sum of
+   * squares goes into one device buffer, the clip factor is computed from it on the device and the
+   * AdamW kernels read it from there, so the whole update encodes without a readback (a captured
+   * step can hold it). Same result as `update(clipFactor(gradNorm(...) * gradScale, maxNorm) * gradScale)`
+   * up to float32 rounding of the norm. Returns f32 [2] on the parameters' device: the factor applied
+   * to the gradients (clip factor times gradScale) and the global norm times gradScale, to read after
+   * the step (the caller disposes it).
+   */
+  updateClipped(maxNorm: number, gradScale = 1): Tensor {
+    if (!(maxNorm >= 0)) throw new Error(`updateClipped: maxNorm must be >= 0 (0 = no clipping), got ${maxNorm}`);
+    this.step++;
+    return noGrad(() => {
+      const items: { name: string; p: Tensor; width: number; rows?: Tensor; values?: Tensor; own?: boolean; factored?: RowSparse }[] = [];
+      let count = 0;
+      for (const [name, p] of this.params) {
+        if (!p.grad && p.sparseGrads.length === 0) continue;
+        const width = p.shape.length > 1 ? p.size / p.shape[0] : 1;
+        const item: (typeof items)[number] = { name, p, width };
+        if (p.grad) count++;
+        if (p.sparseGrads.length) {
+          const factored = mergeFactored(p.sparseGrads);
+          if (factored) item.factored = factored;
+          else {
+            const c = coalesce(p.sparseGrads, width);
+            Object.assign(item, c, { own: c.values !== p.sparseGrads[0].values });
+          }
+          count++;
+        }
+        items.push(item);
+      }
+      const first = this.params[0]?.[1];
+      if (!first) return empty([2]);
+      const device = first.device, k = first.backend.optim;
+      for (const it of items) {
+        if (it.p.device !== device) throw new Error(`updateClipped: parameter '${it.name}' is on ${it.p.device}, '${this.params[0][0]}' on ${device}`);
+      }
+      const sumSq = empty([Math.max(count, 1)], { device });
+      let at = 0;
+      for (const it of items) {
+        if (it.p.grad) k.sumSquares(it.p.grad.buf, it.p.grad.size, sumSq.buf, at++);
+        if (it.values) k.sumSquares(it.values.buf, it.values.size, sumSq.buf, at++);
+        if (it.factored) {
+          // Factored gradients come from backends that read synchronously; the sum is a host number.
+          const sq = fromArray(Float32Array.of(k.factoredSumSquares(it.factored.factoredBufs()!)), [1], device);
+          first.backend.kernels.copy(sq.buf, 0, sumSq.buf, at++, 1);
+          sq.dispose();
+        }
+      }
+      const clip = empty([2], { device });
+      k.clipScale(sumSq.buf, count, maxNorm, gradScale, clip.buf);
+      sumSq.dispose();
+      for (const it of items) {
+        const s = this.slot(it.p);
+        const h = {
+          lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.step, gradScale: 1,
+          weightDecay: this.noDecay(it.name, it.p) ? 0 : this.weightDecay,
+        };
+        if (it.p.grad) k.adamw(it.p.buf, it.p.grad.buf, s.m.buf, s.v.buf, null, 0, it.width, h, clip.buf);
+        if (it.values) k.adamw(it.p.buf, it.values.buf, s.m.buf, s.v.buf, it.rows!.buf, it.rows!.size, it.width, h, clip.buf);
+        if (it.factored) {
+          const f = { ...h, gradScale: clip.dataSync()[0] };
+          k.factoredAdamw(it.factored.factoredBufs()!, it.factored.indices.buf, it.p.buf, s.m.buf, s.v.buf, f);
+        }
+        if (it.own) { it.rows!.dispose(); it.values!.dispose(); }
+      }
+      return clip;
+    });
+  }
+
   zeroGrad(): void {
     for (const [, p] of this.params) p.zeroGrad();
   }

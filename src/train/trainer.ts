@@ -21,6 +21,8 @@ import { Progress, type ProgressMode } from './progress.ts';
 export interface Optimizer {
   lr: number;
   update(gradScale: number): void;
+  /** Update with the global-norm clip computed on the device; returns f32 [2] = [factor, norm] (AdamW.updateClipped). */
+  updateClipped?(maxNorm: number, gradScale: number): Tensor;
   zeroGrad(): void;
   state(): OptimizerSnapshot;
   loadState(step: number, moments: OptimizerSnapshot['moments']): void;
@@ -201,12 +203,23 @@ export async function train(o: TrainOpts): Promise<TrainResult> {
         l.dispose();
         stepTokens += b.batch * b.ctx;
       }
-      const norm = (await gradNorm(model.parameters())) / accum;
-      if (!Number.isFinite(norm) || !Number.isFinite(lossSum)) {
-        throw new Error(`training diverged at step ${step + 1} (loss ${lossSum / accum}, grad norm ${norm}); lower the learning rate or enable clipping`);
-      }
+      const diverged = (norm: number) =>
+        new Error(`training diverged at step ${step + 1} (loss ${lossSum / accum}, grad norm ${norm}); lower the learning rate or enable clipping`);
+      if (!Number.isFinite(lossSum)) throw diverged(NaN);
       for (const h of hooks) await h.beforeUpdate?.();
-      opt.update(clipFactor(norm, clip) / accum);
+      let norm: number;
+      if (opt.updateClipped) {
+        // The global norm and clip factor are computed on the device inside the update; the norm is
+        // read back after it, for the metrics (a non-finite norm still stops the run).
+        const clipOut = opt.updateClipped(clip, 1 / accum);
+        norm = (await clipOut.data())[1];
+        clipOut.dispose();
+        if (!Number.isFinite(norm)) throw diverged(norm);
+      } else {
+        norm = (await gradNorm(model.parameters())) / accum;
+        if (!Number.isFinite(norm)) throw diverged(norm);
+        opt.update(clipFactor(norm, clip) / accum);
+      }
       opt.zeroGrad();
       const extras: Record<string, number> = {};
       for (const h of hooks) Object.assign(extras, await h.afterUpdate?.());

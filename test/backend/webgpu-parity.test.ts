@@ -71,6 +71,11 @@ if (gpu) {
       const b = randn(4);
       if (op === 'eq') b[1] = a[1];
       await parity(op, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [0, 1]), o!), [a, b, out(12)], 1e-5);
+      // The flat paths: same shape (b read from an offset), a scalar operand on either side.
+      const c = op === 'pow' ? Float32Array.from(randn(15), (x) => Math.abs(x) * 0.5) : randn(15);
+      await parity(`${op} same shape`, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [4, 1], 3), o!), [a, c, out(12)], 1e-5);
+      await parity(`${op} scalar`, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [0, 0], 2), o!), [a, b, out(12)], 1e-5);
+      await parity(`${op} scalar first`, (k, x, y, o) => k.binary(op, y!, view([3, 4], [0, 0], 1), x!, view([3, 4], [4, 1]), o!), [a, op === 'pow' ? Float32Array.from(b, (x) => Math.abs(x) + 0.5) : b, out(12)], 1e-5);
     }
   });
 
@@ -87,10 +92,19 @@ if (gpu) {
     await parity('exp(alpha x + beta)', (k, a, o) => k.unary('exp', a!, o!, 0.5, 0.1), [randn(20), out(20)], 1e-5);
   });
 
+  test('swiglu forward and backward (fused)', async () => {
+    const n = 1000;
+    const gate = randn(n, 4), up = randn(n), g = randn(n);
+    await parity('swiglu', (k, a, b, o) => k.swiglu(a!, b!, n, o!), [gate, up, out(n)], 1e-5);
+    await parity('swigluBackward', (k, a, b, gg, da, db) => k.swigluBackward(a!, b!, gg!, n, da!, db!), [gate, up, g, out(n), out(n)], 1e-5);
+  });
+
   test('reduce and argmax (rows and columns)', async () => {
     for (const op of ['sum', 'max', 'min'] as const) {
       await parity(`${op} rows`, (k, a, o) => k.reduce(op, a!, 3, 300, 1, o!), [randn(900), out(3)], 1e-5);
       await parity(`${op} middle`, (k, a, o) => k.reduce(op, a!, 2, 5, 7, o!), [randn(70), out(14)], 1e-5);
+      // Columns longer than two chunks reduce in two passes.
+      await parity(`${op} long columns`, (k, a, o) => k.reduce(op, a!, 2, 300, 7, o!), [randn(4200), out(14)], 1e-5);
     }
     await parity('argmax rows', (k, a, o) => k.argmax(a!, 4, 300, 1, o!), [randn(1200), out(4, 'i32')], 0, true);
     await parity('argmax middle', (k, a, o) => k.argmax(a!, 2, 5, 7, o!), [randn(70), out(14, 'i32')], 0, true);
@@ -144,8 +158,8 @@ if (gpu) {
   });
 
   test('rms/layer norm forward and backward', async () => {
-    const rows = 5, n = 300;
-    for (const kind of ['rms', 'layer'] as const) {
+    // 300 rows take the chunked column sums of the weight and bias gradients.
+    for (const [rows, n] of [[5, 300], [300, 24]]) for (const kind of ['rms', 'layer'] as const) {
       const x = randn(rows * n), w = randn(n), b = randn(n);
       const layer = kind === 'layer';
       await parity(`${kind}Norm`, (k, xx, ww, bb, o, r, mu) => k.norm(kind, xx!, ww, bb, rows, n, 1e-5, o!, r!, mu),
@@ -184,6 +198,15 @@ if (gpu) {
     await parity('adamw rows', (k, p, g, m, v, r) => k.optim.adamw(p!, g!, m!, v!, r, 2, 4, h),
       [out(40, 'f32', randn(40)), randn(8), out(40), out(40), ints([7, 2])], 1e-5);
     await parity('sumSquares', (k, a, o) => k.optim.sumSquares(a!, 70000, o!), [randn(70000), out(1)], 1e-5);
+    await parity('sumSquares at an index', (k, a, o) => k.optim.sumSquares(a!, 300, o!, 2), [randn(300), out(4, 'f32', new Float32Array([5, 6, 0, 7]))], 1e-5);
+    // Norm 5 (3^2 + 4^2) times scale 0.5 = 2.5: clipped to 1 below, untouched at maxNorm 10 or 0.
+    for (const maxNorm of [1, 10, 0]) {
+      await parity(`clipScale ${maxNorm}`, (k, s, o) => k.optim.clipScale(s!, 2, maxNorm, 0.5, o!), [new Float32Array([9, 16, 100]), out(2)], 1e-6);
+    }
+    await parity('adamw dense, device scale', (k, p, g, m, v, s) => k.optim.adamw(p!, g!, m!, v!, null, 0, 4, h, s),
+      [out(40, 'f32', randn(40)), randn(40), out(40, 'f32', randn(40, 0.1)), out(40, 'f32', Float32Array.from(randn(40), Math.abs)), new Float32Array([0.3])], 1e-5);
+    await parity('adamw rows, device scale', (k, p, g, m, v, r, s) => k.optim.adamw(p!, g!, m!, v!, r, 2, 4, h, s),
+      [out(40, 'f32', randn(40)), randn(8), out(40), out(40), ints([7, 2]), new Float32Array([0.3])], 1e-5);
   });
 
   test('fused attention forward and backward (causal, GQA, cache offset, non-causal, long)', async () => {

@@ -95,3 +95,34 @@ test('torch peer (CPU smoke mode): all three modes answer, and its model has our
   assert.equal(ts.torch_params, ours.namedParameters().reduce((n, [, p]) => n + p.size, 0));
   assert.ok((ts.torch_fp32_tokens_per_s as number) > 0 && (ts.torch_bf16_tokens_per_s as number) > 0);
 });
+
+test('train-step --family: unknown names are clear errors; each family maps to its ~125M preset', async () => {
+  const { FAMILIES, modelConfig, REFERENCE } = await import('../../bench/train-step.ts');
+  assert.throws(() => modelConfig(REFERENCE, { family: 'moe' }), /unknown --family 'moe'; available: dense, fbi, ttt, peer/);
+  assert.throws(() => modelConfig(REFERENCE, { family: 'fbi', 'model-preset': 'nope' }), /unknown --model-preset 'nope'/);
+  for (const [family, preset] of Object.entries(FAMILIES)) {
+    const m = modelConfig({ ...REFERENCE, ctx: 1024 }, { family });
+    assert.equal(m.preset, preset);
+    assert.equal(m.config.maxPositions, 1024);
+    assert.equal(m.config.hiddenSize, 768);
+  }
+});
+
+test('webgpu train-step --family ttt (tiny preset): eager and replayed steps with clip, finite norms', gpu, async () => {
+  const r = await trainStepBench({ device: 'webgpu', family: 'ttt', 'model-preset': 'ttt-linear-tiny', ctx: '16', batch: '2', steps: '1', 'no-peer': true, 'keep-device': true });
+  assert.equal(r.replay_error, undefined);
+  assert.ok((r.replay_tokens_per_s as number) > 0 && (r.tokens_per_s as number) > 0);
+  for (const k of ['first_grad_norm', 'replay_last_grad_norm', 'replay_last_loss']) assert.ok(Number.isFinite(r[k] as number) && (r[k] as number) > 0, `${k} ${r[k]}`);
+});
+
+test('torch peer train-step-config (CPU smoke): the frugal_lm_torch twin of each tiny family has our parameter count', torchOpts, async () => {
+  const { PRESETS } = await import('../../src/models/presets.ts');
+  for (const name of ['fbi-tiny', 'ttt-linear-tiny', 'peer-tiny']) {
+    const config = { ...PRESETS[name], maxPositions: 16 };
+    const ts = torchGpuPeer('train-step-config', { config, batch: 2, ctx: 16, steps: 1 }, { 'cpu-smoke': true });
+    assert.equal(ts.torch_error, undefined, `${name}: ${ts.torch_error}`);
+    const ours = new CausalLM(config);
+    assert.equal(ts.torch_params, ours.namedParameters().reduce((n, [, p]) => n + p.size, 0), name);
+    assert.ok((ts.torch_fp32_tokens_per_s as number) > 0 && (ts.torch_bf16_tokens_per_s as number) > 0);
+  }
+});

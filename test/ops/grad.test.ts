@@ -37,6 +37,15 @@ for (const [name, f, positive] of unaryCases) {
   test(`grad ${name}`, async () => gradcheck(f, [positive ? pos(3, 5) : r(3, 5)], { eps: 1e-3 }));
 }
 
+test('grad swiglu (fused silu(gate) * up) and its match with the unfused ops', async () => {
+  await gradcheck(op.swiglu, [r(3, 5), r(3, 5)], { eps: 1e-3 });
+  const a = r(4, 6), b = r(4, 6);
+  const [fused, plain] = await Promise.all([op.swiglu(a, b).data(), op.mul(op.silu(a), b).data()]);
+  for (let i = 0; i < fused.length; i++) {
+    if (Math.abs(fused[i] - plain[i]) > 1e-6 * (1 + Math.abs(plain[i]))) throw new Error(`swiglu ${i}: ${fused[i]} vs ${plain[i]}`);
+  }
+});
+
 test('grad sum / mean / max over axes', async () => {
   await gradcheck((x) => op.sum(x), [r(3, 4)]);
   await gradcheck((x) => op.sum(x, 1), [r(2, 3, 4)]);

@@ -161,6 +161,22 @@ export const cpuKernels: Kernels = {
     for (let i = 0; i < o.length; i++) o[i] = g[i] * f(xs[i], ys[i]);
   },
 
+  // The native silu and multiply in sequence: the same arithmetic as the unfused ops.
+  swiglu(gate, up, n, out) {
+    const s = new Float32Array(n);
+    nativeElementwise().silu(gate as unknown as Float32Array, s, n);
+    nativeElementwise().binary(NATIVE_BINARY.mul!, s, up as unknown as Float32Array, out as unknown as Float32Array, n, n);
+  },
+
+  swigluBackward(gate, up, dy, n, dgate, dup) {
+    const a = gate as unknown as Float32Array, g = dy as unknown as Float32Array;
+    const t = new Float32Array(n);
+    nativeElementwise().binary(NATIVE_BINARY.mul!, g, up as unknown as Float32Array, t, n, n);
+    nativeElementwise().siluBackward(a, t, dgate as unknown as Float32Array, n);
+    nativeElementwise().silu(a, t, n);
+    nativeElementwise().binary(NATIVE_BINARY.mul!, g, t, dup as unknown as Float32Array, n, n);
+  },
+
   reduce(op: ReduceOp, a, outer, n, inner, out) {
     const x = a as unknown as A, o = out as unknown as A;
     for (let p = 0; p < outer; p++) {

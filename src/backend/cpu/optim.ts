@@ -11,11 +11,13 @@ const f32 = (b: Buf) => b as unknown as Float32Array;
 const i32 = (b: Buf) => b as unknown as Int32Array;
 
 export const cpuOptim: OptimKernels = {
-  adamw(param, grad, m, v, rows, nRows, width, h: AdamWHyper) {
+  adamw(param, grad, m, v, rows, nRows, width, h: AdamWHyper, scale = null) {
     const w = param as unknown as A, g = grad as unknown as A, ms = m as unknown as A, vs = v as unknown as A;
     const ix = rows as unknown as A | null;
     const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
-    const stepSize = h.lr / bc1, decay = 1 - h.lr * h.weightDecay, b1 = h.beta1, b2 = h.beta2, s = h.gradScale;
+    // The device scale is rounded to f32 like the WebGPU kernel's product of two f32 factors.
+    const s = scale ? Math.fround(Math.fround(h.gradScale) * f32(scale)[0]) : h.gradScale;
+    const stepSize = h.lr / bc1, decay = 1 - h.lr * h.weightDecay, b1 = h.beta1, b2 = h.beta2;
     const update = (pi: number, gi: number) => {
       const gg = g[gi] * s;
       ms[pi] = b1 * ms[pi] + (1 - b1) * gg;
@@ -34,8 +36,18 @@ export const cpuOptim: OptimKernels = {
     }
   },
 
-  sumSquares(a, n, out) {
-    (out as unknown as A)[0] = nativeElementwise().sumSquares(a as unknown as Float32Array, n);
+  sumSquares(a, n, out, at = 0) {
+    (out as unknown as A)[at] = nativeElementwise().sumSquares(a as unknown as Float32Array, n);
+  },
+
+  clipScale(sumSq, count, maxNorm, scale, out) {
+    const ss = f32(sumSq);
+    let sq = 0;
+    for (let i = 0; i < count; i++) sq += ss[i];
+    const norm = Math.sqrt(sq) * scale;
+    const o = f32(out);
+    o[0] = scale * (maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1);
+    o[1] = norm;
   },
 
   coalesceRows(rows, values, n, width) {

@@ -7,7 +7,7 @@ import { type AcquireOpts, acquireDevice } from './device.ts';
 import { GpuBuf, type PoolStats } from './pool.ts';
 import { Runtime } from './runtime.ts';
 import { type CapturedStep, captureStep } from './replay.ts';
-export { CapturedStep, type ReplayOverrides } from './replay.ts';
+export { CapturedStep, type KernelProfile, type ReplayOverrides } from './replay.ts';
 import * as ew from './kernels/elementwise.ts';
 import * as rows from './kernels/rows.ts';
 import { matmul } from './kernels/matmul.ts';
@@ -41,6 +41,8 @@ function makeKernels(rt: Runtime): Kernels {
     binary: (op, a, av, b, bv, out) => ew.binary(rt, op, g(a), av, g(b), bv, g(out)),
     unary: (op, a, out, alpha, beta) => ew.unary(rt, op, g(a), g(out), alpha, beta),
     unaryBackward: (op, x, y, dy, dx) => ew.unaryBackward(rt, op, g(x), g(y), g(dy), g(dx)),
+    swiglu: (gate, up, n, out) => ew.swiglu(rt, g(gate), g(up), n, g(out)),
+    swigluBackward: (gate, up, dy, n, dgate, dup) => ew.swigluBackward(rt, g(gate), g(up), g(dy), n, g(dgate), g(dup)),
     reduce: (op, a, outer, n, inner, out) => rows.reduce(rt, op, g(a), outer, n, inner, g(out)),
     argmax: (a, outer, n, inner, out) => rows.argmax(rt, g(a), outer, n, inner, g(out)),
     matmul: (a, b, c, p) => matmul(rt, g(a), g(b), g(c), p),
@@ -72,6 +74,8 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
       rt.clear(b);
       return b;
     },
+    // No clear: the caller's kernel writes every element (one command and one pass fewer).
+    allocUninit: (length: number, dtype: DType): Buf => rt.alloc(length, dtype),
     upload(data: TypedArray): Buf {
       const b = rt.alloc(data.length, data instanceof Float32Array ? 'f32' : 'i32');
       if (data.length) rt.write(b, data);
@@ -110,8 +114,10 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     peer: webgpuPeer(rt),
     fbi: webgpuFbi(rt),
     optim: {
-      adamw: (param, grad, m, v, rws, nRows, width, h) => ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h),
-      sumSquares: (a, n, out) => rows.sumSquares(rt, g(a), n, g(out)),
+      adamw: (param, grad, m, v, rws, nRows, width, h, scale = null) =>
+        ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h, gn(scale)),
+      sumSquares: (a, n, out, at = 0) => rows.sumSquares(rt, g(a), n, g(out), at),
+      clipScale: (sumSq, count, maxNorm, scale, out) => rows.clipScale(rt, g(sumSq), count, maxNorm, scale, g(out)),
       coalesceRows: (rws, values, n, width) => coalesceRows(rt, g(rws), g(values), n, width),
       factoredSumSquares: unsupported('webgpu', 'optim.factoredSumSquares'),
       factoredAdamw: unsupported('webgpu', 'optim.factoredAdamw'),

@@ -5,7 +5,17 @@
 // place (writeBuffer) and keep the step's outputs, parameters and optimizer state alive. Buffers the
 // step frees while capturing are kept by the capture (not reused) until dispose().
 import type { GpuBuf } from './pool.ts';
-import type { Recorder, Runtime } from './runtime.ts';
+import type { Command, Recorder, Runtime } from './runtime.ts';
+
+/** GPU time of one family of a captured step's commands (see CapturedStep.profile). */
+export interface KernelProfile {
+  /** Kernel key (or 'copy' / 'clear' for transfer commands). */
+  key: string;
+  /** Commands of this family in one step. */
+  count: number;
+  /** Milliseconds per step spent in them, measured alone. */
+  ms: number;
+}
 
 /**
  * New values for tagged dispatches (see DispatchTag), by tag name. The optimizer table's AdamW
@@ -32,6 +42,37 @@ export class CapturedStep {
       this.rt.device.queue.writeBuffer(c.uniform, 0, c.tag.uniformFor(over[c.tag.name]).bytes());
     }
     this.rt.submitCommands(this.rec.commands);
+  }
+
+  /**
+   * Per-family timing: the recorded commands are grouped by kernel key and each group is submitted
+   * alone `reps` times between two waits for the queue, so its time excludes every other family
+   * (the sum can differ from a full replay, which overlaps nothing but pays no per-group submit).
+   * The groups run on whatever the buffers hold, so this leaves the step's data meaningless:
+   * profile a step only when its results are no longer needed.
+   */
+  async profile(reps = 3): Promise<{ totalMs: number; families: KernelProfile[] }> {
+    if (this.disposed) throw new Error('profile(): this captured step was disposed');
+    const groups = new Map<string, Command[]>();
+    for (const c of this.rec.commands) {
+      const key = c.kind === 'dispatch' ? c.key : c.kind;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = []));
+      g.push(c);
+    }
+    const time = async (cmds: Command[]) => {
+      this.rt.submitCommands(cmds);
+      await this.rt.device.queue.onSubmittedWorkDone();
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) this.rt.submitCommands(cmds);
+      await this.rt.device.queue.onSubmittedWorkDone();
+      return (performance.now() - t0) / reps;
+    };
+    const totalMs = await time(this.rec.commands);
+    const families: KernelProfile[] = [];
+    for (const [key, cmds] of groups) families.push({ key, count: cmds.length, ms: await time(cmds) });
+    families.sort((a, b) => b.ms - a.ms);
+    return { totalMs, families };
   }
 
   /** Returns the buffers the step freed during capture to the pool and drops the recording. */

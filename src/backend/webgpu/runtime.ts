@@ -49,7 +49,7 @@ interface Pipeline { pipeline: GPUComputePipeline; access: string }
 export interface DispatchTag { name: string; uniformFor(over: unknown): Uniform }
 
 export type Command =
-  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; wg: [number, number, number]; uniform: GPUBuffer | null; tag?: DispatchTag }
+  | { kind: 'dispatch'; key: string; pipeline: GPUComputePipeline; group: GPUBindGroup; wg: [number, number, number]; uniform: GPUBuffer | null; tag?: DispatchTag }
   | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
   | { kind: 'clear'; buf: GPUBuffer; bytes: number };
 
@@ -178,7 +178,7 @@ export class Runtime {
     if (ub) entries.push({ binding: gpuBufs.length, resource: { buffer: ub } });
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.encodeDispatch(pipeline, group, [x, y, z]);
-    this.recorder?.commands.push({ kind: 'dispatch', pipeline, group, wg: [x, y, z], uniform: ub, tag });
+    this.recorder?.commands.push({ kind: 'dispatch', key: spec.key, pipeline, group, wg: [x, y, z], uniform: ub, tag });
     this.tick();
   }
 

@@ -130,9 +130,36 @@ ${flatMain('  if (i >= p.n) { return; }\n  o[i] = s[srcIndex(i, p.shape, p.strid
   rt.dispatch(spec, [src, dst], u, groups(rt, n));
 }
 
+/** 'c': reads element offset + i (contiguous over the output), 's': one element (all strides 0), else null. */
+function flatKind(v: Strided): 'c' | 's' | null {
+  let expect = 1, contiguous = true, scalar = true;
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    if (v.shape[d] === 1) continue;
+    if (v.strides[d] !== 0) scalar = false;
+    if (v.strides[d] !== expect) contiguous = false;
+    expect *= v.shape[d];
+  }
+  return scalar ? 's' : contiguous ? 'c' : null;
+}
+
 export function binary(rt: Runtime, op: BinaryOp, a: GpuBuf, av: Strided, b: GpuBuf, bv: Strided, out: GpuBuf): void {
   checkDims(av); checkDims(bv);
   const n = out.length;
+  const ka = flatKind(av), kb = flatKind(bv);
+  if (ka && kb) {
+    // Same-shape and scalar operands (residual adds, gradient sums, scalings): no per-element index math.
+    const at = (v: string, k: 'c' | 's', off: string) => `${v}[${k === 'c' ? `${off} + i` : off}]`;
+    const flat: KernelSpec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}:${ka}${kb}`,
+      bindings: [['A', `${ty(a.dtype)}`, 'r'], ['B', `${ty(b.dtype)}`, 'r'], ['O', `${ty(out.dtype)}`, 'w']],
+      uniform: 'oa: u32, ob: u32, n: u32', code: () => `
+${mathFns}
+${flatMain(`  if (i >= p.n) { return; }
+  let a = f32(${at('A', ka, 'p.oa')});
+  let b = f32(${at('B', kb, 'p.ob')});
+  O[i] = ${ty(out.dtype)}(${binaryExpr[op]});`)}` };
+    rt.dispatch(flat, [a, b, out], new Uniform().u(av.offset, bv.offset, n), groups(rt, n));
+    return;
+  }
   const spec: KernelSpec = { key: `binary:${op}:${a.dtype}${b.dtype}${out.dtype}`,
     bindings: [['A', `${ty(a.dtype)}`, 'r'], ['B', `${ty(b.dtype)}`, 'r'], ['O', `${ty(out.dtype)}`, 'w']],
     uniform: 'shape: array<vec4<u32>, 2>, sa: array<vec4<i32>, 2>, sb: array<vec4<i32>, 2>, oa: i32, ob: i32, nd: u32, n: u32', code: () => `
@@ -171,6 +198,28 @@ ${flatMain(`  if (i >= p.n) { return; }
   let y = Y[i];
   O[i] = G[i] * (${gradExpr[op]});`)}` };
   rt.dispatch(spec, [x, y, dy, dx], new Uniform().u(n), groups(rt, n));
+}
+
+/** SwiGLU forward in one pass (silu as in the unary kernel). */
+export function swiglu(rt: Runtime, gate: GpuBuf, up: GpuBuf, n: number, out: GpuBuf): void {
+  const spec: KernelSpec = { key: 'swiglu', bindings: [['A', 'f32', 'r'], ['B', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32', code: () => `
+${flatMain(`  if (i >= p.n) { return; }
+  let x = A[i];
+  O[i] = (x / (1.0 + exp(-x))) * B[i];`)}` };
+  rt.dispatch(spec, [gate, up, out], new Uniform().u(n), groups(rt, n));
+}
+
+/** SwiGLU backward in one pass: both input gradients from gate, up and dy. */
+export function swigluBackward(rt: Runtime, gate: GpuBuf, up: GpuBuf, dy: GpuBuf, n: number, dgate: GpuBuf, dup: GpuBuf): void {
+  const spec: KernelSpec = { key: 'swigluBackward',
+    bindings: [['A', 'f32', 'r'], ['B', 'f32', 'r'], ['G', 'f32', 'r'], ['DA', 'f32', 'w'], ['DB', 'f32', 'w']], uniform: 'n: u32', code: () => `
+${flatMain(`  if (i >= p.n) { return; }
+  let x = A[i];
+  let g = G[i];
+  let s = 1.0 / (1.0 + exp(-x));
+  DA[i] = g * B[i] * (s * (1.0 + x * (1.0 - s)));
+  DB[i] = g * (x / (1.0 + exp(-x)));`)}` };
+  rt.dispatch(spec, [gate, up, dy, dgate, dup], new Uniform().u(n), groups(rt, n));
 }
 
 /** Rows whose index is out of range are written as zeros (a GPU kernel cannot throw). */
@@ -303,23 +352,27 @@ export function adamUniform(n: number, width: number, h: AdamHyper): Uniform {
 }
 
 export function adamw(rt: Runtime, param: GpuBuf, grad: GpuBuf, m: GpuBuf, v: GpuBuf, rows: GpuBuf | null, nRows: number,
-  width: number, h: AdamHyper): void {
-  const sparse = rows !== null;
+  width: number, h: AdamHyper, scale: GpuBuf | null = null): void {
+  const sparse = rows !== null, scaled = scale !== null;
   const n = sparse ? nRows * width : param.length;
   const spec: KernelSpec = {
-    key: `adamw:${sparse}`, bindings: [['W', 'f32', 'w'], ['G', 'f32', 'r'], ['M', 'f32', 'w'], ['V', 'f32', 'w'], sparse && ['R', 'i32', 'r']],
+    key: `adamw:${sparse}:${scaled}`,
+    bindings: [['W', 'f32', 'w'], ['G', 'f32', 'r'], ['M', 'f32', 'w'], ['V', 'f32', 'w'], sparse && ['R', 'i32', 'r'], scaled && ['S', 'f32', 'r']],
     uniform: 'n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32', code: () => `
 ${flatMain(`  if (i >= p.n) { return; }
   ${sparse ? 'let r = i / p.width;\n  if (r > 0u && R[r] == R[r - 1u]) { return; }' : ''}
   let pi = ${sparse ? 'u32(R[i / p.width]) * p.width + i % p.width' : 'i'};
-  let g = G[i] * p.scale;
+  let g = G[i] * ${scaled ? '(p.scale * S[0])' : 'p.scale'};
   let m = p.b1 * M[pi] + (1.0 - p.b1) * g;
   let v = p.b2 * V[pi] + (1.0 - p.b2) * g * g;
   M[pi] = m;
   V[pi] = v;
   W[pi] = W[pi] * p.decay - p.stepSize * m / (sqrt(v / p.bc2) + p.eps);`)}` };
   const base = { ...h };
-  rt.dispatch(spec, sparse ? [param, grad, m, v, rows!] : [param, grad, m, v], adamUniform(n, width, h), groups(rt, n), {
+  const bufs = [param, grad, m, v];
+  if (sparse) bufs.push(rows!);
+  if (scaled) bufs.push(scale!);
+  rt.dispatch(spec, bufs, adamUniform(n, width, h), groups(rt, n), {
     name: 'adam',
     uniformFor: (o) => { const a = o as { step: number; lr?: number }; return adamUniform(n, width, { ...base, step: a.step, lr: a.lr ?? base.lr }); },
   });

@@ -7,6 +7,8 @@ import { flatMain, NEG_INF, POS_INF, reduceFns, rowMain, WG } from './common.ts'
 
 const combine: Record<ReduceOp, string> = { sum: 'a + b', max: 'select(a, b, b > a)', min: 'select(a, b, b < a)' };
 const identity: Record<ReduceOp, string> = { sum: '0.0', max: NEG_INF, min: POS_INF };
+/** Rows per thread in the first pass of a column reduction (column sums over many rows). */
+const COL_CHUNK = 64;
 
 export function reduce(rt: Runtime, op: ReduceOp, a: GpuBuf, outer: number, n: number, inner: number, out: GpuBuf): void {
   const io = { bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'outer: u32, n: u32, inner: u32' } as const;
@@ -26,6 +28,26 @@ ${rowMain(`  if (row >= p.outer) { return; }
     workgroupBarrier();
   }
   if (t == 0u) { O[row] = red[0]; }`)}` }, [a, out], u, rt.grid(outer));
+    return;
+  }
+  if (n > 2 * COL_CHUNK) {
+    // Long columns: each thread first reduces a fixed run of COL_CHUNK entries (enough threads to
+    // fill the GPU), then the runs are reduced the same way; the partition is fixed, so the result
+    // is deterministic.
+    const chunks = Math.ceil(n / COL_CHUNK);
+    const partial = rt.temp(outer * chunks * inner, 'f32');
+    rt.dispatch({ key: `reduceColChunk:${op}`, bindings: io.bindings, uniform: 'outer: u32, n: u32, inner: u32, chunks: u32', code: () => `${head}
+${flatMain(`  if (i >= p.outer * p.chunks * p.inner) { return; }
+  let q = i % p.inner;
+  let c = (i / p.inner) % p.chunks;
+  let o = i / (p.inner * p.chunks);
+  let j0 = c * ${COL_CHUNK}u;
+  let j1 = min(j0 + ${COL_CHUNK}u, p.n);
+  var base = (o * p.n + j0) * p.inner + q;
+  var acc = ${identity[op]};
+  for (var j = j0; j < j1; j++) { acc = comb(acc, A[base]); base += p.inner; }
+  O[i] = acc;`)}` }, [a, partial], new Uniform().u(outer, n, inner, chunks), rt.grid(Math.ceil((outer * chunks * inner) / WG)));
+    reduce(rt, op, partial, outer, chunks, inner, out);
     return;
   }
   rt.dispatch({ key: `reduceCol:${op}`, ...io, code: () => `${head}
@@ -207,29 +229,40 @@ ${rowMain(`  if (row >= p.rows) { return; }
     DX[base + j] = RS[row] * (gh - ${layer ? 'sg' : '0.0'} - ${xhat} * sgx);
   }`)}` }, [...inputs, dx], u(), rt.grid(rows));
   if (!dweight && !dbias) return;
-  // Column sums over rows, one thread per column (deterministic order).
+  // Column sums over rows: each thread sums a fixed run of COL_CHUNK rows of one column into a
+  // partial (enough threads to fill the GPU), then the partials are summed per column by reduce().
+  // Fixed partition, fixed order: deterministic.
   const cols = [x, rstd, dy, ...(hasMean ? [mean!] : [])];
-  const outs = [...(dweight ? [dweight] : []), ...(dbias ? [dbias] : [])];
+  const chunks = rows > 2 * COL_CHUNK ? Math.ceil(rows / COL_CHUNK) : 1;
+  const pw = dweight && chunks > 1 ? rt.temp(chunks * n, 'f32') : dweight;
+  const pb = dbias && chunks > 1 ? rt.temp(chunks * n, 'f32') : dbias;
+  const outs = [...(pw ? [pw] : []), ...(pb ? [pb] : [])];
   rt.dispatch({
     key: `normBackward:dw:${hasMean}:${!!dweight}:${!!dbias}`,
     bindings: [read('X'), read('RS'), read('G'), hasMean && read('MU'), !!dweight && ['DW', 'f32', 'w'], !!dbias && ['DB', 'f32', 'w']],
-    uniform: 'rows: u32, n: u32', code: () => `
-${flatMain(`  if (i >= p.n) { return; }
-  let j = i;
+    uniform: 'rows: u32, n: u32, chunk: u32, chunks: u32', code: () => `
+${flatMain(`  if (i >= p.n * p.chunks) { return; }
+  let j = i % p.n;
+  let c = i / p.n;
+  let r1 = min((c + 1u) * p.chunk, p.rows);
   var dw = 0.0;
   var db = 0.0;
-  for (var row = 0u; row < p.rows; row++) {
+  for (var row = c * p.chunk; row < r1; row++) {
     let base = row * p.n;
     let g = G[base + j];
     dw += g * ${xhat};
     db += g;
   }
-  ${dweight ? 'DW[j] = dw;' : ''}
-  ${dbias ? 'DB[j] = db;' : ''}`)}` }, [...cols, ...outs], u(), rt.grid(Math.ceil(n / WG)));
+  ${dweight ? 'DW[i] = dw;' : ''}
+  ${dbias ? 'DB[i] = db;' : ''}`)}` }, [...cols, ...outs], new Uniform().u(rows, n, chunks > 1 ? COL_CHUNK : rows, chunks), rt.grid(Math.ceil((n * chunks) / WG)));
+  if (chunks === 1) return;
+  if (dweight) reduce(rt, 'sum', pw!, 1, chunks, n, dweight);
+  if (dbias) reduce(rt, 'sum', pb!, 1, chunks, n, dbias);
 }
 
 /** Two passes: per-workgroup partial sums, then one workgroup adds the partials. */
-export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf): void {
+export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf, at = 0): void {
+  if (at < 0 || at >= out.length) throw new Error(`sumSquares: output index ${at} outside a buffer of ${out.length}`);
   const groups = Math.max(1, Math.min(1024, Math.ceil(n / WG)));
   const partial = rt.temp(groups, 'f32');
   rt.dispatch({ key: 'sumSquares:partial',
@@ -240,12 +273,29 @@ ${rowMain(`  var s = 0.0;
   for (var j = row * ${WG}u + t; j < p.n; j += p.groups * ${WG}u) { let v = A[j]; s += v * v; }
   s = wgSum(s, t);
   if (t == 0u) { O[row] = s; }`)}` }, [a, partial], new Uniform().u(n, groups), [groups]);
-  rt.dispatch({ key: 'sumSquares:final', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32', code: () => `
+  rt.dispatch({ key: 'sumSquares:final', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32, at: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  var s = 0.0;
   for (var j = t; j < p.n; j += ${WG}u) { s += A[j]; }
   s = wgSum(s, t);
-  if (t == 0u) { O[0] = s; }`)}` }, [partial, out], new Uniform().u(groups), [1]);
+  if (t == 0u) { O[p.at] = s; }`)}` }, [partial, out], new Uniform().u(groups, at), [1]);
+}
+
+/** One workgroup adds the per-tensor sums of squares and writes the clip factor and the norm. */
+export function clipScale(rt: Runtime, sumSq: GpuBuf, count: number, maxNorm: number, scale: number, out: GpuBuf): void {
+  if (count > sumSq.length || out.length < 2) throw new Error(`clipScale: ${count} sums in a buffer of ${sumSq.length}, output of ${out.length} (needs 2)`);
+  rt.dispatch({ key: 'clipScale', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32, maxNorm: f32, scale: f32', code: () => `
+${reduceFns}
+${rowMain(`  var s = 0.0;
+  for (var j = t; j < p.n; j += ${WG}u) { s += A[j]; }
+  s = wgSum(s, t);
+  if (t == 0u) {
+    let norm = sqrt(s) * p.scale;
+    var f = 1.0;
+    if (p.maxNorm > 0.0 && norm > p.maxNorm) { f = p.maxNorm / (norm + 1e-6); }
+    O[0] = p.scale * f;
+    O[1] = norm;
+  }`)}` }, [sumSq, out], new Uniform().u(count).f(maxNorm, scale), [1]);
 }
 
 /** One thread per row keeps a sorted list of the best k (insertion, earlier index wins ties). */
