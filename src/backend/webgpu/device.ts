@@ -7,6 +7,8 @@ export interface AcquireOpts {
   powerPreference?: GPUPowerPreference;
   /** Dawn toggles for create() in Node, e.g. ['enable-dawn-features=allow_unsafe_apis']. */
   dawnOptions?: string[];
+  /** Optional features to request where the adapter offers them (e.g. 'chromium-experimental-subgroup-matrix'). */
+  features?: string[];
 }
 
 export interface Acquired {
@@ -58,6 +60,7 @@ export async function acquireDevice(opts: AcquireOpts = {}): Promise<Acquired> {
   }
   const features: GPUFeatureName[] = [];
   if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+  for (const f of opts.features ?? []) if (adapter.features.has(f) && !features.includes(f as GPUFeatureName)) features.push(f as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
   const info = adapter.info;
   const adapterName = [info?.vendor, info?.architecture, info?.description].filter(Boolean).join(' ') || 'unknown adapter';

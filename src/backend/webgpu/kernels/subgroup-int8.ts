@@ -1,0 +1,186 @@
+// int8 x int8 -> i32 matrix products on subgroup matrices (Dawn's experimental
+// `chromium-experimental-subgroup-matrix` feature, tensor cores on NVIDIA through Vulkan cooperative
+// matrices), for the configuration M16 x N16 x K32: left subgroup_matrix_left<i8, 32, 16> (16 rows,
+// 32 columns), right subgroup_matrix_right<i8, 16, 32>, result subgroup_matrix_result<i32, 16, 16>.
+//
+// Layouts (all row-major): A [M, K] int8 activations, 4 per i32 word, element k of a row in byte
+// k % 4 (least significant first) of word k / 4; B [N, K] int8 weights in the same packing, or
+// sign bits [N, ceil(K / 32)] words (bit k % 32 of word k / 32, set = +1, clear = -1); C [Mp, Np]
+// i32 with Mp, Np the sizes rounded up to whole workgroup blocks. C = A B^T: the right matrix is B
+// read column-major (element (k, n) at n * K + k). Offsets and strides of the builtins count i8
+// elements, not words.
+//
+// Two WGSL spellings exist for the load and store builtins: the current one takes the majorness as a
+// template argument (subgroupMatrixLoad<T, col_major>(p, offset, stride)), the older one as a bool
+// argument (subgroupMatrixLoad<T>(p, offset, col_major, stride)); a given Dawn accepts one or both
+// (the older one with a deprecation warning where both exist).
+
+export type Spelling = 'template' | 'bool';
+
+const LEFT = 'subgroup_matrix_left<i8, 32, 16>';
+const RIGHT = 'subgroup_matrix_right<i8, 16, 32>';
+const RESULT = 'subgroup_matrix_result<i32, 16, 16>';
+
+function load(sp: Spelling, type: string, ptr: string, off: string, colMajor: boolean, stride: string): string {
+  return sp === 'template'
+    ? `subgroupMatrixLoad<${type}, ${colMajor ? 'col_major' : 'row_major'}>(${ptr}, ${off}, ${stride})`
+    : `subgroupMatrixLoad<${type}>(${ptr}, ${off}, ${colMajor}, ${stride})`;
+}
+
+function store(sp: Spelling, ptr: string, off: string, val: string, stride: string): string {
+  return sp === 'template'
+    ? `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${val}, ${stride})`
+    : `subgroupMatrixStore(${ptr}, ${off}, ${val}, false, ${stride})`;
+}
+
+/** Directives every kernel starts with; subgroup-index-dependent offsets are subgroup-uniform only. */
+export function header(): string {
+  return `enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+diagnostic(off, subgroup_uniformity);
+`;
+}
+
+/** One 16 x 16 x 32 tile: C = A B^T with A [16, 32], B [16, 32] int8, C [16, 16] i32 (one subgroup). */
+export function tileKernel(sp: Spelling, sg: number): string {
+  return `${header()}
+@group(0) @binding(0) var<storage, read> A: array<i32>;
+@group(0) @binding(1) var<storage, read> B: array<i32>;
+@group(0) @binding(2) var<storage, read_write> C: array<i32>;
+@compute @workgroup_size(${sg})
+fn main() {
+  let a = ${load(sp, LEFT, '&A', '0u', false, '32u')};
+  let b = ${load(sp, RIGHT, '&B', '0u', true, '32u')};
+  let c = subgroupMatrixMultiplyAccumulate(a, b, ${RESULT}());
+  ${store(sp, '&C', '0u', 'c', '16u')};
+}`;
+}
+
+export interface GemmShape { tm: number; tn: number }
+
+/**
+ * One subgroup per workgroup, tm x tn result tiles per subgroup, operands read straight from storage.
+ * Needs M % (16 tm) == 0, N % (16 tn) == 0, K % 32 == 0. Uniform P: M, N, K (elements), Np (C stride).
+ */
+export function directKernel(sp: Spelling, sg: number, { tm, tn }: GemmShape): string {
+  const lines: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`  var c${i}_${j} = ${RESULT}();`);
+  const body: string[] = [];
+  for (let i = 0; i < tm; i++) body.push(`    let a${i} = ${load(sp, LEFT, '&A', `(m0 + ${16 * i}u) * p.K + k`, false, 'p.K')};`);
+  for (let j = 0; j < tn; j++) body.push(`    let b${j} = ${load(sp, RIGHT, '&B', `(n0 + ${16 * j}u) * p.K + k`, true, 'p.K')};`);
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) body.push(`    c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c${i}_${j});`);
+  const st: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) st.push(`  ${store(sp, '&C', `(m0 + ${16 * i}u) * p.Np + n0 + ${16 * j}u`, `c${i}_${j}`, 'p.Np')};`);
+  return `${header()}
+struct P { M: u32, N: u32, K: u32, Np: u32 }
+@group(0) @binding(0) var<storage, read> A: array<i32>;
+@group(0) @binding(1) var<storage, read> B: array<i32>;
+@group(0) @binding(2) var<storage, read_write> C: array<i32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(${sg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>) {
+  let m0 = wid.y * ${16 * tm}u;
+  let n0 = wid.x * ${16 * tn}u;
+${lines.join('\n')}
+  for (var k = 0u; k < p.K; k += 32u) {
+${body.join('\n')}
+  }
+${st.join('\n')}
+}`;
+}
+
+export interface SharedShape {
+  /** Subgroups per workgroup along M and N. */
+  sgm: number; sgn: number;
+  /** Result tiles per subgroup along M and N. */
+  tm: number; tn: number;
+  /** K elements staged per step (a multiple of 32). */
+  kb: number;
+}
+export const SHARED_DEFAULT: SharedShape = { sgm: 2, sgn: 2, tm: 2, tn: 4, kb: 64 };
+
+/** Workgroup block sizes (rows of A, rows of B) of a shared kernel. */
+export function sharedBlock(s: SharedShape): { bm: number; bn: number; threads: (sg: number) => number } {
+  return { bm: s.sgm * s.tm * 16, bn: s.sgn * s.tn * 16, threads: (sg) => sg * s.sgm * s.sgn };
+}
+
+/**
+ * A and B staged through workgroup memory, kb elements of K at a time; several subgroups share each
+ * staged block. B is int8 words (`bits` false) or sign bits expanded to +-1 bytes while staging
+ * (`bits` true). Any M, N; K % 4 == 0 (int8 B) or any K (bits, with A zero past K up to a multiple
+ * of 4). Uniform P: M, N, Kw (A words per row), Np (C stride), Bw (B words per row).
+ * Dispatch [ceil(N / bn), ceil(M / bm)] workgroups; C needs ceil(M / bm) bm rows of Np =
+ * ceil(N / bn) bn.
+ */
+export function sharedKernel(sp: Spelling, sg: number, s: SharedShape, bits: boolean): string {
+  const { bm, bn } = sharedBlock(s);
+  const threads = sg * s.sgm * s.sgn;
+  const kw = s.kb / 4; // staged words per row
+  if (s.kb % 32 !== 0) throw new Error(`subgroup int8 kernel: kb must be a multiple of 32, got ${s.kb}`);
+  const decl: string[] = [];
+  for (let i = 0; i < s.tm; i++) for (let j = 0; j < s.tn; j++) decl.push(`  var c${i}_${j} = ${RESULT}();`);
+  const mma: string[] = [];
+  for (let kk = 0; kk < s.kb; kk += 32) {
+    for (let i = 0; i < s.tm; i++) mma.push(`    let a${i}_${kk} = ${load(sp, LEFT, '&As', `(sm + ${16 * i}u) * ${s.kb}u + ${kk}u`, false, `${s.kb}u`)};`);
+    for (let j = 0; j < s.tn; j++) mma.push(`    let b${j}_${kk} = ${load(sp, RIGHT, '&Bs', `(sn + ${16 * j}u) * ${s.kb}u + ${kk}u`, true, `${s.kb}u`)};`);
+    for (let i = 0; i < s.tm; i++) for (let j = 0; j < s.tn; j++) mma.push(`    c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${kk}, b${j}_${kk}, c${i}_${j});`);
+  }
+  const st: string[] = [];
+  for (let i = 0; i < s.tm; i++) for (let j = 0; j < s.tn; j++) {
+    st.push(`  ${store(sp, '&C', `(m0 + sm + ${16 * i}u) * p.Np + n0 + sn + ${16 * j}u`, `c${i}_${j}`, 'p.Np')};`);
+  }
+  const stageB = bits ? `
+  // Sign bits: each staged row takes kb / 32 words; a nibble of 4 bits becomes 4 bytes of +1 / -1:
+  // spread the bits to the low bit of each byte (s), then ~(s * 254) maps 1 -> 0x01, 0 -> 0xff.
+  for (var r = lidx; r < ${bn * (s.kb / 32)}u; r += ${threads}u) {
+    let row = r / ${s.kb / 32}u;
+    let wsub = r % ${s.kb / 32}u;
+    let n = n0 + row;
+    let wi = k0 / 32u + wsub;
+    var word = 0u;
+    if (n < p.N && wi < p.Bw) { word = u32(B[n * p.Bw + wi]); }
+    for (var q = 0u; q < 8u; q++) {
+      let nib = (word >> (4u * q)) & 15u;
+      let spread = (nib & 1u) | ((nib & 2u) << 7u) | ((nib & 4u) << 14u) | ((nib & 8u) << 21u);
+      Bs[row * ${kw}u + wsub * 8u + q] = i32(~(spread * 254u));
+    }
+  }` : `
+  for (var w = lidx; w < ${bn * kw}u; w += ${threads}u) {
+    let row = w / ${kw}u;
+    let n = n0 + row;
+    let wi = k0 / 4u + w % ${kw}u;
+    var v = 0;
+    if (n < p.N && wi < p.Bw) { v = B[n * p.Bw + wi]; }
+    Bs[w] = v;
+  }`;
+  return `${header()}
+struct P { M: u32, N: u32, Kw: u32, Np: u32, Bw: u32 }
+@group(0) @binding(0) var<storage, read> A: array<i32>;
+@group(0) @binding(1) var<storage, read> B: array<i32>;
+@group(0) @binding(2) var<storage, read_write> C: array<i32>;
+@group(0) @binding(3) var<uniform> p: P;
+var<workgroup> As: array<i32, ${bm * kw}>;
+var<workgroup> Bs: array<i32, ${bn * kw}>;
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+  let m0 = wid.y * ${bm}u;
+  let n0 = wid.x * ${bn}u;
+  let g = lidx / ${sg}u;
+  let sm = (g / ${s.sgn}u) * ${s.tm * 16}u;
+  let sn = (g % ${s.sgn}u) * ${s.tn * 16}u;
+${decl.join('\n')}
+  for (var k0 = 0u; k0 < p.Kw * 4u; k0 += ${s.kb}u) {
+    for (var w = lidx; w < ${bm * kw}u; w += ${threads}u) {
+      let m = m0 + w / ${kw}u;
+      let wi = k0 / 4u + w % ${kw}u;
+      var v = 0;
+      if (m < p.M && wi < p.Kw) { v = A[m * p.Kw + wi]; }
+      As[w] = v;
+    }${stageB}
+    workgroupBarrier();
+${mma.join('\n')}
+    workgroupBarrier();
+  }
+${st.join('\n')}
+}`;
+}
