@@ -5,7 +5,8 @@
 //   row scales:    y_ti = alpha_i sum_j s_ij x_tj + beta_i sum(x_t)      (single: alpha_0, beta_0)
 // A first pass scales the activations once per token into a zero-padded [M, 32 * words] buffer and
 // takes the per-token bias term; the main pass gives each thread one output row and up to TM tokens,
-// walking the row's words and adding or subtracting each activation by its bit. The signed sum is
+// walking the row's words and adding or subtracting each activation by its bit. A single token
+// (decode) takes a kernel of its own that spreads each row over 32 lanes (fbiPackedGemv). The signed sum is
 // taken directly (not as 2 * (sum over set bits) - (sum of all)), which avoids that form's cancellation.
 // The int8 mode quantizes the scaled activations in the first pass (as the CPU's int8 kernel does)
 // and the main pass then sums small integers, exactly.
@@ -90,7 +91,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }` }, [x, alpha, beta, u, bias, dq], new Uniform().u(rows, inF, kpad, code, int8 ? 1 : 0), rt.grid(rows));
 
-  const tm = rows === 1 ? 1 : TM;
+  if (rows === 1) {
+    fbiPackedGemv(rt, bits, u, bias, dq, alpha, beta, outF, wpr, code, y);
+    scratchDone(rt, u, bias, dq);
+    return;
+  }
+  const tm = TM;
   const tiles = Math.ceil(rows / tm), blocks = Math.ceil(outF / LANES);
   if (tiles > rt.maxWorkgroups || blocks > rt.maxWorkgroups) {
     throw new Error(`webgpu packed FBI: ${rows} tokens x ${outF} outputs exceed this adapter's ${rt.maxWorkgroups} workgroups per dimension; split the batch`);
@@ -130,6 +136,54 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }` }, [bits, u, bias, dq, alpha, beta, y], new Uniform().u(rows, outF, wpr, kpad, code), [blocks, tiles]);
   scratchDone(rt, u, bias, dq);
+}
+
+/** Output rows per workgroup of the one-token kernel (32 lanes each). */
+const GEMV_ROWS = 8;
+
+/**
+ * One token (decode): 32 lanes per output row, lane l taking bit l of every word of the row, so a
+ * row's word is one broadcast read and the activations are read contiguously across the lanes; the
+ * 32 partial sums are added in a fixed tree. Many more workgroups than the batched kernel's one
+ * thread per row, which leaves most of the GPU idle at batch 1.
+ */
+function fbiPackedGemv(rt: Runtime, bits: GpuBuf, u: GpuBuf, bias: GpuBuf, dq: GpuBuf, alpha: GpuBuf, beta: GpuBuf,
+  outF: number, wpr: number, code: number, y: GpuBuf): void {
+  const groups = Math.ceil(outF / GEMV_ROWS);
+  rt.dispatch({ key: 'fbiPackedGemv',
+    bindings: [['BITS', 'i32', 'r'], ['U', 'f32', 'r'], ['BIAS', 'f32', 'r'], ['DQ', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'],
+      ['Y', 'f32', 'w']],
+    uniform: 'N: u32, wpr: u32, pattern: u32', code: () => `
+var<workgroup> part: array<f32, ${GEMV_ROWS * 32}>;
+@compute @workgroup_size(${GEMV_ROWS * 32})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.x + wid.y * nwg.x;
+  let r = g * ${GEMV_ROWS}u + lid / 32u;
+  let lane = lid % 32u;
+  // Rows past the end read the last row (in range) and write nothing.
+  let i = min(r, p.N - 1u);
+  var acc = 0.0;
+  for (var w = 0u; w < p.wpr; w++) {
+    let word = u32(BITS[i * p.wpr + w]);
+    let uj = U[w * 32u + lane];
+    acc += select(-uj, uj, ((word >> lane) & 1u) == 1u);
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+  for (var s = 16u; s > 0u; s = s >> 1u) {
+    if (lane < s) { part[lid] += part[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u && r < p.N) {
+    let sv = DQ[0] * part[lid];
+    var yv = sv + BIAS[0];
+    if (p.pattern != 0u) {
+      let q = select(0u, r, p.pattern == 1u);
+      yv = ALPHA[q] * sv + BETA[q] * BIAS[0];
+    }
+    Y[r] = yv;
+  }
+}` }, [bits, u, bias, dq, alpha, beta, y], new Uniform().u(outF, wpr, code), rt.grid(groups));
 }
 
 /** The webgpu FBI table, bound to a runtime (packing, the f16/int8 heads and GGUF blocks have no webgpu kernel). */
