@@ -9,11 +9,14 @@
 // (decode) takes a kernel of its own that spreads each row over 32 lanes (fbiPackedGemv). The signed sum is
 // taken directly (not as 2 * (sum over set bits) - (sum of all)), which avoids that form's cancellation.
 // The int8 mode quantizes the scaled activations in the first pass (as the CPU's int8 kernel does)
-// and the main pass then sums small integers, exactly.
+// and the main pass then sums small integers, exactly. With int8 subgroup matrices on the device
+// (FRUGAL_WEBGPU_SUBGROUP_MATRIX=1 and a passing self-check), 16 or more int8 tokens take tensor cores
+// (fbiMmaMatmul) for the same sums.
 import { type FbiKernels, type FbiMatmulArgs, unsupported } from '../contracts.ts';
 import { GpuBuf } from './pool.ts';
 import { type Runtime, Uniform } from './runtime.ts';
 import { scratch, scratchDone } from './peer-sort.ts';
+import { header as subgroupHeader, SHARED_DEFAULT, sharedBlock, sharedKernelBody } from './kernels/subgroup-int8.ts';
 
 const PATTERN_CODE = { column: 0, row: 1, single: 2 } as const;
 type Pattern = keyof typeof PATTERN_CODE;
@@ -91,6 +94,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }` }, [x, alpha, beta, u, bias, dq], new Uniform().u(rows, inF, kpad, code, int8 ? 1 : 0), rt.grid(rows));
 
+  if (int8 && rt.int8Mma && rows >= MMA_MIN_ROWS) {
+    fbiMmaMatmul(rt, bits, u, bias, dq, alpha, beta, rows, outF, wpr, kpad, code, y);
+    scratchDone(rt, u, bias, dq);
+    return;
+  }
   if (rows === 1) {
     fbiPackedGemv(rt, bits, u, bias, dq, alpha, beta, outF, wpr, code, y);
     scratchDone(rt, u, bias, dq);
@@ -136,6 +144,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }` }, [bits, u, bias, dq, alpha, beta, y], new Uniform().u(rows, outF, wpr, kpad, code), [blocks, tiles]);
   scratchDone(rt, u, bias, dq);
+}
+
+/** Fewest tokens that take the subgroup-matrix path (its tiles are 64 tokens; below 16 most would be padding). */
+const MMA_MIN_ROWS = 16;
+
+/**
+ * int8 activations on subgroup matrices (tensor cores), for prefill: the quantized activations are
+ * packed 4 per word, the staged kernel of kernels/subgroup-int8.ts expands the sign bits to +-1 bytes
+ * in workgroup memory and accumulates exact i32 sums, and an epilogue applies the same scaling as the
+ * scalar kernel (the sums are the same integers, so the outputs are identical).
+ */
+function fbiMmaMatmul(rt: Runtime, bits: GpuBuf, u: GpuBuf, bias: GpuBuf, dq: GpuBuf, alpha: GpuBuf, beta: GpuBuf,
+  rows: number, outF: number, wpr: number, kpad: number, code: number, y: GpuBuf): void {
+  const { spelling, sg } = rt.int8Mma!;
+  const { bm, bn } = sharedBlock(SHARED_DEFAULT);
+  const mb = Math.ceil(rows / bm), nb = Math.ceil(outF / bn);
+  if (mb > rt.maxWorkgroups || nb > rt.maxWorkgroups) {
+    throw new Error(`webgpu packed FBI: ${rows} tokens x ${outF} outputs exceed this adapter's ${rt.maxWorkgroups} workgroups per dimension; split the batch`);
+  }
+  const np = nb * bn, kw = kpad / 4;
+  const a = scratch(rt, rows * kw, 'i32'), c = scratch(rt, mb * bm * np, 'i32');
+  rt.dispatch({ key: 'fbiPackInt8', bindings: [['U', 'f32', 'r'], ['A', 'i32', 'w']], uniform: 'n: u32', code: () => `
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  var w = 0u;
+  for (var j = 0u; j < 4u; j++) { w |= (u32(i32(U[4u * i + j])) & 255u) << (8u * j); }
+  A[i] = i32(w);
+}` }, [u, a], new Uniform().u(rows * kw), rt.grid(Math.ceil((rows * kw) / 256)));
+  rt.dispatch({ key: `fbiMmaBits:${spelling}:${sg}`, directives: subgroupHeader(),
+    bindings: [['A', 'i32', 'r'], ['B', 'i32', 'r'], ['C', 'i32', 'w']], uniform: 'M: u32, N: u32, Kw: u32, Np: u32, Bw: u32',
+    code: () => sharedKernelBody(spelling, sg, SHARED_DEFAULT, true) }, [a, bits, c], new Uniform().u(rows, outF, kw, np, wpr), [nb, mb]);
+  rt.dispatch({ key: 'fbiMmaEpilogue',
+    bindings: [['C', 'i32', 'r'], ['BIAS', 'f32', 'r'], ['DQ', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['Y', 'f32', 'w']],
+    uniform: 'M: u32, N: u32, Np: u32, pattern: u32', code: () => `
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let e = gid.x + gid.y * nwg.x * 256u;
+  if (e >= p.M * p.N) { return; }
+  let t = e / p.N;
+  let i = e % p.N;
+  let sv = DQ[t] * f32(C[t * p.Np + i]);
+  var yv = sv + BIAS[t];
+  if (p.pattern != 0u) {
+    let q = select(0u, i, p.pattern == 1u);
+    yv = ALPHA[q] * sv + BETA[q] * BIAS[t];
+  }
+  Y[e] = yv;
+}` }, [c, bias, dq, alpha, beta, y], new Uniform().u(rows, outF, np, code), rt.grid(Math.ceil((rows * outF) / 256)));
+  scratchDone(rt, a, c);
 }
 
 /** Output rows per workgroup of the one-token kernel (32 lanes each). */

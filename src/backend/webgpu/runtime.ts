@@ -24,6 +24,8 @@ export interface KernelSpec {
   uniform?: string;
   /** Builds the WGSL after the declarations (called once per key). */
   code: () => string;
+  /** WGSL put before the declarations (`enable` and `diagnostic` directives must come first). */
+  directives?: string;
 }
 
 function storageBindings(spec: KernelSpec): Binding[] {
@@ -99,6 +101,8 @@ export class Runtime {
   readonly maxWorkgroups: number;
   readonly maxWorkgroupStorage: number;
   readonly maxInvocations: number;
+  /** The int8 subgroup-matrix path when the device has it and its self-check passed (see kernels/subgroup-int8.ts). */
+  int8Mma: { spelling: 'template' | 'bool'; sg: number } | null = null;
   private lost: string | null = null;
   private error: string | null = null;
 
@@ -127,7 +131,7 @@ export class Runtime {
     }));
     if (spec.uniform !== undefined) entries.push({ binding: access.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
     const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries })] });
-    const module = this.device.createShaderModule({ code: `${bindingDecls(spec)}\n${spec.code()}`, label: spec.key });
+    const module = this.device.createShaderModule({ code: `${spec.directives ?? ''}${bindingDecls(spec)}\n${spec.code()}`, label: spec.key });
     p = { pipeline: this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: spec.key }), access };
     this.pipelines.set(spec.key, p);
     return p;

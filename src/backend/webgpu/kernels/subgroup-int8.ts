@@ -113,6 +113,20 @@ export function sharedBlock(s: SharedShape): { bm: number; bn: number; threads: 
  * ceil(N / bn) bn.
  */
 export function sharedKernel(sp: Spelling, sg: number, s: SharedShape, bits: boolean): string {
+  return `${header()}
+${SHARED_DECLS}
+${sharedKernelBody(sp, sg, s, bits)}`;
+}
+
+/** The bindings sharedKernelBody expects, in order (as the runtime declares them from a KernelSpec). */
+export const SHARED_DECLS = `@group(0) @binding(0) var<storage, read> A: array<i32>;
+@group(0) @binding(1) var<storage, read> B: array<i32>;
+@group(0) @binding(2) var<storage, read_write> C: array<i32>;
+struct P { M: u32, N: u32, Kw: u32, Np: u32, Bw: u32 }
+@group(0) @binding(3) var<uniform> p: P;`;
+
+/** sharedKernel without its directives and declarations. */
+export function sharedKernelBody(sp: Spelling, sg: number, s: SharedShape, bits: boolean): string {
   const { bm, bn } = sharedBlock(s);
   const threads = sg * s.sgm * s.sgn;
   const kw = s.kb / 4; // staged words per row
@@ -153,13 +167,7 @@ export function sharedKernel(sp: Spelling, sg: number, s: SharedShape, bits: boo
     if (n < p.N && wi < p.Bw) { v = B[n * p.Bw + wi]; }
     Bs[w] = v;
   }`;
-  return `${header()}
-struct P { M: u32, N: u32, Kw: u32, Np: u32, Bw: u32 }
-@group(0) @binding(0) var<storage, read> A: array<i32>;
-@group(0) @binding(1) var<storage, read> B: array<i32>;
-@group(0) @binding(2) var<storage, read_write> C: array<i32>;
-@group(0) @binding(3) var<uniform> p: P;
-var<workgroup> As: array<i32, ${bm * kw}>;
+  return `var<workgroup> As: array<i32, ${bm * kw}>;
 var<workgroup> Bs: array<i32, ${bn * kw}>;
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
@@ -183,4 +191,55 @@ ${mma.join('\n')}
   }
 ${st.join('\n')}
 }`;
+}
+
+/**
+ * Whether `device` runs the int8 subgroup-matrix kernels correctly, and in which spelling: compiles
+ * the one-tile kernel in each spelling (errors scoped, nothing raised) and runs it on random values
+ * against the host's integer product. Null when the feature, the M16 N16 K32 i8 configuration or a
+ * fixed subgroup size is missing, or no spelling gives the exact product.
+ */
+export async function checkSubgroupInt8(device: GPUDevice): Promise<{ spelling: Spelling; sg: number } | null> {
+  if (!device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName)) return null;
+  const info = (device as unknown as { adapterInfo?: Record<string, unknown> }).adapterInfo ?? {};
+  const sg = Number(info.subgroupMaxSize), sgMin = Number(info.subgroupMinSize);
+  if (!Number.isInteger(sg) || sg !== sgMin) return null;
+  const configs = (info.subgroupMatrixConfigs as { componentType: string; resultComponentType: string; M: number; N: number; K: number }[] | undefined) ?? [];
+  if (!configs.some((c) => c.componentType === 'i8' && c.resultComponentType === 'i32' && c.M === 16 && c.N === 16 && c.K === 32)) return null;
+  const a = new Int8Array(16 * 32), b = new Int8Array(16 * 32);
+  let x = 12345;
+  for (const v of [a, b]) for (let i = 0; i < v.length; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; v[i] = ((x >>> 16) % 255) - 127; }
+  const want = new Int32Array(256);
+  for (let i = 0; i < 16; i++) for (let n = 0; n < 16; n++) { let s = 0; for (let k = 0; k < 32; k++) s += a[i * 32 + k] * b[n * 32 + k]; want[i * 16 + n] = s; }
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const A = device.createBuffer({ size: a.byteLength, usage }), B = device.createBuffer({ size: b.byteLength, usage });
+  const C = device.createBuffer({ size: 1024, usage }), R = device.createBuffer({ size: 1024, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  device.queue.writeBuffer(A, 0, a);
+  device.queue.writeBuffer(B, 0, b);
+  try {
+    for (const sp of ['template', 'bool'] as Spelling[]) {
+      device.pushErrorScope('validation');
+      const module = device.createShaderModule({ code: tileKernel(sp, sg) });
+      const pipe = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }).catch(() => null);
+      const err = await device.popErrorScope();
+      if (!pipe || err) continue;
+      const group = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [A, B, C].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+      const enc = device.createCommandEncoder();
+      enc.clearBuffer(C);
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipe);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      enc.copyBufferToBuffer(C, 0, R, 0, 1024);
+      device.queue.submit([enc.finish()]);
+      await R.mapAsync(GPUMapMode.READ);
+      const got = new Int32Array(R.getMappedRange().slice(0));
+      R.unmap();
+      if (got.every((v, i) => v === want[i])) return { spelling: sp, sg };
+    }
+    return null;
+  } finally {
+    for (const buf of [A, B, C, R]) buf.destroy();
+  }
 }
