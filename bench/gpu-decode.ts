@@ -2,12 +2,14 @@
 // beside PyTorch decoding the dense model of the same shape in bf16 with a KV cache on the same GPU
 // (bench/torch_decode_peer.py), with our weight-read bandwidth and where a token's time goes.
 //   frugal bench gpu-decode [--preset fbi-1.3b] [--prompt 16] [--decode 64] [--layers N] [--budget-s 60]
-//     [--peer-budget-s 60] [--no-peer] [--cpu-smoke]
+//     [--peer-budget-s 60] [--prefill N] [--no-peer] [--cpu-smoke]
 // Two loops are timed: 'host' is what `frugal generate` does per token (ids uploaded, logits read
 // back, argmax on the host); 'device' keeps the greedy token on the GPU (argmax there, fed straight
 // back as the next input) and syncs once at the end, the loop the PyTorch peer runs. Then the parts
 // of a token: the 7 packed linears of every layer alone, the f32 LM head alone, and the cost of one
-// small dispatch, each over repeated calls between two syncs.
+// small dispatch, each over repeated calls between two syncs. --prefill N also times an N-token
+// prefill, on int8 subgroup matrices when the device has them (FRUGAL_WEBGPU_SUBGROUP_MATRIX=1) and
+// on the scalar int8 kernel, with the logits of the two compared.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +24,7 @@ import { finishWebGPU, releasePool, startWebGPU } from './matmul.ts';
 import { runBenchIfMain } from './kit.ts';
 
 /** The --key options run() reads (`frugal bench gpu-decode` rejects any other). */
-export const options: readonly string[] = ['device', 'keep-device', 'preset', 'prompt', 'decode', 'layers', 'budget-s', 'peer-budget-s', 'no-peer', 'cpu-smoke'];
+export const options: readonly string[] = ['device', 'keep-device', 'preset', 'prompt', 'decode', 'prefill', 'layers', 'budget-s', 'peer-budget-s', 'no-peer', 'cpu-smoke'];
 
 const FBI_PRESETS = Object.keys(PRESETS).filter((n) => n.startsWith('fbi-'));
 
@@ -56,6 +58,7 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
   const preset = String(args.preset ?? 'fbi-1.3b');
   if (!FBI_PRESETS.includes(preset)) throw new UsageError(`--preset must be one of ${FBI_PRESETS.join(', ')}, got ${preset}`);
   const promptLen = positive(args, 'prompt', 16), decode = positive(args, 'decode', 64);
+  const prefillLen = args.prefill === undefined ? 0 : positive(args, 'prefill', 1);
   const budgetMs = positive(args, 'budget-s', 60) * 1000;
   const layers = args.layers === undefined ? null : positive(args, 'layers', 1);
   const cfg = { ...PRESETS[preset], ...(layers ? { numLayers: layers } : {}) } as ModelConfig;
@@ -187,6 +190,37 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
       small_dispatch_us: rd(dispMs * 1000), dispatch_floor_ms_per_token: rd(perToken * dispMs),
     });
     for (const x of new Set([...xs.values(), h, tiny])) x.dispose();
+  }
+  if (prefillLen && performance.now() - t0 < budgetMs) {
+    const ids = Int32Array.from({ length: prefillLen }, (_, i) => (i * 7919 + 13) % vocab);
+    const mma = rt.int8Mma;
+    const timed = async (): Promise<[number, Float32Array]> => {
+      let best = Infinity, last: Float32Array = new Float32Array(0);
+      for (let r = 0; r < 2; r++) {
+        const state = model.createState(1, prefillLen + 1);
+        await syncWebGPU();
+        const t = performance.now();
+        last = await stepLogits(ids, state);
+        best = Math.min(best, performance.now() - t);
+      }
+      return [best, last.slice()];
+    };
+    const pf: Record<string, unknown> = { tokens: prefillLen, subgroup_matrix: mma };
+    const flops = 2 * prefillLen * linears.reduce((n, l) => n + l.inFeatures * l.outFeatures, 0);
+    if (mma) {
+      const [ms, logits] = await timed();
+      rt.int8Mma = null;
+      const [ms0, logits0] = await timed();
+      rt.int8Mma = mma;
+      let diff = 0;
+      for (let i = 0; i < logits.length; i++) if (!Object.is(logits[i], logits0[i])) diff++;
+      Object.assign(pf, { mma_ms: rd(ms), scalar_ms: rd(ms0), mma_tokens_per_s: rd(prefillLen / ms * 1000), scalar_tokens_per_s: rd(prefillLen / ms0 * 1000),
+        mma_linear_tops_upper_bound: rd(flops / ms / 1e9), speedup: rd(ms0 / ms), last_logits_differing: diff });
+    } else {
+      const [ms0] = await timed();
+      Object.assign(pf, { scalar_ms: rd(ms0), scalar_tokens_per_s: rd(prefillLen / ms0 * 1000) });
+    }
+    res.prefill = pf;
   }
   for (const t of [...model.parameters(), ...model.namedBuffers().map(([, b]) => b)]) t.dispose();
   await releasePool();
