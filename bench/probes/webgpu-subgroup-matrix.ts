@@ -285,7 +285,7 @@ async function parent(): Promise<void> {
     if (stages.includes('tile')) runStage('tile', ['--spelling', spelling], timeoutS);
     if (stages.includes('gemm')) runStage('gemm', ['--spelling', spelling, '--shapes', shapes.map((s) => s.join('x')).join(','), '--reps', String(reps)], timeoutS * 2);
   }
-  if (stages.includes('torch')) out.torch = torchPeer(shapes, reps, timeoutS);
+  if (stages.includes('torch')) out.torch = torchPeer(shapes, reps, Math.max(timeoutS, 30));
   // Headline: our best variant per shape against torch int8 and bf16.
   const gemmLines = runs.filter((r) => r.stage === 'gemm').flatMap((r) => r.lines).filter((l) => typeof l.tops === 'number');
   const torchRows = ((out.torch as Line | undefined)?.rows as Line[] | undefined) ?? [];
