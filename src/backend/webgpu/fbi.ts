@@ -6,7 +6,7 @@
 // A first pass scales the activations once per token into a zero-padded [M, 32 * words] buffer and
 // takes the per-token bias term; the main pass gives each thread one output row and up to TM tokens,
 // walking the row's words and adding or subtracting each activation by its bit. A single token
-// (decode) takes a kernel of its own that spreads each row over 32 lanes (fbiPackedGemv). The signed sum is
+// (decode) takes one fused dispatch that spreads each row over 32 lanes (fbiPackedGemv). The signed sum is
 // taken directly (not as 2 * (sum over set bits) - (sum of all)), which avoids that form's cancellation.
 // The int8 mode quantizes the scaled activations in the first pass (as the CPU's int8 kernel does)
 // and the main pass then sums small integers, exactly. With int8 subgroup matrices on the device
@@ -52,6 +52,10 @@ export function fbiPackedMatmul(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: Gpu
   if (int8 && 127 * kpad >= 1 << 24) throw new Error(`webgpu packed FBI: int8 activations need in features < ${Math.floor((1 << 24) / 127)} (exact f32 sums), got ${inF}`);
   if (rows === 0) return;
   const code = PATTERN_CODE[pattern];
+  if (rows === 1) {
+    fbiPackedGemv(rt, x, bits, alpha, beta, inF, outF, wpr, code, int8, y);
+    return;
+  }
   const u = scratch(rt, rows * kpad, 'f32'), bias = scratch(rt, rows, 'f32'), dq = scratch(rt, rows, 'f32');
   rt.dispatch({ key: 'fbiPackedPrep',
     bindings: [['X', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['U', 'f32', 'w'], ['BIAS', 'f32', 'w'], ['DQ', 'f32', 'w']],
@@ -96,11 +100,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   if (int8 && rt.int8Mma && rows >= MMA_MIN_ROWS) {
     fbiMmaMatmul(rt, bits, u, bias, dq, alpha, beta, rows, outF, wpr, kpad, code, y);
-    scratchDone(rt, u, bias, dq);
-    return;
-  }
-  if (rows === 1) {
-    fbiPackedGemv(rt, bits, u, bias, dq, alpha, beta, outF, wpr, code, y);
     scratchDone(rt, u, bias, dq);
     return;
   }
@@ -201,21 +200,46 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 const GEMV_ROWS = 8;
 
 /**
- * One token (decode): 32 lanes per output row, lane l taking bit l of every word of the row, so a
- * row's word is one broadcast read and the activations are read contiguously across the lanes; the
- * 32 partial sums are added in a fixed tree. Many more workgroups than the batched kernel's one
- * thread per row, which leaves most of the GPU idle at batch 1.
+ * One token (decode), in one dispatch: every workgroup first takes the token's bias term and absmax
+ * exactly as fbiPackedPrep does (64 lanes, the same order, so the same values), then gives each of its
+ * output rows 32 lanes, lane l taking bit l of every word of the row: the row's word is one broadcast
+ * read and the activations (scaled, and quantized in int8 mode, on the fly) are read contiguously
+ * across the lanes; the 32 partial sums are added in a fixed tree. Many more workgroups than the
+ * batched kernel's one thread per row, which leaves most of the GPU idle at batch 1, and no prep
+ * dispatch (half the dispatches of a decoded token's linears).
  */
-function fbiPackedGemv(rt: Runtime, bits: GpuBuf, u: GpuBuf, bias: GpuBuf, dq: GpuBuf, alpha: GpuBuf, beta: GpuBuf,
-  outF: number, wpr: number, code: number, y: GpuBuf): void {
+function fbiPackedGemv(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: GpuBuf, beta: GpuBuf, inF: number, outF: number, wpr: number,
+  code: number, int8: boolean, y: GpuBuf): void {
   const groups = Math.ceil(outF / GEMV_ROWS);
   rt.dispatch({ key: 'fbiPackedGemv',
-    bindings: [['BITS', 'i32', 'r'], ['U', 'f32', 'r'], ['BIAS', 'f32', 'r'], ['DQ', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'],
-      ['Y', 'f32', 'w']],
-    uniform: 'N: u32, wpr: u32, pattern: u32', code: () => `
+    bindings: [['X', 'f32', 'r'], ['BITS', 'i32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['Y', 'f32', 'w']],
+    uniform: 'N: u32, K: u32, wpr: u32, pattern: u32, quant: u32', code: () => `
 var<workgroup> part: array<f32, ${GEMV_ROWS * 32}>;
+var<workgroup> red: array<f32, ${LANES}>;
+var<workgroup> amaxs: array<f32, ${LANES}>;
 @compute @workgroup_size(${GEMV_ROWS * 32})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  if (lid < ${LANES}u) {
+    var bsum = 0.0;
+    var amax = 0.0;
+    for (var j = lid; j < p.K; j += ${LANES}u) {
+      let xj = X[j];
+      var uj = xj;
+      if (p.pattern == 0u) { uj = ALPHA[j] * xj; bsum += BETA[j] * xj; } else { bsum += xj; }
+      amax = max(amax, abs(uj));
+    }
+    red[lid] = bsum;
+    amaxs[lid] = amax;
+  }
+  workgroupBarrier();
+  for (var s = ${LANES / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; amaxs[lid] = max(amaxs[lid], amaxs[lid + s]); }
+    workgroupBarrier();
+  }
+  let bias = red[0];
+  let m = amaxs[0];
+  let dq = select(1.0, m / 127.0, p.quant == 1u);
+  let inv = select(0.0, 127.0 / m, m > 0.0);
   let g = wid.x + wid.y * nwg.x;
   let r = g * ${GEMV_ROWS}u + lid / 32u;
   let lane = lid % 32u;
@@ -223,8 +247,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = min(r, p.N - 1u);
   var acc = 0.0;
   for (var w = 0u; w < p.wpr; w++) {
+    let j = w * 32u + lane;
+    var uj = 0.0;
+    if (j < p.K) {
+      let xj = X[j];
+      uj = xj;
+      if (p.pattern == 0u) { uj = ALPHA[j] * xj; }
+      if (p.quant == 1u) { uj = clamp(round(uj * inv), -127.0, 127.0); }
+    }
     let word = u32(BITS[i * p.wpr + w]);
-    let uj = U[w * 32u + lane];
     acc += select(-uj, uj, ((word >> lane) & 1u) == 1u);
   }
   part[lid] = acc;
@@ -234,15 +265,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
   if (lane == 0u && r < p.N) {
-    let sv = DQ[0] * part[lid];
-    var yv = sv + BIAS[0];
+    let sv = dq * part[lid];
+    var yv = sv + bias;
     if (p.pattern != 0u) {
       let q = select(0u, r, p.pattern == 1u);
-      yv = ALPHA[q] * sv + BETA[q] * BIAS[0];
+      yv = ALPHA[q] * sv + BETA[q] * bias;
     }
     Y[r] = yv;
   }
-}` }, [bits, u, bias, dq, alpha, beta, y], new Uniform().u(outF, wpr, code), rt.grid(groups));
+}` }, [x, bits, alpha, beta, y], new Uniform().u(outF, inF, wpr, code, int8 ? 1 : 0), rt.grid(groups));
 }
 
 /** The webgpu FBI table, bound to a runtime (packing, the f16/int8 heads and GGUF blocks have no webgpu kernel). */
