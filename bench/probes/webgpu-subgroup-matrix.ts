@@ -5,6 +5,8 @@
 //   compile  each kernel of src/backend/webgpu/kernels/subgroup-int8.ts in each builtin spelling
 //            (majorness as a template argument, the current form, and as a bool argument, the older)
 //   tile     one 16 x 16 x 32 tile against the CPU's integer product (every entry)
+//   diagnose one-tile variants (row and K offsets, strides, uniform-valued arguments, accumulation,
+//            workgroup memory, store stride), each against the CPU, wrong entries matched to dot products
 //   gemm     the tiled kernels (direct from storage; staged through workgroup memory with int8 or
 //            sign-bit weights) on small odd shapes checked entry by entry, then timed at 4096^3 and at
 //            fbi-1.3b prefill shapes (512 tokens), entries sampled across tile edges checked exactly
@@ -16,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  directKernel, SHARED_DEFAULT, sharedBlock, sharedKernel, type Spelling, tileKernel,
+  directKernel, header, SHARED_DEFAULT, sharedBlock, sharedKernel, type Spelling, tileKernel,
 } from '../../src/backend/webgpu/kernels/subgroup-int8.ts';
 
 const FEATURE = 'chromium-experimental-subgroup-matrix';
@@ -183,6 +185,93 @@ async function stageTile(sp: Spelling): Promise<void> {
   g.device.destroy();
 }
 
+/** One 16 x 16 result tile from chosen rows and K ranges of A and B: where the tiled kernels differ from the one-tile kernel. */
+interface Micro { name: string; ka: number; aRows: number; bRows: number; ar: number; br: number; koffs: number[]; uniform: boolean; wg: boolean; sc: number }
+const MICROS: Micro[] = [
+  { name: 'base', ka: 32, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0], uniform: false, wg: false, sc: 16 },
+  { name: 'uniform-offset-stride', ka: 32, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0], uniform: true, wg: false, sc: 16 },
+  { name: 'a-rows-16', ka: 32, aRows: 32, bRows: 16, ar: 16, br: 0, koffs: [0], uniform: false, wg: false, sc: 16 },
+  { name: 'b-rows-16', ka: 32, aRows: 16, bRows: 32, ar: 0, br: 16, koffs: [0], uniform: false, wg: false, sc: 16 },
+  { name: 'stride-64-k0', ka: 64, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0], uniform: false, wg: false, sc: 16 },
+  { name: 'stride-64-k32', ka: 64, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [32], uniform: false, wg: false, sc: 16 },
+  { name: 'k64-accumulate', ka: 64, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0, 32], uniform: false, wg: false, sc: 16 },
+  { name: 'store-stride-32', ka: 32, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0], uniform: false, wg: false, sc: 32 },
+  { name: 'workgroup-base', ka: 32, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0], uniform: false, wg: true, sc: 16 },
+  { name: 'workgroup-k64-accumulate', ka: 64, aRows: 16, bRows: 16, ar: 0, br: 0, koffs: [0, 32], uniform: false, wg: true, sc: 16 },
+  { name: 'workgroup-a-rows-16', ka: 32, aRows: 32, bRows: 16, ar: 16, br: 0, koffs: [0], uniform: false, wg: true, sc: 16 },
+];
+
+function microKernel(sp: Spelling, sg: number, m: Micro): string {
+  const L = 'subgroup_matrix_left<i8, 32, 16>', R = 'subgroup_matrix_right<i8, 16, 32>', Res = 'subgroup_matrix_result<i32, 16, 16>';
+  const ld = (type: string, ptr: string, off: string, col: boolean, stride: string) => sp === 'template'
+    ? `subgroupMatrixLoad<${type}, ${col ? 'col_major' : 'row_major'}>(${ptr}, ${off}, ${stride})`
+    : `subgroupMatrixLoad<${type}>(${ptr}, ${off}, ${col}, ${stride})`;
+  const st = sp === 'template' ? `subgroupMatrixStore<row_major>(&C, 0u, c, ${m.sc}u)` : `subgroupMatrixStore(&C, 0u, c, false, ${m.sc}u)`;
+  const aw = (m.aRows * m.ka) / 4, bw = (m.bRows * m.ka) / 4;
+  const pa = m.wg ? '&As' : '&A', pb = m.wg ? '&Bs' : '&B';
+  const stride = m.uniform ? 'p.ka' : `${m.ka}u`;
+  const steps = m.koffs.map((k) => {
+    const ao = m.uniform ? `p.ar * p.ka + ${k}u` : `${m.ar * m.ka + k}u`;
+    const bo = m.uniform ? `p.br * p.ka + ${k}u` : `${m.br * m.ka + k}u`;
+    return `  c = subgroupMatrixMultiplyAccumulate(${ld(L, pa, ao, false, stride)}, ${ld(R, pb, bo, true, stride)}, c);`;
+  }).join('\n');
+  return `${header()}
+struct P { ka: u32, ar: u32, br: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> A: array<i32>;
+@group(0) @binding(1) var<storage, read> B: array<i32>;
+@group(0) @binding(2) var<storage, read_write> C: array<i32>;
+@group(0) @binding(3) var<uniform> p: P;
+${m.wg ? `var<workgroup> As: array<i32, ${aw}>;\nvar<workgroup> Bs: array<i32, ${bw}>;` : ''}
+@compute @workgroup_size(${sg})
+fn main(@builtin(local_invocation_index) lid: u32) {
+${m.wg ? `  for (var w = lid; w < ${aw}u; w += ${sg}u) { As[w] = A[w]; }\n  for (var w = lid; w < ${bw}u; w += ${sg}u) { Bs[w] = B[w]; }\n  workgroupBarrier();` : ''}
+  var c = ${Res}();
+${steps}
+  ${st};
+  _ = p.pad;
+}`;
+}
+
+async function stageDiagnose(sp: Spelling): Promise<void> {
+  const g = await openGpu();
+  for (const m of MICROS) {
+    const r = await compile(g, microKernel(sp, g.sg, m));
+    if (!r.pipeline) { emit({ stage: 'diagnose', micro: m.name, ok: false, error: r.error }); continue; }
+    const a = randInt8(m.aRows * m.ka), b = randInt8(m.bRows * m.ka);
+    const A = storage(g, new Int32Array(a.buffer as ArrayBuffer)), B = storage(g, new Int32Array(b.buffer as ArrayBuffer));
+    const C = storage(g, new Int32Array(16 * m.sc));
+    const U = g.device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    g.device.queue.writeBuffer(U, 0, new Uint32Array([m.ka, m.ar, m.br, 0]));
+    dispatch(g, r.pipeline, [A, B, C, U], [1, 1]);
+    const c = await readI32(g, C, 16 * m.sc);
+    const want = new Int32Array(256);
+    for (let i = 0; i < 16; i++) for (let n = 0; n < 16; n++) {
+      let acc = 0;
+      for (const k0 of m.koffs) for (let k = 0; k < 32; k++) acc += a[(m.ar + i) * m.ka + k0 + k] * b[(m.br + n) * m.ka + k0 + k];
+      want[i * 16 + n] = acc;
+    }
+    let bad = 0;
+    for (let i = 0; i < 16; i++) for (let n = 0; n < 16; n++) if (c[i * m.sc + n] !== want[i * 16 + n]) bad++;
+    // Which (A row, B row, k offset) dot products explain the first wrong entries, if any single one does.
+    const explain: unknown[] = [];
+    if (bad) {
+      for (const [i, n] of [[0, 1], [1, 0], [1, 1], [5, 9]]) {
+        const got = c[i * m.sc + n];
+        const hits: string[] = [];
+        for (let ra = 0; ra < m.aRows; ra++) for (let rb = 0; rb < m.bRows; rb++) for (let k0 = 0; k0 + 32 <= m.ka; k0 += 4) {
+          let acc = 0;
+          for (let k = 0; k < 32; k++) acc += a[ra * m.ka + k0 + k] * b[rb * m.ka + k0 + k];
+          if (acc === got && hits.length < 4) hits.push(`a${ra} b${rb} k${k0}`);
+        }
+        explain.push({ i, n, got, want: want[i * 16 + n], single_dot_matches: hits });
+      }
+    }
+    [A, B, C, U].forEach((x) => x.destroy());
+    emit({ stage: 'diagnose', micro: m.name, ok: bad === 0, mismatches: bad, row0_got: Array.from(c.subarray(0, 16)), row0_want: Array.from(want.subarray(0, 16)), explain });
+  }
+  g.device.destroy();
+}
+
 async function stageGemm(sp: Spelling, shapes: [number, number, number][], reps: number): Promise<void> {
   const g = await openGpu();
   for (const v of VARIANTS) {
@@ -261,7 +350,7 @@ function torchPeer(shapes: [number, number, number][], reps: number, timeoutS: n
 }
 
 async function parent(): Promise<void> {
-  const stages = arg('stages', 'configs,compile,tile,gemm,torch').split(',');
+  const stages = arg('stages', 'configs,compile,tile,diagnose,gemm,torch').split(',');
   const shapes = arg('shapes', DEFAULT_SHAPES).split(',').map((s) => s.split('x').map(Number) as [number, number, number]);
   for (const s of shapes) if (s.length !== 3 || s.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`--shapes wants MxNxK,...; got ${arg('shapes', '')}`);
   const reps = Number(arg('reps', '20')), timeoutS = Number(arg('stage-timeout-s', '60'));
@@ -283,6 +372,7 @@ async function parent(): Promise<void> {
   out.spelling = spelling;
   if (spelling) {
     if (stages.includes('tile')) runStage('tile', ['--spelling', spelling], timeoutS);
+    if (stages.includes('diagnose')) runStage('diagnose', ['--spelling', spelling], timeoutS);
     if (stages.includes('gemm')) runStage('gemm', ['--spelling', spelling, '--shapes', shapes.map((s) => s.join('x')).join(','), '--reps', String(reps)], timeoutS * 2);
   }
   if (stages.includes('torch')) out.torch = torchPeer(shapes, reps, Math.max(timeoutS, 30));
@@ -311,6 +401,7 @@ if (child) {
     if (child === 'configs') await stageConfigs();
     else if (child === 'compile') await stageCompile(sp);
     else if (child === 'tile') await stageTile(sp);
+    else if (child === 'diagnose') await stageDiagnose(sp);
     else if (child === 'gemm') await stageGemm(sp, arg('shapes', DEFAULT_SHAPES).split(',').map((s) => s.split('x').map(Number) as [number, number, number]), Number(arg('reps', '20')));
     else throw new Error(`unknown stage ${child}`);
   } catch (e) {
