@@ -116,26 +116,28 @@ function exactAt(a: Int8Array, w: (n: number, j: number) => number, k: number, i
   return s;
 }
 
-type Variant = 'direct' | 'shared-int8' | 'shared-bits';
-const VARIANTS: Variant[] = ['direct', 'shared-int8', 'shared-bits'];
+type Variant = 'direct' | 'direct-baked' | 'shared-int8' | 'shared-bits';
+const VARIANTS: Variant[] = ['direct', 'direct-baked', 'shared-int8', 'shared-bits'];
 const DIRECT = { tm: 2, tn: 4 };
 
-function variantCode(v: Variant, sp: Spelling, sg: number): string {
+function variantCode(v: Variant, sp: Spelling, sg: number, K = 32, N = 64): string {
+  if (v === 'direct-baked') return directKernel(sp, sg, DIRECT, { K, Np: Math.ceil(N / (16 * DIRECT.tn)) * 16 * DIRECT.tn });
   return v === 'direct' ? directKernel(sp, sg, DIRECT) : sharedKernel(sp, sg, SHARED_DEFAULT, v === 'shared-bits');
 }
+const isDirect = (v: Variant) => v === 'direct' || v === 'direct-baked';
 
 /** Runs variant v on M x N x K; returns the C buffer, its row stride and a runner for timing. */
 function setup(g: Gpu, pipe: GPUComputePipeline, v: Variant, M: number, N: number, K: number, a: Int8Array, b8: Int8Array, bw: Int32Array<ArrayBuffer>) {
   const bits = v === 'shared-bits';
   const kw = Math.ceil(K / 4), wpr = Math.ceil(K / 32);
   let bm: number, bn: number;
-  if (v === 'direct') { bm = 16 * DIRECT.tm; bn = 16 * DIRECT.tn; } else ({ bm, bn } = sharedBlock(SHARED_DEFAULT));
+  if (isDirect(v)) { bm = 16 * DIRECT.tm; bn = 16 * DIRECT.tn; } else ({ bm, bn } = sharedBlock(SHARED_DEFAULT));
   const mp = Math.ceil(M / bm) * bm, np = Math.ceil(N / bn) * bn;
   const A = storage(g, packRows(a, M, K, kw));
   const B = bits ? storage(g, bw) : storage(g, packRows(b8, N, K, kw));
   const C = storage(g, new Int32Array(mp * np));
   const u = new Uint32Array(8);
-  if (v === 'direct') u.set([M, N, K, np]); else u.set([M, N, kw, np, bits ? wpr : kw]);
+  if (isDirect(v)) u.set([M, N, K, np]); else u.set([M, N, kw, np, bits ? wpr : kw]);
   const U = g.device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   g.device.queue.writeBuffer(U, 0, u);
   const groups: [number, number] = [np / bn, mp / bm];
@@ -275,13 +277,24 @@ async function stageDiagnose(sp: Spelling): Promise<void> {
 async function stageGemm(sp: Spelling, shapes: [number, number, number][], reps: number): Promise<void> {
   const g = await openGpu();
   for (const v of VARIANTS) {
-    const r = await compile(g, variantCode(v, sp, g.sg));
-    if (!r.pipeline) { emit({ stage: 'gemm', variant: v, ok: false, error: r.error }); continue; }
+    // The baked variant compiles once per K and C stride.
+    const pipes = new Map<string, GPUComputePipeline | null>();
+    const pipeFor = async (K: number, N: number) => {
+      const key = v === 'direct-baked' ? `${K}:${N}` : '';
+      if (!pipes.has(key)) {
+        const r = await compile(g, variantCode(v, sp, g.sg, K, N));
+        if (!r.pipeline) emit({ stage: 'gemm', variant: v, ok: false, error: r.error });
+        pipes.set(key, r.pipeline);
+      }
+      return pipes.get(key)!;
+    };
     // Every entry of small shapes; odd sizes exercise the bounds of the staged kernels.
-    const small: [number, number, number][] = v === 'direct' ? [[64, 128, 96], [32, 64, 32]] : [[100, 200, 96], [64, 128, 2048], [33, 130, 160], [1, 5, 36]];
+    const small: [number, number, number][] = isDirect(v) ? [[64, 128, 96], [32, 64, 32]] : [[100, 200, 96], [64, 128, 2048], [33, 130, 160], [1, 5, 36]];
     for (const [M, N, K] of small) {
+      const pipe = await pipeFor(K, N);
+      if (!pipe) continue;
       const a = randInt8(M * K), b8 = randInt8(N * K), bw = randWords(N * Math.ceil(K / 32));
-      const s = setup(g, r.pipeline, v, M, N, K, a, b8, bw);
+      const s = setup(g, pipe, v, M, N, K, a, b8, bw);
       s.run();
       const c = await readI32(g, s.C, Math.ceil(M / 1) * s.np);
       const w = weightAt(v === 'shared-bits', b8, bw, Math.ceil(K / 32), K);
@@ -294,9 +307,11 @@ async function stageGemm(sp: Spelling, shapes: [number, number, number][], reps:
       emit({ stage: 'gemm', variant: v, check: `${M}x${N}x${K}`, ok: bad === 0, mismatches: bad, first_mismatch: first });
     }
     for (const [M, N, K] of shapes) {
-      if (v === 'direct' && (M % 32 || N % 64 || K % 32)) { emit({ stage: 'gemm', variant: v, shape: `${M}x${N}x${K}`, skipped: 'direct needs M % 32, N % 64, K % 32 == 0' }); continue; }
+      if (isDirect(v) && (M % 32 || N % 64 || K % 32)) { emit({ stage: 'gemm', variant: v, shape: `${M}x${N}x${K}`, skipped: 'direct needs M % 32, N % 64, K % 32 == 0' }); continue; }
+      const pipe = await pipeFor(K, N);
+      if (!pipe) continue;
       const a = randInt8(M * K), b8 = v === 'shared-bits' ? new Int8Array(0) : randInt8(N * K), bw = v === 'shared-bits' ? randWords(N * Math.ceil(K / 32)) : new Int32Array(0);
-      const s = setup(g, r.pipeline, v, M, N, K, a, b8, bw);
+      const s = setup(g, pipe, v, M, N, K, a, b8, bw);
       s.run(2);
       await g.device.queue.onSubmittedWorkDone();
       let t = performance.now();

@@ -62,27 +62,37 @@ export interface GemmShape { tm: number; tn: number }
  * One subgroup per workgroup, tm x tn result tiles per subgroup, operands read straight from storage.
  * Needs M % (16 tm) == 0, N % (16 tn) == 0, K % 32 == 0. Uniform P: M, N, K (elements), Np (C stride).
  */
-export function directKernel(sp: Spelling, sg: number, { tm, tn }: GemmShape): string {
-  const lines: string[] = [];
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`  var c${i}_${j} = ${RESULT}();`);
-  const body: string[] = [];
-  for (let i = 0; i < tm; i++) body.push(`    let a${i} = ${load(sp, LEFT, '&A', `(m0 + ${16 * i}u) * p.K + k`, false, 'p.K')};`);
-  for (let j = 0; j < tn; j++) body.push(`    let b${j} = ${load(sp, RIGHT, '&B', `(n0 + ${16 * j}u) * p.K + k`, true, 'p.K')};`);
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) body.push(`    c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c${i}_${j});`);
-  const st: string[] = [];
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) st.push(`  ${store(sp, '&C', `(m0 + ${16 * i}u) * p.Np + n0 + ${16 * j}u`, `c${i}_${j}`, 'p.Np')};`);
+export function directKernel(sp: Spelling, sg: number, shape: GemmShape, baked?: { K: number; Np: number }): string {
   return `${header()}
 struct P { M: u32, N: u32, K: u32, Np: u32 }
 @group(0) @binding(0) var<storage, read> A: array<i32>;
 @group(0) @binding(1) var<storage, read> B: array<i32>;
 @group(0) @binding(2) var<storage, read_write> C: array<i32>;
 @group(0) @binding(3) var<uniform> p: P;
-@compute @workgroup_size(${sg})
+${directKernelBody(sp, sg, shape, baked)}`;
+}
+
+/**
+ * directKernel without directives and declarations; `baked` writes K and the C stride into the
+ * shader as constants (strides and offsets then are compile-time values, not uniform reads).
+ */
+export function directKernelBody(sp: Spelling, sg: number, { tm, tn }: GemmShape, baked?: { K: number; Np: number }): string {
+  const K = baked ? `${baked.K}u` : 'p.K', NP = baked ? `${baked.Np}u` : 'p.Np';
+  const lines: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`  var c${i}_${j} = ${RESULT}();`);
+  const body: string[] = [];
+  for (let i = 0; i < tm; i++) body.push(`    let a${i} = ${load(sp, LEFT, '&A', `(m0 + ${16 * i}u) * ${K} + k`, false, K)};`);
+  for (let j = 0; j < tn; j++) body.push(`    let b${j} = ${load(sp, RIGHT, '&B', `(n0 + ${16 * j}u) * ${K} + k`, true, K)};`);
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) body.push(`    c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c${i}_${j});`);
+  const st: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) st.push(`  ${store(sp, '&C', `(m0 + ${16 * i}u) * ${NP} + n0 + ${16 * j}u`, `c${i}_${j}`, NP)};`);
+  return `@compute @workgroup_size(${sg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>) {
   let m0 = wid.y * ${16 * tm}u;
   let n0 = wid.x * ${16 * tn}u;
 ${lines.join('\n')}
-  for (var k = 0u; k < p.K; k += 32u) {
+  _ = p.M;
+  for (var k = 0u; k < ${K}; k += 32u) {
 ${body.join('\n')}
   }
 ${st.join('\n')}
