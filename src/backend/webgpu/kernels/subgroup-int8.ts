@@ -206,7 +206,7 @@ ${st.join('\n')}
 /**
  * Whether `device` runs the int8 subgroup-matrix kernels correctly, and in which spelling: compiles
  * the one-tile kernel in each spelling (errors scoped, nothing raised) and runs it on random values
- * against the host's integer product. Null when the feature, the M16 N16 K32 i8 configuration or a
+ * against the host's integer product, then the staged sign-bit kernel on a small odd shape. Null when the feature, the M16 N16 K32 i8 configuration or a
  * fixed subgroup size is missing, or no spelling gives the exact product.
  */
 export async function checkSubgroupInt8(device: GPUDevice): Promise<{ spelling: Spelling; sg: number } | null> {
@@ -246,10 +246,56 @@ export async function checkSubgroupInt8(device: GPUDevice): Promise<{ spelling: 
       await R.mapAsync(GPUMapMode.READ);
       const got = new Int32Array(R.getMappedRange().slice(0));
       R.unmap();
-      if (got.every((v, i) => v === want[i])) return { spelling: sp, sg };
+      if (got.every((v, i) => v === want[i]) && await checkSharedBits(device, sp, sg)) return { spelling: sp, sg };
     }
     return null;
   } finally {
     for (const buf of [A, B, C, R]) buf.destroy();
+  }
+}
+
+/** The staged sign-bit kernel (the one packed FBI prefill runs) on a small odd shape, every entry exact. */
+async function checkSharedBits(device: GPUDevice, sp: Spelling, sg: number): Promise<boolean> {
+  const M = 70, N = 130, K = 100, kw = Math.ceil(K / 4), wpr = Math.ceil(K / 32);
+  const { bm, bn } = sharedBlock(SHARED_DEFAULT);
+  const mb = Math.ceil(M / bm), nb = Math.ceil(N / bn), np = nb * bn;
+  const a = new Int8Array(M * kw * 4), bits = new Int32Array(N * wpr);
+  let x = 987654321;
+  const next = () => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return x; };
+  for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) a[i * kw * 4 + k] = ((next() >>> 16) % 255) - 127;
+  for (let i = 0; i < bits.length; i++) bits[i] = next() | 0;
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ code: sharedKernel(sp, sg, SHARED_DEFAULT, true) });
+  const pipe = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }).catch(() => null);
+  if (await device.popErrorScope() || !pipe) return false;
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const bytes = mb * bm * np * 4;
+  const A = device.createBuffer({ size: a.byteLength, usage }), B = device.createBuffer({ size: bits.byteLength, usage });
+  const C = device.createBuffer({ size: bytes, usage }), R = device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  const U = device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  try {
+    device.queue.writeBuffer(A, 0, a);
+    device.queue.writeBuffer(B, 0, bits);
+    device.queue.writeBuffer(U, 0, new Uint32Array([M, N, kw, np, wpr, 0, 0, 0]));
+    const group = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [A, B, C, U].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipe);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(nb, mb);
+    pass.end();
+    enc.copyBufferToBuffer(C, 0, R, 0, bytes);
+    device.queue.submit([enc.finish()]);
+    await R.mapAsync(GPUMapMode.READ);
+    const got = new Int32Array(R.getMappedRange().slice(0));
+    R.unmap();
+    for (let i = 0; i < M; i++) for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += a[i * kw * 4 + k] * (((bits[n * wpr + (k >> 5)] >>> (k & 31)) & 1) ? 1 : -1);
+      if (got[i * np + n] !== acc) return false;
+    }
+    return true;
+  } finally {
+    for (const buf of [A, B, C, R, U]) buf.destroy();
   }
 }
