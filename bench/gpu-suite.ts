@@ -19,6 +19,8 @@ interface Entry {
   /** Flags for the full run on the H200; budget-s bounds our part, peer-budget-s PyTorch's. */
   full: Args;
   tiny: Args;
+  /** Headline figures of this entry's result (else headline() below). */
+  summary?: (r: Record<string, unknown>) => Record<string, unknown>;
 }
 
 const SUITE: Entry[] = [
@@ -43,6 +45,16 @@ const SUITE: Entry[] = [
     full: { family, ctx: '1024', batch: '8', steps: '3', 'budget-s': '30', 'peer-budget-s': '25' },
     tiny: { family, 'model-preset': { fbi: 'fbi-tiny', ttt: 'ttt-linear-tiny', peer: 'peer-tiny' }[family], ctx: '16', batch: '2', steps: '1' },
   })),
+  {
+    name: 'gpu-decode', load: () => import('./gpu-decode.ts'),
+    full: { preset: 'fbi-1.3b', prompt: '16', decode: '64', 'budget-s': '40', 'peer-budget-s': '40' },
+    tiny: { preset: 'fbi-tiny', prompt: '4', decode: '4' },
+    summary: (r) => r.error ? { error: r.error } : {
+      tokens_per_s: r.tokens_per_s, host_loop_tokens_per_s: r.host_loop_tokens_per_s, torch_bf16_tokens_per_s: r.torch_bf16_tokens_per_s,
+      torch_bf16_graph_tokens_per_s: r.torch_bf16_graph_tokens_per_s, ratio_vs_torch_bf16: r.ratio_vs_torch_bf16, weight_read_GBps: r.weight_read_GBps,
+      ...(r.torch_error ? { torch_error: r.torch_error } : {}),
+    },
+  },
 ];
 
 const num = (x: unknown, digits = 3) => (typeof x === 'number' ? +x.toPrecision(digits) : x ?? null);
@@ -105,7 +117,7 @@ export async function run(args: Args): Promise<Record<string, unknown>> {
     }
     res.wall_s = (performance.now() - t) / 1000;
     writeFileSync(join(out, `${e.name}.json`), JSON.stringify(res, null, 2) + '\n');
-    summary[e.name] = { ...headline(e.name, res), wall_s: num(res.wall_s) };
+    summary[e.name] = { ...(e.summary ? e.summary(res) : headline(e.name, res)), wall_s: num(res.wall_s) };
     log(`${e.name} done in ${(res.wall_s as number).toFixed(1)}s: ${JSON.stringify(summary[e.name])}`);
   }
   summary.total_s = num((performance.now() - t0) / 1000);

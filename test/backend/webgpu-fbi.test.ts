@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fbiInt8Matmul, fbiPackedMatmul, fbiPackSigns, fbiRepack } from '../../src/backend/cpu/fbi.ts';
-import { initWebGPU, webgpuAdapterName } from '../../src/backend/webgpu/index.ts';
+import { initWebGPU, webgpuAdapterName, webgpuInt8Mma, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
 import type { Buf } from '../../src/backend/types.ts';
 import { modelFromPacked, packModel } from '../../src/infer/packed-linear.ts';
 import { setPackedActivations } from '../../src/nn/packed.ts';
@@ -31,9 +31,9 @@ if (gpu) {
     const rng = new Rng(3);
     const kernel = (x: Buf, bits: Buf, alpha: Buf, beta: Buf, pattern: 'column' | 'row' | 'single', rows: number, inF: number, outF: number, y: Buf) =>
       gpu.fbi.packedMatmul({ x, bits, alpha, beta, pattern, rows, inF, outF, y });
-    // rows: 1 (decode path), 5 and 9 (partial tiles of 4 tokens); in: whole and partial words; out > 64 threads.
+    // rows: 1 (decode kernel; in 1000: many words per lane), 5 and 9 (partial tiles of 4 tokens); in: whole and partial words; out > 64 threads.
     for (const pattern of PATTERNS) {
-      for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [3, 300, 130]]) {
+      for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [3, 300, 130], [1, 1000, 70]]) {
         const w = randArray(outF * inF, rng);
         const ns = pattern === 'column' ? inF : pattern === 'row' ? outF : 1;
         const alpha = Float32Array.from(randArray(ns, rng), (v) => 0.1 + Math.abs(v));
@@ -58,6 +58,42 @@ if (gpu) {
     }
     assert.throws(() => kernel(gpu.upload(new Float32Array(4)), gpu.upload(new Int32Array(2)), gpu.upload(new Float32Array(40)),
       gpu.upload(new Float32Array(40)), 'column', 1, 40, 1, gpu.upload(new Float32Array(1))), /x has 4 elements, needs 40/);
+  });
+
+  // The tensor-core path (FRUGAL_WEBGPU_SUBGROUP_MATRIX=1 on a device whose self-check passes) sums the
+  // same integers as the scalar int8 kernel: the outputs must be identical, bit for bit.
+  const mma = webgpuInt8Mma();
+  test('int8 packed matmul on subgroup matrices = the scalar int8 kernel, bit for bit', { skip: mma ? false : 'no int8 subgroup matrices on this device (or FRUGAL_WEBGPU_SUBGROUP_MATRIX unset)' }, async () => {
+    const rt = webgpuRuntime();
+    const rng = new Rng(5);
+    // Whole and partial 64-token / 128-output blocks, partial words, several K steps.
+    for (const pattern of PATTERNS) {
+      for (const [rows, inF, outF] of [[16, 64, 33], [64, 300, 130], [100, 2048, 256], [130, 96, 200]]) {
+        const w = randArray(outF * inF, rng);
+        const ns = pattern === 'column' ? inF : pattern === 'row' ? outF : 1;
+        const alpha = Float32Array.from(randArray(ns, rng), (v) => 0.1 + Math.abs(v));
+        const beta = randArray(ns, rng, 0.1);
+        const x = randArray(rows * inF, rng);
+        const bits = fbiPackSigns(w, inF, outF);
+        const run = async () => {
+          const y = gpu.upload(new Float32Array(rows * outF));
+          gpu.fbi.int8Matmul({ x: gpu.upload(x), bits: gpu.upload(new Int32Array(bits.buffer)), alpha: gpu.upload(alpha), beta: gpu.upload(beta),
+            pattern, rows, inF, outF, y });
+          return (await gpu.read(y)) as Float32Array;
+        };
+        const viaMma = await run();
+        rt.int8Mma = null;
+        let scalar: Float32Array;
+        try { scalar = await run(); } finally { rt.int8Mma = mma; }
+        let diff = 0;
+        for (let i = 0; i < scalar.length; i++) if (!Object.is(scalar[i], viaMma[i])) diff++;
+        assert.equal(diff, 0, `${pattern} [${rows},${inF}]x[${outF}]: ${diff} outputs differ from the scalar kernel`);
+        const ref8 = new Float32Array(rows * outF);
+        fbiInt8Matmul(x, fbiRepack(bits, inF, outF), alpha, beta, pattern, rows, inF, outF, ref8);
+        const e = relMaxAbs(viaMma, ref8);
+        assert.ok(e < KERNEL_TOL, `${pattern} [${rows},${inF}]x[${outF}] vs cpu int8: error ${e}`);
+      }
+    }
   });
 
   async function toWebGPU(model: CausalLM): Promise<CausalLM> {

@@ -126,3 +126,20 @@ test('torch peer train-step-config (CPU smoke): the frugal_lm_torch twin of each
     assert.ok((ts.torch_fp32_tokens_per_s as number) > 0 && (ts.torch_bf16_tokens_per_s as number) > 0);
   }
 });
+
+test('webgpu packed decode bench: both loops give the same greedy ids, the peer decodes the same dense shape', gpu, async () => {
+  const { run } = await import('../../bench/gpu-decode.ts');
+  const { PRESETS } = await import('../../src/models/presets.ts');
+  const r = await run({ preset: 'fbi-tiny', prompt: '3', decode: '3', prefill: '20', 'keep-device': true, ...(hasCpuTorch ? { 'cpu-smoke': true } : { 'no-peer': true }) });
+  assert.equal(r.greedy_ids_agree, true);
+  assert.ok((r.tokens_per_s as number) > 0 && (r.host_loop_tokens_per_s as number) > 0 && (r.dispatches_per_token as number) > 0);
+  assert.ok(((r.prefill as Record<string, number>).scalar_ms) > 0);
+  if (hasCpuTorch) {
+    assert.equal(r.torch_error, undefined, String(r.torch_error));
+    // fp32 in CPU smoke mode: 4 bytes per weight of the same linears and head.
+    const c = PRESETS['fbi-tiny'];
+    const d = c.hiddenSize!, f = c.intermediateSize!;
+    assert.equal(r.torch_weight_bytes_per_token, 4 * (c.numLayers! * (4 * d * d + 3 * d * f) + c.vocabSize! * d));
+    assert.ok((r.torch_bf16_tokens_per_s as number) > 0);
+  }
+});

@@ -7,6 +7,8 @@ export interface AcquireOpts {
   powerPreference?: GPUPowerPreference;
   /** Dawn toggles for create() in Node, e.g. ['enable-dawn-features=allow_unsafe_apis']. */
   dawnOptions?: string[];
+  /** Optional features to request where the adapter offers them (e.g. 'chromium-experimental-subgroup-matrix'). */
+  features?: string[];
 }
 
 export interface Acquired {
@@ -37,7 +39,24 @@ async function gpuEntry(opts: AcquireOpts): Promise<GPU> {
   return mod.create(opts.dawnOptions ?? []);
 }
 
-export async function acquireDevice(opts: AcquireOpts = {}): Promise<Acquired> {
+/**
+ * FRUGAL_WEBGPU_SUBGROUP_MATRIX=1 (Node) asks Dawn for its experimental int8 subgroup matrices (tensor
+ * cores; used by packed FBI prefill when a self-check passes). Dawn lists the feature only with its
+ * unsafe APIs allowed, so the variable turns those on too.
+ */
+function withEnvFeatures(opts: AcquireOpts): AcquireOpts {
+  const env = typeof process !== 'undefined' ? process.env?.FRUGAL_WEBGPU_SUBGROUP_MATRIX : undefined;
+  if (env === undefined || env === '' || env === '0') return opts;
+  if (env !== '1') throw new Error(`FRUGAL_WEBGPU_SUBGROUP_MATRIX must be 0 or 1, got ${JSON.stringify(env)}`);
+  return {
+    ...opts,
+    dawnOptions: [...new Set([...(opts.dawnOptions ?? []), 'enable-dawn-features=allow_unsafe_apis'])],
+    features: [...new Set([...(opts.features ?? []), 'chromium-experimental-subgroup-matrix', 'subgroups'])],
+  };
+}
+
+export async function acquireDevice(options: AcquireOpts = {}): Promise<Acquired> {
+  const opts = withEnvFeatures(options);
   const gpu = await gpuEntry(opts);
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {
@@ -58,6 +77,7 @@ export async function acquireDevice(opts: AcquireOpts = {}): Promise<Acquired> {
   }
   const features: GPUFeatureName[] = [];
   if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+  for (const f of opts.features ?? []) if (adapter.features.has(f) && !features.includes(f as GPUFeatureName)) features.push(f as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
   const info = adapter.info;
   const adapterName = [info?.vendor, info?.architecture, info?.description].filter(Boolean).join(' ') || 'unknown adapter';

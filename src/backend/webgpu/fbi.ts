@@ -5,14 +5,18 @@
 //   row scales:    y_ti = alpha_i sum_j s_ij x_tj + beta_i sum(x_t)      (single: alpha_0, beta_0)
 // A first pass scales the activations once per token into a zero-padded [M, 32 * words] buffer and
 // takes the per-token bias term; the main pass gives each thread one output row and up to TM tokens,
-// walking the row's words and adding or subtracting each activation by its bit. The signed sum is
+// walking the row's words and adding or subtracting each activation by its bit. A single token
+// (decode) takes one fused dispatch that spreads each row over 32 lanes (fbiPackedGemv). The signed sum is
 // taken directly (not as 2 * (sum over set bits) - (sum of all)), which avoids that form's cancellation.
 // The int8 mode quantizes the scaled activations in the first pass (as the CPU's int8 kernel does)
-// and the main pass then sums small integers, exactly.
+// and the main pass then sums small integers, exactly. With int8 subgroup matrices on the device
+// (FRUGAL_WEBGPU_SUBGROUP_MATRIX=1 and a passing self-check), 16 or more int8 tokens take tensor cores
+// (fbiMmaMatmul) for the same sums.
 import { type FbiKernels, type FbiMatmulArgs, unsupported } from '../contracts.ts';
 import { GpuBuf } from './pool.ts';
 import { type Runtime, Uniform } from './runtime.ts';
 import { scratch, scratchDone } from './peer-sort.ts';
+import { header as subgroupHeader, SHARED_DEFAULT, sharedBlock, sharedKernelBody } from './kernels/subgroup-int8.ts';
 
 const PATTERN_CODE = { column: 0, row: 1, single: 2 } as const;
 type Pattern = keyof typeof PATTERN_CODE;
@@ -48,6 +52,10 @@ export function fbiPackedMatmul(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: Gpu
   if (int8 && 127 * kpad >= 1 << 24) throw new Error(`webgpu packed FBI: int8 activations need in features < ${Math.floor((1 << 24) / 127)} (exact f32 sums), got ${inF}`);
   if (rows === 0) return;
   const code = PATTERN_CODE[pattern];
+  if (rows === 1) {
+    fbiPackedGemv(rt, x, bits, alpha, beta, inF, outF, wpr, code, int8, y);
+    return;
+  }
   const u = scratch(rt, rows * kpad, 'f32'), bias = scratch(rt, rows, 'f32'), dq = scratch(rt, rows, 'f32');
   rt.dispatch({ key: 'fbiPackedPrep',
     bindings: [['X', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['U', 'f32', 'w'], ['BIAS', 'f32', 'w'], ['DQ', 'f32', 'w']],
@@ -90,7 +98,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }` }, [x, alpha, beta, u, bias, dq], new Uniform().u(rows, inF, kpad, code, int8 ? 1 : 0), rt.grid(rows));
 
-  const tm = rows === 1 ? 1 : TM;
+  if (int8 && rt.int8Mma && rows >= MMA_MIN_ROWS) {
+    fbiMmaMatmul(rt, bits, u, bias, dq, alpha, beta, rows, outF, wpr, kpad, code, y);
+    scratchDone(rt, u, bias, dq);
+    return;
+  }
+  const tm = TM;
   const tiles = Math.ceil(rows / tm), blocks = Math.ceil(outF / LANES);
   if (tiles > rt.maxWorkgroups || blocks > rt.maxWorkgroups) {
     throw new Error(`webgpu packed FBI: ${rows} tokens x ${outF} outputs exceed this adapter's ${rt.maxWorkgroups} workgroups per dimension; split the batch`);
@@ -130,6 +143,137 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }` }, [bits, u, bias, dq, alpha, beta, y], new Uniform().u(rows, outF, wpr, kpad, code), [blocks, tiles]);
   scratchDone(rt, u, bias, dq);
+}
+
+/** Fewest tokens that take the subgroup-matrix path (its tiles are 64 tokens; below 16 most would be padding). */
+const MMA_MIN_ROWS = 16;
+
+/**
+ * int8 activations on subgroup matrices (tensor cores), for prefill: the quantized activations are
+ * packed 4 per word, the staged kernel of kernels/subgroup-int8.ts expands the sign bits to +-1 bytes
+ * in workgroup memory and accumulates exact i32 sums, and an epilogue applies the same scaling as the
+ * scalar kernel (the sums are the same integers, so the outputs are identical).
+ */
+function fbiMmaMatmul(rt: Runtime, bits: GpuBuf, u: GpuBuf, bias: GpuBuf, dq: GpuBuf, alpha: GpuBuf, beta: GpuBuf,
+  rows: number, outF: number, wpr: number, kpad: number, code: number, y: GpuBuf): void {
+  const { spelling, sg } = rt.int8Mma!;
+  const { bm, bn } = sharedBlock(SHARED_DEFAULT);
+  const mb = Math.ceil(rows / bm), nb = Math.ceil(outF / bn);
+  if (mb > rt.maxWorkgroups || nb > rt.maxWorkgroups) {
+    throw new Error(`webgpu packed FBI: ${rows} tokens x ${outF} outputs exceed this adapter's ${rt.maxWorkgroups} workgroups per dimension; split the batch`);
+  }
+  const np = nb * bn, kw = kpad / 4;
+  const a = scratch(rt, rows * kw, 'i32'), c = scratch(rt, mb * bm * np, 'i32');
+  rt.dispatch({ key: 'fbiPackInt8', bindings: [['U', 'f32', 'r'], ['A', 'i32', 'w']], uniform: 'n: u32', code: () => `
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  var w = 0u;
+  for (var j = 0u; j < 4u; j++) { w |= (u32(i32(U[4u * i + j])) & 255u) << (8u * j); }
+  A[i] = i32(w);
+}` }, [u, a], new Uniform().u(rows * kw), rt.grid(Math.ceil((rows * kw) / 256)));
+  rt.dispatch({ key: `fbiMmaBits:${spelling}:${sg}`, directives: subgroupHeader(),
+    bindings: [['A', 'i32', 'r'], ['B', 'i32', 'r'], ['C', 'i32', 'w']], uniform: 'M: u32, N: u32, Kw: u32, Np: u32, Bw: u32',
+    code: () => sharedKernelBody(spelling, sg, SHARED_DEFAULT, true) }, [a, bits, c], new Uniform().u(rows, outF, kw, np, wpr), [nb, mb]);
+  rt.dispatch({ key: 'fbiMmaEpilogue',
+    bindings: [['C', 'i32', 'r'], ['BIAS', 'f32', 'r'], ['DQ', 'f32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['Y', 'f32', 'w']],
+    uniform: 'M: u32, N: u32, Np: u32, pattern: u32', code: () => `
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let e = gid.x + gid.y * nwg.x * 256u;
+  if (e >= p.M * p.N) { return; }
+  let t = e / p.N;
+  let i = e % p.N;
+  let sv = DQ[t] * f32(C[t * p.Np + i]);
+  var yv = sv + BIAS[t];
+  if (p.pattern != 0u) {
+    let q = select(0u, i, p.pattern == 1u);
+    yv = ALPHA[q] * sv + BETA[q] * BIAS[t];
+  }
+  Y[e] = yv;
+}` }, [c, bias, dq, alpha, beta, y], new Uniform().u(rows, outF, np, code), rt.grid(Math.ceil((rows * outF) / 256)));
+  scratchDone(rt, a, c);
+}
+
+/** Output rows per workgroup of the one-token kernel (32 lanes each). */
+const GEMV_ROWS = 8;
+
+/**
+ * One token (decode), in one dispatch: every workgroup first takes the token's bias term and absmax
+ * exactly as fbiPackedPrep does (64 lanes, the same order, so the same values), then gives each of its
+ * output rows 32 lanes, lane l taking bit l of every word of the row: the row's word is one broadcast
+ * read and the activations (scaled, and quantized in int8 mode, on the fly) are read contiguously
+ * across the lanes; the 32 partial sums are added in a fixed tree. Many more workgroups than the
+ * batched kernel's one thread per row, which leaves most of the GPU idle at batch 1, and no prep
+ * dispatch (half the dispatches of a decoded token's linears).
+ */
+function fbiPackedGemv(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: GpuBuf, beta: GpuBuf, inF: number, outF: number, wpr: number,
+  code: number, int8: boolean, y: GpuBuf): void {
+  const groups = Math.ceil(outF / GEMV_ROWS);
+  rt.dispatch({ key: 'fbiPackedGemv',
+    bindings: [['X', 'f32', 'r'], ['BITS', 'i32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['Y', 'f32', 'w']],
+    uniform: 'N: u32, K: u32, wpr: u32, pattern: u32, quant: u32', code: () => `
+var<workgroup> part: array<f32, ${GEMV_ROWS * 32}>;
+var<workgroup> red: array<f32, ${LANES}>;
+var<workgroup> amaxs: array<f32, ${LANES}>;
+@compute @workgroup_size(${GEMV_ROWS * 32})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  if (lid < ${LANES}u) {
+    var bsum = 0.0;
+    var amax = 0.0;
+    for (var j = lid; j < p.K; j += ${LANES}u) {
+      let xj = X[j];
+      var uj = xj;
+      if (p.pattern == 0u) { uj = ALPHA[j] * xj; bsum += BETA[j] * xj; } else { bsum += xj; }
+      amax = max(amax, abs(uj));
+    }
+    red[lid] = bsum;
+    amaxs[lid] = amax;
+  }
+  workgroupBarrier();
+  for (var s = ${LANES / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; amaxs[lid] = max(amaxs[lid], amaxs[lid + s]); }
+    workgroupBarrier();
+  }
+  let bias = red[0];
+  let m = amaxs[0];
+  let dq = select(1.0, m / 127.0, p.quant == 1u);
+  let inv = select(0.0, 127.0 / m, m > 0.0);
+  let g = wid.x + wid.y * nwg.x;
+  let r = g * ${GEMV_ROWS}u + lid / 32u;
+  let lane = lid % 32u;
+  // Rows past the end read the last row (in range) and write nothing.
+  let i = min(r, p.N - 1u);
+  var acc = 0.0;
+  for (var w = 0u; w < p.wpr; w++) {
+    let j = w * 32u + lane;
+    var uj = 0.0;
+    if (j < p.K) {
+      let xj = X[j];
+      uj = xj;
+      if (p.pattern == 0u) { uj = ALPHA[j] * xj; }
+      if (p.quant == 1u) { uj = clamp(round(uj * inv), -127.0, 127.0); }
+    }
+    let word = u32(BITS[i * p.wpr + w]);
+    acc += select(-uj, uj, ((word >> lane) & 1u) == 1u);
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+  for (var s = 16u; s > 0u; s = s >> 1u) {
+    if (lane < s) { part[lid] += part[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u && r < p.N) {
+    let sv = dq * part[lid];
+    var yv = sv + bias;
+    if (p.pattern != 0u) {
+      let q = select(0u, r, p.pattern == 1u);
+      yv = ALPHA[q] * sv + BETA[q] * bias;
+    }
+    Y[r] = yv;
+  }
+}` }, [x, bits, alpha, beta, y], new Uniform().u(outF, inF, wpr, code, int8 ? 1 : 0), rt.grid(groups));
 }
 
 /** The webgpu FBI table, bound to a runtime (packing, the f16/int8 heads and GGUF blocks have no webgpu kernel). */

@@ -16,6 +16,7 @@ import { unsupported } from '../contracts.ts';
 import { webgpuTtt } from './ttt.ts';
 import { coalesceRows, webgpuPeer } from './peer.ts';
 import { webgpuFbi } from './fbi.ts';
+import { checkSubgroupInt8 } from './kernels/subgroup-int8.ts';
 
 export type { AcquireOpts } from './device.ts';
 export type { PoolStats } from './pool.ts';
@@ -133,6 +134,7 @@ export function initWebGPU(opts: AcquireOpts = {}): Promise<Backend> {
       const acq = await acquireDevice(opts);
       instance = acq.gpu;
       runtime = new Runtime(acq.device);
+      runtime.int8Mma = await checkSubgroupInt8(acq.device);
       adapterName = acq.adapterName;
       const backend = makeBackend(runtime);
       registerBackend(backend);
@@ -150,6 +152,11 @@ export function initWebGPU(opts: AcquireOpts = {}): Promise<Backend> {
 export function webgpuRuntime(): Runtime {
   if (!runtime) throw new Error("webgpu is not initialized: call 'await initWebGPU()' first");
   return runtime;
+}
+
+/** Whether int8 products run on subgroup matrices (tensor cores) on this device, and in which WGSL spelling. */
+export function webgpuInt8Mma(): { spelling: 'template' | 'bool'; sg: number } | null {
+  return webgpuRuntime().int8Mma;
 }
 
 /** Adapter description (vendor, architecture, driver) of the initialized device. */

@@ -24,6 +24,8 @@ export interface KernelSpec {
   uniform?: string;
   /** Builds the WGSL after the declarations (called once per key). */
   code: () => string;
+  /** WGSL put before the declarations (`enable` and `diagnostic` directives must come first). */
+  directives?: string;
 }
 
 function storageBindings(spec: KernelSpec): Binding[] {
@@ -39,7 +41,7 @@ export function bindingDecls(spec: KernelSpec): string {
   return lines.join('\n');
 }
 
-interface Pipeline { pipeline: GPUComputePipeline; access: string }
+interface Pipeline { pipeline: GPUComputePipeline; access: string; layout: GPUBindGroupLayout }
 
 /** Host-side meaning of a dispatch's uniform block, for replays that change it (AdamW step and lr). */
 /**
@@ -99,6 +101,8 @@ export class Runtime {
   readonly maxWorkgroups: number;
   readonly maxWorkgroupStorage: number;
   readonly maxInvocations: number;
+  /** The int8 subgroup-matrix path when the device has it and its self-check passed (see kernels/subgroup-int8.ts). */
+  int8Mma: { spelling: 'template' | 'bool'; sg: number } | null = null;
   private lost: string | null = null;
   private error: string | null = null;
 
@@ -126,9 +130,11 @@ export class Runtime {
       binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: a === 'w' ? 'storage' : 'read-only-storage' },
     }));
     if (spec.uniform !== undefined) entries.push({ binding: access.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
-    const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries })] });
-    const module = this.device.createShaderModule({ code: `${bindingDecls(spec)}\n${spec.code()}`, label: spec.key });
-    p = { pipeline: this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: spec.key }), access };
+    const groupLayout = this.device.createBindGroupLayout({ entries });
+    const layout = this.device.createPipelineLayout({ bindGroupLayouts: [groupLayout] });
+    const module = this.device.createShaderModule({ code: `${spec.directives ?? ''}${bindingDecls(spec)}\n${spec.code()}`, label: spec.key });
+    // The bind group layout is kept: getBindGroupLayout() per dispatch costs several microseconds.
+    p = { pipeline: this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: spec.key }), access, layout: groupLayout };
     this.pipelines.set(spec.key, p);
     return p;
   }
@@ -159,7 +165,7 @@ export class Runtime {
     if (x > this.maxWorkgroups || y > this.maxWorkgroups || z > this.maxWorkgroups) {
       throw new Error(`webgpu: ${spec.key} needs ${x}x${y}x${z} workgroups, above this adapter's ${this.maxWorkgroups} per dimension`);
     }
-    const { pipeline, access } = this.pipeline(spec);
+    const { pipeline, access, layout } = this.pipeline(spec);
     if (bufs.length !== access.length || (uniform !== null) !== (spec.uniform !== undefined)) {
       throw new Error(`internal: ${spec.key} declares ${access.length} storage bindings${spec.uniform !== undefined ? ' and a uniform' : ''}, dispatched with ${bufs.length}${uniform ? ' and a uniform' : ''}`);
     }
@@ -176,7 +182,7 @@ export class Runtime {
     const entries: GPUBindGroupEntry[] = gpuBufs.map((b, i) => ({ binding: i, resource: { buffer: b } }));
     const ub = uniform ? this.uniformBuffer(uniform.bytes()) : null;
     if (ub) entries.push({ binding: gpuBufs.length, resource: { buffer: ub } });
-    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const group = this.device.createBindGroup({ layout, entries });
     this.encodeDispatch(pipeline, group, [x, y, z]);
     this.recorder?.commands.push({ kind: 'dispatch', key: spec.key, pipeline, group, wg: [x, y, z], uniform: ub, tag });
     this.tick();
