@@ -26,28 +26,28 @@ interface Entry {
 const SUITE: Entry[] = [
   {
     name: 'matmul', load: () => import('./matmul.ts'),
-    full: { sizes: '4096,2048', shapes: '125m', 'budget-s': '35', reps: '30', 'target-ms': '400', 'peer-budget-s': '40' },
+    full: { sizes: '4096,2048', shapes: '125m', 'budget-s': '25', reps: '20', 'target-ms': '400', 'peer-budget-s': '30' },
     tiny: { sizes: '64,32', shapes: '40x24x36:nt,24x40x36:tn', reps: '3' },
   },
   {
     name: 'attention', load: () => import('./attention.ts'),
-    full: { lens: '2048,4096,8192,16384', dims: '64,128', heads: '12', reps: '5', 'target-ms': '1500', 'budget-s': '80', 'peer-budget-s': '75' },
+    full: { lens: '2048,4096,8192,16384', dims: '64,128', heads: '12', reps: '3', 'target-ms': '800', 'budget-s': '45', 'peer-budget-s': '40' },
     tiny: { lens: '32,64', dims: '16', heads: '2', reps: '2' },
   },
   {
     name: 'train-step', load: () => import('./train-step.ts'),
-    full: { preset: 'dense-125m', batch: '8', steps: '5', 'budget-s': '45', 'peer-budget-s': '35' },
+    full: { preset: 'dense-125m', batch: '8', steps: '5', 'budget-s': '35', 'peer-budget-s': '30' },
     tiny: { vocab: '64', dim: '32', layers: '2', heads: '2', ffn: '64', ctx: '16', batch: '2', steps: '2' },
   },
   // The ~125M FBI, TTT-Linear and PEER variants (train-step.ts FAMILIES) beside their PyTorch twins.
   ...(['fbi', 'ttt', 'peer'] as const).map((family): Entry => ({
     name: `train-step-${family}`, load: () => import('./train-step.ts'),
-    full: { family, ctx: '1024', batch: '8', steps: '3', 'budget-s': '30', 'peer-budget-s': '25' },
+    full: { family, ctx: '1024', batch: '8', steps: '3', 'budget-s': '20', 'peer-budget-s': '20' },
     tiny: { family, 'model-preset': { fbi: 'fbi-tiny', ttt: 'ttt-linear-tiny', peer: 'peer-tiny' }[family], ctx: '16', batch: '2', steps: '1' },
   })),
   {
     name: 'gpu-decode', load: () => import('./gpu-decode.ts'),
-    full: { preset: 'fbi-1.3b', prompt: '16', decode: '64', 'budget-s': '40', 'peer-budget-s': '40' },
+    full: { preset: 'fbi-1.3b', prompt: '16', decode: '64', 'budget-s': '30', 'peer-budget-s': '30' },
     tiny: { preset: 'fbi-tiny', prompt: '4', decode: '4' },
     summary: (r) => r.error ? { error: r.error } : {
       tokens_per_s: r.tokens_per_s, host_loop_tokens_per_s: r.host_loop_tokens_per_s, torch_bf16_tokens_per_s: r.torch_bf16_tokens_per_s,
