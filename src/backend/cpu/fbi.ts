@@ -5,7 +5,6 @@ import { type FbiKernels, type FbiMatmulArgs, int8RowBytes } from '../contracts.
 import type { Buf } from '../types.ts';
 import { nativeAddon } from './native.ts';
 import { quantMatmul } from './quant.ts';
-import { FusedStack } from './fbi-decode.ts';
 
 export type FbiIsa = 'auto' | 'scalar' | 'avx2' | 'avx512';
 const ISA_CODE: Record<FbiIsa, number> = { auto: 0, scalar: 1, avx2: 2, avx512: 3 };
@@ -192,8 +191,8 @@ export function int8Weight(qBuf: Buf, scale: Buf, inF: number, outF: number): In
   return { q, scale: f32(scale), rowSum };
 }
 
-/** The CPU's FBI and low-bit table. */
-export const cpuFbi: FbiKernels = {
+/** The CPU's FBI and low-bit table (cpu/index.ts adds decodeStack from fbi-decode.ts, which builds on this file). */
+export const cpuFbi: Omit<FbiKernels, 'decodeStack'> = {
   packSigns(w, inF, outF, bits) {
     checkSizes(inF, outF);
     checkLen('weight', f32(w), inF * outF);
@@ -215,8 +214,5 @@ export const cpuFbi: FbiKernels = {
   },
   quantMatmul(x, w, type, rows, inF, outF, y) {
     quantMatmul(f32(x), rows, inF, w, type, outF, f32(y));
-  },
-  decodeStack(spec) {
-    return new FusedStack(spec);
   },
 };

@@ -3,6 +3,7 @@
 import type { Backend, Buf, DType, TypedArray } from '../types.ts';
 import { cpuAttention } from './attention.ts';
 import { cpuFbi } from './fbi.ts';
+import { FusedStack } from './fbi-decode.ts';
 import { cpuKernels } from './kernels.ts';
 import { cpuOptim } from './optim.ts';
 import { adviseHugePages, cpuPeer } from './peer.ts';
@@ -39,6 +40,6 @@ export const cpuBackend: Backend = {
   attention: cpuAttention,
   ttt: cpuTtt,
   peer: cpuPeer,
-  fbi: cpuFbi,
+  fbi: { ...cpuFbi, decodeStack: (spec) => new FusedStack(spec) },
   optim: cpuOptim,
 };
