@@ -10,9 +10,6 @@
 // small dispatch, each over repeated calls between two syncs. --prefill N also times an N-token
 // prefill, on int8 subgroup matrices when the device has them (FRUGAL_WEBGPU_SUBGROUP_MATRIX=1) and
 // on the scalar int8 kernel, with the logits of the two compared.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { PackedLinear } from '../src/nn/packed.ts';
 import { CausalLM, type ModelConfig, type ModelState } from '../src/models/index.ts';
 import { PRESETS } from '../src/models/presets.ts';
@@ -20,7 +17,7 @@ import { argmax, reshape } from '../src/ops/index.ts';
 import { fromArray, keep, noGrad, Tensor, tidy } from '../src/tensor/index.ts';
 import { syncWebGPU, webgpuRuntime } from '../src/backend/webgpu/index.ts';
 import { UsageError } from '../src/cli/args.ts';
-import { finishWebGPU, releasePool, startWebGPU } from './matmul.ts';
+import { finishWebGPU, releasePool, runPythonPeer, startWebGPU } from './matmul.ts';
 import { runBenchIfMain } from './kit.ts';
 
 /** The --key options run() reads (`frugal bench gpu-decode` rejects any other). */
@@ -240,22 +237,10 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
 
 /** The PyTorch bf16 dense decode peer (bench/torch_decode_peer.py): one JSON line, or torch_error. */
 function torchGpuPeerDecode(cfg: ModelConfig, prompt: number, decode: number, args: Record<string, string | boolean>): Record<string, unknown> {
-  const budgetS = Number(args['peer-budget-s'] ?? 60);
-  const smoke = Boolean(args['cpu-smoke']);
-  const python = process.env.FRUGAL_PYTHON ?? (smoke && existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-  const payload = JSON.stringify({
+  return runPythonPeer('torch_decode_peer.py', {
     vocab: cfg.vocabSize, dim: cfg.hiddenSize, layers: cfg.numLayers, heads: cfg.numHeads, kv_heads: cfg.numKvHeads ?? cfg.numHeads,
-    ffn: cfg.intermediateSize, eps: cfg.rmsNormEps ?? 1e-5, theta: cfg.ropeTheta ?? 10000, prompt, decode, budget_s: budgetS, cpu_smoke: smoke,
-  });
-  const script = fileURLToPath(new URL('./torch_decode_peer.py', import.meta.url));
-  const r = spawnSync(python, [script, payload], { encoding: 'utf8', timeout: (budgetS + 60) * 1000, maxBuffer: 1 << 24 });
-  if (r.error) return { torch_error: `${python}: ${r.error.message}` };
-  if (r.status !== 0) return { torch_error: (r.stderr || `exit ${r.status} (signal ${r.signal})`).trim().split('\n').at(-1)! };
-  try {
-    return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
-  } catch {
-    return { torch_error: `unreadable peer output: ${r.stdout.slice(-200)}` };
-  }
+    ffn: cfg.intermediateSize, eps: cfg.rmsNormEps ?? 1e-5, theta: cfg.ropeTheta ?? 10000, prompt, decode,
+  }, args, 60, 60);
 }
 
 await runBenchIfMain(import.meta.url, run);

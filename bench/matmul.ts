@@ -108,12 +108,20 @@ export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: numb
  * The interpreter is `python3` on PATH unless FRUGAL_PYTHON names another.
  */
 export function torchGpuPeer(mode: string, shapes: object, args: Record<string, string | boolean>): Record<string, unknown> {
-  const budgetS = Number(args['peer-budget-s'] ?? 180);
+  return runPythonPeer('torch_gpu_peer.py', { mode, ...shapes }, args, 180, 90);
+}
+
+/**
+ * Runs the peer script bench/SCRIPT with `payload` (+ budget_s, cpu_smoke) as its JSON argument and
+ * returns the JSON of its last stdout line; any failure becomes { torch_error }. The interpreter is
+ * $FRUGAL_PYTHON, else Debian's /usr/bin/python3 under --cpu-smoke when present, else `python3`.
+ */
+export function runPythonPeer(script: string, payload: object, args: Record<string, string | boolean>, defaultBudgetS: number, graceS: number): Record<string, unknown> {
+  const budgetS = Number(args['peer-budget-s'] ?? defaultBudgetS);
   const smoke = Boolean(args['cpu-smoke']);
   const python = process.env.FRUGAL_PYTHON ?? (smoke && existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-  const script = fileURLToPath(new URL('./torch_gpu_peer.py', import.meta.url));
-  const payload = JSON.stringify({ mode, ...shapes, budget_s: budgetS, cpu_smoke: smoke });
-  const r = spawnSync(python, [script, payload], { encoding: 'utf8', timeout: (budgetS + 90) * 1000, maxBuffer: 1 << 24 });
+  const path = fileURLToPath(new URL(`./${script}`, import.meta.url));
+  const r = spawnSync(python, [path, JSON.stringify({ ...payload, budget_s: budgetS, cpu_smoke: smoke })], { encoding: 'utf8', timeout: (budgetS + graceS) * 1000, maxBuffer: 1 << 24 });
   if (r.error) return { torch_error: `${python}: ${r.error.message}` };
   if (r.status !== 0) return { torch_error: (r.stderr || `exit ${r.status} (signal ${r.signal})`).trim().split('\n').at(-1)! };
   try {
