@@ -3,6 +3,7 @@
 // metrics (flip-flop ratio) and storage accounting (bits per parameter).
 import * as op from '../ops/index.ts';
 import { type FbiScalePattern, fbiLinear, fbiScaleShape } from '../ops/fbi.ts';
+import { keep, tidy } from '../tensor/scope.ts';
 import { fromArray, randn, type Tensor } from '../tensor/tensor.ts';
 import type { InitOpts, LinearLike } from './layers.ts';
 import { Module } from './module.ts';
@@ -78,24 +79,34 @@ export function binarizedLinears(root: Module): [string, BinarizedParams][] {
 /**
  * Flip-flop ratio (FBI-LLM `analysis.py`): the fraction of latent binarized weights whose sign
  * (0 counted as -1) changed since the previous call. The first call records the signs and returns 0.
+ * The signs stay on the weights' device as 0/1 tensors; one call reads back one count per linear, so
+ * a GPU training step does not copy its latent weights to the host.
  */
 export class FlipFlopTracker {
-  private prev = new Map<string, Uint8Array>();
+  private prev = new Map<string, Tensor>();
   constructor(private readonly root: Module) {}
   async step(): Promise<number> {
-    let flipped = 0, total = 0;
-    for (const [name, lin] of binarizedLinears(this.root)) {
-      const w = await lin.weight.data();
-      const signs = new Uint8Array(w.length);
-      for (let i = 0; i < w.length; i++) signs[i] = w[i] > 0 ? 1 : 0;
-      const before = this.prev.get(name);
-      if (before) {
-        for (let i = 0; i < signs.length; i++) flipped += signs[i] ^ before[i];
-        total += signs.length;
+    let total = 0;
+    const counts = tidy(() => {
+      const parts: Tensor[] = [];
+      for (const [name, lin] of binarizedLinears(this.root)) {
+        const signs = keep(op.greater(lin.weight, 0));
+        const before = this.prev.get(name);
+        if (before) {
+          parts.push(op.reshape(op.sum(op.abs(op.sub(signs, before))), [1]));
+          total += signs.size;
+          before.dispose();
+        }
+        this.prev.set(name, signs);
       }
-      this.prev.set(name, signs);
-    }
-    return total ? flipped / total : 0;
+      return parts.length ? op.concat(parts, 0) : undefined;
+    });
+    if (!counts) return 0;
+    // Each count is a sum of 0/1 terms; they are added in float64 here.
+    let flipped = 0;
+    for (const c of await counts.data()) flipped += c;
+    counts.dispose();
+    return flipped / total;
   }
 }
 
