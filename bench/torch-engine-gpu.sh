@@ -72,7 +72,10 @@ run() { # NAME LIMIT_S ARGS...
   rc=$?
   t1=$(date +%s.%N)
   echo "$name $rc $(awk "BEGIN{print $t1 - $t0}")" >> "$work/runs.txt"
-  { echo "== $name (rc $rc): frugal train $*"; tail -n 4 "$work/$name.log"; } >> "$out/log.txt"
+  { echo "== $name (rc $rc): frugal train $*"; tail -n 4 "$work/$name.log"
+    # A failed run keeps the worker's traceback (the launcher saves torchrun's whole output).
+    if [ "$rc" -ne 0 ]; then f=$(grep -o 'full output: [^)]*' "$work/$name.log" | tail -n 1 | cut -d' ' -f3); [ -n "$f" ] && [ -f "$f" ] && tail -n 60 "$f"; fi
+  } >> "$out/log.txt"
   log "$name: rc $rc, $(awk "BEGIN{print $t1 - $t0}") s"
   summarize
 }

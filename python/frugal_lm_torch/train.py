@@ -213,11 +213,16 @@ def main(argv=None):
         except ShardError as e:
             return fail(str(e))
         start, total_tokens = int(state['step']), int(state.get('tokens', 0))
-        osd = torch.load(os.path.join(a.resume_from, 'optimizer.pt'), map_location='cpu')
-        if a.fsdp:
-            with FSDP.state_dict_type(net, *_full_state_cfg()):
-                osd = FSDP.optim_state_dict_to_load(net, opt, osd)
-        opt.load_state_dict(osd)
+        try:
+            # Tensors and plain containers only (PyTorch 1.x's weights-only loader cannot read floats).
+            safe = {'weights_only': True} if int(torch.__version__.split('.')[0]) >= 2 else {}
+            osd = torch.load(os.path.join(a.resume_from, 'optimizer.pt'), map_location='cpu', **safe)
+            if a.fsdp:
+                _fsdp_load_optim(net, opt, osd, FSDP)
+            else:
+                opt.load_state_dict(osd)
+        except Exception as e:
+            return fail(f"cannot resume {a.resume_from}: its optimizer state does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); was it written with the same model and --fsdp setting?")
 
     os.makedirs(a.out, exist_ok=True)
     log = None
@@ -264,9 +269,7 @@ def main(argv=None):
     def save(step):
         if a.fsdp:
             # Full (unsharded) state dicts, gathered on rank 0 and offloaded to the CPU.
-            with FSDP.state_dict_type(net, *_full_state_cfg()):
-                sd = net.state_dict()
-                osd = FSDP.optim_state_dict(net, opt)
+            sd, osd = _fsdp_full_state(net, opt, FSDP)
             tensors = {strip(k): v for k, v in sd.items()}
         else:
             tensors = dict(list(model.named_parameters()) + list(model.named_buffers()))
@@ -358,6 +361,30 @@ def main(argv=None):
         log.close()
     dist.destroy_process_group()
     return 0
+
+
+def _fsdp_full_state(net, opt, FSDP):
+    """Unsharded model and optimizer state of an FSDP model, keyed by parameter name, gathered on rank 0
+    and offloaded to the CPU (other ranks get empty dicts)."""
+    try:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    except ImportError:  # PyTorch < 2.2
+        with FSDP.state_dict_type(net, *_full_state_cfg()):
+            return net.state_dict(), FSDP.optim_state_dict(net, opt)
+    return get_state_dict(net, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _fsdp_load_optim(net, opt, osd, FSDP):
+    """Loads a full optimizer state written by _fsdp_full_state into every rank's shard (each rank read
+    the file itself)."""
+    try:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    except ImportError:  # PyTorch < 2.2
+        from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
+        with FSDP.state_dict_type(net, StateDictType.FULL_STATE_DICT, FullStateDictConfig(), FullOptimStateDictConfig()):
+            opt.load_state_dict(FSDP.optim_state_dict_to_load(net, opt, osd))
+        return
+    set_optimizer_state_dict(net, opt, osd, options=StateDictOptions(full_state_dict=True))
 
 
 def _full_state_cfg():

@@ -2,7 +2,8 @@
 // init as the native trainer), and launches torchrun with the twin (python/frugal_lm_torch) and its
 // training script. The result is a run folder like the native trainer's (metrics.jsonl, model/).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { ensureDir, promoteDir, stagingPath, writeFileAtomic } from '../io/atomic.ts';
 import { join, resolve } from 'node:path';
 import type { Tokenizer } from '../data/index.ts';
@@ -205,8 +206,14 @@ function launch(o: TorchTrainOpts, launcher: string[], out: string): TorchTrainR
     env: { ...process.env, PYTHONPATH: [PYTHON_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'), OMP_NUM_THREADS: String(o.threads ?? 1) },
   });
   if (r.status !== 0) {
-    const line = (r.stderr || '').split('\n').find((l) => l.startsWith('frugal: '));
-    throw new Error(line ? line.slice('frugal: '.length) : `torchrun exited with ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
+    const lines = (r.stderr || '').split('\n');
+    const line = lines.find((l) => l.startsWith('frugal: '));
+    if (line) throw new Error(line.slice('frugal: '.length));
+    // An uncaught Python error: its last exception line, and the whole output kept for the traceback.
+    const log = join(mkdtempSync(join(tmpdir(), 'frugal-torchrun-')), 'torchrun.log');
+    writeFileSync(log, `${r.stdout || ''}\n${r.stderr || ''}`);
+    const exc = lines.filter((l) => /^(\[rank\d+\]: )?\w+(\.\w+)*(Error|Exception): /.test(l.trim())).at(-1)?.trim();
+    throw new Error(`torchrun exited with ${r.status ?? r.signal}${exc ? `: ${exc}` : ''} (full output: ${log})`);
   }
   const summary = (r.stdout || '').trim().split('\n').reverse().find((l) => l.startsWith('{'));
   const tps = summary ? (JSON.parse(summary) as { tokens_per_s: number }).tokens_per_s : NaN;
