@@ -103,7 +103,11 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
   // The last row's per-call times, scaled by L*L*D, predict the next row (warm-up and sizing calls
   // plus the timed reps, as timeWebGPU runs them); rows that would overrun the budget are skipped.
   let fwdUnit = 0, fwdBwdUnit = 0;
-  const callsMs = (perCall: number, target: number) => perCall * (2 + Math.max(1, Math.min(maxReps, Math.floor(target / Math.max(perCall, 1e-3)))));
+  const callsMs = (perCall: number, target: number) => {
+    const reps = Math.max(1, Math.min(maxReps, Math.ceil(target / 2 / Math.max(perCall, 1e-3))));
+    // Warm-up and the doubling batches (about 2N calls), then three pairs of N and 2N when N >= 8.
+    return perCall * (2 + 2 * reps + (reps >= 8 ? 9 * reps : 0));
+  };
   for (const D of dims) {
     for (const L of lens) {
       const units = L * L * D;

@@ -31,7 +31,7 @@ const SUITE: Entry[] = [
   },
   {
     name: 'attention', load: () => import('./attention.ts'),
-    full: { lens: '2048,4096,8192,16384', dims: '64,128', heads: '12', reps: '3', 'target-ms': '800', 'budget-s': '45', 'peer-budget-s': '40' },
+    full: { lens: '2048,4096,8192,16384', dims: '64,128', heads: '12', reps: '40', 'target-ms': '300', 'budget-s': '60', 'peer-budget-s': '40' },
     tiny: { lens: '32,64', dims: '16', heads: '2', reps: '2' },
   },
   {

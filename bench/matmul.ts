@@ -85,9 +85,10 @@ export async function finishWebGPU(args: Record<string, string | boolean>): Prom
 /**
  * Milliseconds per call of fn once the queue is full, the quantity CUDA events around N calls give the
  * PyTorch peer. One warm-up call (pipeline compilation), then batches doubling until one takes at least
- * targetMs / 2 (or reaches maxReps calls); the final figure is the difference between that batch of N
- * calls and one of 2N, over N, so the fixed cost of the sync that ends each batch (a round trip through
- * Dawn's event loop, tens of ms at times) cancels instead of inflating short kernels.
+ * targetMs / 2 (or reaches maxReps calls). With N >= 8 calls per batch, the figure is the median over
+ * three pairs of (time of 2N calls - time of N calls) / N, so the fixed cost of the sync that ends each
+ * batch (a round trip through Dawn's event loop) cancels instead of inflating short kernels; with
+ * fewer calls (long kernels, where that cost is small) it is the mean over the last batch.
  */
 export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: number): Promise<{ ms: number; reps: number; sync_overhead_ms?: number }> {
   const batch = async (n: number) => {
@@ -102,13 +103,19 @@ export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: numb
     reps = Math.min(maxReps, Math.max(reps * 2, Math.ceil((reps * targetMs) / 2 / Math.max(t1, 1e-3))));
     t1 = await batch(reps);
   }
-  // Too few calls for a difference (maxReps 1-2, or a long kernel): the plain mean.
-  if (reps < 2 || t1 >= targetMs * 4) return { ms: t1 / reps, reps };
-  const t2 = await batch(2 * reps);
-  const ms = (t2 - t1) / reps;
-  // A noisy pair (the second batch no slower than the first) falls back to the longer batch's mean.
-  if (!(ms > 0)) return { ms: t2 / (2 * reps), reps: 2 * reps };
-  return { ms, reps: 3 * reps, sync_overhead_ms: Math.max(0, t1 - reps * ms) };
+  if (reps < 8) return { ms: t1 / reps, reps };
+  const est: number[] = [], fixed: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const a = await batch(reps), b = await batch(2 * reps);
+    est.push((b - a) / reps);
+    fixed.push(a - (b - a));
+  }
+  est.sort((x, y) => x - y);
+  fixed.sort((x, y) => x - y);
+  const ms = est[1];
+  // A pair in which the longer batch was not slower says the timings are noise: the plain mean instead.
+  if (!(ms > 0)) return { ms: t1 / reps, reps };
+  return { ms, reps: 9 * reps, sync_overhead_ms: Math.max(0, fixed[1]) };
 }
 
 /**
@@ -208,6 +215,17 @@ async function timeShape(sh: ShapeSpec, maxReps: number, targetMs: number): Prom
   return { m, n, k, transA, transB, reps, ms, tflops: (2 * m * n * k) / (ms * 1e9), spot_check_rel_err: maxErr / (maxAbs || 1) };
 }
 
+/** About one second of n x n products before anything is timed: an idle GPU runs its first ones at low clocks. */
+async function warmGpu(n: number): Promise<void> {
+  const a = fromArray(new Float32Array(n * n).fill(0.5), [n, n], 'webgpu');
+  const t = performance.now();
+  while (performance.now() - t < 1000) {
+    for (let i = 0; i < 8; i++) noGrad(() => matmul(a, a).dispose());
+    await syncWebGPU();
+  }
+  a.dispose();
+}
+
 /** Square fp32 matmuls through the matmul op on webgpu tensors, beside PyTorch fp32 (TF32 off) and bf16. */
 async function runWebGPU(args: Record<string, string | boolean>): Promise<Record<string, unknown>> {
   const sizes = intList(args, 'size', intList(args, 'sizes', [4096]));
@@ -215,15 +233,17 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
   const shapes = args.shapes === undefined ? [] : shapeList(String(args.shapes));
   const adapter = await startWebGPU();
   const rows: Record<string, unknown>[] = [];
+  await warmGpu(sizes[0] ?? 2048);
   for (const n of sizes) {
     const A = Float32Array.from({ length: n * n }, () => Math.random() - 0.5);
     const B = Float32Array.from({ length: n * n }, () => Math.random() - 0.5);
     const a = fromArray(A, [n, n], 'webgpu'), b = fromArray(B, [n, n], 'webgpu');
-    const { ms, reps } = await timeWebGPU(() => noGrad(() => matmul(a, b).dispose()), maxReps, targetMs);
+    const timed = await timeWebGPU(() => noGrad(() => matmul(a, b).dispose()), maxReps, targetMs);
+    const { ms, reps } = timed;
     const c = noGrad(() => matmul(a, b));
     const err = spotCheck(A, B, (await c.data()) as Float32Array, n);
     for (const t of [a, b, c]) t.dispose();
-    rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err });
+    rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err, sync_overhead_ms: timed.sync_overhead_ms });
   }
   // --budget-s bounds the shape rows (ours; the peer has its own): rows past it are marked skipped.
   const budgetS = args['budget-s'] === undefined ? Infinity : Number(args['budget-s']);

@@ -24,7 +24,7 @@ const PY_DIR = join(ROOT, 'python');
 const PYTHON = pythonWithTorch();
 const SKIP = PYTHON ? false : 'PyTorch is not installed (no python3 imports torch): torch-engine distillation not run';
 
-const frugal = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'dispatch.ts'), ...args], { encoding: 'utf8', cwd: ROOT });
+const frugal = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'dispatch.ts'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 600_000 });
 
 test('distill --engine torch (2 processes): first-step loss equals distillLoss here; checkpoint loads with the twin\'s logits', { skip: SKIP }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'frugal-tdistill-'));

@@ -15,7 +15,7 @@ import { pythonWithTorch } from '../../src/train/torch-engine.ts';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const SKIP = pythonWithTorch() ? false : 'PyTorch is not installed (no python3 imports torch): torch-engine resume not run';
 
-const frugal = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'dispatch.ts'), ...args], { encoding: 'utf8', cwd: ROOT });
+const frugal = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'dispatch.ts'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 600_000 });
 const steps = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'step');
 const oneLine = (r: ReturnType<typeof frugal>, re: RegExp) => {
   assert.equal(r.status, 2, r.stderr);
