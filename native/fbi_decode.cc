@@ -129,7 +129,7 @@ Linear linear_of(const Napi::Object& layer, const char* key, int64_t K, int64_t 
   l.pattern = static_cast<int>(int_of(o, "pattern", 0));
   if (l.pattern > 2) fail(layer.Env(), w + ".pattern must be 0 (column), 1 (row) or 2 (single)");
   const int64_t ns = l.pattern == 0 ? K : l.pattern == 1 ? N : 1;
-  l.w = array_of<uint32_t, napi_uint32_array>(o, "bits", 2 * ((N + 15) / 16) * ((K + 3) / 4), w);
+  l.w = array_of<uint32_t, napi_uint32_array>(o, "bits", fbi8::interleaved_words(K, N), w);
   if (reinterpret_cast<uintptr_t>(l.w) % 8) fail(layer.Env(), w + ".bits must start at a multiple of 8 bytes");
   l.alpha = array_of<float, napi_float32_array>(o, "alpha", ns, w);
   l.beta = array_of<float, napi_float32_array>(o, "beta", ns, w);

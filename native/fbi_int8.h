@@ -7,6 +7,8 @@
 
 namespace frugal {
 namespace fbi8 {
+// uint32 words of the interleaved layout of a K-input, N-output linear (tiles of 4 16-row blocks).
+int64_t interleaved_words(int64_t K, int64_t N);
 // kAuto -> the best path this CPU runs for these kernels (AVX-512 needs BW, both SIMD paths F16C).
 int resolve_int8_isa(int isa);
 bool int8_isa_available(int isa);

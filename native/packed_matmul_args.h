@@ -50,22 +50,51 @@ struct PackedMatmulArgs {
   }
 
   // u_t = alpha (.) x_t (column scales) or x_t into u[0, K); returns the bias term of token t:
-  // beta . x_t (column) or sum(x_t) (row, single), summed in double.
+  // beta . x_t (column) or sum(x_t) (row, single), summed in double over 8 partial sums in a fixed
+  // order (the same on every code path; the compiler vectorizes the blocked loops).
   float scale_inputs(int64_t t, float* u) const {
     const float* xt = x + t * K;
-    double sb = 0;
-    for (int64_t j = 0; j < K; j++) {
-      u[j] = pattern == 0 ? alpha[j] * xt[j] : xt[j];
-      sb += pattern == 0 ? static_cast<double>(beta[j]) * xt[j] : xt[j];
+    double sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t K8 = K / 8 * 8;
+    if (pattern == 0) {
+      for (int64_t j = 0; j < K8; j += 8)
+        for (int l = 0; l < 8; l++) {
+          u[j + l] = alpha[j + l] * xt[j + l];
+          sb[l] += static_cast<double>(beta[j + l]) * xt[j + l];
+        }
+      for (int64_t j = K8; j < K; j++) {
+        u[j] = alpha[j] * xt[j];
+        sb[j - K8] += static_cast<double>(beta[j]) * xt[j];
+      }
+    } else {
+      for (int64_t j = 0; j < K8; j += 8)
+        for (int l = 0; l < 8; l++) {
+          u[j + l] = xt[j + l];
+          sb[l] += xt[j + l];
+        }
+      for (int64_t j = K8; j < K; j++) {
+        u[j] = xt[j];
+        sb[j - K8] += xt[j];
+      }
     }
-    return static_cast<float>(sb);
+    return static_cast<float>(((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7])));
   }
-
   // y_ti from the signed sum s = sum_j s_ij u_tj and the token's bias term.
   float output(int64_t i, float s, float bias) const {
     if (pattern == 0) return s + bias;
     const int64_t q = pattern == 1 ? i : 0;
     return alpha[q] * s + beta[q] * bias;
+  }
+  // y[i] = output(i, d (2 p[i] - qs), bias) for i in [0, N), one loop per pattern.
+  void outputs(const int32_t* p, float d, int32_t qs, float bias, float* yt) const {
+    if (pattern == 0) {
+      for (int64_t i = 0; i < N; i++) yt[i] = d * static_cast<float>(2 * p[i] - qs) + bias;
+    } else if (pattern == 1) {
+      for (int64_t i = 0; i < N; i++) yt[i] = alpha[i] * (d * static_cast<float>(2 * p[i] - qs)) + beta[i] * bias;
+    } else {
+      const float a0 = alpha[0], b0 = beta[0] * bias;
+      for (int64_t i = 0; i < N; i++) yt[i] = a0 * (d * static_cast<float>(2 * p[i] - qs)) + b0;
+    }
   }
 };
 }  // namespace frugal

@@ -35,14 +35,14 @@ function quantize(u: ArrayLike<number>): { q: Int8Array; d: number } {
 }
 const roundEven = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
 
-test('interleaved layout: word (block b, group g) bit 4r+k is the sign of row 16b+r at input 4g+k', () => {
-  const inF = 13, outF = 19;
+test('interleaved layout: word (block b, group g), at (b/4)*4G + 4g + b%4, bit 4r+k is the sign of row 16b+r at input 4g+k', () => {
+  const inF = 13, outF = 83;
   const w = Float32Array.from({ length: outF * inF }, (_, i) => Math.sin(i * 1.7));
   const il = fbiRepack(fbiPackSigns(w, inF, outF), inF, outF);
   assert.equal(il.length, interleavedWords(inF, outF));
   const G = Math.ceil(inF / 4);
-  for (let b = 0; b < Math.ceil(outF / 16); b++) for (let g = 0; g < G; g++) for (let r = 0; r < 16; r++) for (let k = 0; k < 4; k++) {
-    const bit = 4 * r + k, word = (b * G + g) * 2 + (bit >> 5);
+  for (let b = 0; b < 4 * Math.ceil(outF / 64); b++) for (let g = 0; g < G; g++) for (let r = 0; r < 16; r++) for (let k = 0; k < 4; k++) {
+    const bit = 4 * r + k, word = (Math.floor(b / 4) * 4 * G + 4 * g + (b % 4)) * 2 + (bit >> 5);
     const got = (il[word] >>> (bit & 31)) & 1;
     const i = 16 * b + r, j = 4 * g + k;
     assert.equal(got, i < outF && j < inF && w[i * inF + j] > 0 ? 1 : 0, `block ${b} group ${g} row ${r} input ${k}`);
@@ -119,7 +119,7 @@ test('f16 and int8 head matmuls on every code path against float64 references', 
     }
   }
   assert.throws(() => fbiInt8Matmul(new Float32Array(8), new Uint32Array(2), new Float32Array(8), new Float32Array(8), 'column', 1, 8, 16, new Float32Array(16)),
-    /interleaved sign bits has 2 elements, needs 4/);
+    /interleaved sign bits has 2 elements, needs 16/);
 });
 
 /** A small FBI model trained a few steps on the default corpus's bytes, and held-out bytes. */

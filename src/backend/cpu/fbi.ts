@@ -86,12 +86,14 @@ export function fbiIsaAvailable(isa: FbiIsa): boolean {
   return isa === 'auto' || Boolean(nativeAddon().fbiIsaAvailable(ISA_CODE[isa]));
 }
 
-/** uint32 words of the interleaved layout (16-row blocks x 4-input groups, one 64-bit word each). */
-export const interleavedWords = (inF: number, outF: number) => 2 * Math.ceil(outF / 16) * Math.ceil(inF / 4);
+/** uint32 words of the interleaved layout (16-row blocks x 4-input groups, one 64-bit word each, blocks in tiles of 4). */
+export const interleavedWords = (inF: number, outF: number) => 2 * 4 * Math.ceil(outF / 64) * Math.ceil(inF / 4);
 
 /**
  * The interleaved layout of row-major sign bits for the int8 kernels (native/fbi_int8.cc): word
- * (block b, group g) holds bit 4 r + k = sign of row 16 b + r at input 4 g + k.
+ * (block b, group g) holds bit 4 r + k = sign of row 16 b + r at input 4 g + k, and sits at 64-bit
+ * index (b / 4) * 4 G + 4 g + b % 4 (tiles of 4 blocks, group-major inside a tile, the last tile
+ * zero-padded), so a decode pass over a tile reads one sequential stream.
  */
 export function fbiRepack(bits: Uint32Array, inF: number, outF: number): Uint32Array {
   checkSizes(inF, outF);
