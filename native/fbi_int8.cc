@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -75,11 +76,6 @@ struct QuantRow {
   int32_t qs;  // sum of q
 };
 
-// Round to nearest, ties to even, as std::nearbyint in the default rounding mode, for |v| < 2^22:
-// adding and subtracting 1.5 * 2^23 leaves v rounded to an integer (the compiler keeps both
-// operations: no fast-math here). Inlined and vectorizable where nearbyint is a library call.
-inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
-
 QuantRow quantize_row(const float* u, int64_t K, int8_t* q, int64_t kpad) {
   float m[16] = {0};
   const int64_t K16 = K / 16 * 16;
@@ -95,7 +91,7 @@ QuantRow quantize_row(const float* u, int64_t K, int8_t* q, int64_t kpad) {
   const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
   int32_t qs = 0;
   for (int64_t j = 0; j < K; j++) {
-    const float v = std::min(127.0f, std::max(-127.0f, round_even(u[j] * inv)));
+    const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(u[j] * inv)));
     const int iv = static_cast<int>(v);
     q[j] = static_cast<int8_t>(iv);
     qs += iv;
@@ -105,9 +101,95 @@ QuantRow quantize_row(const float* u, int64_t K, int8_t* q, int64_t kpad) {
   return r;
 }
 
+#if defined(__x86_64__)
+// The same numbers as scale_inputs + quantize_row, 16 inputs per step: the products alpha x in
+// float, the bias term in the same 8 double partial sums in the same order (lane l of `acc` is
+// partial sum l; each float product is exact in double, so an FMA there changes nothing), the same
+// maximum, and rounding to nearest even as nearbyint.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) float prep_token_avx512(
+    const PackedMatmulArgs& a, int64_t t, float* u, int8_t* q, int64_t kpad, QuantRow& qr) {
+  const int64_t K = a.K, K16 = K / 16 * 16, K8 = K / 8 * 8;
+  const float* xt = a.x + t * K;
+  const bool column = a.pattern == 0;
+  __m512d acc = _mm512_setzero_pd();
+  __m512 mx = _mm512_setzero_ps();
+  for (int64_t j = 0; j < K16; j += 16) {
+    const __m512 xv = _mm512_loadu_ps(xt + j);
+    const __m512 uv = column ? _mm512_mul_ps(_mm512_loadu_ps(a.alpha + j), xv) : xv;
+    _mm512_storeu_ps(u + j, uv);
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(uv));
+    const __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(xv));
+    const __m512d x1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)));
+    if (column) {
+      const __m512 bv = _mm512_loadu_ps(a.beta + j);
+      const __m512d b0 = _mm512_cvtps_pd(_mm512_castps512_ps256(bv));
+      const __m512d b1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bv), 1)));
+      acc = _mm512_add_pd(acc, _mm512_mul_pd(b0, x0));
+      acc = _mm512_add_pd(acc, _mm512_mul_pd(b1, x1));
+    } else {
+      acc = _mm512_add_pd(acc, x0);
+      acc = _mm512_add_pd(acc, x1);
+    }
+  }
+  double sb[8];
+  _mm512_storeu_pd(sb, acc);
+  float m[16];
+  _mm512_storeu_ps(m, mx);
+  float amax = 0.0f;
+  for (int64_t j = K16; j < K; j++) {
+    u[j] = column ? a.alpha[j] * xt[j] : xt[j];
+    const double v = column ? static_cast<double>(a.beta[j]) * xt[j] : static_cast<double>(xt[j]);
+    if (j < K8) sb[j - K16] += v;
+    amax = std::max(amax, std::fabs(u[j]));
+  }
+  double rest = 0;
+  for (int64_t j = K8; j < K; j++) rest += column ? static_cast<double>(a.beta[j]) * xt[j] : static_cast<double>(xt[j]);
+  for (int l = 0; l < 16; l++) amax = std::max(amax, m[l]);
+  const float bias = static_cast<float>((((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7]))) + rest);
+  qr.d = amax / 127.0f;
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const __m512 iv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  __m512i qs = _mm512_setzero_si512();
+  for (int64_t j = 0; j < K16; j += 16) {
+    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(u + j), iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i qi = _mm512_cvtps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, r)));
+    qs = _mm512_add_epi32(qs, qi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm512_cvtepi32_epi8(qi));
+  }
+  int32_t qsum = _mm512_reduce_add_epi32(qs);
+  for (int64_t j = K16; j < K; j++) {
+    const int v = static_cast<int>(std::min(127.0f, std::max(-127.0f, std::nearbyint(u[j] * inv))));
+    q[j] = static_cast<int8_t>(v);
+    qsum += v;
+  }
+  for (int64_t j = K; j < kpad; j++) q[j] = 0;
+  qr.qs = qsum;
+  return bias;
+}
+#endif
+
+// Token t of a product: u = scaled inputs, q = their int8 values (zero to kpad), qr = scale and sum;
+// returns the bias term. The AVX-512 path computes the same numbers (the packed-int8 tests compare
+// every code path bit for bit), so the kernels' isa picks it.
+float prep_token(const PackedMatmulArgs& a, int64_t t, float* u, int8_t* q, int64_t kpad, QuantRow& qr) {
+#if defined(__x86_64__)
+  if (a.isa == kAvx512) return prep_token_avx512(a, t, u, q, kpad, qr);
+#endif
+  const float bias = a.scale_inputs(t, u);
+  qr = quantize_row(u, a.K, q, kpad);
+  return bias;
+}
+
+// Per-token work of a prefill product goes to the pool above this many values.
+constexpr int64_t kParallelMinValues = int64_t{1} << 15;
+void tokens_for(int64_t M, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
+  if (M > 1 && M * width >= kParallelMinValues) parallel_for(M, fn);
+  else fn(0, M);
+}
+
 // Below this many weights a product runs on the calling thread: waking the pool costs more than the
 // second core gains (measured at the fbi-130m shapes: 768 x 768 took 8 us on one thread, 24 us on two).
-constexpr int64_t kParallelMinWeights = int64_t{1} << 21;
+static const int64_t kParallelMinWeights = std::getenv("FRUGAL_PMIN") ? std::atoll(std::getenv("FRUGAL_PMIN")) : int64_t{1} << 21;
 void blocks_for(int64_t n, int64_t weights, const std::function<void(int64_t, int64_t)>& fn) {
   if (weights < kParallelMinWeights) fn(0, n);
   else parallel_for(n, fn);
@@ -312,8 +394,7 @@ void decode_products_impl(const PackedMatmulArgs* args, int n) {
     d.q.resize(static_cast<size_t>(G * 4));
     d.u.resize(static_cast<size_t>(a.K));
     d.p.resize(static_cast<size_t>(NB * 16));
-    d.bias = a.scale_inputs(0, d.u.data());
-    d.qr = quantize_row(d.u.data(), a.K, d.q.data(), G * 4);
+    d.bias = prep_token(a, 0, d.u.data(), d.q.data(), G * 4, d.qr);
     d.pr = Problem{d.q.data(), reinterpret_cast<const uint64_t*>(a.w), 1, NB, G, d.p.data()};
     if (a.isa != kAvx512 && a.isa != kAvx2) subset_tables(d.pr, d.tables);
     d.first = units;
@@ -376,25 +457,27 @@ void int8_product_impl(const PackedMatmulArgs& a) {
   if (M == 0) return;
   static thread_local std::vector<int8_t> q_tls;
   std::vector<int8_t>& q = q_tls;  // the calling thread's, also inside the pool lambdas
-  static thread_local std::vector<float> u, bias;
+  static thread_local std::vector<float> bias_tls;
+  std::vector<float>& bias = bias_tls;  // the calling thread's, also inside the pool lambdas
   static thread_local std::vector<QuantRow> qr_tls;
   std::vector<QuantRow>& qr = qr_tls;  // the calling thread's, also inside the pool lambdas
-  static thread_local std::vector<int32_t> p;
+  static thread_local std::vector<int32_t> p_tls;
+  std::vector<int32_t>& p = p_tls;  // the calling thread's, also inside the pool lambdas
   const int64_t G = (K + 3) / 4, NB = (N + 15) / 16;
   q.resize(static_cast<size_t>(M * G * 4));
-  u.resize(static_cast<size_t>(K));
   bias.resize(M);
   qr.resize(M);
   p.resize(static_cast<size_t>(M * NB * 16));
-  for (int64_t t = 0; t < M; t++) {
-    bias[t] = a.scale_inputs(t, u.data());
-    qr[t] = quantize_row(u.data(), K, q.data() + t * G * 4, G * 4);
-  }
+  tokens_for(M, K, [&](int64_t t0, int64_t t1) {
+    static thread_local std::vector<float> u;  // each thread's own scratch
+    u.resize(static_cast<size_t>(K));
+    for (int64_t t = t0; t < t1; t++) bias[t] = prep_token(a, t, u.data(), q.data() + t * G * 4, G * 4, qr[t]);
+  });
   Problem pr{q.data(), reinterpret_cast<const uint64_t*>(a.w), M, NB, G, p.data()};
   masked_sums(pr, a.isa);
-  for (int64_t t = 0; t < M; t++) {
-    a.outputs(p.data() + t * NB * 16, qr[t].d, qr[t].qs, bias[t], a.y + t * N);
-  }
+  tokens_for(M, N, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) a.outputs(p.data() + t * NB * 16, qr[t].d, qr[t].qs, bias[t], a.y + t * N);
+  });
 }
 
 // fbiInt8Matmul(x f32 [M,K], wi u32 (interleaved), alpha, beta, pattern, M, K, N, y f32 [M,N], isa):
@@ -599,7 +682,9 @@ void i8_product_impl(const float* x, const int8_t* w, const float* scale, const 
   static thread_local std::vector<QuantRow> qr_tls;
   std::vector<QuantRow>& qr = qr_tls;  // the calling thread's, also inside the pool lambdas
   qr.resize(M);
-  for (int64_t t = 0; t < M; t++) qr[t] = quantize_row(x + t * K, K, q.data() + t * kp, kp);
+  tokens_for(M, K, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) qr[t] = quantize_row(x + t * K, K, q.data() + t * kp, kp);
+  });
   static thread_local std::vector<int32_t> dot_tls;
   std::vector<int32_t>& dot = dot_tls;  // the calling thread's, also inside the pool lambdas
   dot.resize(static_cast<size_t>(M * N));

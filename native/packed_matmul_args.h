@@ -50,11 +50,11 @@ struct PackedMatmulArgs {
   }
 
   // u_t = alpha (.) x_t (column scales) or x_t into u[0, K); returns the bias term of token t:
-  // beta . x_t (column) or sum(x_t) (row, single), summed in double over 8 partial sums in a fixed
-  // order (the same on every code path; the compiler vectorizes the blocked loops).
+  // beta . x_t (column) or sum(x_t) (row, single), summed in double: 8 partial sums over the
+  // first K - K % 8 inputs, then the rest, in a fixed order (the same on every code path).
   float scale_inputs(int64_t t, float* u) const {
     const float* xt = x + t * K;
-    double sb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double sb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, rest = 0;
     const int64_t K8 = K / 8 * 8;
     if (pattern == 0) {
       for (int64_t j = 0; j < K8; j += 8)
@@ -64,7 +64,7 @@ struct PackedMatmulArgs {
         }
       for (int64_t j = K8; j < K; j++) {
         u[j] = alpha[j] * xt[j];
-        sb[j - K8] += static_cast<double>(beta[j]) * xt[j];
+        rest += static_cast<double>(beta[j]) * xt[j];
       }
     } else {
       for (int64_t j = 0; j < K8; j += 8)
@@ -74,10 +74,10 @@ struct PackedMatmulArgs {
         }
       for (int64_t j = K8; j < K; j++) {
         u[j] = xt[j];
-        sb[j - K8] += xt[j];
+        rest += xt[j];
       }
     }
-    return static_cast<float>(((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7])));
+    return static_cast<float>((((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7]))) + rest);
   }
   // y_ti from the signed sum s = sum_j s_ij u_tj and the token's bias term.
   float output(int64_t i, float s, float bias) const {
