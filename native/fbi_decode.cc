@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <utility>
 #include <string>
@@ -27,6 +28,7 @@
 #include "isa.h"
 #include "packed_matmul_args.h"
 #include "registry.h"
+#include "threadpool.h"
 
 namespace frugal {
 namespace fbi_decode {
@@ -242,9 +244,17 @@ Napi::Value NewState(const Napi::CallbackInfo& info) {
   return Napi::External<State>::New(env, st, [](Napi::Env, State* p) { delete p; });
 }
 
+// Row-wise work of a prefill chunk goes to the pool above this many values (one token runs inline);
+// rows are independent, so the numbers do not depend on the split.
+void rows_for(int64_t rows, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
+  if (rows > 1 && rows * width >= (int64_t{1} << 15)) parallel_for(rows, fn);
+  else fn(0, rows);
+}
+
 // y = x / sqrt(mean(x^2) + eps) * w per row, summed and scaled in double as the per-module norm is.
 void rms_norm(const float* x, const float* w, int64_t rows, int64_t n, double eps, float* y) {
-  for (int64_t r = 0; r < rows; r++) {
+  rows_for(rows, n, [&](int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; r++) {
     const float* xr = x + r * n;
     double v = 0;
     for (int64_t j = 0; j < n; j++) {
@@ -255,13 +265,15 @@ void rms_norm(const float* x, const float* w, int64_t rows, int64_t n, double ep
     float* yr = y + r * n;
     for (int64_t j = 0; j < n; j++) yr[j] = static_cast<float>(static_cast<double>(xr[j]) * inv * static_cast<double>(w[j]));
   }
+  });
 }
 
 // In-place RoPE of rows [M, heads, D] at positions pos0.. (the tables' rows), in double as the
 // per-module kernel computes it.
 void rope(float* x, int64_t M, int64_t heads, int64_t D, int64_t pos0, const State& st, bool interleaved) {
   const int64_t half = D / 2;
-  for (int64_t t = 0; t < M; t++) {
+  rows_for(M, heads * D, [&](int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; t++) {
     const double* c = st.cos + (pos0 + t) * half;
     const double* s = st.sin + (pos0 + t) * half;
     for (int64_t h = 0; h < heads; h++) {
@@ -275,6 +287,7 @@ void rope(float* x, int64_t M, int64_t heads, int64_t D, int64_t pos0, const Sta
       }
     }
   }
+  });
 }
 
 PackedMatmulArgs args_of(const Linear& l, const float* x, int64_t M, float* y, int isa) {
@@ -302,8 +315,10 @@ void products(std::initializer_list<std::pair<const Linear*, float*>> list, cons
   for (int i = 0; i < n; i++) fbi8::int8_product(a[i]);
 }
 
-void add_into(float* h, const float* d, int64_t n) {
-  for (int64_t i = 0; i < n; i++) h[i] = h[i] + d[i];
+void add_into(float* h, const float* d, int64_t rows, int64_t n) {
+  rows_for(rows, n, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0 * n; i < r1 * n; i++) h[i] = h[i] + d[i];
+  });
 }
 
 // fbiDecodeForward(stack, state, ids i32 [M], out f32, allRows): runs M tokens from the state's
@@ -359,17 +374,19 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     lap(tp, st.t_attention);
     products({{&l.o, tmp}}, att, M, s.isa);
     lap(tp, st.t_products);
-    add_into(h, tmp, M * C);
+    add_into(h, tmp, M, C);
     rms_norm(h, l.norm2, M, C, s.eps, xn);
     lap(tp, st.t_norms);
     products({{&l.gate, g}, {&l.up, u}}, xn, M, s.isa);
     lap(tp, st.t_products);
-    elementwise::silu(g, g, M * F);
-    for (int64_t i = 0; i < M * F; i++) g[i] = g[i] * u[i];
+    elementwise::silu(g, g, M * F);  // on the pool itself above its grain
+    rows_for(M, F, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0 * F; i < r1 * F; i++) g[i] = g[i] * u[i];
+    });
     lap(tp, st.t_swiglu);
     products({{&l.down, tmp}}, g, M, s.isa);
     lap(tp, st.t_products);
-    add_into(h, tmp, M * C);
+    add_into(h, tmp, M, C);
     lap(tp, st.t_norms);
   }
   st.position = S;
