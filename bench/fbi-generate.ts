@@ -12,7 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { copyBandwidth, fbiInt8Isa, fbiUnpack } from '../src/backend/cpu/fbi.ts';
+import { copyBandwidth, fbiInt8Isa, fbiUnpack, readBandwidth } from '../src/backend/cpu/fbi.ts';
 import { nativeAddon } from '../src/backend/cpu/native.ts';
 import { HalfHead, Int8Head, PackedLinear, type PackedActivations, setPackedActivations } from '../src/nn/packed.ts';
 import { CausalLM, type ModelConfig } from '../src/models/index.ts';
@@ -221,7 +221,7 @@ export async function run(rawArgs: Record<string, string | boolean> = {}): Promi
   setPackedActivations(packed, args.activations);
   const buildPackedS = (performance.now() - t0) / 1000;
 
-  const copyBps = copyBandwidth(256, 3);
+  const copyBps = copyBandwidth(256, 3), readBps = readBandwidth(256, 3);
   const peer = args.peer ? new Peer(args.peer, cfg, threads, args.prefill, args.decode) : null;
   const fused = args.path === 'fused' ? FusedDecoder.for(packed) : null;
   if (args.path === 'fused' && !fused) throw new UsageError(`--path fused: this model is not covered (${fusedDecodeGap(packed)}); use --path modules`);
@@ -262,6 +262,10 @@ export async function run(rawArgs: Record<string, string | boolean> = {}): Promi
     weight_read_GBps: rd((weightBytes * decodeTps) / 1e9),
     copy_bandwidth_GBps: rd(copyBps / 1e9),
     weight_read_vs_copy: rd((weightBytes * decodeTps) / copyBps),
+    // copy bandwidth counts the bytes read and the bytes written; the read bandwidth (a parallel
+    // read of 256 MiB) is the ceiling for a decode that only reads weights.
+    read_bandwidth_GBps: rd(readBps / 1e9),
+    weight_read_vs_read: rd((weightBytes * decodeTps) / readBps),
     bits_per_param_linear: rd(bitsFromCounts(binarized, linearFp, otherFp).linear),
     build_packed_s: rd(buildPackedS),
   };

@@ -785,6 +785,39 @@ Napi::Value CopyBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), 2.0 * static_cast<double>(bytes) / best);
 }
 
+// readBandwidth(megabytes, reps): best-of-reps bytes/s of reading a buffer over all threads (each
+// thread folds its contiguous share into 8 xor lanes): the ceiling for kernels that stream weights.
+Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
+  const int64_t bytes = num(info, 0) << 20;
+  const int reps = static_cast<int>(num(info, 1));
+  if (bytes <= 0 || reps <= 0) throw Napi::RangeError::New(info.Env(), "readBandwidth: bad sizes");
+  const int64_t words = bytes / 8;
+  std::vector<uint64_t> a(static_cast<size_t>(words));
+  for (int64_t i = 0; i < words; i++) a[i] = static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL;
+  const int64_t chunks = 64;
+  std::vector<uint64_t> fold(chunks, 0);
+  double best = 1e30;
+  for (int r = 0; r <= reps; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    parallel_tasks(chunks, [&](int64_t c) {
+      const int64_t s = words / chunks * c, e = c + 1 == chunks ? words : words / chunks * (c + 1);
+      uint64_t l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = s;
+      for (; i + 8 <= e; i += 8)
+        for (int k = 0; k < 8; k++) l[k] ^= a[i + k];
+      for (; i < e; i++) l[0] ^= a[i];
+      fold[c] = l[0] ^ l[1] ^ l[2] ^ l[3] ^ l[4] ^ l[5] ^ l[6] ^ l[7];
+    });
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r > 0) best = std::min(best, dt);
+  }
+  static volatile uint64_t sink;
+  uint64_t all = 0;
+  for (uint64_t f : fold) all ^= f;
+  sink = all;  // keeps the reads observable
+  return Napi::Number::New(info.Env(), static_cast<double>(words * 8) / best);
+}
+
 Napi::Value Int8IsaAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), isa_available(static_cast<int>(num(info, 0))));
 }
@@ -815,5 +848,6 @@ FRUGAL_EXPORT("fbiInt8Matmul", frugal::fbi8::Int8Matmul)
 FRUGAL_EXPORT("f16Matmul", frugal::fbi8::F16Matmul)
 FRUGAL_EXPORT("i8Matmul", frugal::fbi8::I8Matmul)
 FRUGAL_EXPORT("copyBandwidth", frugal::fbi8::CopyBandwidth)
+FRUGAL_EXPORT("readBandwidth", frugal::fbi8::ReadBandwidth)
 FRUGAL_EXPORT("fbiInt8IsaAvailable", frugal::fbi8::Int8IsaAvailable)
 FRUGAL_EXPORT("fbiInt8Isa", frugal::fbi8::Int8IsaName)

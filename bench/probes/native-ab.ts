@@ -22,7 +22,7 @@ for (const b of Object.values(builds)) b.setNumThreads(1);
 const K = 2048, N = 5632 * 8;
 let s = 7;
 const bits = new Uint32Array((N * K) / 32).map(() => (s = (s * 1103515245 + 12345) >>> 0));
-const il = new Uint32Array(2 * Math.ceil(N / 16) * Math.ceil(K / 4));
+const il = new Uint32Array(2 * 4 * Math.ceil(N / 64) * Math.ceil(K / 4));  // interleavedWords(K, N)
 builds.new.fbiRepack(bits, K, N, il);
 const alpha = new Float32Array(K).fill(0.02), beta = new Float32Array(K).fill(0.001);
 const A = Float32Array.from({ length: 1024 * 1024 }, (_, i) => Math.sin(i)), C = new Float32Array(1024 * 1024);

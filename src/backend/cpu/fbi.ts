@@ -159,6 +159,11 @@ export function copyBandwidth(megabytes = 512, reps = 5): number {
   return nativeAddon().copyBandwidth(megabytes, reps) as number;
 }
 
+/** Best-of-`reps` bandwidth in bytes/s of reading `megabytes` MiB over all threads (the streaming ceiling). */
+export function readBandwidth(megabytes = 512, reps = 5): number {
+  return nativeAddon().readBandwidth(megabytes, reps) as number;
+}
+
 const f32 = (b: Buf) => b as unknown as Float32Array;
 const u32 = (b: Buf) => { const a = b as unknown as Int32Array; return new Uint32Array(a.buffer, a.byteOffset, a.length); };
 
