@@ -52,7 +52,7 @@ test('interleaved layout: word (block b, group g), at (b/4)*4G + 4g + b%4, bit 4
 test('int8-activation packed matmul: every code path gives the same numbers, equal to the quantized float64 reference', () => {
   const rng = new Rng(3);
   for (const pattern of PATTERNS) {
-    for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [17, 256, 70], [1, 512, 130]]) {
+    for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [17, 256, 70], [1, 512, 130], [3, 45, 21], [1, 24, 80], [70, 77, 65]]) {
       const w = randArray(outF * inF, rng);
       const ns = pattern === 'column' ? inF : pattern === 'row' ? outF : 1;
       const alpha = Float32Array.from(randArray(ns, rng), (v) => 0.1 + Math.abs(v));

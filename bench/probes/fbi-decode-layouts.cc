@@ -1,0 +1,175 @@
+// Batch-1 packed 1-bit product (int8 activations, AVX-512 VNNI): three weight layouts / kernels on
+// the same random bits, streamed from memory (one 2048 x 5632 matrix replicated to ~144 MB, larger
+// than the caches), with 1 or 2 threads:
+//   block-major  the previous interleaved order: each 16-row block's words contiguous, a pass over 4
+//                blocks reads 4 separate streams (masked byte move + vpdpbusd per 64 weights)
+//   tile-major   native/fbi_int8.cc's order now: words of 4 blocks interleaved per input group, a
+//                pass reads one sequential stream (same instructions)
+//   lut-vpermb   lookup tables over bit groups: per 16 inputs, the 16 subset sums of each 4-input
+//                group as int16 split in low/high byte tables (2 x 64 bytes), indexed with vpermb by
+//                (group << 4 | nibble) and summed over groups with vpdpbusd (exact)
+// Prints GB/s of weight bits read per layout and checks every result against a scalar reference.
+//   g++ -O3 -march=native -std=c++17 -pthread bench/probes/fbi-decode-layouts.cc -o /tmp/fbi-layouts
+//   /tmp/fbi-layouts 1 && /tmp/fbi-layouts 2
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+
+namespace {
+constexpr int64_t K = 2048, N = 5632, G = K / 4, NB = N / 16, C = K / 16, NPAIR = NB / 2;
+constexpr int64_t kWords = NB * G;  // 64-bit words per matrix
+constexpr int kCopies = 100;
+
+// Block-major: word (b, g) at b * G + g.
+TGT void block_major(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
+  for (int64_t b = b0; b < b1; b += 4) {
+    __m512i acc[4];
+    for (auto& a : acc) a = _mm512_setzero_si512();
+    for (int64_t g = 0; g < G; g++) {
+      const __m512i x = _mm512_set1_epi32(q32[g]);
+      for (int r = 0; r < 4; r++)
+        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_mov_epi8(_cvtu64_mask64(w[(b + r) * G + g]), ones), x);
+    }
+    for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
+  }
+}
+
+// Tile-major: word (b, g) at (b / 4) * 4 G + 4 g + b % 4.
+TGT void tile_major(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
+  for (int64_t b = b0; b < b1; b += 4) {
+    __m512i acc[4];
+    for (auto& a : acc) a = _mm512_setzero_si512();
+    const uint64_t* wt = w + b * G;
+    for (int64_t g = 0; g < G; g++) {
+      const __m512i x = _mm512_set1_epi32(q32[g]);
+      for (int r = 0; r < 4; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_mov_epi8(_cvtu64_mask64(wt[4 * g + r]), ones), x);
+    }
+    for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
+  }
+}
+
+// LUT: 64-byte chunks, chunk (pair, c) at (pair / 2) * 2 C + 2 c + pair % 2; byte 4 r + s holds the
+// sign nibble of row r of the pair's first block at inputs 16 c + 4 s.. (low nibble) and of its
+// second block (high nibble). tables: [C][lo 64 | hi 64], entry 16 s + e = subset sum e of group s.
+TGT void lut_vpermb(const uint8_t* w, const uint8_t* tab, int32_t* p, int64_t q0, int64_t q1) {
+  const __m512i ones = _mm512_set1_epi8(1), m0f = _mm512_set1_epi8(0x0f), slot = _mm512_set1_epi32(0x30201000);
+  for (int64_t pp = q0; pp < q1; pp += 2) {
+    __m512i lo_a[2], hi_a[2], lo_b[2], hi_b[2];
+    for (int i = 0; i < 2; i++) lo_a[i] = hi_a[i] = lo_b[i] = hi_b[i] = _mm512_setzero_si512();
+    const uint8_t* wt = w + pp * C * 64;
+    for (int64_t c = 0; c < C; c++) {
+      const __m512i tl = _mm512_loadu_si512(tab + c * 128), th = _mm512_loadu_si512(tab + c * 128 + 64);
+      for (int i = 0; i < 2; i++) {
+        const __m512i v = _mm512_loadu_si512(wt + (c * 2 + i) * 64);
+        const __m512i ia = _mm512_ternarylogic_epi32(v, m0f, slot, 0xEA);  // (v & 0x0f) | slot
+        const __m512i ib = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), m0f, slot, 0xEA);
+        lo_a[i] = _mm512_dpbusd_epi32(lo_a[i], _mm512_permutexvar_epi8(ia, tl), ones);
+        hi_a[i] = _mm512_dpbusd_epi32(hi_a[i], ones, _mm512_permutexvar_epi8(ia, th));
+        lo_b[i] = _mm512_dpbusd_epi32(lo_b[i], _mm512_permutexvar_epi8(ib, tl), ones);
+        hi_b[i] = _mm512_dpbusd_epi32(hi_b[i], ones, _mm512_permutexvar_epi8(ib, th));
+      }
+    }
+    for (int i = 0; i < 2; i++) {
+      _mm512_storeu_si512(p + (pp + i) * 32, _mm512_add_epi32(lo_a[i], _mm512_slli_epi32(hi_a[i], 8)));
+      _mm512_storeu_si512(p + (pp + i) * 32 + 16, _mm512_add_epi32(lo_b[i], _mm512_slli_epi32(hi_b[i], 8)));
+    }
+  }
+}
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::max(1, std::atoi(argv[1])) : 1;
+  std::mt19937_64 rng(1);
+  std::vector<uint64_t> rows(static_cast<size_t>(N * K / 64));
+  for (auto& x : rows) x = rng();
+  auto bit = [&](int64_t r, int64_t j) { return static_cast<int>((rows[(r * K + j) / 64] >> ((r * K + j) % 64)) & 1); };
+  std::vector<uint64_t> bm(kWords), tm(kWords);
+  std::vector<uint8_t> lut(kWords * 8);
+  for (int64_t b = 0; b < NB; b++)
+    for (int64_t g = 0; g < G; g++) {
+      uint64_t word = 0;
+      for (int r = 0; r < 16; r++)
+        for (int k = 0; k < 4; k++)
+          if (bit(16 * b + r, 4 * g + k)) word |= uint64_t{1} << (4 * r + k);
+      bm[b * G + g] = word;
+      tm[(b / 4) * G * 4 + g * 4 + b % 4] = word;
+    }
+  for (int64_t pr = 0; pr < NPAIR; pr++)
+    for (int64_t c = 0; c < C; c++)
+      for (int r = 0; r < 16; r++)
+        for (int s = 0; s < 4; s++) {
+          int na = 0, nb = 0;
+          for (int k = 0; k < 4; k++) {
+            na |= bit(32 * pr + r, 16 * c + 4 * s + k) << k;
+            nb |= bit(32 * pr + 16 + r, 16 * c + 4 * s + k) << k;
+          }
+          lut[((pr / 2) * C * 2 + c * 2 + pr % 2) * 64 + 4 * r + s] = static_cast<uint8_t>(na | (nb << 4));
+        }
+  std::vector<int8_t> q(K);
+  for (auto& x : q) x = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  std::vector<uint8_t> tab(C * 128);
+  for (int64_t c = 0; c < C; c++)
+    for (int s = 0; s < 4; s++)
+      for (int e = 0; e < 16; e++) {
+        int t = 0;
+        for (int k = 0; k < 4; k++)
+          if ((e >> k) & 1) t += q[16 * c + 4 * s + k];
+        tab[c * 128 + 16 * s + e] = static_cast<uint8_t>(t & 0xff);
+        tab[c * 128 + 64 + 16 * s + e] = static_cast<uint8_t>(static_cast<int8_t>(t >> 8));
+      }
+  std::vector<int32_t> ref(N);
+  for (int64_t r = 0; r < N; r++) {
+    int s = 0;
+    for (int64_t j = 0; j < K; j++)
+      if (bit(r, j)) s += q[j];
+    ref[r] = s;
+  }
+  std::vector<uint64_t> BM(kWords * kCopies), TM(kWords * kCopies);
+  std::vector<uint8_t> LUT(kWords * 8 * kCopies);
+  for (int m = 0; m < kCopies; m++) {
+    std::memcpy(&BM[m * kWords], bm.data(), kWords * 8);
+    std::memcpy(&TM[m * kWords], tm.data(), kWords * 8);
+    std::memcpy(&LUT[m * kWords * 8], lut.data(), kWords * 8);
+  }
+  const char* names[] = {"block-major", "tile-major", "lut-vpermb"};
+  for (int kind = 0; kind < 3; kind++) {
+    std::vector<int32_t> p(N);
+    auto body = [&](int t) {
+      for (int m = 0; m < kCopies; m++) {
+        const int64_t tiles = NB / 4 / threads, b0 = t * tiles * 4, b1 = t == threads - 1 ? NB : (t + 1) * tiles * 4;
+        const int64_t pairs = NPAIR / 2 / threads, p0 = t * pairs * 2, p1 = t == threads - 1 ? NPAIR : (t + 1) * pairs * 2;
+        if (kind == 0) block_major(&BM[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 1) tile_major(&TM[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 2) lut_vpermb(&LUT[m * kWords * 8], tab.data(), p.data(), p0, p1);
+      }
+    };
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+      const double t0 = now();
+      std::vector<std::thread> pool;
+      for (int t = 1; t < threads; t++) pool.emplace_back(body, t);
+      body(0);
+      for (auto& th : pool) th.join();
+      best = std::min(best, now() - t0);
+    }
+    const bool ok = std::equal(p.begin(), p.end(), ref.begin());
+    std::printf("%-12s %d thread(s): %6.2f ms per %d products, %5.1f GB/s of bits, %s\n", names[kind], threads, best * 1e3, kCopies,
+                static_cast<double>(kWords) * 8 * kCopies / best / 1e9, ok ? "exact" : "WRONG");
+  }
+}
