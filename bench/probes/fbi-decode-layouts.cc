@@ -30,8 +30,9 @@ constexpr int64_t K = 2048, N = 5632, G = K / 4, NB = N / 16, C = K / 16, NPAIR 
 constexpr int64_t kWords = NB * G;  // 64-bit words per matrix
 constexpr int kCopies = 100;
 
-// Block-major: word (b, g) at b * G + g.
-TGT void block_major(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
+// Block-major: word (b, g) at b * G + g. Tile-major: word (b, g) at (b / 4) * 4 G + 4 g + b % 4.
+template <bool kTileMajor>
+TGT void dot_kernel(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
   const __m512i ones = _mm512_set1_epi8(1);
   const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
   for (int64_t b = b0; b < b1; b += 4) {
@@ -39,24 +40,10 @@ TGT void block_major(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0,
     for (auto& a : acc) a = _mm512_setzero_si512();
     for (int64_t g = 0; g < G; g++) {
       const __m512i x = _mm512_set1_epi32(q32[g]);
-      for (int r = 0; r < 4; r++)
-        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_mov_epi8(_cvtu64_mask64(w[(b + r) * G + g]), ones), x);
-    }
-    for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
-  }
-}
-
-// Tile-major: word (b, g) at (b / 4) * 4 G + 4 g + b % 4.
-TGT void tile_major(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
-  const __m512i ones = _mm512_set1_epi8(1);
-  const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
-  for (int64_t b = b0; b < b1; b += 4) {
-    __m512i acc[4];
-    for (auto& a : acc) a = _mm512_setzero_si512();
-    const uint64_t* wt = w + b * G;
-    for (int64_t g = 0; g < G; g++) {
-      const __m512i x = _mm512_set1_epi32(q32[g]);
-      for (int r = 0; r < 4; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_mov_epi8(_cvtu64_mask64(wt[4 * g + r]), ones), x);
+      for (int r = 0; r < 4; r++) {
+        const uint64_t word = kTileMajor ? w[b * G + 4 * g + r] : w[(b + r) * G + g];
+        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_mov_epi8(_cvtu64_mask64(word), ones), x);
+      }
     }
     for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
   }
@@ -154,8 +141,8 @@ int main(int argc, char** argv) {
       for (int m = 0; m < kCopies; m++) {
         const int64_t tiles = NB / 4 / threads, b0 = t * tiles * 4, b1 = t == threads - 1 ? NB : (t + 1) * tiles * 4;
         const int64_t pairs = NPAIR / 2 / threads, p0 = t * pairs * 2, p1 = t == threads - 1 ? NPAIR : (t + 1) * pairs * 2;
-        if (kind == 0) block_major(&BM[m * kWords], q.data(), p.data(), b0, b1);
-        if (kind == 1) tile_major(&TM[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 0) dot_kernel<false>(&BM[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 1) dot_kernel<true>(&TM[m * kWords], q.data(), p.data(), b0, b1);
         if (kind == 2) lut_vpermb(&LUT[m * kWords * 8], tab.data(), p.data(), p0, p1);
       }
     };
