@@ -190,6 +190,7 @@ def main(argv=None):
         net = FSDP(model, use_orig_params=True, device_id=device if cuda else None)
     else:
         net = torch.nn.parallel.DistributedDataParallel(model)
+        _KEEP_ALIVE.append(net)  # see the end of this file
     params = dict(net.named_parameters())
 
     def strip(n):
@@ -393,11 +394,21 @@ def _full_state_cfg():
             FullOptimStateDictConfig(offload_to_cpu=True, rank0_only=True))
 
 
+# The DDP wrappers of this process, kept referenced until the process exits. On PyTorch 1.13 freeing
+# one (when main() returns, or at interpreter teardown) can free the gloo process group from the DDP
+# reducer's destructor, which joins a gloo worker thread that is waiting for the GIL the destructor's
+# thread holds: a deadlock. Kept alive, the wrappers are only ever released by os._exit below.
+_KEEP_ALIVE = []
+
 if __name__ == '__main__':
-    code = main()
+    try:
+        code = main()
+    except BaseException:  # noqa: B902 - report, then leave without teardown as below
+        import traceback
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip interpreter teardown: on PyTorch 1.13 the DDP reducer's gloo group can deadlock in its
-    # destructor (its worker thread waits for the GIL the exiting main thread holds). Every file
-    # is closed and the checkpoint renamed into place by now.
+    # Skip interpreter teardown (see _KEEP_ALIVE). Every file is closed and the checkpoint renamed
+    # into place by now.
     os._exit(code)
