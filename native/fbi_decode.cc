@@ -16,7 +16,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <initializer_list>
 #include <utility>
 #include <string>
@@ -244,27 +243,20 @@ Napi::Value NewState(const Napi::CallbackInfo& info) {
   return Napi::External<State>::New(env, st, [](Napi::Env, State* p) { delete p; });
 }
 
-// Row-wise work of a prefill chunk goes to the pool above this many values (one token runs inline);
-// rows are independent, so the numbers do not depend on the split.
-void rows_for(int64_t rows, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
-  if (rows > 1 && rows * width >= (int64_t{1} << 15)) parallel_for(rows, fn);
-  else fn(0, rows);
-}
-
 // y = x / sqrt(mean(x^2) + eps) * w per row, summed and scaled in double as the per-module norm is.
 void rms_norm(const float* x, const float* w, int64_t rows, int64_t n, double eps, float* y) {
-  rows_for(rows, n, [&](int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; r++) {
-    const float* xr = x + r * n;
-    double v = 0;
-    for (int64_t j = 0; j < n; j++) {
-      const double c = xr[j];
-      v += c * c;
+  parallel_rows(rows, n, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      double v = 0;
+      for (int64_t j = 0; j < n; j++) {
+        const double c = xr[j];
+        v += c * c;
+      }
+      const double inv = 1 / std::sqrt(v / static_cast<double>(n) + eps);
+      float* yr = y + r * n;
+      for (int64_t j = 0; j < n; j++) yr[j] = static_cast<float>(static_cast<double>(xr[j]) * inv * static_cast<double>(w[j]));
     }
-    const double inv = 1 / std::sqrt(v / static_cast<double>(n) + eps);
-    float* yr = y + r * n;
-    for (int64_t j = 0; j < n; j++) yr[j] = static_cast<float>(static_cast<double>(xr[j]) * inv * static_cast<double>(w[j]));
-  }
   });
 }
 
@@ -272,21 +264,21 @@ void rms_norm(const float* x, const float* w, int64_t rows, int64_t n, double ep
 // per-module kernel computes it.
 void rope(float* x, int64_t M, int64_t heads, int64_t D, int64_t pos0, const State& st, bool interleaved) {
   const int64_t half = D / 2;
-  rows_for(M, heads * D, [&](int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; t++) {
-    const double* c = st.cos + (pos0 + t) * half;
-    const double* s = st.sin + (pos0 + t) * half;
-    for (int64_t h = 0; h < heads; h++) {
-      float* b = x + (t * heads + h) * D;
-      for (int64_t i = 0; i < half; i++) {
-        float* p0 = interleaved ? b + 2 * i : b + i;
-        float* p1 = interleaved ? p0 + 1 : p0 + half;
-        const double x0 = *p0, x1 = *p1;
-        *p0 = static_cast<float>(x0 * c[i] - x1 * s[i]);
-        *p1 = static_cast<float>(x1 * c[i] + x0 * s[i]);
+  parallel_rows(M, heads * D, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const double* c = st.cos + (pos0 + t) * half;
+      const double* s = st.sin + (pos0 + t) * half;
+      for (int64_t h = 0; h < heads; h++) {
+        float* b = x + (t * heads + h) * D;
+        for (int64_t i = 0; i < half; i++) {
+          float* p0 = interleaved ? b + 2 * i : b + i;
+          float* p1 = interleaved ? p0 + 1 : p0 + half;
+          const double x0 = *p0, x1 = *p1;
+          *p0 = static_cast<float>(x0 * c[i] - x1 * s[i]);
+          *p1 = static_cast<float>(x1 * c[i] + x0 * s[i]);
+        }
       }
     }
-  }
   });
 }
 
@@ -316,7 +308,7 @@ void products(std::initializer_list<std::pair<const Linear*, float*>> list, cons
 }
 
 void add_into(float* h, const float* d, int64_t rows, int64_t n) {
-  rows_for(rows, n, [&](int64_t r0, int64_t r1) {
+  parallel_rows(rows, n, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0 * n; i < r1 * n; i++) h[i] = h[i] + d[i];
   });
 }
@@ -380,7 +372,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     products({{&l.gate, g}, {&l.up, u}}, xn, M, s.isa);
     lap(tp, st.t_products);
     elementwise::silu(g, g, M * F);  // on the pool itself above its grain
-    rows_for(M, F, [&](int64_t r0, int64_t r1) {
+    parallel_rows(M, F, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0 * F; i < r1 * F; i++) g[i] = g[i] * u[i];
     });
     lap(tp, st.t_swiglu);

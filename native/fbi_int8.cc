@@ -11,8 +11,8 @@
 // ordered by group, then block: word (b, g) is at (b / 4) * 4 G + 4 g + b % 4. A decode pass over a
 // tile is then one sequential stream of 32 bytes per group, which the hardware prefetcher follows;
 // four separate 4 KB streams per tile (the previous order, group-major per block) streamed about 1.5x
-// slower on this machine's cores. Expanding a word to bytes (one AVX-512 masked move) gives, lane by lane, exactly
-// the u8 operand of a 4-way int8 dot product (VNNI vpdpbusd) against the 4 activation bytes of the
+// slower on this machine's cores. Expanding a word to bytes (one AVX-512 masked move) gives, lane by
+// lane, exactly the u8 operand of a 4-way int8 dot product (VNNI vpdpbusd) against the 4 activation bytes of the
 // group broadcast to every lane: 64 weights per instruction, 16 rows per vector, no horizontal sums.
 // AVX2 expands the word with a byte shuffle and does the dot product with maddubs/madd; the portable
 // path looks each row's 4-bit nibble up in a per-token table of the 16 subset sums of the group.
@@ -25,7 +25,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -136,14 +135,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) float prep_token_a
   float m[16];
   _mm512_storeu_ps(m, mx);
   float amax = 0.0f;
-  for (int64_t j = K16; j < K; j++) {
+  double rest = 0;
+  for (int64_t j = K16; j < K; j++) {  // an 8-input block into the partial sums, then the rest
     u[j] = column ? a.alpha[j] * xt[j] : xt[j];
     const double v = column ? static_cast<double>(a.beta[j]) * xt[j] : static_cast<double>(xt[j]);
     if (j < K8) sb[j - K16] += v;
+    else rest += v;
     amax = std::max(amax, std::fabs(u[j]));
   }
-  double rest = 0;
-  for (int64_t j = K8; j < K; j++) rest += column ? static_cast<double>(a.beta[j]) * xt[j] : static_cast<double>(xt[j]);
   for (int l = 0; l < 16; l++) amax = std::max(amax, m[l]);
   const float bias = static_cast<float>((((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7]))) + rest);
   qr.d = amax / 127.0f;
@@ -180,16 +179,9 @@ float prep_token(const PackedMatmulArgs& a, int64_t t, float* u, int8_t* q, int6
   return bias;
 }
 
-// Per-token work of a prefill product goes to the pool above this many values.
-constexpr int64_t kParallelMinValues = int64_t{1} << 15;
-void tokens_for(int64_t M, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
-  if (M > 1 && M * width >= kParallelMinValues) parallel_for(M, fn);
-  else fn(0, M);
-}
-
 // Below this many weights a product runs on the calling thread: waking the pool costs more than the
 // second core gains (measured at the fbi-130m shapes: 768 x 768 took 8 us on one thread, 24 us on two).
-static const int64_t kParallelMinWeights = std::getenv("FRUGAL_PMIN") ? std::atoll(std::getenv("FRUGAL_PMIN")) : int64_t{1} << 21;
+constexpr int64_t kParallelMinWeights = int64_t{1} << 21;
 void blocks_for(int64_t n, int64_t weights, const std::function<void(int64_t, int64_t)>& fn) {
   if (weights < kParallelMinWeights) fn(0, n);
   else parallel_for(n, fn);
@@ -468,14 +460,14 @@ void int8_product_impl(const PackedMatmulArgs& a) {
   bias.resize(M);
   qr.resize(M);
   p.resize(static_cast<size_t>(M * NB * 16));
-  tokens_for(M, K, [&](int64_t t0, int64_t t1) {
+  parallel_rows(M, K, [&](int64_t t0, int64_t t1) {
     static thread_local std::vector<float> u;  // each thread's own scratch
     u.resize(static_cast<size_t>(K));
     for (int64_t t = t0; t < t1; t++) bias[t] = prep_token(a, t, u.data(), q.data() + t * G * 4, G * 4, qr[t]);
   });
   Problem pr{q.data(), reinterpret_cast<const uint64_t*>(a.w), M, NB, G, p.data()};
   masked_sums(pr, a.isa);
-  tokens_for(M, N, [&](int64_t t0, int64_t t1) {
+  parallel_rows(M, N, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) a.outputs(p.data() + t * NB * 16, qr[t].d, qr[t].qs, bias[t], a.y + t * N);
   });
 }
@@ -682,7 +674,7 @@ void i8_product_impl(const float* x, const int8_t* w, const float* scale, const 
   static thread_local std::vector<QuantRow> qr_tls;
   std::vector<QuantRow>& qr = qr_tls;  // the calling thread's, also inside the pool lambdas
   qr.resize(M);
-  tokens_for(M, K, [&](int64_t t0, int64_t t1) {
+  parallel_rows(M, K, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) qr[t] = quantize_row(x + t * K, K, q.data() + t * kp, kp);
   });
   static thread_local std::vector<int32_t> dot_tls;

@@ -147,6 +147,10 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   });
 }
 
+void parallel_rows(int64_t rows, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
+  if (rows > 1 && rows * width >= (int64_t{1} << 15)) parallel_for(rows, fn);
+  else fn(0, rows);
+}
 static Napi::Value js_num_threads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), num_threads());
 }
