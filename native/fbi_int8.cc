@@ -6,16 +6,21 @@
 // all in int32, and y_ti = d_t (2 P_ti - Q_t) scaled and shifted as in fbi.cc.
 //
 // Weight layout ("interleaved", built from the row-major bits at load): rows in blocks of 16, inputs
-// in groups of 4; one 64-bit word per (block, group) whose bit 4 r + k is the sign of row 16 b + r at
-// input 4 g + k. Blocks go in tiles of 4 (the last tile zero-padded), and within a tile the words are
-// ordered by group, then block: word (b, g) is at (b / 4) * 4 G + 4 g + b % 4. A decode pass over a
-// tile is then one sequential stream of 32 bytes per group, which the hardware prefetcher follows;
-// four separate 4 KB streams per tile (the previous order, group-major per block) streamed about 1.5x
-// slower on this machine's cores. Expanding a word to bytes (one AVX-512 masked move) gives, lane by
-// lane, exactly the u8 operand of a 4-way int8 dot product (VNNI vpdpbusd) against the 4 activation bytes of the
-// group broadcast to every lane: 64 weights per instruction, 16 rows per vector, no horizontal sums.
-// AVX2 expands the word with a byte shuffle and does the dot product with maddubs/madd; the portable
-// path looks each row's 4-bit nibble up in a per-token table of the 16 subset sums of the group.
+// in groups of 4; one 64-bit word per (block, group) holding the signs of rows 16 b + r at inputs
+// 4 g + k. Call n = 4 r + k the sign's natural index; the word stores it at bit 8 (n % 8) + n / 8
+// (the 8 x 8 bit transpose of the natural order). Blocks go in tiles of 4 (the last tile
+// zero-padded), and within a tile the words are ordered by group, then block: word (b, g) is at
+// (b / 4) * 4 G + 4 g + b % 4. A decode pass over a tile is then one sequential stream of 32 bytes
+// per group, which the hardware prefetcher follows; four separate 4 KB streams per tile (the
+// previous order, group-major per block) streamed about 1.5x slower on this machine's cores.
+// Expanding a word to 64 bytes, byte n = sign n, gives lane by lane exactly the u8 operand of a 4-way
+// int8 dot product (VNNI vpdpbusd) against the 4 activation bytes of the group broadcast to every
+// lane: 64 weights per instruction, 16 rows per vector, no horizontal sums. The transposed bit order
+// is what makes the expansion one instruction where GFNI exists: gf2p8affine of the word broadcast
+// to every quadword, with quadword l's matrix picking bit l of each byte, puts bit 8 j + l (sign
+// 8 l + j) in byte 8 l + j. Without GFNI the AVX-512 and AVX2 paths spread byte n % 8 of the word
+// to byte n with a byte shuffle and keep bit n / 8; the portable path transposes the word back and
+// looks each row's 4-bit nibble up in a per-token table of the 16 subset sums of the group.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -26,6 +31,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "fbi_int8.h"
@@ -49,6 +55,16 @@ bool has_vnni() {
 bool has_avx512bw() {
 #if defined(__x86_64__)
   static bool v = has_avx512() && __builtin_cpu_supports("avx512bw");
+  return v;
+#else
+  return false;
+#endif
+}
+// GFNI's one-instruction sign expansion (FRUGAL_NO_GFNI turns it off, so the tests run the shuffle
+// expansion on a machine that has GFNI).
+bool has_gfni() {
+#if defined(__x86_64__)
+  static bool v = has_avx512bw() && __builtin_cpu_supports("gfni") && !std::getenv("FRUGAL_NO_GFNI");
   return v;
 #else
   return false;
@@ -197,6 +213,16 @@ struct Problem {
 
 // Block b's word at group g is block_words(pr, b)[kTile * g].
 constexpr int64_t kTile = 4;
+
+// The 8 x 8 bit transpose (bit 8 i + j <-> bit 8 j + i): natural sign order <-> stored order.
+inline uint64_t transpose8(uint64_t x) {
+  uint64_t t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAULL;
+  x ^= t ^ (t << 7);
+  t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCULL;
+  x ^= t ^ (t << 14);
+  t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ULL;
+  return x ^ t ^ (t << 28);
+}
 inline const uint64_t* block_words(const Problem& pr, int64_t b) { return pr.w + (b / kTile) * pr.G * kTile + b % kTile; }
 
 void block_scalar(const Problem& pr, int64_t b, const int16_t* tables) {
@@ -205,7 +231,7 @@ void block_scalar(const Problem& pr, int64_t b, const int16_t* tables) {
     const int16_t* tab = tables + t * pr.G * 16;
     const uint64_t* wb = block_words(pr, b);
     for (int64_t g = 0; g < pr.G; g++) {
-      const uint64_t word = wb[kTile * g];
+      const uint64_t word = transpose8(wb[kTile * g]);
       const int16_t* tg = tab + g * 16;
       for (int r = 0; r < 16; r++) acc[r] += tg[(word >> (4 * r)) & 15];
     }
@@ -234,10 +260,37 @@ void sums_scalar(const Problem& pr) {
 }
 
 #if defined(__x86_64__)
-template <int T, int R, bool kVnni>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void tile512(const Problem& pr, int64_t t0, int64_t b0) {
+#define FRUGAL_TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,gfni")))
+// Quadword l of the GFNI matrix picks bit l of each byte into bit 0 (gf2p8affine's output bit i is
+// the parity of matrix byte 7 - i AND the input byte).
+FRUGAL_TGT512 inline __m512i gfni_picker() {
+  return _mm512_set_epi64(1LL << 63, 1LL << 62, 1LL << 61, 1LL << 60, 1LL << 59, 1LL << 58, 1LL << 57, 1LL << 56);
+}
+// Byte n of the shuffle expansion reads byte n % 8 of the word and keeps bit n / 8.
+FRUGAL_TGT512 inline __m512i shuffle_index() {
+  alignas(64) int8_t idx[64];
+  for (int n = 0; n < 64; n++) idx[n] = static_cast<int8_t>(n % 8);
+  return _mm512_load_si512(idx);
+}
+FRUGAL_TGT512 inline __m512i shuffle_bits() {
+  alignas(64) uint8_t bit[64];
+  for (int n = 0; n < 64; n++) bit[n] = static_cast<uint8_t>(1u << (n / 8));
+  return _mm512_load_si512(bit);
+}
+
+// A stored word as 64 bytes of 0 / 1, byte n = sign n.
+template <bool kGfni>
+FRUGAL_TGT512 inline __m512i expand512(uint64_t word, __m512i c0, __m512i c1, __m512i ones8) {
+  const __m512i v = _mm512_set1_epi64(static_cast<long long>(word));
+  if (kGfni) return _mm512_gf2p8affine_epi64_epi8(v, c0, 0);
+  return _mm512_min_epu8(_mm512_and_si512(_mm512_shuffle_epi8(v, c0), c1), ones8);
+}
+
+template <int T, int R, bool kVnni, bool kGfni>
+FRUGAL_TGT512 inline void tile512(const Problem& pr, int64_t t0, int64_t b0) {
   const __m512i ones8 = _mm512_set1_epi8(1);
   const __m512i ones16 = _mm512_set1_epi16(1);
+  const __m512i c0 = kGfni ? gfni_picker() : shuffle_index(), c1 = kGfni ? ones8 : shuffle_bits();
   __m512i acc[T][R];
   for (int t = 0; t < T; t++)
     for (int r = 0; r < R; r++) acc[t][r] = _mm512_setzero_si512();
@@ -247,7 +300,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void tile
   for (int t = 0; t < T; t++) q32[t] = reinterpret_cast<const int32_t*>(pr.q + (t0 + t) * pr.G * 4);
   for (int64_t g = 0; g < pr.G; g++) {
     __m512i wv[R];
-    for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_mov_epi8(_cvtu64_mask64(wb[r][kTile * g]), ones8);
+    for (int r = 0; r < R; r++) wv[r] = expand512<kGfni>(wb[r][kTile * g], c0, c1, ones8);
     for (int t = 0; t < T; t++) {
       const __m512i a = _mm512_set1_epi32(q32[t][g]);
       for (int r = 0; r < R; r++) {
@@ -260,12 +313,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void tile
     for (int r = 0; r < R; r++) _mm512_storeu_si512(pr.p + (t0 + t) * pr.NB * 16 + (b0 + r) * 16, acc[t][r]);
 }
 
-// One 32-bit half of a word (8 rows x 4 inputs) as 0/1 bytes in maddubs order.
-__attribute__((target("avx2"))) inline __m256i expand32(uint32_t half) {
-  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
-  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(half)), shuf);
+// Half h of a stored word (signs 32 h .. 32 h + 31: 8 rows x 4 inputs) as 0/1 bytes in maddubs order.
+template <int h>
+__attribute__((target("avx2"))) inline __m256i expand256(uint64_t word) {
+  const __m256i shuf = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7,
+                                        0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i bit = _mm256_setr_epi8(1 << (4 * h), 1 << (4 * h), 1 << (4 * h), 1 << (4 * h), 1 << (4 * h), 1 << (4 * h), 1 << (4 * h), 1 << (4 * h),
+                                       2 << (4 * h), 2 << (4 * h), 2 << (4 * h), 2 << (4 * h), 2 << (4 * h), 2 << (4 * h), 2 << (4 * h), 2 << (4 * h),
+                                       4 << (4 * h), 4 << (4 * h), 4 << (4 * h), 4 << (4 * h), 4 << (4 * h), 4 << (4 * h), 4 << (4 * h), 4 << (4 * h),
+                                       static_cast<char>(8 << (4 * h)), static_cast<char>(8 << (4 * h)), static_cast<char>(8 << (4 * h)), static_cast<char>(8 << (4 * h)),
+                                       static_cast<char>(8 << (4 * h)), static_cast<char>(8 << (4 * h)), static_cast<char>(8 << (4 * h)), static_cast<char>(8 << (4 * h)));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi64x(static_cast<long long>(word)), shuf);
   return _mm256_min_epu8(_mm256_and_si256(v, bit), _mm256_set1_epi8(1));
 }
 
@@ -279,7 +337,7 @@ __attribute__((target("avx2"))) inline void tile256(const Problem& pr, int64_t t
   for (int t = 0; t < T; t++) q32[t] = reinterpret_cast<const int32_t*>(pr.q + (t0 + t) * pr.G * 4);
   for (int64_t g = 0; g < pr.G; g++) {
     const uint64_t word = wb[kTile * g];
-    const __m256i lo = expand32(static_cast<uint32_t>(word)), hi = expand32(static_cast<uint32_t>(word >> 32));
+    const __m256i lo = expand256<0>(word), hi = expand256<1>(word);
     for (int t = 0; t < T; t++) {
       const __m256i a = _mm256_set1_epi32(q32[t][g]);
       acc[t][0] = _mm256_add_epi32(acc[t][0], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a), ones16));
@@ -293,7 +351,7 @@ __attribute__((target("avx2"))) inline void tile256(const Problem& pr, int64_t t
   }
 }
 
-template <bool kVnni>
+template <bool kVnni, bool kGfni>
 void sums512(const Problem& pr) {
   if (pr.M == 1) {
     // Decode: 4 row blocks (64 rows) per pass share each activation broadcast.
@@ -301,9 +359,9 @@ void sums512(const Problem& pr) {
     blocks_for(tiles, pr.NB * pr.G * 64, [&](int64_t a, int64_t e) {
       for (int64_t i = a; i < e; i++) {
         const int64_t b = 4 * i;
-        if (b + 4 <= pr.NB) tile512<1, 4, kVnni>(pr, 0, b);
+        if (b + 4 <= pr.NB) tile512<1, 4, kVnni, kGfni>(pr, 0, b);
         else
-          for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, kVnni>(pr, 0, c);
+          for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, kVnni, kGfni>(pr, 0, c);
       }
     });
     return;
@@ -315,8 +373,8 @@ void sums512(const Problem& pr) {
       const int64_t b = 2 * i;
       const bool two = b + 2 <= pr.NB;
       int64_t t = 0;
-      for (; t + 8 <= pr.M; t += 8) two ? tile512<8, 2, kVnni>(pr, t, b) : tile512<8, 1, kVnni>(pr, t, b);
-      for (; t < pr.M; t++) two ? tile512<1, 2, kVnni>(pr, t, b) : tile512<1, 1, kVnni>(pr, t, b);
+      for (; t + 8 <= pr.M; t += 8) two ? tile512<8, 2, kVnni, kGfni>(pr, t, b) : tile512<8, 1, kVnni, kGfni>(pr, t, b);
+      for (; t < pr.M; t++) two ? tile512<1, 2, kVnni, kGfni>(pr, t, b) : tile512<1, 1, kVnni, kGfni>(pr, t, b);
     }
   });
 }
@@ -334,7 +392,10 @@ void sums256(const Problem& pr) {
 
 void masked_sums(const Problem& pr, int isa) {
 #if defined(__x86_64__)
-  if (isa == kAvx512) return has_vnni() ? sums512<true>(pr) : sums512<false>(pr);
+  if (isa == kAvx512) {
+    if (has_vnni()) return has_gfni() ? sums512<true, true>(pr) : sums512<true, false>(pr);
+    return has_gfni() ? sums512<false, true>(pr) : sums512<false, false>(pr);
+  }
   if (isa == kAvx2) return sums256(pr);
 #endif
   sums_scalar(pr);
@@ -345,18 +406,20 @@ void masked_sums(const Problem& pr, int isa) {
 // masked_sums at M = 1, so the sums are the same integers.
 int64_t decode_units(const Problem& pr, int isa) { return isa == kAvx512 ? (pr.NB + 3) / 4 : pr.NB; }
 
+#if defined(__x86_64__)
+template <bool kVnni, bool kGfni>
+void decode_tile512(const Problem& pr, int64_t b) {
+  if (b + 4 <= pr.NB) tile512<1, 4, kVnni, kGfni>(pr, 0, b);
+  else for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, kVnni, kGfni>(pr, 0, c);
+}
+#endif
+
 void decode_unit(const Problem& pr, int isa, int64_t u, const int16_t* tables) {
 #if defined(__x86_64__)
   if (isa == kAvx512) {
     const int64_t b = 4 * u;
-    if (has_vnni()) {
-      if (b + 4 <= pr.NB) tile512<1, 4, true>(pr, 0, b);
-      else for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, true>(pr, 0, c);
-    } else {
-      if (b + 4 <= pr.NB) tile512<1, 4, false>(pr, 0, b);
-      else for (int64_t c = b; c < pr.NB; c++) tile512<1, 1, false>(pr, 0, c);
-    }
-    return;
+    if (has_vnni()) return has_gfni() ? decode_tile512<true, true>(pr, b) : decode_tile512<true, false>(pr, b);
+    return has_gfni() ? decode_tile512<false, true>(pr, b) : decode_tile512<false, false>(pr, b);
   }
   if (isa == kAvx2) return tile256<1>(pr, 0, u);
 #endif
@@ -432,7 +495,8 @@ Napi::Value Repack(const Napi::CallbackInfo& info) {
           const uint32_t* row = bits + i * wpr;
           for (int k = 0; k < 4; k++) {
             const int64_t j = 4 * g + k;
-            if (j < K && ((row[j >> 5] >> (j & 31)) & 1u)) word |= uint64_t{1} << (4 * r + k);
+            const int n = 4 * r + k;  // natural index, stored at bit 8 (n % 8) + n / 8
+            if (j < K && ((row[j >> 5] >> (j & 31)) & 1u)) word |= uint64_t{1} << (8 * (n % 8) + n / 8);
           }
         }
         out[(b / kTile) * G * kTile + kTile * g + b % kTile] = word;
@@ -815,7 +879,8 @@ Napi::Value Int8IsaAvailable(const Napi::CallbackInfo& info) {
 }
 Napi::Value Int8IsaName(const Napi::CallbackInfo& info) {
   const int isa = resolve(kAuto);
-  return Napi::String::New(info.Env(), isa == kAvx512 ? (has_vnni() ? "avx512-vnni" : "avx512bw") : isa == kAvx2 ? "avx2" : "scalar");
+  if (isa != kAvx512) return Napi::String::New(info.Env(), isa == kAvx2 ? "avx2" : "scalar");
+  return Napi::String::New(info.Env(), std::string(has_vnni() ? "avx512-vnni" : "avx512bw") + (has_gfni() ? "-gfni" : ""));
 }
 
 }  // namespace

@@ -1,10 +1,14 @@
-// Batch-1 packed 1-bit product (int8 activations, AVX-512 VNNI): three weight layouts / kernels on
-// the same random bits, streamed from memory (one 2048 x 5632 matrix replicated to ~144 MB, larger
-// than the caches), with 1 or 2 threads:
-//   block-major  the previous interleaved order: each 16-row block's words contiguous, a pass over 4
+// Batch-1 packed 1-bit product (int8 activations, AVX-512 VNNI): weight layouts / kernels on the
+// same random bits, streamed from memory (one 2048 x 5632 matrix replicated to ~144 MB, larger than
+// the caches), with 1 or 2 threads:
+//   block-major  an earlier interleaved order: each 16-row block's words contiguous, a pass over 4
 //                blocks reads 4 separate streams (masked byte move + vpdpbusd per 64 weights)
-//   tile-major   native/fbi_int8.cc's order now: words of 4 blocks interleaved per input group, a
-//                pass reads one sequential stream (same instructions)
+//   tile-major   words of 4 blocks interleaved per input group, a pass reads one sequential stream
+//                (same instructions)
+//   tile-gfni    native/fbi_int8.cc now: tile-major with each word's bits 8 x 8-transposed, so one
+//                gf2p8affine of the broadcast word expands it to bytes (no mask register moves)
+//   *-in-L2      the same kernels over one 128 KB slice again and again: the instruction-bound rate
+//   read-only    plain 64-byte loads over the same bytes: the memory ceiling
 //   lut-vpermb   lookup tables over bit groups: per 16 inputs, the 16 subset sums of each 4-input
 //                group as int16 split in low/high byte tables (2 x 64 bytes), indexed with vpermb by
 //                (group << 4 | nibble) and summed over groups with vpdpbusd (exact)
@@ -23,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni")))
 
 namespace {
 constexpr int64_t K = 2048, N = 5632, G = K / 4, NB = N / 16, C = K / 16, NPAIR = NB / 2;
@@ -47,6 +51,43 @@ TGT void dot_kernel(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, 
     }
     for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
   }
+}
+
+// Tile-major words with bit 8 j + l holding sign 8 l + j: quadword l of the matrix picks bit l of
+// each byte (gf2p8affine's output bit i is the parity of matrix byte 7 - i AND the input byte).
+TGT void dot_gfni(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
+  const __m512i pick = _mm512_set_epi64(1LL << 63, 1LL << 62, 1LL << 61, 1LL << 60, 1LL << 59, 1LL << 58, 1LL << 57, 1LL << 56);
+  const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
+  for (int64_t b = b0; b < b1; b += 4) {
+    __m512i acc[4];
+    for (auto& a : acc) a = _mm512_setzero_si512();
+    for (int64_t g = 0; g < G; g++) {
+      const __m512i x = _mm512_set1_epi32(q32[g]);
+      for (int r = 0; r < 4; r++) {
+        const __m512i v = _mm512_gf2p8affine_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(w[b * G + 4 * g + r])), pick, 0);
+        acc[r] = _mm512_dpbusd_epi32(acc[r], v, x);
+      }
+    }
+    for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
+  }
+}
+
+TGT int64_t read_only(const uint64_t* w, int64_t b0, int64_t b1) {
+  __m512i acc[4];
+  for (auto& a : acc) a = _mm512_setzero_si512();
+  const __m512i* v = reinterpret_cast<const __m512i*>(w + b0 * G);
+  const int64_t n = (b1 - b0) * G / 8;
+  for (int64_t i = 0; i + 4 <= n; i += 4)
+    for (int r = 0; r < 4; r++) acc[r] = _mm512_xor_si512(acc[r], _mm512_loadu_si512(v + i + r));
+  return _mm512_reduce_add_epi64(_mm512_xor_si512(_mm512_xor_si512(acc[0], acc[1]), _mm512_xor_si512(acc[2], acc[3])));
+}
+
+uint64_t transpose8(uint64_t w) {
+  uint64_t t = 0;
+  for (int l = 0; l < 8; l++)
+    for (int j = 0; j < 8; j++)
+      if ((w >> (8 * l + j)) & 1) t |= uint64_t{1} << (8 * j + l);
+  return t;
 }
 
 // LUT: 64-byte chunks, chunk (pair, c) at (pair / 2) * 2 C + 2 c + pair % 2; byte 4 r + s holds the
@@ -129,21 +170,31 @@ int main(int argc, char** argv) {
   }
   std::vector<uint64_t> BM(kWords * kCopies), TM(kWords * kCopies);
   std::vector<uint8_t> LUT(kWords * 8 * kCopies);
+  std::vector<uint64_t> GT(kWords * kCopies);
+  for (int64_t i = 0; i < kWords; i++) GT[i] = transpose8(tm[i]);
+  for (int m = 1; m < kCopies; m++) std::memcpy(&GT[m * kWords], GT.data(), kWords * 8);
   for (int m = 0; m < kCopies; m++) {
     std::memcpy(&BM[m * kWords], bm.data(), kWords * 8);
     std::memcpy(&TM[m * kWords], tm.data(), kWords * 8);
     std::memcpy(&LUT[m * kWords * 8], lut.data(), kWords * 8);
   }
-  const char* names[] = {"block-major", "tile-major", "lut-vpermb"};
-  for (int kind = 0; kind < 3; kind++) {
+  const char* names[] = {"block-major", "tile-major", "tile-gfni", "lut-vpermb", "tile-in-L2", "gfni-in-L2", "read-only"};
+  constexpr int64_t kSlice = 32;  // blocks of the in-L2 runs: 32 x 512 words of 8 bytes per thread
+  volatile int64_t sink = 0;
+  for (int kind = 0; kind < 7; kind++) {
     std::vector<int32_t> p(N);
+    const bool in_l2 = kind == 4 || kind == 5;
     auto body = [&](int t) {
+      const int64_t tiles = NB / 4 / threads, b0 = t * tiles * 4, b1 = t == threads - 1 ? NB : (t + 1) * tiles * 4;
+      const int64_t pairs = NPAIR / 2 / threads, p0 = t * pairs * 2, p1 = t == threads - 1 ? NPAIR : (t + 1) * pairs * 2;
       for (int m = 0; m < kCopies; m++) {
-        const int64_t tiles = NB / 4 / threads, b0 = t * tiles * 4, b1 = t == threads - 1 ? NB : (t + 1) * tiles * 4;
-        const int64_t pairs = NPAIR / 2 / threads, p0 = t * pairs * 2, p1 = t == threads - 1 ? NPAIR : (t + 1) * pairs * 2;
         if (kind == 0) dot_kernel<false>(&BM[m * kWords], q.data(), p.data(), b0, b1);
         if (kind == 1) dot_kernel<true>(&TM[m * kWords], q.data(), p.data(), b0, b1);
-        if (kind == 2) lut_vpermb(&LUT[m * kWords * 8], tab.data(), p.data(), p0, p1);
+        if (kind == 2) dot_gfni(&GT[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 3) lut_vpermb(&LUT[m * kWords * 8], tab.data(), p.data(), p0, p1);
+        if (kind == 4) dot_kernel<true>(&TM[0], q.data(), p.data(), b0, b0 + kSlice);
+        if (kind == 5) dot_gfni(&GT[0], q.data(), p.data(), b0, b0 + kSlice);
+        if (kind == 6) sink = sink + read_only(&TM[m * kWords], b0, b1);
       }
     };
     double best = 1e30;
@@ -155,8 +206,8 @@ int main(int argc, char** argv) {
       for (auto& th : pool) th.join();
       best = std::min(best, now() - t0);
     }
-    const bool ok = std::equal(p.begin(), p.end(), ref.begin());
-    std::printf("%-12s %d thread(s): %6.2f ms per %d products, %5.1f GB/s of bits, %s\n", names[kind], threads, best * 1e3, kCopies,
-                static_cast<double>(kWords) * 8 * kCopies / best / 1e9, ok ? "exact" : "WRONG");
+    const double bytes = in_l2 ? static_cast<double>(kSlice * G * 8) * threads * kCopies : static_cast<double>(kWords) * 8 * kCopies;
+    const char* check = kind == 6 ? "-" : in_l2 ? "(partial)" : std::equal(p.begin(), p.end(), ref.begin()) ? "exact" : "WRONG";
+    std::printf("%-12s %d thread(s): %6.2f ms, %5.1f GB/s of bits, %s\n", names[kind], threads, best * 1e3, bytes / best / 1e9, check);
   }
 }

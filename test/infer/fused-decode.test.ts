@@ -89,6 +89,7 @@ const ids = (n: number, k = 0) => Array.from({ length: n }, (_, i) => (i * 31 + 
 test(`dispatch path is the one asked for (${expectedIsa ?? 'native'})`, () => {
   const isa = fbiInt8Isa();
   if (expectedIsa) assert.equal(isa.startsWith('avx512') ? 'avx512' : isa, expectedIsa);
+  if (process.env.FRUGAL_NO_GFNI) assert.ok(!isa.endsWith('-gfni'), isa);
 });
 
 const cases: Array<[string, Partial<ModelConfig>, HeadKind | 'direct']> = [
@@ -200,6 +201,8 @@ test('models the fused path does not cover are named and left to the per-module 
 const features = nativeAddon().cpuFeatures() as { avx512: boolean; avx2: boolean };
 const children: Array<[string, Record<string, string>]> = [];
 if (!expectedIsa && features.avx512) children.push([features.avx2 ? 'avx2' : 'scalar', { FRUGAL_NO_AVX512: '1' }]);
+// AVX-512 with the shuffle expansion of the sign words instead of GFNI's.
+if (!expectedIsa && fbiInt8Isa().endsWith('-gfni')) children.push(['avx512', { FRUGAL_NO_GFNI: '1' }]);
 // The scalar child also turns the pool's spinning off, so its workers sleep between every region.
 if (!expectedIsa && (features.avx512 || features.avx2)) children.push(['scalar', { FRUGAL_NO_AVX512: '1', FRUGAL_NO_AVX2: '1', FRUGAL_SPIN_US: '0' }]);
 const ownTests = cases.length + 5;

@@ -35,14 +35,14 @@ function quantize(u: ArrayLike<number>): { q: Int8Array; d: number } {
 }
 const roundEven = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
 
-test('interleaved layout: word (block b, group g), at (b/4)*4G + 4g + b%4, bit 4r+k is the sign of row 16b+r at input 4g+k', () => {
+test('interleaved layout: word (block b, group g), at (b/4)*4G + 4g + b%4, sign n = 4r+k (row 16b+r, input 4g+k) at bit 8(n%8)+n/8', () => {
   const inF = 13, outF = 83;
   const w = Float32Array.from({ length: outF * inF }, (_, i) => Math.sin(i * 1.7));
   const il = fbiRepack(fbiPackSigns(w, inF, outF), inF, outF);
   assert.equal(il.length, interleavedWords(inF, outF));
   const G = Math.ceil(inF / 4);
   for (let b = 0; b < 4 * Math.ceil(outF / 64); b++) for (let g = 0; g < G; g++) for (let r = 0; r < 16; r++) for (let k = 0; k < 4; k++) {
-    const bit = 4 * r + k, word = (Math.floor(b / 4) * 4 * G + 4 * g + (b % 4)) * 2 + (bit >> 5);
+    const n = 4 * r + k, bit = 8 * (n % 8) + Math.floor(n / 8), word = (Math.floor(b / 4) * 4 * G + 4 * g + (b % 4)) * 2 + (bit >> 5);
     const got = (il[word] >>> (bit & 31)) & 1;
     const i = 16 * b + r, j = 4 * g + k;
     assert.equal(got, i < outF && j < inF && w[i * inF + j] > 0 ? 1 : 0, `block ${b} group ${g} row ${r} input ${k}`);

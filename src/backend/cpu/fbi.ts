@@ -91,7 +91,8 @@ export const interleavedWords = (inF: number, outF: number) => 2 * 4 * Math.ceil
 
 /**
  * The interleaved layout of row-major sign bits for the int8 kernels (native/fbi_int8.cc): word
- * (block b, group g) holds bit 4 r + k = sign of row 16 b + r at input 4 g + k, and sits at 64-bit
+ * (block b, group g) holds the sign of row 16 b + r at input 4 g + k, n = 4 r + k, at bit
+ * 8 (n % 8) + floor(n / 8) (transposed so GFNI expands a word to bytes in one instruction), and sits at 64-bit
  * index (b / 4) * 4 G + 4 g + b % 4 (tiles of 4 blocks, group-major inside a tile, the last tile
  * zero-padded), so a decode pass over a tile reads one sequential stream.
  */
@@ -149,7 +150,7 @@ export function fbiInt8IsaAvailable(isa: FbiIsa): boolean {
   return isa === 'auto' || Boolean(nativeAddon().fbiInt8IsaAvailable(ISA_CODE[isa]));
 }
 
-/** The code path 'auto' selects for the int8 kernels (avx512-vnni | avx512bw | avx2 | scalar). */
+/** The code path 'auto' selects for the int8 kernels (avx512-vnni | avx512bw, with -gfni where GFNI expands the sign words | avx2 | scalar). */
 export function fbiInt8Isa(): string {
   return nativeAddon().fbiInt8Isa() as string;
 }
