@@ -2,15 +2,18 @@
 // beside PyTorch decoding the dense model of the same shape in bf16 with a KV cache on the same GPU
 // (bench/torch_decode_peer.py), with our weight-read bandwidth and where a token's time goes.
 //   frugal bench gpu-decode [--preset fbi-1.3b] [--prompt 16] [--decode 64] [--layers N] [--budget-s 60]
-//     [--peer-budget-s 60] [--prefill N] [--no-peer] [--cpu-smoke]
+//     [--peer-budget-s 60] [--prefill N] [--no-peer] [--cpu-smoke] [--profile]
 // Two loops are timed: 'host' is what `frugal generate` does per token (ids uploaded, logits read
 // back, argmax on the host); 'device' keeps the greedy token on the GPU (argmax there, fed straight
 // back as the next input) and syncs once at the end, the loop the PyTorch peer runs. Then the parts
 // of a token: the 7 packed linears of every layer alone, the f32 LM head alone, and the cost of one
-// small dispatch, each over repeated calls between two syncs. --prefill N also times an N-token
+// small dispatch, each over repeated calls between two syncs. A third loop, 'replayed', records one
+// token step and replays it per token (src/infer/replayed-decode.ts), the analogue of the peer's CUDA
+// graph. --prefill N also times an N-token
 // prefill, on int8 subgroup matrices when the device has them (FRUGAL_WEBGPU_SUBGROUP_MATRIX=1) and
 // on the scalar int8 kernel, with the logits of the two compared.
 import { PackedLinear } from '../src/nn/packed.ts';
+import { ReplayedDecoder } from '../src/infer/replayed-decode.ts';
 import { CausalLM, type ModelConfig, type ModelState } from '../src/models/index.ts';
 import { PRESETS } from '../src/models/presets.ts';
 import { argmax, reshape } from '../src/ops/index.ts';
@@ -21,7 +24,7 @@ import { finishWebGPU, releasePool, runPythonPeer, startWebGPU } from './matmul.
 import { runBenchIfMain } from './kit.ts';
 
 /** The --key options run() reads (`frugal bench gpu-decode` rejects any other). */
-export const options: readonly string[] = ['device', 'keep-device', 'preset', 'prompt', 'decode', 'prefill', 'layers', 'budget-s', 'peer-budget-s', 'no-peer', 'cpu-smoke'];
+export const options: readonly string[] = ['device', 'keep-device', 'preset', 'prompt', 'decode', 'prefill', 'layers', 'budget-s', 'peer-budget-s', 'no-peer', 'cpu-smoke', 'profile'];
 
 const FBI_PRESETS = Object.keys(PRESETS).filter((n) => n.startsWith('fbi-'));
 
@@ -146,6 +149,30 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
     tok.dispose();
     return [s, ids];
   }
+  /**
+   * Greedy decode from one recorded token step, replayed per token (src/infer/replayed-decode.ts); one
+   * sync at the end. Returns [seconds per replayed token, ids as the host loop lists them, commands per
+   * step, the step's GPU profile by kernel family when asked].
+   */
+  type Profile = { totalMs: number; families: { key: string; count: number; ms: number }[] };
+  async function replayedLoop(n: number, profile = false): Promise<[number, number[], number, Profile | null]> {
+    const state: ModelState = model.createState(1, promptLen + n + 4);
+    const first = await stepLogits(prompt, state);
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (first[i] > first[best]) best = i;
+    const tok = fromArray(Int32Array.of(best), [1, 1], device);
+    const dec = ReplayedDecoder.start(model, state, tok, n - 1);
+    await syncWebGPU();
+    const t = performance.now();
+    while (dec.count < n - 1) dec.next();
+    const ids = [best, ...(await dec.tokens())];
+    const s = (performance.now() - t) / 1000;
+    const commands = dec.commandCount;
+    const prof = profile ? await dec.profile() : null;
+    dec.dispose();
+    tok.dispose();
+    return [s / (n - 2), ids, commands, prof];
+  }
   /** Mean ms of fn over calls between two syncs (a warm-up call first), bounded by ~targetMs. */
   async function meanMs(fn: () => void, maxReps: number, targetMs = 1000): Promise<number> {
     fn(); await syncWebGPU();
@@ -163,6 +190,21 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
   await hostLoop(2);
   const [hostS, hostIds, perToken] = await hostLoop(decode);
   const [devS, devIds] = (performance.now() - t0 < budgetMs) ? await deviceLoop(decode) : [NaN, []];
+  let replayed: Record<string, unknown> = {};
+  if (performance.now() - t0 < budgetMs && decode >= 3) {
+    await replayedLoop(3); // warm-up: the recording's pipelines and buffers
+    const [perTokenS, ids, commands, replayProfile] = await replayedLoop(decode, Boolean(args.profile));
+    replayed = {
+      replayed_tokens_per_s: rd(1 / perTokenS), replayed_ms_per_token: rd(1000 * perTokenS), replayed_commands_per_token: commands,
+      replayed_greedy_ids_agree: ids.length === hostIds.length && ids.every((x, i) => x === hostIds[i]),
+      replayed_weight_read_GBps: rd((packedBytes + headBytes) / perTokenS / 1e9),
+    };
+    // GPU time of the replayed step by kernel family, each family submitted alone (--profile).
+    if (replayProfile) {
+      replayed.replayed_profile_ms = rd(replayProfile.totalMs);
+      replayed.replayed_profile = replayProfile.families.map((f) => ({ key: f.key, count: f.count, ms: rd(f.ms) }));
+    }
+  }
   const tps = decode / devS, hostTps = decode / hostS;
   Object.assign(res, {
     tokens_per_s: rd(tps), host_loop_tokens_per_s: rd(hostTps), ms_per_token: rd(1000 / tps), host_loop_ms_per_token: rd(1000 / hostTps),
@@ -170,6 +212,7 @@ export async function run(args: Record<string, string | boolean> = {}): Promise<
     dispatches_per_token: rd(perToken),
     packed_linear_bytes: packedBytes, head_bytes: headBytes, weight_bytes_per_token: packedBytes + headBytes,
     weight_read_GBps: rd(((packedBytes + headBytes) * tps) / 1e9),
+    ...replayed,
   });
   if (performance.now() - t0 < budgetMs) {
     // A token's parts, alone: all packed linears (one row each), the head, one tiny dispatch.

@@ -22,6 +22,12 @@ export class KVCache {
   k: Tensor | null = null;
   v: Tensor | null = null;
   length = 0;
+  /**
+   * A device i32 tensor [1] holding the position of the next one-token step, or null. A replayed
+   * decode step (src/infer/replayed-decode.ts) sets it and rewrites it before every replay, so the
+   * recorded RoPE reads the new position instead of the one uploaded while recording.
+   */
+  positions: Tensor | null = null;
   constructor(readonly capacity = 0) {}
 
   append(k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
@@ -75,7 +81,7 @@ export class SelfAttention extends Module {
     const { numHeads: h, numKvHeads: hkv, ropeTheta, ropeStyle } = this.cfg;
     const d = this.headDim;
     const start = cache?.length ?? 0;
-    const pos = fromArray(Int32Array.from({ length: l }, (_, i) => start + i), [l], x.device);
+    const pos = cache?.positions && l === 1 ? cache.positions : fromArray(Int32Array.from({ length: l }, (_, i) => start + i), [l], x.device);
     const rope = { theta: ropeTheta, style: ropeStyle } as const;
     let q = op.reshape(this.q.forward(x), [b, l, h, d]);
     let k = op.reshape(this.k.forward(x), [b, l, hkv, d]);

@@ -1,7 +1,7 @@
 // Fused multi-head attention (online softmax, O(L) memory): forward and backward are single kernels.
 import { record } from '../tensor/autograd.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { expectDtype, fmt, like, sameDevice } from './util.ts';
+import { expectDtype, fmt, like, likeOut, sameDevice } from './util.ts';
 
 export interface AttentionOpts {
   causal?: boolean;
@@ -25,8 +25,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts =
     throw new Error(`attention: incompatible shapes q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${fmt(v.shape)}`);
   }
   const p = { b, l, s, h, hkv, d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: opts.causal ?? true };
-  const o = like(q);
-  const lse = like(q, [b, h, l]);
+  // The forward kernels write every row of o and lse.
+  const o = likeOut(q);
+  const lse = likeOut(q, [b, h, l]);
   q.backend.attention.forward(q.buf, k.buf, v.buf, o.buf, lse.buf, p);
   return record(o, 'attention', [q, k, v], (g) => {
     const dq = like(q), dk2 = like(k), dv = like(v);

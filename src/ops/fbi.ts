@@ -8,7 +8,7 @@
 import type { Kernels } from '../backend/types.ts';
 import { record } from '../tensor/autograd.ts';
 import { isGradEnabled } from '../tensor/autograd.ts';
-import { empty, type Tensor } from '../tensor/tensor.ts';
+import { empty, emptyUninit, type Tensor } from '../tensor/tensor.ts';
 import { broadcastView } from './shape.ts';
 import { contiguousView, expectDtype, fmt, kernelsOf, like, sameDevice } from './util.ts';
 
@@ -154,7 +154,9 @@ function outputOf(x: Tensor, outF: number): Tensor {
 export function packedFbiLinear(x: Tensor, bits: Tensor, wscale: Tensor, wbias: Tensor, pattern: FbiScalePattern,
   inF: number, outF: number, activations: 'int8' | 'f32'): Tensor {
   servingInput('packed linear', x, inF, [bits, wscale, wbias]);
-  const y = outputOf(x, outF);
+  // Every backend's kernels write each output once (no zero-fill first: a decoded token's largest
+  // share of non-kernel commands on the GPU).
+  const y = emptyUninit([...x.shape.slice(0, -1), outF], { device: x.device });
   const a = { x: x.buf, bits: bits.buf, alpha: wscale.buf, beta: wbias.buf, pattern, rows: x.size / inF, inF, outF, y: y.buf };
   if (activations === 'int8') x.backend.fbi.int8Matmul(a);
   else x.backend.fbi.packedMatmul(a);

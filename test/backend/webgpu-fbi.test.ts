@@ -31,9 +31,10 @@ if (gpu) {
     const rng = new Rng(3);
     const kernel = (x: Buf, bits: Buf, alpha: Buf, beta: Buf, pattern: 'column' | 'row' | 'single', rows: number, inF: number, outF: number, y: Buf) =>
       gpu.fbi.packedMatmul({ x, bits, alpha, beta, pattern, rows, inF, outF, y });
-    // rows: 1 (decode kernel; in 1000: many words per lane), 5 and 9 (partial tiles of 4 tokens); in: whole and partial words; out > 64 threads.
+    // rows: 1 (decode kernel; in 1000: many words per lane, in 2500: two staged chunks of 64 words), 5 and 9
+    // (partial tiles of 4 tokens); in: whole and partial words; out > 64 threads and not a multiple of 16.
     for (const pattern of PATTERNS) {
-      for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [3, 300, 130], [1, 1000, 70]]) {
+      for (const [rows, inF, outF] of [[1, 64, 33], [5, 100, 7], [9, 160, 20], [1, 37, 9], [3, 300, 130], [1, 1000, 70], [1, 2500, 41]]) {
         const w = randArray(outF * inF, rng);
         const ns = pattern === 'column' ? inF : pattern === 'row' ? outF : 1;
         const alpha = Float32Array.from(randArray(ns, rng), (v) => 0.1 + Math.abs(v));

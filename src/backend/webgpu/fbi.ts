@@ -196,43 +196,50 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   scratchDone(rt, a, c);
 }
 
-/** Output rows per workgroup of the one-token kernel (32 lanes each). */
-const GEMV_ROWS = 8;
+/** Output rows per workgroup of the one-token kernel (8 warps of 32 lanes, GEMV_ROWS / 8 rows each). */
+const GEMV_ROWS = 16;
+/** Words of a row per staged chunk of the one-token kernel (32 inputs each). */
+const GEMV_CHUNK = 64;
 
 /**
- * One token (decode), in one dispatch: every workgroup first takes the token's bias term and absmax
- * exactly as fbiPackedPrep does (64 lanes, the same order, so the same values), then gives each of its
- * output rows 32 lanes, lane l taking bit l of every word of the row: the row's word is one broadcast
- * read and the activations (scaled, and quantized in int8 mode, on the fly) are read contiguously
- * across the lanes; the 32 partial sums are added in a fixed tree. Many more workgroups than the
- * batched kernel's one thread per row, which leaves most of the GPU idle at batch 1, and no prep
- * dispatch (half the dispatches of a decoded token's linears).
+ * One token (decode), in one dispatch of 256 threads per GEMV_ROWS output rows:
+ *  1. the token's bias term and absmax over all 256 threads (a tree in workgroup memory);
+ *  2. per chunk of GEMV_CHUNK words (32 GEMV_CHUNK inputs): the activations, scaled (and quantized in
+ *     int8 mode) once, staged in workgroup memory bit-major (input 32 w + b at b * (GEMV_CHUNK + 1) + w,
+ *     so the lanes of a warp, which take consecutive words, read consecutive banks);
+ *  3. each warp takes GEMV_ROWS / 8 rows, lane l the words l, l + 32, ... of the chunk: one
+ *     coalesced read of the row's sign words, 32 signed adds per word from workgroup memory;
+ *  4. the 32 lanes' sums in a fixed tree, scaled as the batched kernel's epilogue does.
+ * In int8 mode the sums are of integers (exact in f32), so only the bias term's order differs from
+ * the batched kernel. The previous one-token kernel gave each row 32 lanes that walked its words one
+ * by one and re-scaled the activations for every row: 57 us per product at the fbi-1.3b shapes on
+ * an H200, the whole of a replayed token's GPU time (bench/NOTES.md).
  */
 function fbiPackedGemv(rt: Runtime, x: GpuBuf, bits: GpuBuf, alpha: GpuBuf, beta: GpuBuf, inF: number, outF: number, wpr: number,
   code: number, int8: boolean, y: GpuBuf): void {
   const groups = Math.ceil(outF / GEMV_ROWS);
+  const per = GEMV_ROWS / 8, pitch = GEMV_CHUNK + 1;
+  const R = [...Array(per).keys()];
   rt.dispatch({ key: 'fbiPackedGemv',
     bindings: [['X', 'f32', 'r'], ['BITS', 'i32', 'r'], ['ALPHA', 'f32', 'r'], ['BETA', 'f32', 'r'], ['Y', 'f32', 'w']],
     uniform: 'N: u32, K: u32, wpr: u32, pattern: u32, quant: u32', code: () => `
-var<workgroup> part: array<f32, ${GEMV_ROWS * 32}>;
-var<workgroup> red: array<f32, ${LANES}>;
-var<workgroup> amaxs: array<f32, ${LANES}>;
-@compute @workgroup_size(${GEMV_ROWS * 32})
+var<workgroup> xs: array<f32, ${32 * pitch}>;
+var<workgroup> red: array<f32, 256>;
+var<workgroup> amaxs: array<f32, 256>;
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  if (lid < ${LANES}u) {
-    var bsum = 0.0;
-    var amax = 0.0;
-    for (var j = lid; j < p.K; j += ${LANES}u) {
-      let xj = X[j];
-      var uj = xj;
-      if (p.pattern == 0u) { uj = ALPHA[j] * xj; bsum += BETA[j] * xj; } else { bsum += xj; }
-      amax = max(amax, abs(uj));
-    }
-    red[lid] = bsum;
-    amaxs[lid] = amax;
+  var bsum = 0.0;
+  var amax = 0.0;
+  for (var j = lid; j < p.K; j += 256u) {
+    let xj = X[j];
+    var uj = xj;
+    if (p.pattern == 0u) { uj = ALPHA[j] * xj; bsum += BETA[j] * xj; } else { bsum += xj; }
+    amax = max(amax, abs(uj));
   }
+  red[lid] = bsum;
+  amaxs[lid] = amax;
   workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s = s >> 1u) {
+  for (var s = 128u; s > 0u; s = s >> 1u) {
     if (lid < s) { red[lid] += red[lid + s]; amaxs[lid] = max(amaxs[lid], amaxs[lid + s]); }
     workgroupBarrier();
   }
@@ -241,38 +248,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let dq = select(1.0, m / 127.0, p.quant == 1u);
   let inv = select(0.0, 127.0 / m, m > 0.0);
   let g = wid.x + wid.y * nwg.x;
-  let r = g * ${GEMV_ROWS}u + lid / 32u;
+  let warp = lid / 32u;
   let lane = lid % 32u;
-  // Rows past the end read the last row (in range) and write nothing.
-  let i = min(r, p.N - 1u);
-  var acc = 0.0;
-  for (var w = 0u; w < p.wpr; w++) {
-    let j = w * 32u + lane;
-    var uj = 0.0;
-    if (j < p.K) {
-      let xj = X[j];
-      uj = xj;
-      if (p.pattern == 0u) { uj = ALPHA[j] * xj; }
-      if (p.quant == 1u) { uj = clamp(round(uj * inv), -127.0, 127.0); }
+${R.map((r) => `  let r${r} = g * ${GEMV_ROWS}u + warp * ${per}u + ${r}u;
+  let i${r} = min(r${r}, p.N - 1u) * p.wpr;
+  var acc${r} = 0.0;`).join('\n')}
+  for (var w0 = 0u; w0 < p.wpr; w0 += ${GEMV_CHUNK}u) {
+    let cw = min(${GEMV_CHUNK}u, p.wpr - w0);
+    workgroupBarrier();
+    for (var e = lid; e < cw * 32u; e += 256u) {
+      let j = w0 * 32u + e;
+      var uj = 0.0;
+      if (j < p.K) {
+        uj = X[j];
+        if (p.pattern == 0u) { uj = ALPHA[j] * uj; }
+        if (p.quant == 1u) { uj = clamp(round(uj * inv), -127.0, 127.0); }
+      }
+      xs[(e % 32u) * ${pitch}u + e / 32u] = uj;
     }
-    let word = u32(BITS[i * p.wpr + w]);
-    acc += select(-uj, uj, ((word >> lane) & 1u) == 1u);
+    workgroupBarrier();
+    for (var wl = lane; wl < cw; wl += 32u) {
+${R.map((r) => `      let word${r} = u32(BITS[i${r} + w0 + wl]);`).join('\n')}
+      for (var b = 0u; b < 32u; b++) {
+        let v = xs[b * ${pitch}u + wl];
+${R.map((r) => `        acc${r} += select(-v, v, ((word${r} >> b) & 1u) == 1u);`).join('\n')}
+      }
+    }
   }
-  part[lid] = acc;
+${R.map((r) => `  workgroupBarrier();
+  red[lid] = acc${r};
   workgroupBarrier();
   for (var s = 16u; s > 0u; s = s >> 1u) {
-    if (lane < s) { part[lid] += part[lid + s]; }
+    if (lane < s) { red[lid] += red[lid + s]; }
     workgroupBarrier();
   }
-  if (lane == 0u && r < p.N) {
-    let sv = dq * part[lid];
+  if (lane == 0u && r${r} < p.N) {
+    let sv = dq * red[lid];
     var yv = sv + bias;
     if (p.pattern != 0u) {
-      let q = select(0u, r, p.pattern == 1u);
+      let q = select(0u, r${r}, p.pattern == 1u);
       yv = ALPHA[q] * sv + BETA[q] * bias;
     }
-    Y[r] = yv;
-  }
+    Y[r${r}] = yv;
+  }`).join('\n')}
 }` }, [x, bits, alpha, beta, y], new Uniform().u(outF, inF, wpr, code, int8 ? 1 : 0), rt.grid(groups));
 }
 

@@ -179,6 +179,11 @@ export function captureWebGPUStep<T>(fn: () => T): { result: T; step: CapturedSt
   return captureStep(webgpuRuntime(), fn);
 }
 
+/** The device buffer under a webgpu tensor's storage (to pick a captured step's copies into it, see replay.ts). */
+export function gpuBufferOf(b: Buf): GPUBuffer {
+  return g(b).buffer;
+}
+
 /** Overwrites a buffer's contents in place (inputs of a captured step, see replay.ts). */
 export function writeBuffer(b: Buf, data: TypedArray): void {
   const gb = g(b);

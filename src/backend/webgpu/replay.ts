@@ -23,8 +23,13 @@ export interface KernelProfile {
  */
 export interface ReplayOverrides {
   adam?: { step: number; lr?: number };
+  /** Keys of every fused-attention forward (a decode step's cache length after its append). */
+  attentionKeys?: number;
   [tag: string]: unknown;
 }
+
+/** A recorded copy whose destination offset the caller may move between replays. */
+export interface MovableCopy { readonly dst: GPUBuffer; readonly recordedOffset: number; dstOffset: number; readonly bytes: number }
 
 export class CapturedStep {
   private disposed = false;
@@ -32,6 +37,21 @@ export class CapturedStep {
 
   get commandCount(): number {
     return this.rec.commands.length;
+  }
+
+  /**
+   * The recorded copies into the given buffers, as objects whose dstOffset (bytes) the next replays
+   * use: e.g. a KV cache append, which lands one row further each decoded token.
+   */
+  copiesInto(dst: ReadonlySet<GPUBuffer>): MovableCopy[] {
+    const out: MovableCopy[] = [];
+    for (const c of this.rec.commands) {
+      if (c.kind !== 'copy' || !dst.has(c.dst)) continue;
+      const cmd = c;
+      const recordedOffset = c.dstOffset;
+      out.push({ dst: c.dst, recordedOffset, bytes: c.bytes, get dstOffset() { return cmd.dstOffset; }, set dstOffset(v: number) { cmd.dstOffset = v; } });
+    }
+    return out;
   }
 
   /** Resubmits the recorded commands as one command buffer. */

@@ -273,7 +273,9 @@ export function attentionForward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o
     key: `attnFwd:${p.d}:${JSON.stringify(t)}`, bindings: [...g.io('r', 'Q', 'K', 'V'), ...g.io('w', 'O'), ['LSE', 'f32', 'w']], uniform,
     code: () => forwardCode(g),
   },
-    [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / g.bo), p.h, p.b]);
+    [q, k, v, o, lse], uniformOf(p), [Math.ceil(p.l / g.bo), p.h, p.b],
+    // A replayed decode step attends over more keys each token: only the key count changes.
+    { name: 'attentionKeys', uniformFor: (s) => uniformOf({ ...p, s: s as number }) });
 }
 
 function dsumCode(g: Gen): string {
