@@ -21,3 +21,4 @@ export { trainBpe, type TrainBpeOptions } from './data/bpe-train.ts';
 export { HfTokenizer } from './data/hf-tokenizer.ts';
 export { tokenizerFromJson } from './data/tokenizer-json.ts';
 export { initWebGPU, destroyWebGPU } from './backend/webgpu/index.ts';
+export { ReplayedDecoder } from './infer/replayed-decode.ts';

@@ -21,6 +21,7 @@ export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
 export { readTorchBin } from './io/torch-bin.ts';
 export * from './data/index.ts';
 export { initWebGPU, destroyWebGPU } from './backend/webgpu/index.ts';
+export { ReplayedDecoder } from './infer/replayed-decode.ts';
 export { loadGgufModel, modelFromGguf, saveGgufModel, ggufFromModel } from './infer/gguf-model.ts';
 export { readGguf, parseGguf, writeGguf, encodeGguf, quantize as ggufQuantize, dequantize as ggufDequantize, GGML_TYPES } from './io/gguf.ts';
 export { tokenizerFromGguf, SentencePieceBpeTokenizer } from './data/gguf-tokenizer.ts';
