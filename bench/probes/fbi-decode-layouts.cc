@@ -35,27 +35,12 @@ constexpr int64_t kWords = NB * G;  // 64-bit words per matrix
 constexpr int kCopies = 100;
 
 // Block-major: word (b, g) at b * G + g. Tile-major: word (b, g) at (b / 4) * 4 G + 4 g + b % 4.
-template <bool kTileMajor>
+// kGfni: tile-major words with bit 8 j + l holding sign 8 l + j, expanded by gf2p8affine (quadword l of
+// the matrix picks bit l of each byte: the output bit i is the parity of matrix byte 7 - i AND the
+// input byte); otherwise a mask-register move and a masked byte move.
+template <bool kTileMajor, bool kGfni = false>
 TGT void dot_kernel(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
   const __m512i ones = _mm512_set1_epi8(1);
-  const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
-  for (int64_t b = b0; b < b1; b += 4) {
-    __m512i acc[4];
-    for (auto& a : acc) a = _mm512_setzero_si512();
-    for (int64_t g = 0; g < G; g++) {
-      const __m512i x = _mm512_set1_epi32(q32[g]);
-      for (int r = 0; r < 4; r++) {
-        const uint64_t word = kTileMajor ? w[b * G + 4 * g + r] : w[(b + r) * G + g];
-        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_mov_epi8(_cvtu64_mask64(word), ones), x);
-      }
-    }
-    for (int r = 0; r < 4; r++) _mm512_storeu_si512(p + (b + r) * 16, acc[r]);
-  }
-}
-
-// Tile-major words with bit 8 j + l holding sign 8 l + j: quadword l of the matrix picks bit l of
-// each byte (gf2p8affine's output bit i is the parity of matrix byte 7 - i AND the input byte).
-TGT void dot_gfni(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
   const __m512i pick = _mm512_set_epi64(1LL << 63, 1LL << 62, 1LL << 61, 1LL << 60, 1LL << 59, 1LL << 58, 1LL << 57, 1LL << 56);
   const int32_t* q32 = reinterpret_cast<const int32_t*>(q);
   for (int64_t b = b0; b < b1; b += 4) {
@@ -64,7 +49,9 @@ TGT void dot_gfni(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, in
     for (int64_t g = 0; g < G; g++) {
       const __m512i x = _mm512_set1_epi32(q32[g]);
       for (int r = 0; r < 4; r++) {
-        const __m512i v = _mm512_gf2p8affine_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(w[b * G + 4 * g + r])), pick, 0);
+        const uint64_t word = kTileMajor ? w[b * G + 4 * g + r] : w[(b + r) * G + g];
+        const __m512i v = kGfni ? _mm512_gf2p8affine_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(word)), pick, 0)
+                                : _mm512_maskz_mov_epi8(_cvtu64_mask64(word), ones);
         acc[r] = _mm512_dpbusd_epi32(acc[r], v, x);
       }
     }
@@ -190,10 +177,10 @@ int main(int argc, char** argv) {
       for (int m = 0; m < kCopies; m++) {
         if (kind == 0) dot_kernel<false>(&BM[m * kWords], q.data(), p.data(), b0, b1);
         if (kind == 1) dot_kernel<true>(&TM[m * kWords], q.data(), p.data(), b0, b1);
-        if (kind == 2) dot_gfni(&GT[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 2) dot_kernel<true, true>(&GT[m * kWords], q.data(), p.data(), b0, b1);
         if (kind == 3) lut_vpermb(&LUT[m * kWords * 8], tab.data(), p.data(), p0, p1);
         if (kind == 4) dot_kernel<true>(&TM[0], q.data(), p.data(), b0, b0 + kSlice);
-        if (kind == 5) dot_gfni(&GT[0], q.data(), p.data(), b0, b0 + kSlice);
+        if (kind == 5) dot_kernel<true, true>(&GT[0], q.data(), p.data(), b0, b0 + kSlice);
         if (kind == 6) sink = sink + read_only(&TM[m * kWords], b0, b1);
       }
     };
