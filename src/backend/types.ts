@@ -97,13 +97,17 @@ export interface Kernels {
 
 export interface Backend {
   readonly name: DeviceName;
-  alloc(length: number, dtype: DType): Buf;
+  /**
+   * A zeroed buffer of `length` values. `rowWidth` (the tensor's last dimension) lets a backend that
+   * must split very large buffers keep rows whole (WebGPU above its binding limit); others ignore it.
+   */
+  alloc(length: number, dtype: DType, rowWidth?: number): Buf;
   /**
    * A buffer whose contents are unspecified, for outputs a kernel overwrites entirely (saves the
    * zero-fill of alloc). Backends without it get alloc.
    */
-  allocUninit?(length: number, dtype: DType): Buf;
-  upload(data: TypedArray): Buf;
+  allocUninit?(length: number, dtype: DType, rowWidth?: number): Buf;
+  upload(data: TypedArray, rowWidth?: number): Buf;
   /** Whether readSync works (host memory); else only read() does. */
   readonly syncReadable: boolean;
   /** Synchronous readback (CPU); backends that cannot read synchronously throw. */
@@ -124,7 +128,7 @@ export interface Backend {
    * A new buffer of `length` values written on the host by `fill` (initialization of large tables:
    * CPU memory is advised to use huge pages before the first write when `hugePages` is set).
    */
-  create(length: number, dtype: DType, fill: (host: TypedArray) => void, opts?: { hugePages?: boolean }): Buf;
+  create(length: number, dtype: DType, fill: (host: TypedArray) => void, opts?: { hugePages?: boolean; rowWidth?: number }): Buf;
   /** Generic ops. */
   readonly kernels: Kernels;
   /** The layer families (./contracts.ts); a missing kernel throws KernelUnavailableError. */

@@ -204,13 +204,16 @@ export interface CreateOpts {
   device?: DeviceName;
 }
 
+/** Values per row of a tensor of this shape (its last dimension; 1 for vectors and scalars). */
+const rowWidth = (shape: Shape) => (shape.length > 1 ? shape[shape.length - 1] : 1);
+
 /** Allocates an uninitialized (zeroed on CPU) tensor. */
 export function empty(shape: Shape, opts: CreateOpts = {}): Tensor {
   checkShape(shape);
   const dtype = opts.dtype ?? 'f32';
   const device = opts.device ?? 'cpu';
   const b = getBackend(device);
-  return new Tensor(b.alloc(Math.max(1, numel(shape)), dtype), shape, dtype, device);
+  return new Tensor(b.alloc(Math.max(1, numel(shape)), dtype, rowWidth(shape)), shape, dtype, device);
 }
 
 /**
@@ -223,7 +226,7 @@ export function emptyUninit(shape: Shape, opts: CreateOpts = {}): Tensor {
   const device = opts.device ?? 'cpu';
   const b = getBackend(device);
   const n = Math.max(1, numel(shape));
-  return new Tensor(b.allocUninit ? b.allocUninit(n, dtype) : b.alloc(n, dtype), shape, dtype, device);
+  return new Tensor(b.allocUninit ? b.allocUninit(n, dtype, rowWidth(shape)) : b.alloc(n, dtype, rowWidth(shape)), shape, dtype, device);
 }
 
 export function full(shape: Shape, value: number, opts: CreateOpts = {}): Tensor {
@@ -254,7 +257,7 @@ export function fromArray(arr: TypedArray, shape: Shape, device: DeviceName = 'c
   }
   const dtype: DType = arr instanceof Float32Array ? 'f32' : 'i32';
   const b = getBackend(device);
-  return new Tensor(b.upload(arr), shape, dtype, device);
+  return new Tensor(b.upload(arr, rowWidth(shape)), shape, dtype, device);
 }
 
 /**
@@ -266,7 +269,7 @@ export function randn(shape: Shape, rng: Rng, std = 1, opts: CreateOpts & { huge
   const device = opts.device ?? 'cpu';
   const b = getBackend(device);
   const buf = b.create(numel(shape), 'f32', (a) => { for (let i = 0; i < a.length; i++) a[i] = rng.normal() * std; },
-    { hugePages: opts.hugePages });
+    { hugePages: opts.hugePages, rowWidth: rowWidth(shape) });
   return new Tensor(buf, shape, 'f32', device);
 }
 

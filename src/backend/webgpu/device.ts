@@ -9,6 +9,11 @@ export interface AcquireOpts {
   dawnOptions?: string[];
   /** Optional features to request where the adapter offers them (e.g. 'chromium-experimental-subgroup-matrix'). */
   features?: string[];
+  /**
+   * Tensors above this many bytes are stored split into parts of whole rows (default and maximum: the
+   * adapter's storage binding limit; a lower value makes small tensors split, for tests).
+   */
+  maxBindingBytes?: number;
 }
 
 export interface Acquired {
@@ -53,6 +58,15 @@ function withEnvFeatures(opts: AcquireOpts): AcquireOpts {
     dawnOptions: [...new Set([...(opts.dawnOptions ?? []), 'enable-dawn-features=allow_unsafe_apis'])],
     features: [...new Set([...(opts.features ?? []), 'chromium-experimental-subgroup-matrix', 'subgroups'])],
   };
+}
+
+/** FRUGAL_WEBGPU_MAX_BINDING=BYTES (Node) lowers the size above which tensors are split (see maxBindingBytes). */
+export function withEnvBindingLimit(opts: AcquireOpts): AcquireOpts {
+  const env = typeof process !== 'undefined' ? process.env?.FRUGAL_WEBGPU_MAX_BINDING : undefined;
+  if (env === undefined || env === '' || opts.maxBindingBytes !== undefined) return opts;
+  const v = Number(env);
+  if (!Number.isInteger(v) || v < 256) throw new Error(`FRUGAL_WEBGPU_MAX_BINDING must be a byte count >= 256, got ${JSON.stringify(env)}`);
+  return { ...opts, maxBindingBytes: v };
 }
 
 export async function acquireDevice(options: AcquireOpts = {}): Promise<Acquired> {

@@ -3,7 +3,7 @@
 // asking for it then fail with that reason) and the promise rejects with it.
 import { getBackend, hasBackend, markUnavailable, registerBackend } from '../registry.ts';
 import type { Backend, Buf, DType, Kernels, TypedArray } from '../types.ts';
-import { type AcquireOpts, acquireDevice } from './device.ts';
+import { type AcquireOpts, acquireDevice, withEnvBindingLimit } from './device.ts';
 import { GpuBuf, type PoolStats } from './pool.ts';
 import { Runtime } from './runtime.ts';
 import { type CapturedStep, captureStep } from './replay.ts';
@@ -27,10 +27,16 @@ let instance: unknown = null;
 let adapterName = '';
 let pendingInit: Promise<Backend> | null = null;
 
-function g(b: Buf): GpuBuf {
+/** A webgpu buffer that may be split into parts (only for kernels that handle parts). */
+function gs(b: Buf): GpuBuf {
   if (!(b instanceof GpuBuf)) throw new Error('webgpu: got a buffer from another backend; move the tensor with toDevice() first');
   if (b.released) throw new Error('webgpu: buffer used after it was freed (a disposed tensor was read)');
   return b;
+}
+function g(b: Buf): GpuBuf {
+  const x = gs(b);
+  if (x.parts) throw new Error(`webgpu: this operation cannot take a tensor of ${x.length * 4} bytes, above the adapter's binding limit of ${webgpuRuntime().maxBindingBytes} bytes (split tensors go to the PEER, AdamW, sum-of-squares, upload and readback paths only)`);
+  return x;
 }
 const gn = (b: Buf | null) => (b === null ? null : g(b));
 
@@ -69,16 +75,16 @@ function makeKernels(rt: Runtime): Kernels {
 function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
   return {
     name: 'webgpu',
-    alloc(length: number, dtype: DType): Buf {
-      const b = rt.alloc(length, dtype);
+    alloc(length: number, dtype: DType, rowWidth?: number): Buf {
+      const b = rt.alloc(length, dtype, rowWidth);
       // Zeroed like CPU allocations, so no op can observe a previous tensor's values.
       rt.clear(b);
       return b;
     },
     // No clear: the caller's kernel writes every element (one command and one pass fewer).
-    allocUninit: (length: number, dtype: DType): Buf => rt.alloc(length, dtype),
-    upload(data: TypedArray): Buf {
-      const b = rt.alloc(data.length, data instanceof Float32Array ? 'f32' : 'i32');
+    allocUninit: (length: number, dtype: DType, rowWidth?: number): Buf => rt.alloc(length, dtype, rowWidth),
+    upload(data: TypedArray, rowWidth?: number): Buf {
+      const b = rt.alloc(data.length, data instanceof Float32Array ? 'f32' : 'i32', rowWidth);
       if (data.length) rt.write(b, data);
       return b;
     },
@@ -86,7 +92,7 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     readSync(): TypedArray {
       throw new Error('webgpu tensors cannot be read synchronously: use `await t.data()` or `await t.item()` instead of dataSync()/itemSync()');
     },
-    read: (b: Buf) => rt.read(g(b)),
+    read: (b: Buf) => rt.read(gs(b)),
     raiseIf(found: Buf, message: (value: number) => string): void {
       rt.deferCheck(g(found), message);
     },
@@ -98,10 +104,10 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     retain(b: Buf): void {
       if (b instanceof GpuBuf) b.refs++;
     },
-    create(length, dtype, fill) {
+    create(length, dtype, fill, opts = {}) {
       const host = dtype === 'f32' ? new Float32Array(length) : new Int32Array(length);
       fill(host);
-      const b = rt.alloc(length, dtype);
+      const b = rt.alloc(length, dtype, opts.rowWidth);
       if (length) rt.write(b, host);
       return b;
     },
@@ -116,8 +122,8 @@ function makeBackend(rt: Runtime): Backend & { retain(b: Buf): void } {
     fbi: webgpuFbi(rt),
     optim: {
       adamw: (param, grad, m, v, rws, nRows, width, h, scale = null) =>
-        ew.adamw(rt, g(param), g(grad), g(m), g(v), gn(rws), nRows, width, h, gn(scale)),
-      sumSquares: (a, n, out, at = 0) => rows.sumSquares(rt, g(a), n, g(out), at),
+        ew.adamw(rt, gs(param), gs(grad), gs(m), gs(v), gn(rws), nRows, width, h, gn(scale)),
+      sumSquares: (a, n, out, at = 0) => rows.sumSquares(rt, gs(a), n, g(out), at),
       clipScale: (sumSq, count, maxNorm, scale, out) => rows.clipScale(rt, g(sumSq), count, maxNorm, scale, g(out)),
       coalesceRows: (rws, values, n, width) => coalesceRows(rt, g(rws), g(values), n, width),
       factoredSumSquares: unsupported('webgpu', 'optim.factoredSumSquares'),
@@ -133,7 +139,7 @@ export function initWebGPU(opts: AcquireOpts = {}): Promise<Backend> {
     try {
       const acq = await acquireDevice(opts);
       instance = acq.gpu;
-      runtime = new Runtime(acq.device);
+      runtime = new Runtime(acq.device, withEnvBindingLimit(opts).maxBindingBytes);
       runtime.int8Mma = await checkSubgroupInt8(acq.device);
       adapterName = acq.adapterName;
       const backend = makeBackend(runtime);
@@ -164,6 +170,11 @@ export function webgpuAdapterName(): string {
   return adapterName;
 }
 
+/** How many parts a webgpu tensor's storage is split into (1 below the binding limit; see Runtime.alloc). */
+export function webgpuStorageParts(b: Buf): number {
+  return gs(b).parts?.length ?? 1;
+}
+
 /** Live and pooled GPU buffers. */
 export function webgpuPoolStats(): PoolStats {
   return webgpuRuntime().pool.stats();
@@ -186,7 +197,7 @@ export function gpuBufferOf(b: Buf): GPUBuffer {
 
 /** Overwrites a buffer's contents in place (inputs of a captured step, see replay.ts). */
 export function writeBuffer(b: Buf, data: TypedArray): void {
-  const gb = g(b);
+  const gb = gs(b);
   if (data.length > gb.length) throw new Error(`writeBuffer: ${data.length} values do not fit a buffer of ${gb.length}`);
   webgpuRuntime().write(gb, data);
 }

@@ -14,7 +14,7 @@
 // raised at the next readback), and retrieval only produces valid ones.
 import type { PeerKernels } from '../contracts.ts';
 import type { Buf } from '../types.ts';
-import { GpuBuf } from './pool.ts';
+import { GpuBuf, splitParts } from './pool.ts';
 import { type Runtime, Uniform } from './runtime.ts';
 import { flatMain, infFns, WG } from './kernels/common.ts';
 import { mathFns } from './kernels/elementwise.ts';
@@ -176,17 +176,40 @@ fn actGrad(kind: u32, s: f32) -> f32 {
   return select(0.0, 1.0, s > 0.0);
 }`;
 
-const expertUniform = 'T: u32, C: u32, N: u32, H: u32, k: u32, act: u32, score: u32';
+// lo, hi: the expert rows of this pass's table part; first, last: whether it is the first / last pass.
+const expertUniform = 'T: u32, C: u32, N: u32, H: u32, k: u32, act: u32, score: u32, lo: u32, hi: u32, first: u32, last: u32';
+const expertParams = (T: number, C: number, N: number, H: number, k: number, actKind: number, scoreKind: number,
+  part: { lo: number; hi: number }, j: number, parts: number) =>
+  new Uniform().u(T, C, N, H, k, actKind, scoreKind, part.lo, part.hi, j === 0 ? 1 : 0, j === parts - 1 ? 1 : 0);
+/** rowOf marker of a retrieval outside the pass's table part. */
+const NONE = '0xffffffffu';
 
 function checkPicks(H: number, k: number): void {
   if (H * k > MAX_PICKS) throw new Error(`webgpu PEER experts support heads * k <= ${MAX_PICKS} retrievals per token, got ${H} * ${k}`);
 }
 
+/**
+ * The parts of the two expert tables (split storage above the binding limit, both [N, C] and split
+ * alike): row ranges [lo, hi) with the part buffers of u and v.
+ */
+function tableParts(u: B, v: B, C: number): { lo: number; hi: number; u: B; v: B }[] {
+  const up = splitParts(u), vp = splitParts(v);
+  if (up.length !== vp.length || up.some((q, j) => q.length !== vp[j].length)) {
+    throw new Error('webgpu PEER: the two expert tables are not stored alike (split into different parts)');
+  }
+  return up.map((q, j) => ({ lo: q.start / C, hi: (q.start + q.length) / C, u: q.buf, v: vp[j].buf }));
+}
+
+/**
+ * Forward of the expert mixture, one dispatch per part of the tables: each pass takes the retrievals
+ * whose expert lies in its part and adds their terms to y (the first pass writes it).
+ */
 export function peerExpertsForward(rt: Runtime, x: B, u: B, v: B, idx: B, z: B, T: number, C: number, N: number, H: number,
   k: number, actKind: number, scoreKind: number, y: B, g: B, pre: B): void {
   checkPicks(H, k);
   const MP = pow2(H * k);
-  rt.dispatch({ key: `peerExpertsForward:${MP}`,
+  const parts = tableParts(u, v, C);
+  parts.forEach((part, j) => rt.dispatch({ key: `peerExpertsForward:${MP}`,
     bindings: [['X', 'f32', 'r'], ['U', 'f32', 'r'], ['V', 'f32', 'r'], ['IDX', 'i32', 'r'], ['Z', 'f32', 'r'],
       ['Y', 'f32', 'w'], ['G', 'f32', 'w'], ['PRE', 'f32', 'w']],
     uniform: expertUniform, code: () => `
@@ -211,23 +234,25 @@ ${rowEntry(`  let t = row;
       for (var r = 0u; r < k; r++) { let e = exp(Z[b + r] - mx); gw[h * k + r] = e; s += e; }
       for (var r = 0u; r < k; r++) { gw[h * k + r] = gw[h * k + r] / s; }
     }
-    for (var r = 0u; r < k; r++) { G[b + r] = gw[h * k + r]; }
+    if (p.first == 1u) { for (var r = 0u; r < k; r++) { G[b + r] = gw[h * k + r]; } }
   }
   workgroupBarrier();
   for (var m = lid; m < M; m += ${LANES}u) {
     let e = u32(clamp(IDX[t * M + m], 0, i32(p.N) - 1));
-    rowOf[m] = e;
+    if (e < p.lo || e >= p.hi) { rowOf[m] = ${NONE}; continue; }
+    let er = e - p.lo;
+    rowOf[m] = er;
     var s = 0.0;
-    for (var c = 0u; c < C; c++) { s += U[e * C + c] * X[t * C + c]; }
+    for (var c = 0u; c < C; c++) { s += U[er * C + c] * X[t * C + c]; }
     PRE[t * M + m] = s;
     coef[m] = gw[m] * act(p.act, s);
   }
   workgroupBarrier();
   for (var c = lid; c < C; c += ${LANES}u) {
     var acc = 0.0;
-    for (var m = 0u; m < M; m++) { acc += coef[m] * V[rowOf[m] * C + c]; }
-    Y[t * C + c] = acc;
-  }`)}` }, [x, u, v, idx, z, y, g, pre], new Uniform().u(T, C, N, H, k, actKind, scoreKind), rt.grid(T));
+    for (var m = 0u; m < M; m++) { if (rowOf[m] != ${NONE}) { acc += coef[m] * V[rowOf[m] * C + c]; } }
+    if (p.first == 1u) { Y[t * C + c] = acc; } else { Y[t * C + c] += acc; }
+  }`)}` }, [x, part.u, part.v, idx, z, y, g, pre], expertParams(T, C, N, H, k, actKind, scoreKind, part, j, parts.length), rt.grid(T)));
 }
 
 /**
@@ -240,13 +265,14 @@ export function peerExpertsBackward(rt: Runtime, x: B, u: B, v: B, idx: B, g: B,
 ): { rows: B; du: B; dv: B } {
   checkPicks(H, k);
   const MP = pow2(H * k), E = T * H * k;
-  const ds = scratch(rt, E, 'f32'), w = scratch(rt, E, 'f32');
-  const params = new Uniform().u(T, C, N, H, k, actKind, scoreKind);
-  rt.dispatch({ key: `peerExpertsBackwardTokens:${MP}`,
+  const ds = scratch(rt, E, 'f32'), w = scratch(rt, E, 'f32'), dgAll = scratch(rt, E, 'f32');
+  // One pass per table part (see the forward); the router backward needs every pick's dg, so the
+  // passes leave dg in dgAll and the last one applies it.
+  const parts = tableParts(u, v, C);
+  parts.forEach((part, j) => rt.dispatch({ key: `peerExpertsBackwardTokens:${MP}`,
     bindings: [['U', 'f32', 'r'], ['V', 'f32', 'r'], ['IDX', 'i32', 'r'], ['G', 'f32', 'r'], ['PRE', 'f32', 'r'], ['DY', 'f32', 'r'],
-      ['DX', 'f32', 'w'], ['DZ', 'f32', 'w'], ['DS', 'f32', 'w'], ['W', 'f32', 'w']],
+      ['DX', 'f32', 'w'], ['DZ', 'f32', 'w'], ['DS', 'f32', 'w'], ['W', 'f32', 'w'], ['DG', 'f32', 'w']],
     uniform: expertUniform, code: () => `
-var<workgroup> dg: array<f32, ${MP}>;
 var<workgroup> dsw: array<f32, ${MP}>;
 var<workgroup> rowOf: array<u32, ${MP}>;
 ${activationFns}
@@ -258,44 +284,53 @@ ${rowEntry(`  let t = row;
   for (var m = lid; m < M; m += ${LANES}u) {
     let o = t * M + m;
     let e = u32(clamp(IDX[o], 0, i32(p.N) - 1));
-    rowOf[m] = e;
+    if (e < p.lo || e >= p.hi) { rowOf[m] = ${NONE}; continue; }
+    let er = e - p.lo;
+    rowOf[m] = er;
     var dyv = 0.0;
-    for (var c = 0u; c < C; c++) { dyv += DY[t * C + c] * V[e * C + c]; }
+    for (var c = 0u; c < C; c++) { dyv += DY[t * C + c] * V[er * C + c]; }
     let s = PRE[o];
     let a = act(p.act, s);
-    dg[m] = a * dyv;
+    DG[o] = a * dyv;
     W[o] = G[o] * a;
     let d = G[o] * dyv * actGrad(p.act, s);
     DS[o] = d;
     dsw[m] = d;
   }
+  storageBarrier();
   workgroupBarrier();
-  // Router backward per head: softmax g*(dg - g.dg) or sigmoid g*(1-g)*dg.
-  for (var h = lid; h < p.H; h += ${LANES}u) {
-    let b = (t * p.H + h) * k;
-    if (p.score == 1u) {
-      for (var r = 0u; r < k; r++) { let gg = G[b + r]; DZ[b + r] = dg[h * k + r] * gg * (1.0 - gg); }
-    } else {
-      var s = 0.0;
-      for (var r = 0u; r < k; r++) { s += G[b + r] * dg[h * k + r]; }
-      for (var r = 0u; r < k; r++) { DZ[b + r] = G[b + r] * (dg[h * k + r] - s); }
+  // Router backward per head (last pass): softmax g*(dg - g.dg) or sigmoid g*(1-g)*dg.
+  if (p.last == 1u) {
+    for (var h = lid; h < p.H; h += ${LANES}u) {
+      let b = (t * p.H + h) * k;
+      if (p.score == 1u) {
+        for (var r = 0u; r < k; r++) { let gg = G[b + r]; DZ[b + r] = DG[b + r] * gg * (1.0 - gg); }
+      } else {
+        var s = 0.0;
+        for (var r = 0u; r < k; r++) { s += G[b + r] * DG[b + r]; }
+        for (var r = 0u; r < k; r++) { DZ[b + r] = G[b + r] * (DG[b + r] - s); }
+      }
     }
   }
   for (var c = lid; c < C; c += ${LANES}u) {
     var acc = 0.0;
-    for (var m = 0u; m < M; m++) { acc += dsw[m] * U[rowOf[m] * C + c]; }
-    DX[t * C + c] = acc;
-  }`)}` }, [u, v, idx, g, pre, dy, dx, dz, ds, w], params, rt.grid(T));
+    for (var m = 0u; m < M; m++) { if (rowOf[m] != ${NONE}) { acc += dsw[m] * U[rowOf[m] * C + c]; } }
+    if (p.first == 1u) { DX[t * C + c] = acc; } else { DX[t * C + c] += acc; }
+  }`)}` }, [part.u, part.v, idx, g, pre, dy, dx, dz, ds, w, dgAll], expertParams(T, C, N, H, k, actKind, scoreKind, part, j, parts.length),
+  rt.grid(T)));
+  scratchDone(rt, dgAll);
 
   const sorted = sortPairs(rt, idx, E);
-  const rows = rt.alloc(E, 'i32'), du = rt.alloc(E * C, 'f32'), dv = rt.alloc(E * C, 'f32');
-  rt.dispatch({ key: 'peerRowGrads',
+  // du, dv [E, C] are split like any tensor above the binding limit: one dispatch per part.
+  const rows = rt.alloc(E, 'i32'), du = rt.alloc(E * C, 'f32', C), dv = rt.alloc(E * C, 'f32', C);
+  const dvParts = splitParts(dv);
+  splitParts(du).forEach((part, j) => rt.dispatch({ key: 'peerRowGrads',
     bindings: [['SK', 'i32', 'r'], ['SP', 'i32', 'r'], ['DS', 'f32', 'r'], ['W', 'f32', 'r'], ['X', 'f32', 'r'], ['DY', 'f32', 'r'],
       ['ROWS', 'i32', 'w'], ['DU', 'f32', 'w'], ['DV', 'f32', 'w']],
-    uniform: 'E: u32, C: u32, M: u32, P: u32', code: () => `
+    uniform: 'n: u32, q0: u32, C: u32, M: u32, P: u32', code: () => `
 ${lowerBoundFn}
-${flatMain(`  if (i >= p.E * p.C) { return; }
-  let q = i / p.C;
+${flatMain(`  if (i >= p.n) { return; }
+  let q = p.q0 + i / p.C;
   let c = i % p.C;
   let key = SK[q];
   if (c == 0u) { ROWS[q] = key; }
@@ -312,8 +347,8 @@ ${flatMain(`  if (i >= p.E * p.C) { return; }
     }
   }
   DU[i] = au;
-  DV[i] = av;`)}` }, [sorted.keys, sorted.pos, ds, w, x, dy, rows, du, dv], new Uniform().u(E, C, H * k, sorted.P),
-  rt.grid(Math.ceil((E * C) / WG)));
+  DV[i] = av;`)}` }, [sorted.keys, sorted.pos, ds, w, x, dy, rows, part.buf, dvParts[j].buf],
+  new Uniform().u(part.length, part.start / C, C, H * k, sorted.P), rt.grid(Math.ceil(part.length / WG))));
   scratchDone(rt, ds, w, sorted.keys, sorted.pos);
   return { rows, du, dv };
 }

@@ -11,7 +11,31 @@ export class GpuBuf implements Buf {
   released = false;
   /** Tensors sharing this storage (views such as reshape), counted when the tensor layer calls retain(). */
   refs = 0;
+  /**
+   * Storage above the adapter's binding limit is split into parts of whole rows: part j holds
+   * elements [j * partLength, (j + 1) * partLength). `buffer` is then part 0's and must not be bound
+   * alone; only the kernels that take split tensors (see splitParts) accept it.
+   */
+  parts: GpuBuf[] | null = null;
+  partLength = 0;
   constructor(readonly buffer: GPUBuffer, readonly length: number, readonly dtype: DType, readonly bytes: number) {}
+}
+
+/** A buffer of `length` values stored as the given parts (each `partLength` values, the last one the rest). */
+export function splitBuf(parts: GpuBuf[], length: number, dtype: DType, partLength: number): GpuBuf {
+  const b = new GpuBuf(parts[0].buffer, length, dtype, parts.reduce((s, q) => s + q.bytes, 0));
+  b.parts = parts;
+  b.partLength = partLength;
+  return b;
+}
+
+/** One part of a (possibly split) buffer: the buffer, its first element and its length. */
+export interface BufPart { buf: GpuBuf; start: number; length: number }
+
+/** The parts of b as ranges of its elements (one part covering all of b when it is not split). */
+export function splitParts(b: GpuBuf): BufPart[] {
+  if (!b.parts) return [{ buf: b, start: 0, length: b.length }];
+  return b.parts.map((q, j) => ({ buf: q, start: j * b.partLength, length: q.length }));
 }
 
 /** Bucket size in bytes: the next of 2^k, 1.25, 1.5, 1.75 * 2^k at or above the request (>= 256). */
@@ -45,7 +69,7 @@ export class BufferPool {
   /** Called before a buffer goes back to the pool (lets a capture keep it, see replay.ts). */
   onRelease: ((b: GpuBuf) => boolean) | null = null;
 
-  constructor(private readonly device: GPUDevice, private readonly maxBytes: number) {}
+  constructor(private readonly device: GPUDevice, readonly maxBytes: number) {}
 
   acquire(length: number, dtype: DType): GpuBuf {
     const need = Math.max(1, length) * 4;
@@ -72,6 +96,11 @@ export class BufferPool {
   /** Returns b's storage to the pool; a second call for the same handle does nothing. */
   release(b: GpuBuf): void {
     if (b.released) return;
+    if (b.parts) {
+      b.released = true;
+      for (const q of b.parts) this.release(q);
+      return;
+    }
     if (this.onRelease && this.onRelease(b)) return;
     b.released = true;
     this.finalizer.unregister(b);

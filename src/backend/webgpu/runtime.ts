@@ -3,7 +3,7 @@
 // buffers, and a hook that lets a capture (replay.ts) record every command it encodes.
 /// <reference types="@webgpu/types" preserve="true" />
 import type { DType } from '../types.ts';
-import { BufferPool, GpuBuf } from './pool.ts';
+import { BufferPool, GpuBuf, splitBuf, splitParts } from './pool.ts';
 
 /**
  * One storage binding: the WGSL name, the array's element type and the access, 'r' read-only or
@@ -106,9 +106,18 @@ export class Runtime {
   private lost: string | null = null;
   private error: string | null = null;
 
-  constructor(readonly device: GPUDevice) {
+  /** Largest buffer bound to a kernel, in bytes; larger tensors are split into parts (see alloc). */
+  readonly maxBindingBytes: number;
+
+  constructor(readonly device: GPUDevice, maxBindingBytes?: number) {
     const lim = device.limits;
-    this.pool = new BufferPool(device, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+    const adapterMax = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
+    if (maxBindingBytes !== undefined && !(Number.isInteger(maxBindingBytes) && maxBindingBytes >= 256)) {
+      throw new Error(`webgpu: maxBindingBytes must be an integer >= 256, got ${maxBindingBytes}`);
+    }
+    // A multiple of 4 (whole f32/i32 values).
+    this.maxBindingBytes = Math.floor(Math.min(adapterMax, maxBindingBytes ?? adapterMax) / 4) * 4;
+    this.pool = new BufferPool(device, this.maxBindingBytes);
     this.maxWorkgroups = lim.maxComputeWorkgroupsPerDimension;
     this.maxWorkgroupStorage = lim.maxComputeWorkgroupStorageSize;
     this.maxInvocations = lim.maxComputeInvocationsPerWorkgroup;
@@ -117,9 +126,24 @@ export class Runtime {
     device.onuncapturederror = (e: GPUUncapturedErrorEvent) => { this.error ??= e.error.message; };
   }
 
-  alloc(length: number, dtype: DType): GpuBuf {
+  /**
+   * A buffer of `length` values. Above the binding limit it is split into parts holding whole rows of
+   * `rowWidth` values (a tensor's last dimension), so row-wise kernels bind one part per dispatch.
+   */
+  alloc(length: number, dtype: DType, rowWidth = 1): GpuBuf {
     if (this.lost) throw new Error(`webgpu: the device was lost (${this.lost})`);
-    return this.pool.acquire(length, dtype);
+    if (Math.max(1, length) * 4 <= this.maxBindingBytes) return this.pool.acquire(length, dtype);
+    const maxValues = this.maxBindingBytes / 4, w = Math.max(1, rowWidth);
+    if (w > maxValues) throw new Error(`webgpu: rows of ${w} values (${w * 4} bytes) exceed this adapter's binding limit of ${this.maxBindingBytes} bytes`);
+    const partLength = Math.floor(maxValues / w) * w;
+    const parts: GpuBuf[] = [];
+    try {
+      for (let at = 0; at < length; at += partLength) parts.push(this.pool.acquire(Math.min(partLength, length - at), dtype));
+    } catch (e) {
+      for (const q of parts) this.pool.release(q);
+      throw e;
+    }
+    return splitBuf(parts, length, dtype, partLength);
   }
 
   pipeline(spec: KernelSpec): Pipeline {
@@ -169,6 +193,9 @@ export class Runtime {
     if (bufs.length !== access.length || (uniform !== null) !== (spec.uniform !== undefined)) {
       throw new Error(`internal: ${spec.key} declares ${access.length} storage bindings${spec.uniform !== undefined ? ' and a uniform' : ''}, dispatched with ${bufs.length}${uniform ? ' and a uniform' : ''}`);
     }
+    for (const b of bufs) {
+      if (b.parts) throw new Error(`webgpu: ${spec.key.split(':')[0]} cannot take a tensor of ${b.length * 4} bytes, above this adapter's binding limit of ${this.maxBindingBytes} bytes (split tensors go to the PEER, AdamW and sum-of-squares kernels only)`);
+    }
     const gpuBufs = bufs.map((b) => b.buffer);
     for (let i = 0; i < bufs.length; i++) {
       if (access[i] !== 'r') continue;
@@ -204,6 +231,7 @@ export class Runtime {
   }
 
   clear(b: GpuBuf): void {
+    if (b.parts) { for (const q of b.parts) this.clear(q); return; }
     this.endPass();
     this.enc().clearBuffer(b.buffer, 0, b.bytes);
     this.recorder?.commands.push({ kind: 'clear', buf: b.buffer, bytes: b.bytes });
@@ -263,7 +291,17 @@ export class Runtime {
   write(b: GpuBuf, data: ArrayBufferView, dstOffsetBytes = 0): void {
     // Pending commands may still read this storage: submit them first so the write is ordered after.
     this.flush();
-    this.device.queue.writeBuffer(b.buffer, dstOffsetBytes, data.buffer, data.byteOffset, data.byteLength);
+    if (!b.parts) {
+      this.device.queue.writeBuffer(b.buffer, dstOffsetBytes, data.buffer, data.byteOffset, data.byteLength);
+      return;
+    }
+    // Split storage: each part gets the overlapping byte range.
+    const end = dstOffsetBytes + data.byteLength;
+    for (const q of splitParts(b)) {
+      const lo = Math.max(dstOffsetBytes, q.start * 4), hi = Math.min(end, (q.start + q.length) * 4);
+      if (hi <= lo) continue;
+      this.device.queue.writeBuffer(q.buf.buffer, lo - q.start * 4, data.buffer, data.byteOffset + lo - dstOffsetBytes, hi - lo);
+    }
   }
 
   // Validation (Backend.raiseIf): each check's result (count, position, value) is merged on the
@@ -301,6 +339,12 @@ fn main() {
   }
 
   async read(b: GpuBuf): Promise<Float32Array | Int32Array> {
+    if (b.parts) {
+      // Split storage: part by part (a staging buffer is bounded like any other), into one array.
+      const out = b.dtype === 'f32' ? new Float32Array(b.length) : new Int32Array(b.length);
+      for (const q of splitParts(b)) out.set(await this.read(q.buf), q.start);
+      return out;
+    }
     const acc = this.checkAcc, upTo = this.checkSeq;
     const all = await this.readMany(acc ? [acc, b] : [b]);
     if (acc) {

@@ -1,7 +1,7 @@
 // Elementwise and indexing kernels: fill, strided copies, broadcast binary ops, unary ops and their
 // derivatives, gather/scatter-add, rotary embedding, causal depthwise conv1d, AdamW.
 import type { BinaryOp, Strided, UnaryOp } from '../../types.ts';
-import type { GpuBuf } from '../pool.ts';
+import { type GpuBuf, splitParts } from '../pool.ts';
 import { type KernelSpec, type Runtime, Uniform } from '../runtime.ts';
 import { flatMain, ty, WG } from './common.ts';
 
@@ -345,23 +345,38 @@ ${flatMain(`  if (i >= p.c) { return; }
 
 export interface AdamHyper { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }
 
-/** The uniform block of an AdamW update (also rebuilt by replays whose step or lr changes). */
-export function adamUniform(n: number, width: number, h: AdamHyper): Uniform {
+/**
+ * The uniform block of an AdamW update (also rebuilt by replays whose step or lr changes). Row-sparse
+ * updates of split storage: q0 is the first gradient row of the dispatch's gradient part, [r0, r1) the
+ * parameter rows its parameter part holds.
+ */
+export function adamUniform(n: number, width: number, h: AdamHyper, q0 = 0, r0 = 0, r1 = 0xffffffff): Uniform {
   const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
-  return new Uniform().u(n, width).f(h.beta1, h.beta2, h.lr / bc1, 1 - h.lr * h.weightDecay, bc2, h.eps, h.gradScale);
+  return new Uniform().u(n, width, q0, r0, r1).f(h.beta1, h.beta2, h.lr / bc1, 1 - h.lr * h.weightDecay, bc2, h.eps, h.gradScale);
 }
 
+/**
+ * AdamW over a dense gradient or a coalesced row-sparse one (rows [nRows], sorted, repeats after a
+ * row's first entry skipped). Split storage: the parameter and its moments share one split, a dense
+ * gradient the same one; a row-sparse update runs once per (parameter part, gradient part).
+ */
 export function adamw(rt: Runtime, param: GpuBuf, grad: GpuBuf, m: GpuBuf, v: GpuBuf, rows: GpuBuf | null, nRows: number,
   width: number, h: AdamHyper, scale: GpuBuf | null = null): void {
   const sparse = rows !== null, scaled = scale !== null;
-  const n = sparse ? nRows * width : param.length;
+  const pp = splitParts(param), mp = splitParts(m), vp = splitParts(v), gp = splitParts(grad);
+  const same = (a: typeof pp) => a.length === pp.length && a.every((q, j) => q.length === pp[j].length);
+  if (!same(mp) || !same(vp)) throw new Error('internal: adamw moments are not split like their parameter');
+  if (!sparse && !same(gp)) throw new Error(`adamw: the gradient (${grad.length} values) is not stored like its parameter (${param.length})`);
   const spec: KernelSpec = {
     key: `adamw:${sparse}:${scaled}`,
     bindings: [['W', 'f32', 'w'], ['G', 'f32', 'r'], ['M', 'f32', 'w'], ['V', 'f32', 'w'], sparse && ['R', 'i32', 'r'], scaled && ['S', 'f32', 'r']],
-    uniform: 'n: u32, width: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32', code: () => `
+    uniform: 'n: u32, width: u32, q0: u32, r0: u32, r1: u32, b1: f32, b2: f32, stepSize: f32, decay: f32, bc2: f32, eps: f32, scale: f32', code: () => `
 ${flatMain(`  if (i >= p.n) { return; }
-  ${sparse ? 'let r = i / p.width;\n  if (r > 0u && R[r] == R[r - 1u]) { return; }' : ''}
-  let pi = ${sparse ? 'u32(R[i / p.width]) * p.width + i % p.width' : 'i'};
+  ${sparse ? `let r = p.q0 + i / p.width;
+  if (r > 0u && R[r] == R[r - 1u]) { return; }
+  let row = u32(R[r]);
+  if (row < p.r0 || row >= p.r1) { return; }` : ''}
+  let pi = ${sparse ? '(row - p.r0) * p.width + i % p.width' : 'i'};
   let g = G[i] * ${scaled ? '(p.scale * S[0])' : 'p.scale'};
   let m = p.b1 * M[pi] + (1.0 - p.b1) * g;
   let v = p.b2 * V[pi] + (1.0 - p.b2) * g * g;
@@ -369,11 +384,25 @@ ${flatMain(`  if (i >= p.n) { return; }
   V[pi] = v;
   W[pi] = W[pi] * p.decay - p.stepSize * m / (sqrt(v / p.bc2) + p.eps);`)}` };
   const base = { ...h };
-  const bufs = [param, grad, m, v];
-  if (sparse) bufs.push(rows!);
-  if (scaled) bufs.push(scale!);
-  rt.dispatch(spec, bufs, adamUniform(n, width, h), groups(rt, n), {
-    name: 'adam',
-    uniformFor: (o) => { const a = o as { step: number; lr?: number }; return adamUniform(n, width, { ...base, step: a.step, lr: a.lr ?? base.lr }); },
+  const one = (j: number, g: GpuBuf, n: number, q0: number, r0: number, r1: number) => {
+    const bufs = [pp[j].buf, g, mp[j].buf, vp[j].buf];
+    if (sparse) bufs.push(rows!);
+    if (scaled) bufs.push(scale!);
+    rt.dispatch(spec, bufs, adamUniform(n, width, h, q0, r0, r1), groups(rt, n), {
+      name: 'adam',
+      uniformFor: (o) => {
+        const a = o as { step: number; lr?: number };
+        return adamUniform(n, width, { ...base, step: a.step, lr: a.lr ?? base.lr }, q0, r0, r1);
+      },
+    });
+  };
+  if (!sparse) { pp.forEach((q, j) => one(j, gp[j].buf, q.length, 0, 0, 0xffffffff)); return; }
+  const split = pp.length > 1;
+  pp.forEach((q, j) => {
+    const r0 = split ? q.start / width : 0, r1 = split ? r0 + q.length / width : 0xffffffff;
+    for (const gq of gp) {
+      const q0 = gq.start / width, q1 = Math.min(nRows, (gq.start + gq.length) / width);
+      if (q1 > q0) one(j, gq.buf, (q1 - q0) * width, q0, r0, r1);
+    }
   });
 }

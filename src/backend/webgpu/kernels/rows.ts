@@ -1,7 +1,7 @@
 // Row-wise kernels (one workgroup of 256 threads per row, tree reductions in workgroup memory):
 // reductions, argmax, softmax, cross-entropy, RMSNorm/LayerNorm, sum of squares, top-k.
 import type { ReduceOp } from '../../types.ts';
-import type { GpuBuf } from '../pool.ts';
+import { type GpuBuf, splitParts } from '../pool.ts';
 import { type Binding, type KernelSpec, type Runtime, Uniform } from '../runtime.ts';
 import { flatMain, NEG_INF, POS_INF, reduceFns, rowMain, WG } from './common.ts';
 
@@ -263,16 +263,23 @@ ${flatMain(`  if (i >= p.n * p.chunks) { return; }
 /** Two passes: per-workgroup partial sums, then one workgroup adds the partials. */
 export function sumSquares(rt: Runtime, a: GpuBuf, n: number, out: GpuBuf, at = 0): void {
   if (at < 0 || at >= out.length) throw new Error(`sumSquares: output index ${at} outside a buffer of ${out.length}`);
-  const groups = Math.max(1, Math.min(1024, Math.ceil(n / WG)));
+  // Split storage: each part's partial sums go to their own slots of one partial buffer.
+  const parts = splitParts(a).map((q) => ({ ...q, n: Math.max(0, Math.min(q.length, n - q.start)) })).filter((q) => q.n > 0 || q.start === 0);
+  const per = parts.map((q) => Math.max(1, Math.min(1024, Math.ceil(q.n / WG))));
+  const groups = per.reduce((s, x) => s + x, 0);
   const partial = rt.temp(groups, 'f32');
-  rt.dispatch({ key: 'sumSquares:partial',
-    bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']],
-    uniform: 'n: u32, groups: u32', code: () => `
+  let o0 = 0;
+  parts.forEach((q, j) => {
+    rt.dispatch({ key: 'sumSquares:partial',
+      bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']],
+      uniform: 'n: u32, groups: u32, o0: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  var s = 0.0;
   for (var j = row * ${WG}u + t; j < p.n; j += p.groups * ${WG}u) { let v = A[j]; s += v * v; }
   s = wgSum(s, t);
-  if (t == 0u) { O[row] = s; }`)}` }, [a, partial], new Uniform().u(n, groups), [groups]);
+  if (t == 0u) { O[p.o0 + row] = s; }`)}` }, [q.buf, partial], new Uniform().u(q.n, per[j], o0), [per[j]]);
+    o0 += per[j];
+  });
   rt.dispatch({ key: 'sumSquares:final', bindings: [['A', 'f32', 'r'], ['O', 'f32', 'w']], uniform: 'n: u32, at: u32', code: () => `
 ${reduceFns}
 ${rowMain(`  var s = 0.0;
