@@ -133,6 +133,9 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
   const named = model.namedParameters();
   const params = named.reduce((n, [, p]) => n + p.size, 0);
   const opt = new AdamW(named, { lr: 1e-3, weightDecay: 0.1 });
+  // The budget counts from here: building a model with million-expert tables takes minutes on the host.
+  const buildS = (performance.now() - t0) / 1000;
+  const tb = performance.now();
   const rng = new Rng(0);
   const V = cfg.vocabSize;
   const ids = Int32Array.from({ length: c.batch * (c.ctx + 1) }, () => rng.int(V));
@@ -155,7 +158,7 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     return { loss, clip };
   };
   const tokens = c.batch * c.ctx;
-  const res: Record<string, unknown> = { device, adapter, family, preset, model: { ...c, vocab: V, dim: cfg.hiddenSize, layers: cfg.numLayers }, params };
+  const res: Record<string, unknown> = { device, adapter, family, preset, model: { ...c, vocab: V, dim: cfg.hiddenSize, layers: cfg.numLayers }, params, build_s: buildS };
   log(`${params} parameters; warm-up`);
   const first = step();
   res.first_loss = await first.loss.item();
@@ -173,7 +176,7 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     last = step();
     done++;
     if (done % 2 === 0) await syncWebGPU();
-    if (performance.now() - t0 > budgetMs * 0.5) break;
+    if (performance.now() - tb > budgetMs * 0.5) break;
   }
   await syncWebGPU();
   const eagerMs = (performance.now() - tEager) / done;
@@ -204,7 +207,7 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
         cap.step.replay({ adam: { step: base + 2 + n } });
         n++;
         if (n % 2 === 0) await syncWebGPU();
-        if (performance.now() - t0 > budgetMs * 0.8) break;
+        if (performance.now() - tb > budgetMs * 0.8) break;
       }
       await syncWebGPU();
       const replayMs = (performance.now() - tr) / n;

@@ -55,7 +55,8 @@ function assertIndices(ours: ArrayLike<number>, ref: ArrayLike<number>, score: (
 
 if (gpu) {
   // n not a power of two, k not a power of two, T*H spanning several workgroups.
-  for (const [Hk, n, k] of [[1, 12, 4], [3, 20, 5], [1, 9, 9]] as const) {
+  // n = 300, k = 16 and n = 700, k = 40: several sub-keys per lane and truncating merges.
+  for (const [Hk, n, k] of [[1, 12, 4], [3, 20, 5], [1, 9, 9], [1, 300, 16], [3, 700, 40]] as const) {
     test(`peerRetrieve on webgpu = cpu (Hk ${Hk}, n ${n}, k ${k}), forward and gradients`, async () => {
       const rng = new Rng(20 + n);
       const T = 13, H = 3, dh = 6;
@@ -86,6 +87,20 @@ if (gpu) {
       assertClose(g.dk, c.dk, VAL_TOL, 'dkeys');
     });
   }
+
+  test('peerRetrieve on webgpu = cpu with exactly tied sub-key scores (lower index first)', async () => {
+    const rng = new Rng(77);
+    const T = 9, H = 2, dh = 4, n = 200, k = 16;
+    const qa = randArray(T * H * 2 * dh, rng), ka = randArray(2 * n * dh, rng);
+    // Every third sub-key row repeats the one before it, in both halves: many exact ties, some at the cut.
+    for (let half = 0; half < 2; half++) for (let j = 1; j < n; j += 3) ka.copyWithin((half * n + j) * dh, (half * n + j - 1) * dh, (half * n + j) * dh);
+    const ids: Int32Array[] = [];
+    for (const dev of ['cpu', 'webgpu'] as DeviceName[]) {
+      const { indices } = peerRetrieve(fromArray(qa.slice(), [T, H, 2, dh], dev), fromArray(ka.slice(), [1, 2, n, dh], dev), k);
+      ids.push((await read(indices)) as Int32Array);
+    }
+    assert.deepEqual(Array.from(ids[1]), Array.from(ids[0]));
+  });
 
   const variants: PeerExpertsOpts[] = [{ activation: 'gelu', score: 'softmax' }, { activation: 'relu', score: 'sigmoid' }];
   for (const o of variants) {
