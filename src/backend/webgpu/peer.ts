@@ -62,18 +62,12 @@ export function peerRetrieve(rt: Runtime, q: B, keys: B, T: number, H: number, H
   if (n > MAX_SUBKEYS) throw new Error(`webgpu peerRetrieve supports up to ${MAX_SUBKEYS} sub-keys per half (N <= ${MAX_SUBKEYS ** 2} experts), got ${n}`);
   if (k > MAX_K) throw new Error(`webgpu peerRetrieve supports k <= ${MAX_K}, got ${k}`);
   const NP = Math.max(64, pow2(n)), K = pow2(k);
-  // Per half, PL lanes each keep the top k of a strided share of the sub-keys; a merge tree then
-  // leaves each half's top k in its first list (PL lists of K entries per half fit 8 KiB).
-  const PL = Math.min(LANES / 2, 512 / K);
   rt.dispatch({ key: `peerRetrieve:${NP}:${K}`,
     bindings: [['Q', 'f32', 'r'], ['KEYS', 'f32', 'r'], ['IDX', 'i32', 'w'], ['SC', 'f32', 'w'], ['SUB', 'i32', 'w']],
     uniform: 'rows: u32, H: u32, Hk: u32, n: u32, dh: u32, k: u32', code: () => `
 var<workgroup> s: array<f32, ${2 * NP}>;
 var<workgroup> tv: array<f32, ${2 * K}>;
 var<workgroup> tp: array<i32, ${2 * K}>;
-var<workgroup> lv: array<f32, ${2 * PL * K}>;
-var<workgroup> li: array<i32, ${2 * PL * K}>;
-var<workgroup> lc: array<u32, ${2 * PL}>;
 ${rowEntry(`  if (row >= p.rows) { return; }
   let hk = select(row % p.H, 0u, p.Hk == 1u);
   let n = p.n;
@@ -88,50 +82,15 @@ ${rowEntry(`  if (row >= p.rows) { return; }
   }
   workgroupBarrier();
   let kk = p.k;
-  // Lane lid < 2 PL: half lid / PL, share j = lid % PL, lid % PL + PL, ... (ascending, so each list
-  // is ordered by value descending, then index ascending, as the sequential top-k orders ties).
-  if (lid < ${2 * PL}u) {
+  if (lid < 2u) {
     var bv: array<f32, ${K}>;
     var bi: array<i32, ${K}>;
     var cnt = 0u;
-    let half = lid / ${PL}u;
-    for (var j = lid % ${PL}u; j < n; j += ${PL}u) {
-      let x = s[half * n + j];
+    for (var j = 0u; j < n; j++) {
+      let x = s[lid * n + j];
 ${pushTopk('x', 'i32(j)')}
     }
-    for (var r = 0u; r < cnt; r++) { lv[lid * ${K}u + r] = bv[r]; li[lid * ${K}u + r] = bi[r]; }
-    lc[lid] = cnt;
-  }
-  workgroupBarrier();
-  // Merge tree: list a takes the top k of lists a and a + step (same order, lower index first on ties).
-  for (var step = 1u; step < ${PL}u; step *= 2u) {
-    let sub = lid % ${PL}u;
-    if (lid < ${2 * PL}u && sub % (2u * step) == 0u && sub + step < ${PL}u) {
-      var ov: array<f32, ${K}>;
-      var oi: array<i32, ${K}>;
-      let A = lid * ${K}u;
-      let Bb = (lid + step) * ${K}u;
-      let ca = lc[lid];
-      let cb = lc[lid + step];
-      let total = min(kk, ca + cb);
-      var x = 0u;
-      var y = 0u;
-      for (var o = 0u; o < total; o++) {
-        var takeA = y >= cb;
-        if (!takeA && x < ca) {
-          let va = lv[A + x];
-          let vb = lv[Bb + y];
-          takeA = va > vb || (va == vb && li[A + x] < li[Bb + y]);
-        }
-        if (takeA) { ov[o] = lv[A + x]; oi[o] = li[A + x]; x++; } else { ov[o] = lv[Bb + y]; oi[o] = li[Bb + y]; y++; }
-      }
-      for (var r = 0u; r < total; r++) { lv[A + r] = ov[r]; li[A + r] = oi[r]; }
-      lc[lid] = total;
-    }
-    workgroupBarrier();
-  }
-  if (lid < 2u) {
-    for (var r = 0u; r < kk; r++) { tv[lid * ${K}u + r] = lv[lid * ${PL * K}u + r]; tp[lid * ${K}u + r] = li[lid * ${PL * K}u + r]; }
+    for (var r = 0u; r < kk; r++) { tv[lid * ${K}u + r] = bv[r]; tp[lid * ${K}u + r] = bi[r]; }
   }
   workgroupBarrier();
   if (lid == 0u) {
