@@ -33,11 +33,7 @@ function gs(b: Buf): GpuBuf {
   if (b.released) throw new Error('webgpu: buffer used after it was freed (a disposed tensor was read)');
   return b;
 }
-function g(b: Buf): GpuBuf {
-  const x = gs(b);
-  if (x.parts) throw new Error(`webgpu: this operation cannot take a tensor of ${x.length * 4} bytes, above the adapter's binding limit of ${webgpuRuntime().maxBindingBytes} bytes (split tensors go to the PEER, AdamW, sum-of-squares, upload and readback paths only)`);
-  return x;
-}
+const g = (b: Buf): GpuBuf => webgpuRuntime().whole(gs(b), 'this operation');
 const gn = (b: Buf | null) => (b === null ? null : g(b));
 
 function makeKernels(rt: Runtime): Kernels {

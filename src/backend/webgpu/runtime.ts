@@ -146,6 +146,12 @@ export class Runtime {
     return splitBuf(parts, length, dtype, partLength);
   }
 
+  /** b, when it is one buffer: a split tensor (above the binding limit) goes only to the kernels that take parts. */
+  whole(b: GpuBuf, what: string): GpuBuf {
+    if (b.parts) throw new Error(`webgpu: ${what} cannot take a tensor of ${b.length * 4} bytes, above the adapter's binding limit of ${this.maxBindingBytes} bytes (split tensors go to the PEER, AdamW, sum-of-squares, upload and readback paths only)`);
+    return b;
+  }
+
   pipeline(spec: KernelSpec): Pipeline {
     let p = this.pipelines.get(spec.key);
     if (p) return p;
@@ -193,9 +199,7 @@ export class Runtime {
     if (bufs.length !== access.length || (uniform !== null) !== (spec.uniform !== undefined)) {
       throw new Error(`internal: ${spec.key} declares ${access.length} storage bindings${spec.uniform !== undefined ? ' and a uniform' : ''}, dispatched with ${bufs.length}${uniform ? ' and a uniform' : ''}`);
     }
-    for (const b of bufs) {
-      if (b.parts) throw new Error(`webgpu: ${spec.key.split(':')[0]} cannot take a tensor of ${b.length * 4} bytes, above this adapter's binding limit of ${this.maxBindingBytes} bytes (split tensors go to the PEER, AdamW and sum-of-squares kernels only)`);
-    }
+    for (const b of bufs) this.whole(b, spec.key.split(':')[0]);
     const gpuBufs = bufs.map((b) => b.buffer);
     for (let i = 0; i < bufs.length; i++) {
       if (access[i] !== 'r') continue;

@@ -347,10 +347,10 @@ export interface AdamHyper { lr: number; beta1: number; beta2: number; eps: numb
 
 /**
  * The uniform block of an AdamW update (also rebuilt by replays whose step or lr changes). Row-sparse
- * updates of split storage: q0 is the first gradient row of the dispatch's gradient part, [r0, r1) the
- * parameter rows its parameter part holds.
+ * updates: q0 is the first gradient row of the dispatch's gradient part, [r0, r1) the parameter rows its
+ * parameter part holds (the whole table when it is not split); dense updates ignore the three.
  */
-export function adamUniform(n: number, width: number, h: AdamHyper, q0 = 0, r0 = 0, r1 = 0xffffffff): Uniform {
+export function adamUniform(n: number, width: number, h: AdamHyper, q0: number, r0: number, r1: number): Uniform {
   const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
   return new Uniform().u(n, width, q0, r0, r1).f(h.beta1, h.beta2, h.lr / bc1, 1 - h.lr * h.weightDecay, bc2, h.eps, h.gradScale);
 }
@@ -396,10 +396,9 @@ ${flatMain(`  if (i >= p.n) { return; }
       },
     });
   };
-  if (!sparse) { pp.forEach((q, j) => one(j, gp[j].buf, q.length, 0, 0, 0xffffffff)); return; }
-  const split = pp.length > 1;
+  if (!sparse) { pp.forEach((q, j) => one(j, gp[j].buf, q.length, 0, 0, 0)); return; }
   pp.forEach((q, j) => {
-    const r0 = split ? q.start / width : 0, r1 = split ? r0 + q.length / width : 0xffffffff;
+    const r0 = q.start / width, r1 = r0 + q.length / width;
     for (const gq of gp) {
       const q0 = gq.start / width, q1 = Math.min(nRows, (gq.start + gq.length) / width);
       if (q1 > q0) one(j, gq.buf, (q1 - q0) * width, q0, r0, r1);
