@@ -55,7 +55,7 @@ function assertIndices(ours: ArrayLike<number>, ref: ArrayLike<number>, score: (
 
 if (gpu) {
   // n not a power of two, k not a power of two, T*H spanning several workgroups.
-  // n = 300, k = 16 and n = 700, k = 40: several sub-keys per lane and truncating merges.
+  // n = 300, k = 16 and n = 700, k = 40: more sub-keys than a workgroup's 64 lanes, larger k.
   for (const [Hk, n, k] of [[1, 12, 4], [3, 20, 5], [1, 9, 9], [1, 300, 16], [3, 700, 40]] as const) {
     test(`peerRetrieve on webgpu = cpu (Hk ${Hk}, n ${n}, k ${k}), forward and gradients`, async () => {
       const rng = new Rng(20 + n);
