@@ -69,7 +69,7 @@ export class BufferPool {
   /** Called before a buffer goes back to the pool (lets a capture keep it, see replay.ts). */
   onRelease: ((b: GpuBuf) => boolean) | null = null;
 
-  constructor(private readonly device: GPUDevice, readonly maxBytes: number) {}
+  constructor(private readonly device: GPUDevice, private readonly maxBytes: number) {}
 
   acquire(length: number, dtype: DType): GpuBuf {
     const need = Math.max(1, length) * 4;
