@@ -69,11 +69,12 @@ for (const c of cases) {
 }
 
 // Tile configurations timed: each pass's variants with the other passes at their defaults.
-const T = (ty: number, tx: number, ct: number, dc: number, vc: number): AttnTile => ({ ty, tx, ct, dc, vc });
+const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Partial<AttnTile> = {}): AttnTile => ({ ty, tx, ct, dc, vc, ...more });
+const ro8 = { ro: 8 };
 const variants: Record<AttnPass, AttnTile[]> = {
-  fwd: [T(16, 16, 4, 8, 32), { ...T(16, 16, 4, 8, 32), res: true }, { ...T(8, 16, 4, 8, 32), res: true }],
-  dq: [T(16, 16, 4, 4, 16), T(16, 16, 2, 4, 16), { ...T(8, 16, 4, 4, 16), res: true }],
-  dkv: [T(16, 16, 4, 2, 16), T(8, 16, 4, 2, 16), { ...T(8, 16, 4, 4, 16), res: true }, { ...T(16, 16, 2, 4, 16), res: true }],
+  fwd: [T(16, 16, 4, 8, 32), T(8, 16, 4, 8, 32, ro8), T(16, 16, 2, 8, 32, ro8), T(16, 8, 4, 8, 32, ro8), T(8, 16, 4, 8, 32, { ro: 8, res: true })],
+  dq: [T(16, 16, 4, 4, 16), T(8, 16, 4, 4, 16, ro8), T(16, 16, 2, 4, 16, ro8), T(16, 8, 4, 4, 16, ro8)],
+  dkv: [T(16, 16, 4, 2, 16), T(8, 16, 4, 2, 16, ro8), T(16, 16, 2, 2, 8, ro8), T(8, 16, 2, 4, 16, ro8), T(8, 16, 2, 2, 16, ro8)],
 };
 
 async function timeMs(fn: () => void, reps: number): Promise<number> {

@@ -3,14 +3,14 @@
 // Layouts match the CPU kernel: q, o, dO [B, L, H, D]; k, v [B, S, Hkv, D]; lse [B, H, L].
 // Query head h reads kv head h / (H / Hkv); causal queries are the last L of S positions.
 //
-// Threads form a TY x TX grid. Thread (ty, tx) owns the 4 block rows 4 ty .. 4 ty + 3 and the streamed
-// rows tx + TX c (c < CT), so a block pairs BO = 4 TY owned rows with BS = TX CT streamed rows.
+// Threads form a TY x TX grid. Thread (ty, tx) owns the RO (4 or 8) block rows RO ty .. RO ty + RO - 1 and
+// the streamed rows tx + TX c (c < CT), so a block pairs BO = RO TY owned rows with BS = TX CT streamed rows.
 //  - Scores (S = Q K^T, and dO V^T in the backward) are a register-tiled micro-GEMM: both sides are
 //    staged in workgroup memory DC vec4 columns at a time and each thread accumulates its 4 x CT tile
-//    (4 + CT vec4 reads per 4 CT vec4 multiply-adds).
+//    (RO + CT vec4 reads per RO CT vec4 multiply-adds).
 //  - The weights of the second product (probabilities, or dS) go to workgroup memory packed as one
-//    vec4 per (streamed row, ty), and the rows they weight (V, K, Q or dO) are staged VC rows at a
-//    time; thread (ty, tx) accumulates its 4 owned rows times the vec4 columns tx + TX u.
+//    RO / 4 vec4 per (streamed row, ty), and the rows they weight (V, K, Q or dO) are staged VC rows at
+//    a time; thread (ty, tx) accumulates its RO owned rows times the vec4 columns tx + TX u.
 //  - Forward: online softmax; the row maximum is reduced across the TX threads of a row through
 //    workgroup memory, the row sum is kept per thread and reduced once at the end.
 //  - Backward: the probabilities are recomputed from the saved log-sum-exp. dq: a workgroup owns a
@@ -30,11 +30,11 @@ export interface AttnParams { b: number; l: number; s: number; h: number; hkv: n
  * Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths; with
  * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step.
  */
-export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean }
+export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number }
 export type AttnPass = 'fwd' | 'dq' | 'dkv';
 
 const range = (n: number): number[] => [...Array(n).keys()];
-const R = range(4); // owned rows per thread
+const R = range(4); // vec4 components
 
 /** Production tiles by pass (chosen from H200 timings, bench/NOTES.md); shrunk to fit smaller adapters. */
 function defaultTile(pass: AttnPass, _d4: number): AttnTile {
@@ -51,19 +51,20 @@ const pow2 = (n: number) => Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0
 
 /** Workgroup bytes of a pass with tile `t` at D4 vec4 columns. */
 function tileBytes(pass: AttnPass, t: AttnTile, d4: number): number {
-  const bo = 4 * t.ty, bs = t.tx * t.ct, dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
+  const rq = (t.ro ?? 4) / 4, bo = 4 * rq * t.ty, bs = t.tx * t.ct, dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
   const pairs = pass === 'fwd' ? 1 : 2, mats = pass === 'dkv' ? 2 : 1, weights = pass === 'dkv' ? 2 : 1;
   const sh = Math.max(pairs * ((t.res ? 0 : bo * t.dc) + bs * dcp), mats * t.vc * d4p);
-  return 16 * (sh + (t.res ? pairs * bo * d4 : 0) + weights * bs * t.ty + (pass === 'fwd' ? t.tx * t.ty : 0));
+  return 16 * (sh + (t.res ? pairs * bo * d4 : 0) + weights * bs * t.ty * rq + (pass === 'fwd' ? t.tx * t.ty * rq : 0));
 }
 
 /** The tile a pass runs with on this adapter: the chosen one, staging depths halved until it fits. */
 export function attentionTile(rt: Runtime, pass: AttnPass, d: number): AttnTile {
   const d4 = Math.ceil(d / 4);
   const t = { ...(override[pass] ?? defaultTile(pass, d4)) };
-  if (![t.ty, t.tx, t.ct, t.dc, t.vc].every(pow2) || t.ty * t.tx > rt.maxInvocations) {
-    throw new Error(`webgpu attention: bad ${pass} tile ${JSON.stringify(t)} (powers of two, at most ${rt.maxInvocations} threads)`);
+  if (![t.ty, t.tx, t.ct, t.dc, t.vc].every(pow2) || t.ty * t.tx > rt.maxInvocations || ![undefined, 4, 8].includes(t.ro)) {
+    throw new Error(`webgpu attention: bad ${pass} tile ${JSON.stringify(t)} (powers of two, at most ${rt.maxInvocations} threads, 4 or 8 owned rows)`);
   }
+  if (t.ro === 4) delete t.ro;
   t.dc = Math.min(t.dc, 2 ** Math.ceil(Math.log2(d4)));
   t.vc = Math.min(t.vc, t.tx * t.ct);
   // Resident owned rows are read at column c0 + step: the steps must tile D4 exactly.
@@ -72,10 +73,11 @@ export function attentionTile(rt: Runtime, pass: AttnPass, d: number): AttnTile 
   while (tileBytes(pass, t, d4) > rt.maxWorkgroupStorage) {
     if (t.res) { delete t.res; continue; }
     const dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
-    const score = 4 * t.ty * t.dc + t.tx * t.ct * dcp, acc = t.vc * d4p;
+    const score = (t.ro ?? 4) * t.ty * t.dc + t.tx * t.ct * dcp, acc = t.vc * d4p;
     if (t.dc > 1 && (score >= acc || t.vc === 1)) t.dc /= 2;
     else if (t.vc > 1) t.vc /= 2;
     else if (t.ct > 1) { t.ct /= 2; t.vc = Math.min(t.vc, t.tx * t.ct); }
+    else if (t.ro) delete t.ro;
     else throw new Error(`webgpu attention: no ${pass} tile for D=${d} fits ${rt.maxWorkgroupStorage} bytes of workgroup memory`);
   }
   return t;
@@ -101,12 +103,19 @@ class Gen {
   readonly cs: number[];
   readonly us: number[];
   readonly res: boolean;
+  /** Owned rows per thread and their vec4 count. */
+  readonly ro: number;
+  readonly rq: number;
+  readonly rs: number[];
   constructor(readonly d: number, readonly t: AttnTile) {
     this.res = !!t.res;
+    this.ro = t.ro ?? 4;
+    this.rq = this.ro / 4;
+    this.rs = range(this.ro);
     this.d4 = Math.ceil(d / 4);
     this.vec = d % 4 === 0;
     this.nt = t.ty * t.tx;
-    this.bo = 4 * t.ty;
+    this.bo = this.ro * t.ty;
     this.bs = t.tx * t.ct;
     this.dcp = t.dc % 2 ? t.dc : t.dc + 1;
     this.d4p = Math.ceil(this.d4 / t.tx) * t.tx;
@@ -157,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     return { step: this.load(src, off, this.bo, this.t.dc, this.t.dc, 'c0', valid, rowOf), once: '' };
   }
   decl(prefix: string, init: string, perC = true): string {
-    return R.flatMap((r) => (perC ? this.cs : [0]).map((c) => `  var ${prefix}${r}_${c} = ${init};`)).join('\n');
+    return this.rs.flatMap((r) => (perC ? this.cs : [0]).map((c) => `  var ${prefix}${r}_${c} = ${init};`)).join('\n');
   }
   /**
    * Score micro-GEMM over D: for each pair, s{k}_r_c = sum over D of owned tile row r x streamed tile row c.
@@ -168,32 +177,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Owned tile row r, column c0 + dd: in Sh (DC columns per step) or resident in Ow (all D4).
     const own = (k: number, r: number, dd: number) => (this.res ? `Ow[${k * this.bo * this.d4 + r * this.d4 + dd}u + ob]` : `Sh[${oOff[k] + r * dc + dd}u + ob]`);
     const step = (dd: number) => oOff.map((_, k) => [
-      ...R.map((r) => `        let a${k}_${r} = ${own(k, r, dd)};`),
+      ...this.rs.map((r) => `        let a${k}_${r} = ${own(k, r, dd)};`),
       ...this.cs.map((c) => `        let b${k}_${c} = Sh[${sOff[k]}u + sb${c} + ${dd}u];`),
-      ...R.flatMap((r) => this.cs.map((c) => `        s${k}_${r}_${c} = dot4(a${k}_${r}, b${k}_${c}, s${k}_${r}_${c});`)),
+      ...this.rs.flatMap((r) => this.cs.map((c) => `        s${k}_${r}_${c} = dot4(a${k}_${r}, b${k}_${c}, s${k}_${r}_${c});`)),
     ].join('\n')).join('\n');
     return `
 ${oOff.map((_, k) => this.decl(`s${k}_`, '0.0')).join('\n')}
     for (var c0 = 0u; c0 < ${this.d4}u; c0 += ${dc}u) {
       workgroupBarrier();${loads}
       workgroupBarrier();
-      let ob = ${this.res ? `ty * ${4 * this.d4}u + c0` : `ty * ${4 * dc}u`};
+      let ob = ${this.res ? `ty * ${this.ro * this.d4}u + c0` : `ty * ${this.ro * dc}u`};
 ${this.cs.map((c) => `      let sb${c} = (tx + ${tx * c}u) * ${this.dcp}u;`).join('\n')}
 ${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}
     }`;
   }
-  /** Packs weights w_r_c of the 4 owned rows per streamed row into Wt at `off`. */
+  /** Packs weights w_r_c of the RO owned rows per streamed row into Wt at `off` (RO / 4 vec4 each). */
   pack(w: string, off: number): string {
     const { tx, ty } = this.t;
-    return this.cs.map((c) => `    Wt[${off}u + (tx + ${tx * c}u) * ${ty}u + ty] = vec4<f32>(${R.map((r) => `${w}${r}_${c}`).join(', ')});`).join('\n');
+    return this.cs.flatMap((c) => range(this.rq).map((q) => `    Wt[${off}u + ((tx + ${tx * c}u) * ${ty}u + ty) * ${this.rq}u + ${q}u] = vec4<f32>(${R.map((r) => `${w}${4 * q + r}_${c}`).join(', ')});`)).join('\n');
   }
   /** acc{k}_r_u += sum over streamed rows j of Wt[wOff[k]] weight x staged row j (at mOff[k]) column tx + TX u. */
   accumulate(loads: string, acc: string[], wOff: number[], mOff: number[]): string {
     const { tx, ty, vc } = this.t;
     const step = (j: number) => acc.map((a, k) => [
-      `        let w${k} = Wt[${wOff[k]}u + (j0 + ${j}u) * ${ty}u + ty];`,
+      ...range(this.rq).map((q) => `        let w${k}_${q} = Wt[${wOff[k]}u + ((j0 + ${j}u) * ${ty}u + ty) * ${this.rq}u + ${q}u];`),
       ...this.us.map((u) => `        let m${k}_${u} = Sh[${mOff[k] + j * this.d4p + tx * u}u + tx];`),
-      ...R.flatMap((r) => this.us.map((u) => `        ${a}${r}_${u} = fma(vec4<f32>(w${k}[${r}]), m${k}_${u}, ${a}${r}_${u});`)),
+      ...this.rs.flatMap((r) => this.us.map((u) => `        ${a}${r}_${u} = fma(vec4<f32>(w${k}_${r >> 2}[${r & 3}]), m${k}_${u}, ${a}${r}_${u});`)),
     ].join('\n')).join('\n');
     return `
     for (var j0 = 0u; j0 < ${this.bs}u; j0 += ${vc}u) {
@@ -203,11 +212,11 @@ ${range(vc).map((j) => `      {\n${step(j)}\n      }`).join('\n')}
     }`;
   }
   accs(prefix: string): string {
-    return R.flatMap((r) => this.us.map((u) => `  var ${prefix}${r}_${u} = vec4<f32>(0.0);`)).join('\n');
+    return this.rs.flatMap((r) => this.us.map((u) => `  var ${prefix}${r}_${u} = vec4<f32>(0.0);`)).join('\n');
   }
   /** Writes acc_r_u (times `mul`) to rows rowOf(r) where valid(r), columns tx + TX u below D4. */
   store(buf: string, acc: string, valid: (r: number) => string, rowOf: (r: number) => string, mul: (r: number) => string): string {
-    return R.map((r) => `  if (${valid(r)}) {
+    return this.rs.map((r) => `  if (${valid(r)}) {
     let row = ${rowOf(r)};
 ${this.us.map((u) => `    if (tx + ${this.t.tx * u}u < ${this.d4}u) { ${this.write(buf, 'row', `tx + ${this.t.tx * u}u`, `${acc}${r}_${u}${mul(r)}`)} }`).join('\n')}
   }`).join('\n');
@@ -219,14 +228,25 @@ const kRow = (r: string, j0: string) => `(b * p.s + ${j0} + ${r}) * p.hkv + hk`;
 
 function forwardCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
-  const bo = g.bo, bs = g.bs;
+  const bo = g.bo, bs = g.bs, rq = g.rq, Q = range(rq);
   const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0'));
   const so = g.res ? 0 : bo * dc;
   const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
   const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
-  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;\nvar<workgroup> Rm: array<vec4<f32>, ${tx * ty}>;`, 1)}
+  // Component r of the per-row vec4 values (m, l, corr, ...) of owned row r.
+  const of = (name: string, r: number) => `${name}${r >> 2}[${r & 3}]`;
+  const rows4 = (q: number) => R.map((k) => 4 * q + k);
+  // Reduces per-thread vec4 values val_q across the TX threads of a row through Rm into acc_q.
+  const reduce = (val: string, acc: string, op: (a: string, b: string) => string) => `
+${Q.map((q) => `  Rm[(tx * ${ty}u + ty) * ${rq}u + ${q}u] = ${val}${q};`).join('\n')}
+  workgroupBarrier();
+${Q.map((q) => `  var ${acc}${q} = Rm[ty * ${rq}u + ${q}u];`).join('\n')}
+  for (var t = 1u; t < ${tx}u; t++) {
+${Q.map((q) => `    ${acc}${q} = ${op(`${acc}${q}`, `Rm[(t * ${ty}u + ty) * ${rq}u + ${q}u]`)};`).join('\n')}
+  }`;
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty * rq}>;\nvar<workgroup> Rm: array<vec4<f32>, ${tx * ty * rq}>;`, 1)}
   let h = wid.y;
   let b = wid.z;
   let hk = h / (p.h / p.hkv);
@@ -234,34 +254,26 @@ function forwardCode(g: Gen): string {
   let i0 = (nwg.x - 1u - wid.x) * ${bo}u;
   var kEnd = p.s;
   if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
-  let ib = i0 + ty * 4u;
-  var m = vec4<f32>(${NEG_INF});
-  var l = vec4<f32>(0.0);
+  let ib = i0 + ty * ${g.ro}u;
+${Q.map((q) => `  var m${q} = vec4<f32>(${NEG_INF});\n  var l${q} = vec4<f32>(0.0);`).join('\n')}
 ${g.accs('o')}${oq.once}
   for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loadQK, [0], [so])}
-${R.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
-    Rm[tx * ${ty}u + ty] = vec4<f32>(${R.map(rowMax).join(', ')});
-    workgroupBarrier();
-    var mt = Rm[ty];
-    for (var t = 1u; t < ${tx}u; t++) { mt = max(mt, Rm[t * ${ty}u + ty]); }
-    let mNew = max(m, mt);
-    let mUse = select(mNew, vec4<f32>(0.0), mNew == vec4<f32>(${NEG_INF}));
-    let corr = exp(m - mUse);
-    m = mNew;
-${R.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - mUse[${r}]);`)).join('\n')}
-    l = l * corr + vec4<f32>(${R.map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});
-${R.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= corr[${r}];`)).join('\n')}
+${g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
+${Q.map((q) => `    let rm${q} = vec4<f32>(${rows4(q).map(rowMax).join(', ')});`).join('\n')}${reduce('rm', 'mt', (a, b) => `max(${a}, ${b})`).replaceAll('\n  ', '\n    ')}
+${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
+    let mUse${q} = select(mNew${q}, vec4<f32>(0.0), mNew${q} == vec4<f32>(${NEG_INF}));
+    let corr${q} = exp(m${q} - mUse${q});
+    m${q} = mNew${q};`).join('\n')}
+${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - ${of('mUse', r)});`)).join('\n')}
+${Q.map((q) => `    l${q} = l${q} * corr${q} + vec4<f32>(${rows4(q).map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});`).join('\n')}
+${g.rs.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= ${of('corr', r)};`)).join('\n')}
 ${g.pack('e', 0)}${g.accumulate(loadV, ['o'], [0], [0])}
   }
-  workgroupBarrier();
-  Rm[tx * ${ty}u + ty] = l;
-  workgroupBarrier();
-  var lt = Rm[ty];
-  for (var t = 1u; t < ${tx}u; t++) { lt += Rm[t * ${ty}u + ty]; }
-  let inv = 1.0 / lt;
-${g.store('O', 'o', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), (r) => ` * inv[${r}]`)}
+  workgroupBarrier();${reduce('l', 'lt', (a, b) => `${a} + ${b}`)}
+${Q.map((q) => `  let inv${q} = 1.0 / lt${q};`).join('\n')}
+${g.store('O', 'o', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), (r) => ` * ${of('inv', r)}`)}
   if (tx == 0u) {
-${R.map((r) => `    if (ib + ${r}u < p.l) { LSE[(b * p.h + h) * p.l + ib + ${r}u] = m[${r}] + log(lt[${r}]); }`).join('\n')}
+${g.rs.map((r) => `    if (ib + ${r}u < p.l) { LSE[(b * p.h + h) * p.l + ib + ${r}u] = ${of('m', r)} + log(${of('lt', r)}); }`).join('\n')}
   }
 }`;
 }
@@ -307,19 +319,19 @@ function dqCode(g: Gen): string {
     + g.load('K', sOff, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'))
     + g.load('V', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadK = g.load('K', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
-  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty}>;`, 2)}
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty * g.rq}>;`, 2)}
   let h = wid.y;
   let b = wid.z;
   let hk = h / (p.h / p.hkv);
   let i0 = (nwg.x - 1u - wid.x) * ${bo}u;
   var kEnd = p.s;
   if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
-  let ib = i0 + ty * 4u;
-${R.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
+  let ib = i0 + ty * ${g.ro}u;
+${g.rs.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
   let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
 ${g.accs('acc')}${oq.once}${og.once}
   for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
-${R.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
+${g.rs.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
 ${g.pack('w', 0)}${g.accumulate(loadK, ['acc'], [0], [0])}
   }
 ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
@@ -337,13 +349,13 @@ function dkvCode(g: Gen): string {
     + g.load('G', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'));
   const loadGQ = g.load('G', 0, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'))
     + g.load('Q', vc * g.d4p, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'));
-  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty}>;`, 2)}
+  return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty * g.rq}>;`, 2)}
   let hk = wid.y;
   let b = wid.z;
   let group = p.h / p.hkv;
   // Heaviest blocks (first keys under the causal mask) first.
   let j0k = wid.x * ${bo}u;
-  let kb = j0k + ty * 4u;
+  let kb = j0k + ty * ${g.ro}u;
   var qStart = 0u;
   if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
 ${g.accs('dk')}
@@ -354,10 +366,10 @@ ${g.accs('dv')}${ok.once}${ov.once}
 ${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
       let lq${c} = LSE[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];
       let dq${c} = DS[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];`).join('\n')}
-${R.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
+${g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
       let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
 ${g.pack('e', 0)}
-${g.pack('w', bs * ty)}${g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty], [0, vc * g.d4p])}
+${g.pack('w', bs * ty * g.rq)}${g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
     }
   }
 ${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * p.scale')}
