@@ -38,9 +38,9 @@ const R = range(4); // vec4 components
 
 /** Production tiles by pass (chosen from H200 timings, bench/NOTES.md); shrunk to fit smaller adapters. */
 function defaultTile(pass: AttnPass, _d4: number): AttnTile {
-  if (pass === 'fwd') return { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32 };
+  if (pass === 'fwd') return { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8 };
   if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16 };
-  return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
+  return { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 };
 }
 
 let override: Partial<Record<AttnPass, AttnTile>> = {};
