@@ -5,22 +5,20 @@
 // kernels (kernels/attention-rowwise.ts) on B = 1 causal shapes, each checked against the row-per-thread
 // result on the GPU.
 // Usage: node --import tsx bench/probes/webgpu-attention-probe.ts [--time L,L..:D,D..] [--heads 12]
-//          [--budget-s 80] [--json out.json]   (exits 1 on a mismatch)
+//          [--budget-s 80] [--variants all] [--json out.json]   (exits 1 on a mismatch)
 import { writeFileSync } from 'node:fs';
 import { cpuBackend } from '../../src/backend/cpu/index.ts';
-import type { Backend, Buf } from '../../src/backend/types.ts';
 import { attentionBackward, attentionForward, type AttnParams, type AttnPass, type AttnTile, attentionTile, setAttentionTiles } from '../../src/backend/webgpu/kernels/attention.ts';
 import { attentionBackwardRowwise, attentionForwardRowwise } from '../../src/backend/webgpu/kernels/attention-rowwise.ts';
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import { initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
+import { type AttnCase, attnInputs, runAttention } from '../../test/attention-run.ts';
 
 const TOL = 1e-4; // relative max-abs error, same as the parity test
 const rng = new Rng(7);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
 const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
-
-interface Case { b: number; l: number; s: number; h: number; hkv: number; d: number; causal: boolean }
 
 function relErr(a: Float32Array, b: Float32Array): number {
   let d = 0, m = 0;
@@ -28,24 +26,10 @@ function relErr(a: Float32Array, b: Float32Array): number {
   return Number.isFinite(d) ? d / Math.max(m, 1e-30) : Infinity;
 }
 
-async function runOn(be: Backend, c: Case, ins: Float32Array[]): Promise<Float32Array[]> {
-  const p = { ...c, scale: 1 / Math.sqrt(c.d) };
-  const [q, k, v, g] = ins.map((x) => be.upload(x.slice()));
-  const qn = ins[0].length, kn = ins[1].length, ln = c.b * c.h * c.l;
-  const alloc = (n: number) => be.upload(new Float32Array(n));
-  const o = alloc(qn), lse = alloc(ln), dq = alloc(qn), dk = alloc(kn), dv = alloc(kn);
-  be.attention.forward(q, k, v, o, lse, p);
-  be.attention.backward(q, k, v, o, g, lse, dq, dk, dv, p);
-  const outs: Float32Array[] = [];
-  for (const x of [o, lse, dq, dk, dv]) outs.push((await be.read(x)).slice() as Float32Array);
-  for (const x of [q, k, v, g, o, lse, dq, dk, dv]) be.free(x as Buf);
-  return outs;
-}
-
 const gpu = await initWebGPU();
 const rt = webgpuRuntime();
 console.error(`# ${webgpuAdapterName()}`);
-const cases: Case[] = [
+const cases: AttnCase[] = [
   { b: 1, l: 70, s: 70, h: 2, hkv: 1, d: 64, causal: true },
   { b: 1, l: 20, s: 90, h: 2, hkv: 2, d: 64, causal: true },
   { b: 2, l: 33, s: 33, h: 4, hkv: 2, d: 128, causal: true },
@@ -58,9 +42,9 @@ const cases: Case[] = [
 let bad = 0;
 const checks: Record<string, unknown>[] = [];
 for (const c of cases) {
-  const ins = [randn(c.b * c.l * c.h * c.d), randn(c.b * c.s * c.hkv * c.d), randn(c.b * c.s * c.hkv * c.d), randn(c.b * c.l * c.h * c.d)];
-  const ref = await runOn(cpuBackend, c, ins);
-  const got = await runOn(gpu, c, ins);
+  const ins = attnInputs(c, randn);
+  const ref = await runAttention(cpuBackend, c, ins);
+  const got = await runAttention(gpu, c, ins);
   const errs = ['o', 'lse', 'dq', 'dk', 'dv'].map((n, i) => [n, relErr(got[i], ref[i])] as const);
   const ok = errs.every(([, e]) => e <= TOL);
   if (!ok) bad++;
@@ -71,21 +55,32 @@ for (const c of cases) {
 // Tile configurations timed: each pass's variants with the other passes at their defaults.
 const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Partial<AttnTile> = {}): AttnTile => ({ ty, tx, ct, dc, vc, ...more });
 const ro8 = { ro: 8 };
-const variants: Record<AttnPass, AttnTile[]> = {
+// The default set: the 64-row and 128-row production tiles of each pass; `--variants all` adds the
+// narrower grids and resident rows timed before (bench/NOTES.md).
+const all = arg('variants', '') === 'all';
+const variants: Record<AttnPass, AttnTile[]> = all ? {
   fwd: [T(16, 16, 4, 8, 32), T(8, 16, 4, 8, 32, ro8), T(16, 16, 2, 8, 32, ro8), T(16, 8, 4, 8, 32, ro8), T(8, 16, 4, 8, 32, { ro: 8, res: true })],
   dq: [T(16, 16, 4, 4, 16), T(8, 16, 4, 4, 16, ro8), T(16, 16, 2, 4, 16, ro8), T(16, 8, 4, 4, 16, ro8)],
   dkv: [T(16, 16, 4, 2, 16), T(8, 16, 4, 2, 16, ro8), T(16, 16, 2, 2, 8, ro8), T(8, 16, 2, 4, 16, ro8), T(8, 16, 2, 2, 16, ro8)],
+} : {
+  fwd: [T(16, 16, 4, 8, 32), T(16, 16, 2, 8, 32, ro8)],
+  dq: [T(16, 16, 4, 4, 16)],
+  dkv: [T(16, 16, 4, 2, 16), T(16, 16, 2, 2, 8, ro8)],
 };
 
+// Best over `reps` batches of the mean time of one call; a batch runs at least ~40 ms of calls, so a
+// short kernel is not charged the submit-and-wait round trip.
 async function timeMs(fn: () => void, reps: number): Promise<number> {
+  let t = performance.now();
   fn();
   await syncWebGPU();
+  const n = Math.max(1, Math.min(64, Math.ceil(40 / Math.max(performance.now() - t, 0.01))));
   let best = Infinity;
   for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    fn();
+    t = performance.now();
+    for (let i = 0; i < n; i++) fn();
     await syncWebGPU();
-    best = Math.min(best, performance.now() - t);
+    best = Math.min(best, (performance.now() - t) / n);
   }
   return best;
 }
@@ -112,6 +107,8 @@ if (spec) {
     const fwdOld = () => attentionForwardRowwise(rt, q, k, v, o, lse, p);
     const bwdOld = () => attentionBackwardRowwise(rt, q, k, v, o, g, lse, dq, dk, dv, p);
     const oldReps = reps > 2 ? reps : 1;
+    // The GPU's first kernels after idling run at low clocks: a second of work before any timing.
+    if (!rows.length) for (const w0 = performance.now(); performance.now() - w0 < 1000;) { fwdOld(); await syncWebGPU(); }
     const oldFwdMs = await timeMs(fwdOld, oldReps);
     const refO = await read(o), refL = await read(lse);
     const oldBwdMs = await timeMs(bwdOld, oldReps);
@@ -123,7 +120,7 @@ if (spec) {
       for (const tile of variants[pass]) {
         if (performance.now() - t0 > budgetMs) { timed.push({ pass, tile, skipped: 'time budget' }); continue; }
         setAttentionTiles({ [pass]: tile });
-        const used = attentionTile(rt, pass, D);
+        const used = attentionTile(rt, pass, D, H * L);
         let ms: number, errs: Record<string, number>;
         if (pass === 'fwd') {
           ms = await timeMs(() => attentionForward(rt, q, k, v, o, lse, p), reps);

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpuBackend } from '../../src/backend/cpu/index.ts';
-import type { Backend, Buf } from '../../src/backend/types.ts';
 import { type AttnPass, type AttnTile, attentionTile, setAttentionTiles } from '../../src/backend/webgpu/kernels/attention.ts';
 import { initWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
+import { type AttnCase, attnInputs, runAttention } from '../attention-run.ts';
 import { assertClose, DEVICE } from '../helpers.ts';
 
 let reason = '';
@@ -19,22 +19,6 @@ if (!gpu) test('webgpu attention tiles (not run: no WebGPU adapter)', { skip: re
 const rng = new Rng(17);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
 
-interface Case { b: number; l: number; s: number; h: number; hkv: number; d: number; causal: boolean }
-
-async function run(be: Backend, c: Case, ins: Float32Array[]): Promise<Float32Array[]> {
-  const p = { ...c, scale: 1 / Math.sqrt(c.d) };
-  const [q, k, v, g] = ins.map((x) => be.upload(x.slice()));
-  const qn = ins[0].length, kn = ins[1].length;
-  const z = (n: number) => be.upload(new Float32Array(n));
-  const o = z(qn), lse = z(c.b * c.h * c.l), dq = z(qn), dk = z(kn), dv = z(kn);
-  be.attention.forward(q, k, v, o, lse, p);
-  be.attention.backward(q, k, v, o, g, lse, dq, dk, dv, p);
-  const outs: Float32Array[] = [];
-  for (const x of [o, lse, dq, dk, dv]) outs.push((await be.read(x)).slice() as Float32Array);
-  for (const x of [q, k, v, g, o, lse, dq, dk, dv]) be.free(x as Buf);
-  return outs;
-}
-
 const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Partial<AttnTile> = {}): AttnTile => ({ ty, tx, ct, dc, vc, ...more });
 // Tile sets: every pass with 8 owned rows; 8 owned rows with resident rows; a narrow grid with 4.
 // (The dK/dV pass keeps CT <= 2 with 8 owned rows here: larger register tiles take SwiftShader's
@@ -45,7 +29,7 @@ const sets: Record<string, Record<AttnPass, AttnTile>> = {
   'ro4 narrow': { fwd: T(4, 8, 2, 2, 4), dq: T(2, 16, 4, 2, 8), dkv: T(8, 4, 4, 1, 8) },
 };
 // Shapes: several blocks with a ragged last one, GQA, a cache offset, D not a multiple of 4, non-causal.
-const cases: Case[] = [
+const cases: AttnCase[] = [
   { b: 1, l: 150, s: 150, h: 2, hkv: 1, d: 16, causal: true },
   { b: 2, l: 21, s: 70, h: 4, hkv: 2, d: 12, causal: true },
   { b: 1, l: 37, s: 37, h: 2, hkv: 2, d: 7, causal: true },
@@ -63,9 +47,9 @@ if (gpu) {
           assert.equal(used.ro ?? 4, tiles[pass].ro ?? 4, `${pass} owned rows`);
         }
         for (const c of cases) {
-          const ins = [randn(c.b * c.l * c.h * c.d), randn(c.b * c.s * c.hkv * c.d), randn(c.b * c.s * c.hkv * c.d), randn(c.b * c.l * c.h * c.d)];
-          const ref = await run(cpuBackend, c, ins);
-          const got = await run(gpu, c, ins);
+          const ins = attnInputs(c, randn);
+          const ref = await runAttention(cpuBackend, c, ins);
+          const got = await runAttention(gpu, c, ins);
           ['o', 'lse', 'dq', 'dk', 'dv'].forEach((n, i) => assertClose(got[i], ref[i], 1e-4, `${name} ${JSON.stringify(c)} ${n}`));
         }
       } finally {
@@ -73,4 +57,14 @@ if (gpu) {
       }
     });
   }
+
+  test('default tiles: 8 owned rows only on grids of at least 1024 blocks of 128 rows', () => {
+    const rt = webgpuRuntime();
+    for (const pass of ['fwd', 'dkv'] as AttnPass[]) {
+      assert.equal(attentionTile(rt, pass, 64, 12 * 16384).ro, 8, `${pass} at 12 heads x 16k`);
+      assert.equal(attentionTile(rt, pass, 64, 1024 * 128 - 1).ro, undefined, `${pass} under 1024 blocks`);
+      assert.equal(attentionTile(rt, pass, 64, 12 * 4096).ro, undefined, `${pass} at 12 heads x 4k`);
+    }
+    assert.equal(attentionTile(rt, 'dq', 64, 12 * 16384).ro, undefined, 'dq keeps 4 owned rows');
+  });
 }

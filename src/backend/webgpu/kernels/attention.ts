@@ -36,12 +36,19 @@ export type AttnPass = 'fwd' | 'dq' | 'dkv';
 const range = (n: number): number[] => [...Array(n).keys()];
 const R = range(4); // vec4 components
 
-/** Production tiles by pass (chosen from H200 timings, bench/NOTES.md); shrunk to fit smaller adapters. */
-function defaultTile(pass: AttnPass, _d4: number): AttnTile {
-  if (pass === 'fwd') return { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8 };
+/**
+ * Production tiles by pass (chosen from H200 timings, bench/NOTES.md); shrunk to fit smaller adapters.
+ * `rows` is the pass's owned rows over its whole grid (batch x heads x length): 8 owned rows per thread
+ * (128-row blocks) pay only when that leaves enough workgroups to fill the GPU, so grids under
+ * WIDE_BLOCKS such blocks take the 64-row tiles.
+ */
+function defaultTile(pass: AttnPass, _d4: number, rows: number): AttnTile {
+  const wide = rows >= WIDE_BLOCKS * 128;
+  if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32 };
   if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16 };
-  return { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 };
+  return wide ? { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
 }
+const WIDE_BLOCKS = 1024;
 
 let override: Partial<Record<AttnPass, AttnTile>> = {};
 /** Replaces the tiles of some passes (for timing alternatives); `null` restores the defaults. */
@@ -57,10 +64,14 @@ function tileBytes(pass: AttnPass, t: AttnTile, d4: number): number {
   return 16 * (sh + (t.res ? pairs * bo * d4 : 0) + weights * bs * t.ty * rq + (pass === 'fwd' ? t.tx * t.ty * rq : 0));
 }
 
-/** The tile a pass runs with on this adapter: the chosen one, staging depths halved until it fits. */
-export function attentionTile(rt: Runtime, pass: AttnPass, d: number): AttnTile {
+/**
+ * The tile a pass runs with on this adapter for `rows` owned rows over the grid (batch x heads x query
+ * length for fwd and dq, batch x kv heads x key length for dkv): the chosen one, staging depths halved
+ * until it fits.
+ */
+export function attentionTile(rt: Runtime, pass: AttnPass, d: number, rows = Infinity): AttnTile {
   const d4 = Math.ceil(d / 4);
-  const t = { ...(override[pass] ?? defaultTile(pass, d4)) };
+  const t = { ...(override[pass] ?? defaultTile(pass, d4, rows)) };
   if (![t.ty, t.tx, t.ct, t.dc, t.vc].every(pow2) || t.ty * t.tx > rt.maxInvocations || ![undefined, 4, 8].includes(t.ro)) {
     throw new Error(`webgpu attention: bad ${pass} tile ${JSON.stringify(t)} (powers of two, at most ${rt.maxInvocations} threads, 4 or 8 owned rows)`);
   }
@@ -280,7 +291,7 @@ ${g.rs.map((r) => `    if (ib + ${r}u < p.l) { LSE[(b * p.h + h) * p.l + ib + ${
 
 export function attentionForward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, lse: GpuBuf, p: AttnParams): void {
   check(p);
-  const t = attentionTile(rt, 'fwd', p.d), g = new Gen(p.d, t);
+  const t = attentionTile(rt, 'fwd', p.d, p.b * p.h * p.l), g = new Gen(p.d, t);
   rt.dispatch({
     key: `attnFwd:${p.d}:${JSON.stringify(t)}`, bindings: [...g.io('r', 'Q', 'K', 'V'), ...g.io('w', 'O'), ['LSE', 'f32', 'w']], uniform,
     code: () => forwardCode(g),
@@ -386,14 +397,14 @@ export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, 
   rt.dispatch({ key: `attnDsum:${p.d}`, bindings: [...gs.io('r', 'O', 'G'), ['DS', 'f32', 'w']], uniform, code: () => dsumCode(gs) },
     [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / 64), p.h, p.b]);
 
-  const tq = attentionTile(rt, 'dq', p.d), gq = new Gen(p.d, tq);
+  const tq = attentionTile(rt, 'dq', p.d, p.b * p.h * p.l), gq = new Gen(p.d, tq);
   rt.dispatch({
     key: `attnDq:${p.d}:${JSON.stringify(tq)}`, bindings: [...gq.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gq.io('w', 'DQ')],
     uniform, code: () => dqCode(gq),
   },
     [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / gq.bo), p.h, p.b]);
 
-  const tk = attentionTile(rt, 'dkv', p.d), gk = new Gen(p.d, tk);
+  const tk = attentionTile(rt, 'dkv', p.d, p.b * p.hkv * p.s), gk = new Gen(p.d, tk);
   rt.dispatch({
     key: `attnDkv:${p.d}:${JSON.stringify(tk)}`, bindings: [...gk.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gk.io('w', 'DK', 'DV')],
     uniform, code: () => dkvCode(gk),
