@@ -5,7 +5,7 @@
 // kernels (kernels/attention-rowwise.ts) on B = 1 causal shapes, each checked against the row-per-thread
 // result on the GPU.
 // Usage: node --import tsx bench/probes/webgpu-attention-probe.ts [--time L,L..:D,D..] [--heads 12]
-//          [--budget-s 80] [--variants all] [--json out.json]   (exits 1 on a mismatch)
+//          [--budget-s 80] [--variants all|JSON] [--json out.json]   (exits 1 on a mismatch)
 import { writeFileSync } from 'node:fs';
 import { cpuBackend } from '../../src/backend/cpu/index.ts';
 import { attentionBackward, attentionForward, type AttnParams, type AttnPass, type AttnTile, attentionTile, setAttentionTiles } from '../../src/backend/webgpu/kernels/attention.ts';
@@ -56,9 +56,15 @@ for (const c of cases) {
 const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Partial<AttnTile> = {}): AttnTile => ({ ty, tx, ct, dc, vc, ...more });
 const ro8 = { ro: 8 };
 // The default set: the 64-row and 128-row production tiles of each pass; `--variants all` adds the
-// narrower grids and resident rows timed before (bench/NOTES.md).
-const all = arg('variants', '') === 'all';
-const variants: Record<AttnPass, AttnTile[]> = all ? {
+// narrower grids and resident rows timed before (bench/NOTES.md); `--variants JSON` times the given
+// tiles, {"fwd": [[ty, tx, ct, dc, vc, ro?, res?], ...], "dq": [...], "dkv": [...]}.
+const vArg = arg('variants', '');
+const listed = (v: string): Record<AttnPass, AttnTile[]> => {
+  const j = JSON.parse(v) as Partial<Record<AttnPass, number[][]>>;
+  const tiles = (a: number[][] = []) => a.map(([ty, tx, ct, dc, vc, ro = 4, res = 0]) => T(ty, tx, ct, dc, vc, { ro, ...(res ? { res: true } : {}) }));
+  return { fwd: tiles(j.fwd), dq: tiles(j.dq), dkv: tiles(j.dkv) };
+};
+const variants: Record<AttnPass, AttnTile[]> = vArg.startsWith('{') ? listed(vArg) : vArg === 'all' ? {
   fwd: [T(16, 16, 4, 8, 32), T(8, 16, 4, 8, 32, ro8), T(16, 16, 2, 8, 32, ro8), T(16, 8, 4, 8, 32, ro8), T(8, 16, 4, 8, 32, { ro: 8, res: true })],
   dq: [T(16, 16, 4, 4, 16), T(8, 16, 4, 4, 16, ro8), T(16, 16, 2, 4, 16, ro8), T(16, 8, 4, 4, 16, ro8)],
   dkv: [T(16, 16, 4, 2, 16), T(8, 16, 4, 2, 16, ro8), T(16, 16, 2, 2, 8, ro8), T(8, 16, 2, 4, 16, ro8), T(8, 16, 2, 2, 16, ro8)],
