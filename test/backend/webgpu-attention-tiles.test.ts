@@ -20,13 +20,17 @@ const rng = new Rng(17);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
 
 const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Partial<AttnTile> = {}): AttnTile => ({ ty, tx, ct, dc, vc, ...more });
-// Tile sets: every pass with 8 owned rows; 8 owned rows with resident rows; a narrow grid with 4.
+// Tile sets: every pass with 8 owned rows; 8 owned rows with resident rows; a narrow grid with 4;
+// the forward with register prefetch.
 // (The dK/dV pass keeps CT <= 2 with 8 owned rows here: larger register tiles take SwiftShader's
 // compiler minutes.)
 const sets: Record<string, Record<AttnPass, AttnTile>> = {
   ro8: { fwd: T(8, 8, 8, 4, 16, { ro: 8 }), dq: T(8, 8, 4, 4, 16, { ro: 8 }), dkv: T(8, 8, 2, 2, 16, { ro: 8 }) },
   'ro8 resident': { fwd: T(4, 16, 4, 4, 32, { ro: 8, res: true }), dq: T(4, 16, 4, 4, 16, { ro: 8, res: true }), dkv: T(4, 16, 2, 4, 8, { ro: 8, res: true }) },
   'ro4 narrow': { fwd: T(4, 8, 2, 2, 4), dq: T(2, 16, 4, 2, 8), dkv: T(8, 4, 4, 1, 8) },
+  // Forward with register prefetch: several score chunks and value chunks per key block, 4 and 8 rows.
+  'prefetch ro4': { fwd: T(8, 8, 4, 2, 8, { pf: true }), dq: T(8, 8, 4, 4, 16), dkv: T(8, 8, 2, 2, 16) },
+  'prefetch ro8': { fwd: T(4, 8, 4, 1, 16, { ro: 8, pf: true }), dq: T(8, 8, 4, 4, 16), dkv: T(8, 8, 2, 2, 16) },
 };
 // Shapes: several blocks with a ragged last one, GQA, a cache offset, D not a multiple of 4, non-causal.
 const cases: AttnCase[] = [
@@ -45,6 +49,7 @@ if (gpu) {
         for (const pass of ['fwd', 'dq', 'dkv'] as AttnPass[]) {
           const used = attentionTile(webgpuRuntime(), pass, 16);
           assert.equal(used.ro ?? 4, tiles[pass].ro ?? 4, `${pass} owned rows`);
+          assert.equal(!!used.pf, !!tiles[pass].pf, `${pass} prefetch`);
         }
         for (const c of cases) {
           const ins = attnInputs(c, randn);

@@ -28,9 +28,11 @@ export interface AttnParams { b: number; l: number; s: number; h: number; hkv: n
 
 /**
  * Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths; with
- * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step.
+ * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step;
+ * with `pf` (forward pass, without `res`) each staged tile is read into registers one step ahead, so its
+ * global reads overlap the previous step's arithmetic.
  */
-export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number }
+export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number; pf?: boolean }
 export type AttnPass = 'fwd' | 'dq' | 'dkv';
 
 const range = (n: number): number[] => [...Array(n).keys()];
@@ -76,6 +78,7 @@ export function attentionTile(rt: Runtime, pass: AttnPass, d: number, rows = Inf
     throw new Error(`webgpu attention: bad ${pass} tile ${JSON.stringify(t)} (powers of two, at most ${rt.maxInvocations} threads, 4 or 8 owned rows)`);
   }
   if (t.ro === 4) delete t.ro;
+  if (!t.pf || pass !== 'fwd') delete t.pf;
   t.dc = Math.min(t.dc, 2 ** Math.ceil(Math.log2(d4)));
   t.vc = Math.min(t.vc, t.tx * t.ct);
   // Resident owned rows are read at column c0 + step: the steps must tile D4 exactly.
@@ -184,6 +187,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
    * `loads` stage the chunk; pair k reads its owned side at oOff[k] and streamed side at sOff[k].
    */
   scores(loads: string, oOff: number[], sOff: number[]): string {
+    return `
+${this.scoreDecl(oOff.length)}
+    for (var c0 = 0u; c0 < ${this.d4}u; c0 += ${this.t.dc}u) {
+      workgroupBarrier();${loads}
+      workgroupBarrier();
+${this.scoreBody('c0', oOff, sOff)}
+    }`;
+  }
+  scoreDecl(pairs: number): string { return range(pairs).map((k) => this.decl(`s${k}_`, '0.0')).join('\n'); }
+  /** One staged chunk of the score micro-GEMM: columns c0 .. c0 + DC of D4. */
+  scoreBody(c0: string, oOff: number[], sOff: number[]): string {
     const { dc, tx } = this.t;
     // Owned tile row r, column c0 + dd: in Sh (DC columns per step) or resident in Ow (all D4).
     const own = (k: number, r: number, dd: number) => (this.res ? `Ow[${k * this.bo * this.d4 + r * this.d4 + dd}u + ob]` : `Sh[${oOff[k] + r * dc + dd}u + ob]`);
@@ -192,15 +206,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       ...this.cs.map((c) => `        let b${k}_${c} = Sh[${sOff[k]}u + sb${c} + ${dd}u];`),
       ...this.rs.flatMap((r) => this.cs.map((c) => `        s${k}_${r}_${c} = dot4(a${k}_${r}, b${k}_${c}, s${k}_${r}_${c});`)),
     ].join('\n')).join('\n');
-    return `
-${oOff.map((_, k) => this.decl(`s${k}_`, '0.0')).join('\n')}
-    for (var c0 = 0u; c0 < ${this.d4}u; c0 += ${dc}u) {
-      workgroupBarrier();${loads}
-      workgroupBarrier();
-      let ob = ${this.res ? `ty * ${this.ro * this.d4}u + c0` : `ty * ${this.ro * dc}u`};
+    return `      let ob = ${this.res ? `ty * ${this.ro * this.d4}u + ${c0}` : `ty * ${this.ro * dc}u`};
 ${this.cs.map((c) => `      let sb${c} = (tx + ${tx * c}u) * ${this.dcp}u;`).join('\n')}
-${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}
-    }`;
+${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}`;
+  }
+  /**
+   * A tile of `rows` x `cols` vec4 staged through registers: `issue` reads it from global memory
+   * (columns c0.., rows failing `valid` and columns past D zero), `store` writes it into Sh at `off`
+   * with row stride `stride`, so a global read can be in flight while the previous tile is multiplied.
+   */
+  regTile(tag: string, src: string, rows: number, cols: number): { decl: string; issue: (c0: string, valid: string, rowOf: string) => string; store: (off: number, stride: number) => string } {
+    const total = rows * cols, I = range(Math.ceil(total / this.nt));
+    const guard = (i: number) => (total % this.nt && (i + 1) * this.nt > total ? `e < ${total}u` : 'true');
+    const body = this.vec
+      ? `v = ${src}[gr * ${this.d4}u + col];`
+      : R.map((k) => `if (col * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + col * 4u + ${k}u]; }`).join(' ');
+    return {
+      decl: I.map((i) => `  var ${tag}${i} = vec4<f32>(0.0);`).join('\n'),
+      issue: (c0, valid, rowOf) => I.map((i) => `      { let e = lid + ${i * this.nt}u; let r = e / ${cols}u; let col = ${c0} + e % ${cols}u; var v = vec4<f32>(0.0);
+        if (${guard(i)} && ${valid} && col < ${this.d4}u) { let gr = ${rowOf}; ${body} }
+        ${tag}${i} = v; }`).join('\n'),
+      store: (off, stride) => I.map((i) => `      { let e = lid + ${i * this.nt}u; if (${guard(i)}) { Sh[${off}u + (e / ${cols}u) * ${stride}u + e % ${cols}u] = ${tag}${i}; } }`).join('\n'),
+    };
   }
   /** Packs weights w_r_c of the RO owned rows per streamed row into Wt at `off` (RO / 4 vec4 each). */
   pack(w: string, off: number): string {
@@ -209,18 +236,22 @@ ${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}
   }
   /** acc{k}_r_u += sum over streamed rows j of Wt[wOff[k]] weight x staged row j (at mOff[k]) column tx + TX u. */
   accumulate(loads: string, acc: string[], wOff: number[], mOff: number[]): string {
+    return `
+    for (var j0 = 0u; j0 < ${this.bs}u; j0 += ${this.t.vc}u) {
+      workgroupBarrier();${loads}
+      workgroupBarrier();
+${this.accBody('j0', acc, wOff, mOff)}
+    }`;
+  }
+  /** One staged chunk of the accumulation: streamed rows j0 .. j0 + VC. */
+  accBody(j0: string, acc: string[], wOff: number[], mOff: number[]): string {
     const { tx, ty, vc } = this.t;
     const step = (j: number) => acc.map((a, k) => [
-      ...range(this.rq).map((q) => `        let w${k}_${q} = Wt[${wOff[k]}u + ((j0 + ${j}u) * ${ty}u + ty) * ${this.rq}u + ${q}u];`),
+      ...range(this.rq).map((q) => `        let w${k}_${q} = Wt[${wOff[k]}u + ((${j0} + ${j}u) * ${ty}u + ty) * ${this.rq}u + ${q}u];`),
       ...this.us.map((u) => `        let m${k}_${u} = Sh[${mOff[k] + j * this.d4p + tx * u}u + tx];`),
       ...this.rs.flatMap((r) => this.us.map((u) => `        ${a}${r}_${u} = fma(vec4<f32>(w${k}_${r >> 2}[${r & 3}]), m${k}_${u}, ${a}${r}_${u});`)),
     ].join('\n')).join('\n');
-    return `
-    for (var j0 = 0u; j0 < ${this.bs}u; j0 += ${vc}u) {
-      workgroupBarrier();${loads}
-      workgroupBarrier();
-${range(vc).map((j) => `      {\n${step(j)}\n      }`).join('\n')}
-    }`;
+    return range(vc).map((j) => `      {\n${step(j)}\n      }`).join('\n');
   }
   accs(prefix: string): string {
     return this.rs.flatMap((r) => this.us.map((u) => `  var ${prefix}${r}_${u} = vec4<f32>(0.0);`)).join('\n');
@@ -245,6 +276,24 @@ function forwardCode(g: Gen): string {
   const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
   const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
+  // Prefetch: the k-block's stages unrolled (DC-column score chunks, then VC-row value chunks), each
+  // stage storing the registers read during the previous one and reading the next stage's tile.
+  const pf = !!g.t.pf && !g.res, nC = Math.ceil(g.d4 / dc), nJ = bs / vc;
+  const tq = g.regTile('pq', 'Q', bo, dc), tk = g.regTile('pk', 'K', bs, dc), tv = g.regTile('pv', 'V', vc, g.d4p);
+  const issueQK = (c0: string, kb: string) => `${tq.issue(c0, 'i0 + r < p.l', qRow('r', 'i0'))}\n${tk.issue(c0, `${kb} + r < kEnd`, kRow('r', kb))}`;
+  const issueV = (j: number) => tv.issue('0u', `k0 + ${j * vc}u + r < kEnd`, kRow('r', `k0 + ${j * vc}u`));
+  const stage = (stores: string, next: string, body: string) => `
+    {
+      workgroupBarrier();
+${stores}
+      workgroupBarrier();
+${next}
+${body}
+    }`;
+  const scoresPf = `\n${g.scoreDecl(1)}${range(nC).map((cc) => stage(`${tq.store(0, dc)}\n${tk.store(so, g.dcp)}`,
+    cc + 1 < nC ? issueQK(`${(cc + 1) * dc}u`, 'k0') : issueV(0), g.scoreBody(`${cc * dc}u`, [0], [so]))).join('')}`;
+  const accPf = range(nJ).map((jj) => stage(tv.store(0, g.d4p), jj + 1 < nJ ? issueV(jj + 1) : issueQK('0u', `(k0 + ${bs}u)`),
+    g.accBody(`${jj * vc}u`, ['o'], [0], [0]))).join('');
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
   // Component r of the per-row vec4 values (m, l, corr, ...) of owned row r.
   const of = (name: string, r: number) => `${name}${r >> 2}[${r & 3}]`;
@@ -268,7 +317,8 @@ ${Q.map((q) => `    ${acc}${q} = ${op(`${acc}${q}`, `Rm[(t * ${ty}u + ty) * ${rq
   let ib = i0 + ty * ${g.ro}u;
 ${Q.map((q) => `  var m${q} = vec4<f32>(${NEG_INF});\n  var l${q} = vec4<f32>(0.0);`).join('\n')}
 ${g.accs('o')}${oq.once}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loadQK, [0], [so])}
+${pf ? `${tq.decl}\n${tk.decl}\n${tv.decl}\n${issueQK('0u', '0u')}` : ''}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pf ? scoresPf : g.scores(loadQK, [0], [so])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
 ${Q.map((q) => `    let rm${q} = vec4<f32>(${rows4(q).map(rowMax).join(', ')});`).join('\n')}${reduce('rm', 'mt', (a, b) => `max(${a}, ${b})`).replaceAll('\n  ', '\n    ')}
 ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
@@ -278,7 +328,7 @@ ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - ${of('mUse', r)});`)).join('\n')}
 ${Q.map((q) => `    l${q} = l${q} * corr${q} + vec4<f32>(${rows4(q).map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});`).join('\n')}
 ${g.rs.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= ${of('corr', r)};`)).join('\n')}
-${g.pack('e', 0)}${g.accumulate(loadV, ['o'], [0], [0])}
+${g.pack('e', 0)}${pf ? accPf : g.accumulate(loadV, ['o'], [0], [0])}
   }
   workgroupBarrier();${reduce('l', 'lt', (a, b) => `${a} + ${b}`)}
 ${Q.map((q) => `  let inv${q} = 1.0 / lt${q};`).join('\n')}
