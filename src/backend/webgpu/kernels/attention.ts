@@ -29,7 +29,7 @@ export interface AttnParams { b: number; l: number; s: number; h: number; hkv: n
 /**
  * Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths; with
  * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step;
- * with `pf` (forward pass, without `res`) each staged tile is read into registers one step ahead, so its
+ * with `pf` (without `res`) each staged tile is read into registers one step ahead, so its
  * global reads overlap the previous step's arithmetic.
  */
 export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number; pf?: boolean }
@@ -44,10 +44,16 @@ const R = range(4); // vec4 components
  * (128-row blocks) pay only when that leaves enough workgroups to fill the GPU, so grids under
  * WIDE_BLOCKS such blocks take the 64-row tiles.
  */
-function defaultTile(pass: AttnPass, _d4: number, rows: number): AttnTile {
+function defaultTile(pass: AttnPass, d4: number, rows: number): AttnTile {
   const wide = rows >= WIDE_BLOCKS * 128;
-  if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32 };
-  if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16 };
+  if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8, pf: true } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32, pf: true };
+  if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16, pf: true };
+  // dK/dV holds two accumulator sets: prefetch registers on top of D = 128's slowed it down. At D <= 64
+  // it runs 4 owned rows with prefetch (faster than 8 rows without, and 8 rows with prefetch take
+  // SwiftShader's compiler more memory and minutes than a test run has). Small grids (a pass of
+  // microseconds) skip prefetch: its unrolled stages cost SwiftShader's compiler seconds per head
+  // dimension, which the CPU-emulated test runs would pay in every file.
+  if (d4 <= 16 && rows >= 16384) return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16, pf: true };
   return wide ? { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
 }
 const WIDE_BLOCKS = 1024;
@@ -78,7 +84,7 @@ export function attentionTile(rt: Runtime, pass: AttnPass, d: number, rows = Inf
     throw new Error(`webgpu attention: bad ${pass} tile ${JSON.stringify(t)} (powers of two, at most ${rt.maxInvocations} threads, 4 or 8 owned rows)`);
   }
   if (t.ro === 4) delete t.ro;
-  if (!t.pf || pass !== 'fwd') delete t.pf;
+  if (!t.pf) delete t.pf;
   t.dc = Math.min(t.dc, 2 ** Math.ceil(Math.log2(d4)));
   t.vc = Math.min(t.vc, t.tx * t.ct);
   // Resident owned rows are read at column c0 + step: the steps must tile D4 exactly.
@@ -104,6 +110,9 @@ function check(p: AttnParams): void {
 const uniform = 'b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u32';
 const uniformOf = (p: AttnParams) => new Uniform().u(p.b, p.l, p.s, p.h, p.hkv).f(p.scale).u(p.causal ? 1 : 0);
 const dot4 = 'fn dot4(a: vec4<f32>, b: vec4<f32>, s: f32) -> f32 { return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, s)))); }';
+
+/** A tile staged through registers by `Gen.pipeline`: `valid` and `rowOf` take the block or row base. */
+interface StagedTile { src: string; rows: number; cols: number; off: number; stride: number; valid: (base: string) => string; rowOf: (base: string) => string }
 
 /** Code generation for one head dimension and tile. */
 class Gen {
@@ -253,6 +262,39 @@ ${this.accBody('j0', acc, wOff, mOff)}
     ].join('\n')).join('\n');
     return range(vc).map((j) => `      {\n${step(j)}\n      }`).join('\n');
   }
+  /**
+   * The register-prefetched k loop of a pass (`pf`): per block, the DC-column score chunks, then the
+   * VC-row accumulation chunks, unrolled; each stage stores the tiles read during the previous stage,
+   * then reads the next stage's (the next block's first chunk after the last one). Score tiles are
+   * read at (c0, block start `blk`; `first` before the loop, `next` in the last stage), accumulation
+   * tiles at rows from `blk + j`.
+   */
+  pipeline(o: {
+    score: StagedTile[]; acc: StagedTile[]; blk: string; first: string; next: string; oOff: number[]; sOff: number[];
+    accArgs: [string[], number[], number[]];
+  }): { prologue: string; scores: string; acc: string } {
+    const { dc, vc } = this.t;
+    const nC = Math.ceil(this.d4 / dc), nJ = this.bs / vc;
+    const tiles = [...o.score, ...o.acc].map((x, i) => ({ ...x, rt: this.regTile(`pf${i}_`, x.src, x.rows, x.cols) }));
+    const sc = tiles.slice(0, o.score.length), ac = tiles.slice(o.score.length);
+    const issueS = (c0: string, blk: string) => sc.map((x) => x.rt.issue(c0, x.valid(blk), x.rowOf(blk))).join('\n');
+    const issueA = (j: number) => ac.map((x) => x.rt.issue('0u', x.valid(`${o.blk} + ${j * vc}u`), x.rowOf(`${o.blk} + ${j * vc}u`))).join('\n');
+    const stage = (list: typeof tiles, next: string, body: string) => `
+    {
+      workgroupBarrier();
+${list.map((x) => x.rt.store(x.off, x.stride)).join('\n')}
+      workgroupBarrier();
+${next}
+${body}
+    }`;
+    return {
+      prologue: `${tiles.map((x) => x.rt.decl).join('\n')}\n${issueS('0u', o.first)}`,
+      scores: `\n${this.scoreDecl(o.oOff.length)}${range(nC).map((cc) => stage(sc, cc + 1 < nC ? issueS(`${(cc + 1) * dc}u`, o.blk) : issueA(0),
+        this.scoreBody(`${cc * dc}u`, o.oOff, o.sOff))).join('')}`,
+      acc: range(nJ).map((jj) => stage(ac, jj + 1 < nJ ? issueA(jj + 1) : issueS('0u', o.next),
+        this.accBody(`${jj * vc}u`, ...o.accArgs))).join(''),
+    };
+  }
   accs(prefix: string): string {
     return this.rs.flatMap((r) => this.us.map((u) => `  var ${prefix}${r}_${u} = vec4<f32>(0.0);`)).join('\n');
   }
@@ -276,24 +318,15 @@ function forwardCode(g: Gen): string {
   const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
   const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
-  // Prefetch: the k-block's stages unrolled (DC-column score chunks, then VC-row value chunks), each
-  // stage storing the registers read during the previous one and reading the next stage's tile.
-  const pf = !!g.t.pf && !g.res, nC = Math.ceil(g.d4 / dc), nJ = bs / vc;
-  const tq = g.regTile('pq', 'Q', bo, dc), tk = g.regTile('pk', 'K', bs, dc), tv = g.regTile('pv', 'V', vc, g.d4p);
-  const issueQK = (c0: string, kb: string) => `${tq.issue(c0, 'i0 + r < p.l', qRow('r', 'i0'))}\n${tk.issue(c0, `${kb} + r < kEnd`, kRow('r', kb))}`;
-  const issueV = (j: number) => tv.issue('0u', `k0 + ${j * vc}u + r < kEnd`, kRow('r', `k0 + ${j * vc}u`));
-  const stage = (stores: string, next: string, body: string) => `
-    {
-      workgroupBarrier();
-${stores}
-      workgroupBarrier();
-${next}
-${body}
-    }`;
-  const scoresPf = `\n${g.scoreDecl(1)}${range(nC).map((cc) => stage(`${tq.store(0, dc)}\n${tk.store(so, g.dcp)}`,
-    cc + 1 < nC ? issueQK(`${(cc + 1) * dc}u`, 'k0') : issueV(0), g.scoreBody(`${cc * dc}u`, [0], [so]))).join('')}`;
-  const accPf = range(nJ).map((jj) => stage(tv.store(0, g.d4p), jj + 1 < nJ ? issueV(jj + 1) : issueQK('0u', `(k0 + ${bs}u)`),
-    g.accBody(`${jj * vc}u`, ['o'], [0], [0]))).join('');
+  const pf = !!g.t.pf && !g.res;
+  const pl = g.pipeline({
+    score: [
+      { src: 'Q', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
+      { src: 'K', rows: bs, cols: dc, off: so, stride: g.dcp, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) },
+    ],
+    acc: [{ src: 'V', rows: vc, cols: g.d4p, off: 0, stride: g.d4p, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) }],
+    blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0], sOff: [so], accArgs: [['o'], [0], [0]],
+  });
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
   // Component r of the per-row vec4 values (m, l, corr, ...) of owned row r.
   const of = (name: string, r: number) => `${name}${r >> 2}[${r & 3}]`;
@@ -317,8 +350,8 @@ ${Q.map((q) => `    ${acc}${q} = ${op(`${acc}${q}`, `Rm[(t * ${ty}u + ty) * ${rq
   let ib = i0 + ty * ${g.ro}u;
 ${Q.map((q) => `  var m${q} = vec4<f32>(${NEG_INF});\n  var l${q} = vec4<f32>(0.0);`).join('\n')}
 ${g.accs('o')}${oq.once}
-${pf ? `${tq.decl}\n${tk.decl}\n${tv.decl}\n${issueQK('0u', '0u')}` : ''}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pf ? scoresPf : g.scores(loadQK, [0], [so])}
+${pf ? pl.prologue : ''}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pf ? pl.scores : g.scores(loadQK, [0], [so])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
 ${Q.map((q) => `    let rm${q} = vec4<f32>(${rows4(q).map(rowMax).join(', ')});`).join('\n')}${reduce('rm', 'mt', (a, b) => `max(${a}, ${b})`).replaceAll('\n  ', '\n    ')}
 ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
@@ -328,7 +361,7 @@ ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - ${of('mUse', r)});`)).join('\n')}
 ${Q.map((q) => `    l${q} = l${q} * corr${q} + vec4<f32>(${rows4(q).map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});`).join('\n')}
 ${g.rs.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= ${of('corr', r)};`)).join('\n')}
-${g.pack('e', 0)}${pf ? accPf : g.accumulate(loadV, ['o'], [0], [0])}
+${g.pack('e', 0)}${pf ? pl.acc : g.accumulate(loadV, ['o'], [0], [0])}
   }
   workgroupBarrier();${reduce('l', 'lt', (a, b) => `${a} + ${b}`)}
 ${Q.map((q) => `  let inv${q} = 1.0 / lt${q};`).join('\n')}
@@ -380,6 +413,18 @@ function dqCode(g: Gen): string {
     + g.load('K', sOff, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'))
     + g.load('V', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadK = g.load('K', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
+  const pf = !!g.t.pf && !g.res;
+  const kv = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile =>
+    ({ src, rows, cols, off, stride, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) });
+  const pl = g.pipeline({
+    score: [
+      { src: 'Q', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
+      { src: 'G', rows: bo, cols: dc, off: bo * dc, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
+      kv('K', sOff, bs, dc, g.dcp), kv('V', sOff + bs * g.dcp, bs, dc, g.dcp),
+    ],
+    acc: [kv('K', 0, vc, g.d4p, g.d4p)],
+    blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp], accArgs: [['acc'], [0], [0]],
+  });
   return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty * g.rq}>;`, 2)}
   let h = wid.y;
   let b = wid.z;
@@ -390,10 +435,10 @@ function dqCode(g: Gen): string {
   let ib = i0 + ty * ${g.ro}u;
 ${g.rs.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
   let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
-${g.accs('acc')}${oq.once}${og.once}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
+${g.accs('acc')}${oq.once}${og.once}${pf ? `\n${pl.prologue}` : ''}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pf ? pl.scores : g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
-${g.pack('w', 0)}${g.accumulate(loadK, ['acc'], [0], [0])}
+${g.pack('w', 0)}${pf ? pl.acc : g.accumulate(loadK, ['acc'], [0], [0])}
   }
 ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
 }`;
@@ -410,6 +455,21 @@ function dkvCode(g: Gen): string {
     + g.load('G', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'));
   const loadGQ = g.load('G', 0, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'))
     + g.load('Q', vc * g.d4p, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'));
+  // With pf the next block read in the last stage may be the next head's first (qNext, hNext below).
+  const pf = !!g.t.pf && !g.res;
+  const qr = (qb: string) => (qb === 'qNext' ? '(b * p.l + qNext + r) * p.h + hNext' : qb === 'qFirst' ? '(b * p.l + qStart + r) * p.h + hk * group' : qRow('r', qb));
+  const qv = (qb: string) => (qb === 'qNext' ? 'vNext && qNext + r < p.l' : qb === 'qFirst' ? 'qStart + r < p.l' : `${qb} + r < p.l`);
+  const q = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile => ({ src, rows, cols, off, stride, valid: qv, rowOf: qr });
+  const pl = g.pipeline({
+    score: [
+      { src: 'K', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'j0k + r < p.s', rowOf: () => kRow('r', 'j0k') },
+      { src: 'V', rows: bo, cols: dc, off: bo * dc, stride: dc, valid: () => 'j0k + r < p.s', rowOf: () => kRow('r', 'j0k') },
+      q('Q', sOff, bs, dc, g.dcp), q('G', sOff + bs * g.dcp, bs, dc, g.dcp),
+    ],
+    acc: [q('G', 0, vc, g.d4p, g.d4p), q('Q', vc * g.d4p, vc, g.d4p, g.d4p)],
+    blk: 'q0', first: 'qFirst', next: 'qNext', oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp],
+    accArgs: [['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p]],
+  });
   return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty * g.rq}>;`, 2)}
   let hk = wid.y;
   let b = wid.z;
@@ -420,17 +480,25 @@ function dkvCode(g: Gen): string {
   var qStart = 0u;
   if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
 ${g.accs('dk')}
-${g.accs('dv')}${ok.once}${ov.once}
-  for (var gi = 0u; gi < group; gi++) {
+${g.accs('dv')}${ok.once}${ov.once}${pf ? `\n${pl.prologue}` : ''}
+${pf ? `  // One loop over (head of the group, query block), so the block read ahead may be the next head's.
+  let nq = (p.l - qStart + ${bs - 1}u) / ${bs}u;
+  for (var it = 0u; it < group * nq; it++) {
+    let h = hk * group + it / nq;
+    let q0 = qStart + (it % nq) * ${bs}u;
+    {
+      let vNext = it + 1u < group * nq;
+      let qNext = qStart + ((it + 1u) % nq) * ${bs}u;
+      let hNext = hk * group + (it + 1u) / nq;${pl.scores}` : `  for (var gi = 0u; gi < group; gi++) {
     let h = hk * group + gi;
-    for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
+    for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}`}
 ${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
       let lq${c} = LSE[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];
       let dq${c} = DS[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];`).join('\n')}
 ${g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
       let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
 ${g.pack('e', 0)}
-${g.pack('w', bs * ty * g.rq)}${g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
+${g.pack('w', bs * ty * g.rq)}${pf ? pl.acc : g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
     }
   }
 ${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * p.scale')}
