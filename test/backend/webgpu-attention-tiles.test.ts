@@ -73,7 +73,8 @@ if (gpu) {
     assert.deepEqual(tile('fwd', 128, 12 * 4096), [4, true], 'fwd at 12 heads x 4k');
     assert.deepEqual(tile('dq', 64, 12 * 16384), [4, true], 'dq');
     assert.deepEqual(tile('dkv', 64, 12 * 16384), [4, true], 'dkv, D 64, 16k');
-    assert.deepEqual(tile('dkv', 128, 12 * 16384), [8, false], 'dkv, D 128, 16k');
+    assert.deepEqual(tile('dkv', 128, 12 * 16384), [4, true], 'dkv, D 128, 16k');
+    assert.deepEqual(tile('dkv', 256, 12 * 16384), [8, false], 'dkv, D 256, 16k');
     assert.deepEqual(tile('dkv', 128, 12 * 4096), [4, false], 'dkv, D 128, 4k');
     assert.deepEqual(tile('dkv', 64, 16383), [4, false], 'dkv on a small grid');
   });

@@ -48,12 +48,14 @@ function defaultTile(pass: AttnPass, d4: number, rows: number): AttnTile {
   const wide = rows >= WIDE_BLOCKS * 128;
   if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8, pf: true } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32, pf: true };
   if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16, pf: true };
-  // dK/dV holds two accumulator sets: prefetch registers on top of D = 128's slowed it down. At D <= 64
-  // it runs 4 owned rows with prefetch (faster than 8 rows without, and 8 rows with prefetch take
-  // SwiftShader's compiler more memory and minutes than a test run has). Small grids (a pass of
+  // dK/dV holds two accumulator sets (dK and dV), so prefetch registers need a smaller score tile at
+  // D = 128: 2 streamed rows per thread there (measured on wide grids only; narrower D = 128 grids keep
+  // the tile without prefetch). 4 owned rows with prefetch beat 8 without, and 8 rows with prefetch take
+  // SwiftShader's compiler more memory and minutes than a test run has. Small grids (a pass of
   // microseconds) skip prefetch: its unrolled stages cost SwiftShader's compiler seconds per head
   // dimension, which the CPU-emulated test runs would pay in every file.
   if (d4 <= 16 && rows >= 16384) return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16, pf: true };
+  if (d4 <= 32 && wide) return { ty: 16, tx: 16, ct: 2, dc: 2, vc: 16, pf: true };
   return wide ? { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
 }
 const WIDE_BLOCKS = 1024;
