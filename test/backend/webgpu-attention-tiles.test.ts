@@ -76,6 +76,6 @@ if (gpu) {
     assert.deepEqual(tile('dkv', 128, 12 * 16384), [4, true], 'dkv, D 128, 16k');
     assert.deepEqual(tile('dkv', 256, 12 * 16384), [8, false], 'dkv, D 256, 16k');
     assert.deepEqual(tile('dkv', 128, 12 * 4096), [4, false], 'dkv, D 128, 4k');
-    assert.deepEqual(tile('dkv', 64, 16383), [4, false], 'dkv on a small grid');
+    for (const pass of ['fwd', 'dq', 'dkv'] as AttnPass[]) assert.deepEqual(tile(pass, 64, 16383), [4, false], `${pass} on a small grid`);
   });
 }

@@ -46,15 +46,17 @@ const R = range(4); // vec4 components
  */
 function defaultTile(pass: AttnPass, d4: number, rows: number): AttnTile {
   const wide = rows >= WIDE_BLOCKS * 128;
-  if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8, pf: true } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32, pf: true };
-  if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16, pf: true };
+  // Register prefetch (pf) on grids of at least 16k rows. Small grids (a pass of microseconds) skip it:
+  // its unrolled stages cost SwiftShader's compiler seconds per head dimension (and, at D = 128, more
+  // memory than a test machine has), which the CPU-emulated test runs would pay in every file.
+  const pf = rows >= 16384;
+  if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8, pf } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32, pf };
+  if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16, pf };
   // dK/dV holds two accumulator sets (dK and dV), so prefetch registers need a smaller score tile at
   // D = 128: 2 streamed rows per thread there (measured on wide grids only; narrower D = 128 grids keep
   // the tile without prefetch). 4 owned rows with prefetch beat 8 without, and 8 rows with prefetch take
-  // SwiftShader's compiler more memory and minutes than a test run has. Small grids (a pass of
-  // microseconds) skip prefetch: its unrolled stages cost SwiftShader's compiler seconds per head
-  // dimension, which the CPU-emulated test runs would pay in every file.
-  if (d4 <= 16 && rows >= 16384) return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16, pf: true };
+  // SwiftShader's compiler more memory and minutes than a test run has.
+  if (d4 <= 16 && pf) return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16, pf };
   if (d4 <= 32 && wide) return { ty: 16, tx: 16, ct: 2, dc: 2, vc: 16, pf: true };
   return wide ? { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
 }
