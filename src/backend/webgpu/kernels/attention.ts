@@ -164,14 +164,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tx = lid % ${this.t.tx}u;
   let shift = p.s - p.l;`;
   }
+  /** Statements setting vec4 `v` to vec4 column `col` of global row `gr` of `src` (components past D stay). */
+  read(src: string): string {
+    return this.vec
+      ? `v = ${src}[gr * ${this.d4}u + col];`
+      : R.map((k) => `if (col * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + col * 4u + ${k}u]; }`).join(' ');
+  }
   /**
    * Cooperative load of `rows` x `cols` vec4 (columns c0.. of global rows `rowOf`) into Sh at `off`
    * with row stride `stride`; rows failing `valid` and columns past D are zero.
    */
   load(src: string, off: number, rows: number, cols: number, stride: number, c0: string, valid: string, rowOf: string, dst = 'Sh'): string {
-    const body = this.vec
-      ? `v = ${src}[gr * ${this.d4}u + col];`
-      : R.map((k) => `if (col * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + col * 4u + ${k}u]; }`).join(' ');
+    const body = this.read(src);
     return `
       for (var e = lid; e < ${rows * cols}u; e += ${this.nt}u) {
         let r = e / ${cols}u;
@@ -231,9 +235,7 @@ ${range(dc).map((dd) => `      {\n${step(dd)}\n      }`).join('\n')}`;
   regTile(tag: string, src: string, rows: number, cols: number): { decl: string; issue: (c0: string, valid: string, rowOf: string) => string; store: (off: number, stride: number) => string } {
     const total = rows * cols, I = range(Math.ceil(total / this.nt));
     const guard = (i: number) => (total % this.nt && (i + 1) * this.nt > total ? `e < ${total}u` : 'true');
-    const body = this.vec
-      ? `v = ${src}[gr * ${this.d4}u + col];`
-      : R.map((k) => `if (col * 4u + ${k}u < ${this.d}u) { v.${'xyzw'[k]} = ${src}[gr * ${this.d}u + col * 4u + ${k}u]; }`).join(' ');
+    const body = this.read(src);
     return {
       decl: I.map((i) => `  var ${tag}${i} = vec4<f32>(0.0);`).join('\n'),
       issue: (c0, valid, rowOf) => I.map((i) => `      { let e = lid + ${i * this.nt}u; let r = e / ${cols}u; let col = ${c0} + e % ${cols}u; var v = vec4<f32>(0.0);
