@@ -49,7 +49,7 @@ if (gpu) {
       try {
         // The tiles asked for are the ones run (nothing shrunk away on this adapter for these D).
         for (const pass of ['fwd', 'dq', 'dkv'] as AttnPass[]) {
-          const used = attentionTile(webgpuRuntime(), pass, 16);
+          const used = attentionTile(webgpuRuntime(), pass, 16, 300);
           assert.equal(used.ro ?? 4, tiles[pass].ro ?? 4, `${pass} owned rows`);
           assert.equal(!!used.pf, !!tiles[pass].pf, `${pass} prefetch`);
         }

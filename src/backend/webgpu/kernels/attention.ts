@@ -57,7 +57,7 @@ function defaultTile(pass: AttnPass, d4: number, rows: number): AttnTile {
   // the tile without prefetch). 4 owned rows with prefetch beat 8 without, and 8 rows with prefetch take
   // SwiftShader's compiler more memory and minutes than a test run has.
   if (d4 <= 16 && pf) return { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16, pf };
-  if (d4 <= 32 && wide) return { ty: 16, tx: 16, ct: 2, dc: 2, vc: 16, pf: true };
+  if (d4 <= 32 && wide) return { ty: 16, tx: 16, ct: 2, dc: 2, vc: 16, pf };
   return wide ? { ty: 16, tx: 16, ct: 2, dc: 2, vc: 8, ro: 8 } : { ty: 16, tx: 16, ct: 4, dc: 2, vc: 16 };
 }
 const WIDE_BLOCKS = 1024;
@@ -81,7 +81,7 @@ function tileBytes(pass: AttnPass, t: AttnTile, d4: number): number {
  * length for fwd and dq, batch x kv heads x key length for dkv): the chosen one, staging depths halved
  * until it fits.
  */
-export function attentionTile(rt: Runtime, pass: AttnPass, d: number, rows = Infinity): AttnTile {
+export function attentionTile(rt: Runtime, pass: AttnPass, d: number, rows: number): AttnTile {
   const d4 = Math.ceil(d / 4);
   const t = { ...(override[pass] ?? defaultTile(pass, d4, rows)) };
   if (![t.ty, t.tx, t.ct, t.dc, t.vc].every(pow2) || t.ty * t.tx > rt.maxInvocations || ![undefined, 4, 8].includes(t.ro)) {
@@ -130,12 +130,15 @@ class Gen {
   readonly cs: number[];
   readonly us: number[];
   readonly res: boolean;
+  /** Register prefetch (`pf`, which resident owned rows exclude). */
+  readonly pf: boolean;
   /** Owned rows per thread and their vec4 count. */
   readonly ro: number;
   readonly rq: number;
   readonly rs: number[];
   constructor(readonly d: number, readonly t: AttnTile) {
     this.res = !!t.res;
+    this.pf = !!t.pf && !this.res;
     this.ro = t.ro ?? 4;
     this.rq = this.ro / 4;
     this.rs = range(this.ro);
@@ -324,15 +327,14 @@ function forwardCode(g: Gen): string {
   const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
   const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
-  const pf = !!g.t.pf && !g.res;
-  const pl = g.pipeline({
+  const pl = g.pf ? g.pipeline({
     score: [
       { src: 'Q', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
       { src: 'K', rows: bs, cols: dc, off: so, stride: g.dcp, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) },
     ],
     acc: [{ src: 'V', rows: vc, cols: g.d4p, off: 0, stride: g.d4p, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) }],
     blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0], sOff: [so], accArgs: [['o'], [0], [0]],
-  });
+  }) : null;
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
   // Component r of the per-row vec4 values (m, l, corr, ...) of owned row r.
   const of = (name: string, r: number) => `${name}${r >> 2}[${r & 3}]`;
@@ -356,8 +358,8 @@ ${Q.map((q) => `    ${acc}${q} = ${op(`${acc}${q}`, `Rm[(t * ${ty}u + ty) * ${rq
   let ib = i0 + ty * ${g.ro}u;
 ${Q.map((q) => `  var m${q} = vec4<f32>(${NEG_INF});\n  var l${q} = vec4<f32>(0.0);`).join('\n')}
 ${g.accs('o')}${oq.once}
-${pf ? pl.prologue : ''}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pf ? pl.scores : g.scores(loadQK, [0], [so])}
+${pl ? pl.prologue : ''}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(loadQK, [0], [so])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
 ${Q.map((q) => `    let rm${q} = vec4<f32>(${rows4(q).map(rowMax).join(', ')});`).join('\n')}${reduce('rm', 'mt', (a, b) => `max(${a}, ${b})`).replaceAll('\n  ', '\n    ')}
 ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
@@ -367,7 +369,7 @@ ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - ${of('mUse', r)});`)).join('\n')}
 ${Q.map((q) => `    l${q} = l${q} * corr${q} + vec4<f32>(${rows4(q).map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});`).join('\n')}
 ${g.rs.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= ${of('corr', r)};`)).join('\n')}
-${g.pack('e', 0)}${pf ? pl.acc : g.accumulate(loadV, ['o'], [0], [0])}
+${g.pack('e', 0)}${pl ? pl.acc : g.accumulate(loadV, ['o'], [0], [0])}
   }
   workgroupBarrier();${reduce('l', 'lt', (a, b) => `${a} + ${b}`)}
 ${Q.map((q) => `  let inv${q} = 1.0 / lt${q};`).join('\n')}
@@ -419,10 +421,9 @@ function dqCode(g: Gen): string {
     + g.load('K', sOff, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'))
     + g.load('V', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
   const loadK = g.load('K', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
-  const pf = !!g.t.pf && !g.res;
   const kv = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile =>
     ({ src, rows, cols, off, stride, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) });
-  const pl = g.pipeline({
+  const pl = g.pf ? g.pipeline({
     score: [
       { src: 'Q', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
       { src: 'G', rows: bo, cols: dc, off: bo * dc, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
@@ -430,7 +431,7 @@ function dqCode(g: Gen): string {
     ],
     acc: [kv('K', 0, vc, g.d4p, g.d4p)],
     blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp], accArgs: [['acc'], [0], [0]],
-  });
+  }) : null;
   return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty * g.rq}>;`, 2)}
   let h = wid.y;
   let b = wid.z;
@@ -441,10 +442,10 @@ function dqCode(g: Gen): string {
   let ib = i0 + ty * ${g.ro}u;
 ${g.rs.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
   let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
-${g.accs('acc')}${oq.once}${og.once}${pf ? `\n${pl.prologue}` : ''}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pf ? pl.scores : g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
+${g.accs('acc')}${oq.once}${og.once}${pl ? `\n${pl.prologue}` : ''}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
-${g.pack('w', 0)}${pf ? pl.acc : g.accumulate(loadK, ['acc'], [0], [0])}
+${g.pack('w', 0)}${pl ? pl.acc : g.accumulate(loadK, ['acc'], [0], [0])}
   }
 ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
 }`;
@@ -461,12 +462,11 @@ function dkvCode(g: Gen): string {
     + g.load('G', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'));
   const loadGQ = g.load('G', 0, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'))
     + g.load('Q', vc * g.d4p, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'));
-  // With pf the next block read in the last stage may be the next head's first (qNext, hNext below).
-  const pf = !!g.t.pf && !g.res;
+  // With prefetch the next block read in the last stage may be the next head's first (qNext, hNext below).
   const qr = (qb: string) => (qb === 'qNext' ? '(b * p.l + qNext + r) * p.h + hNext' : qb === 'qFirst' ? '(b * p.l + qStart + r) * p.h + hk * group' : qRow('r', qb));
   const qv = (qb: string) => (qb === 'qNext' ? 'vNext && qNext + r < p.l' : qb === 'qFirst' ? 'qStart + r < p.l' : `${qb} + r < p.l`);
   const q = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile => ({ src, rows, cols, off, stride, valid: qv, rowOf: qr });
-  const pl = g.pipeline({
+  const pl = g.pf ? g.pipeline({
     score: [
       { src: 'K', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'j0k + r < p.s', rowOf: () => kRow('r', 'j0k') },
       { src: 'V', rows: bo, cols: dc, off: bo * dc, stride: dc, valid: () => 'j0k + r < p.s', rowOf: () => kRow('r', 'j0k') },
@@ -475,7 +475,7 @@ function dkvCode(g: Gen): string {
     acc: [q('G', 0, vc, g.d4p, g.d4p), q('Q', vc * g.d4p, vc, g.d4p, g.d4p)],
     blk: 'q0', first: 'qFirst', next: 'qNext', oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp],
     accArgs: [['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p]],
-  });
+  }) : null;
   return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty * g.rq}>;`, 2)}
   let hk = wid.y;
   let b = wid.z;
@@ -486,8 +486,8 @@ function dkvCode(g: Gen): string {
   var qStart = 0u;
   if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
 ${g.accs('dk')}
-${g.accs('dv')}${ok.once}${ov.once}${pf ? `\n${pl.prologue}` : ''}
-${pf ? `  // One loop over (head of the group, query block), so the block read ahead may be the next head's.
+${g.accs('dv')}${ok.once}${ov.once}${pl ? `\n${pl.prologue}` : ''}
+${pl ? `  // One loop over (head of the group, query block), so the block read ahead may be the next head's.
   let nq = (p.l - qStart + ${bs - 1}u) / ${bs}u;
   for (var it = 0u; it < group * nq; it++) {
     let h = hk * group + it / nq;
@@ -504,7 +504,7 @@ ${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
 ${g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
       let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
 ${g.pack('e', 0)}
-${g.pack('w', bs * ty * g.rq)}${pf ? pl.acc : g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
+${g.pack('w', bs * ty * g.rq)}${pl ? pl.acc : g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
     }
   }
 ${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * p.scale')}
