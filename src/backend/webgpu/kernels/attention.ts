@@ -115,8 +115,16 @@ const uniform = 'b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u
 const uniformOf = (p: AttnParams) => new Uniform().u(p.b, p.l, p.s, p.h, p.hkv).f(p.scale).u(p.causal ? 1 : 0);
 const dot4 = 'fn dot4(a: vec4<f32>, b: vec4<f32>, s: f32) -> f32 { return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, s)))); }';
 
-/** A tile staged through registers by `Gen.pipeline`: `valid` and `rowOf` take the block or row base. */
-interface StagedTile { src: string; rows: number; cols: number; off: number; stride: number; valid: (base: string) => string; rowOf: (base: string) => string }
+/**
+ * A tile of `rows` x `cols` vec4 of `src` staged in Sh at `off` (row stride `stride`) per k step, by the
+ * plain loop (`Gen.stepLoads`) or through registers (`Gen.pipeline`); `valid` and `rowOf` take the block
+ * or row base. `owned` (the pass's k-th owned tile) is instead loaded once into Ow with resident rows.
+ */
+interface StagedTile { src: string; rows: number; cols: number; off: number; stride: number; valid: (base: string) => string; rowOf: (base: string) => string; owned?: number }
+
+/** A streamed key or value tile of the forward and dQ passes: rows from block base `kb` below kEnd. */
+const kvTile = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile =>
+  ({ src, rows, cols, off, stride, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) });
 
 /** Code generation for one head dimension and tile. */
 class Gen {
@@ -194,10 +202,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     const parts = R.map((k) => `if ((${col}) * 4u + ${k}u < ${this.d}u) { ${buf}[${row} * ${this.d}u + (${col}) * 4u + ${k}u] = t.${'xyzw'[k]}; }`);
     return `{ let t = ${val}; ${parts.join(' ')} }`;
   }
-  /** Loads of the owned rows: per step into Sh at `off`, or (resident) the whole rows into Ow once. */
-  owned(k: number, src: string, off: number, valid: string, rowOf: string): { step: string; once: string } {
-    if (this.res) return { step: '', once: this.load(src, k * this.bo * this.d4, this.bo, this.d4, this.d4, '0u', valid, rowOf, 'Ow') };
-    return { step: this.load(src, off, this.bo, this.t.dc, this.t.dc, 'c0', valid, rowOf), once: '' };
+  /** The k-th owned tile of a pass (rows `valid` at global rows `rowOf`): DC columns per step in Sh. */
+  ownedTile(k: number, src: string, valid: string, rowOf: string): StagedTile {
+    return { src, rows: this.bo, cols: this.t.dc, off: k * this.bo * this.t.dc, stride: this.t.dc, valid: () => valid, rowOf: () => rowOf, owned: k };
+  }
+  /** Loads of the tiles of one k step at block base `blk` and column `c0` (owned ones only if not resident). */
+  stepLoads(tiles: StagedTile[], blk: string, c0: string): string {
+    return tiles.filter((x) => !(this.res && x.owned !== undefined))
+      .map((x) => this.load(x.src, x.off, x.rows, x.cols, x.stride, c0, x.valid(blk), x.rowOf(blk))).join('');
+  }
+  /** With resident owned rows, the loads of every owned tile's whole rows into Ow, once. */
+  onceLoads(tiles: StagedTile[]): string {
+    if (!this.res) return '';
+    return tiles.filter((x) => x.owned !== undefined)
+      .map((x) => this.load(x.src, x.owned! * this.bo * this.d4, this.bo, this.d4, this.d4, '0u', x.valid(''), x.rowOf(''), 'Ow')).join('');
   }
   decl(prefix: string, init: string, perC = true): string {
     return this.rs.flatMap((r) => (perC ? this.cs : [0]).map((c) => `  var ${prefix}${r}_${c} = ${init};`)).join('\n');
@@ -322,18 +340,12 @@ const kRow = (r: string, j0: string) => `(b * p.s + ${j0} + ${r}) * p.hkv + hk`;
 function forwardCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs, rq = g.rq, Q = range(rq);
-  const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0'));
   const so = g.res ? 0 : bo * dc;
   const sh = Math.max(so + bs * g.dcp, vc * g.d4p);
-  const loadQK = oq.step + g.load('K', so, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
-  const loadV = g.load('V', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
+  const score = [g.ownedTile(0, 'Q', 'i0 + r < p.l', qRow('r', 'i0')), kvTile('K', so, bs, dc, g.dcp)];
+  const acc = [kvTile('V', 0, vc, g.d4p, g.d4p)];
   const pl = g.pf ? g.pipeline({
-    score: [
-      { src: 'Q', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
-      { src: 'K', rows: bs, cols: dc, off: so, stride: g.dcp, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) },
-    ],
-    acc: [{ src: 'V', rows: vc, cols: g.d4p, off: 0, stride: g.d4p, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) }],
-    blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0], sOff: [so], accArgs: [['o'], [0], [0]],
+    score, acc, blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0], sOff: [so], accArgs: [['o'], [0], [0]],
   }) : null;
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
   // Component r of the per-row vec4 values (m, l, corr, ...) of owned row r.
@@ -357,9 +369,9 @@ ${Q.map((q) => `    ${acc}${q} = ${op(`${acc}${q}`, `Rm[(t * ${ty}u + ty) * ${rq
   if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
   let ib = i0 + ty * ${g.ro}u;
 ${Q.map((q) => `  var m${q} = vec4<f32>(${NEG_INF});\n  var l${q} = vec4<f32>(0.0);`).join('\n')}
-${g.accs('o')}${oq.once}
+${g.accs('o')}${g.onceLoads(score)}
 ${pl ? pl.prologue : ''}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(loadQK, [0], [so])}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(g.stepLoads(score, 'k0', 'c0'), [0], [so])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
 ${Q.map((q) => `    let rm${q} = vec4<f32>(${rows4(q).map(rowMax).join(', ')});`).join('\n')}${reduce('rm', 'mt', (a, b) => `max(${a}, ${b})`).replaceAll('\n  ', '\n    ')}
 ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
@@ -369,7 +381,7 @@ ${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - ${of('mUse', r)});`)).join('\n')}
 ${Q.map((q) => `    l${q} = l${q} * corr${q} + vec4<f32>(${rows4(q).map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});`).join('\n')}
 ${g.rs.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= ${of('corr', r)};`)).join('\n')}
-${g.pack('e', 0)}${pl ? pl.acc : g.accumulate(loadV, ['o'], [0], [0])}
+${g.pack('e', 0)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'k0 + j0', '0u'), ['o'], [0], [0])}
   }
   workgroupBarrier();${reduce('l', 'lt', (a, b) => `${a} + ${b}`)}
 ${Q.map((q) => `  let inv${q} = 1.0 / lt${q};`).join('\n')}
@@ -414,23 +426,15 @@ ${range(g.d4).map((c) => `  s = fma(${read('O', c)}, ${read('G', c)}, s);`).join
 function dqCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs;
-  const oq = g.owned(0, 'Q', 0, 'i0 + r < p.l', qRow('r', 'i0')), og = g.owned(1, 'G', bo * dc, 'i0 + r < p.l', qRow('r', 'i0'));
   const sOff = g.res ? 0 : 2 * bo * dc;
   const sh = Math.max(sOff + 2 * bs * g.dcp, vc * g.d4p);
-  const loads = oq.step + og.step
-    + g.load('K', sOff, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'))
-    + g.load('V', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'k0 + r < kEnd', kRow('r', 'k0'));
-  const loadK = g.load('K', 0, vc, g.d4p, g.d4p, '0u', 'k0 + j0 + r < kEnd', kRow('r', 'k0 + j0'));
-  const kv = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile =>
-    ({ src, rows, cols, off, stride, valid: (kb) => `${kb} + r < kEnd`, rowOf: (kb) => kRow('r', kb) });
+  const score = [
+    g.ownedTile(0, 'Q', 'i0 + r < p.l', qRow('r', 'i0')), g.ownedTile(1, 'G', 'i0 + r < p.l', qRow('r', 'i0')),
+    kvTile('K', sOff, bs, dc, g.dcp), kvTile('V', sOff + bs * g.dcp, bs, dc, g.dcp),
+  ];
+  const acc = [kvTile('K', 0, vc, g.d4p, g.d4p)];
   const pl = g.pf ? g.pipeline({
-    score: [
-      { src: 'Q', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
-      { src: 'G', rows: bo, cols: dc, off: bo * dc, stride: dc, valid: () => 'i0 + r < p.l', rowOf: () => qRow('r', 'i0') },
-      kv('K', sOff, bs, dc, g.dcp), kv('V', sOff + bs * g.dcp, bs, dc, g.dcp),
-    ],
-    acc: [kv('K', 0, vc, g.d4p, g.d4p)],
-    blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp], accArgs: [['acc'], [0], [0]],
+    score, acc, blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp], accArgs: [['acc'], [0], [0]],
   }) : null;
   return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty * g.rq}>;`, 2)}
   let h = wid.y;
@@ -442,10 +446,10 @@ function dqCode(g: Gen): string {
   let ib = i0 + ty * ${g.ro}u;
 ${g.rs.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
   let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
-${g.accs('acc')}${oq.once}${og.once}${pl ? `\n${pl.prologue}` : ''}
-  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}
+${g.accs('acc')}${g.onceLoads(score)}${pl ? `\n${pl.prologue}` : ''}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(g.stepLoads(score, 'k0', 'c0'), [0, bo * dc], [sOff, sOff + bs * g.dcp])}
 ${g.rs.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
-${g.pack('w', 0)}${pl ? pl.acc : g.accumulate(loadK, ['acc'], [0], [0])}
+${g.pack('w', 0)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'k0 + j0', '0u'), ['acc'], [0], [0])}
   }
 ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
 }`;
@@ -454,26 +458,19 @@ ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), ()
 function dkvCode(g: Gen): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs;
-  const ok = g.owned(0, 'K', 0, 'j0k + r < p.s', kRow('r', 'j0k')), ov = g.owned(1, 'V', bo * dc, 'j0k + r < p.s', kRow('r', 'j0k'));
   const sOff = g.res ? 0 : 2 * bo * dc;
   const sh = Math.max(sOff + 2 * bs * g.dcp, 2 * vc * g.d4p);
-  const loads = ok.step + ov.step
-    + g.load('Q', sOff, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'))
-    + g.load('G', sOff + bs * g.dcp, bs, dc, g.dcp, 'c0', 'q0 + r < p.l', qRow('r', 'q0'));
-  const loadGQ = g.load('G', 0, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'))
-    + g.load('Q', vc * g.d4p, vc, g.d4p, g.d4p, '0u', 'q0 + j0 + r < p.l', qRow('r', 'q0 + j0'));
   // With prefetch the next block read in the last stage may be the next head's first (qNext, hNext below).
   const qr = (qb: string) => (qb === 'qNext' ? '(b * p.l + qNext + r) * p.h + hNext' : qb === 'qFirst' ? '(b * p.l + qStart + r) * p.h + hk * group' : qRow('r', qb));
   const qv = (qb: string) => (qb === 'qNext' ? 'vNext && qNext + r < p.l' : qb === 'qFirst' ? 'qStart + r < p.l' : `${qb} + r < p.l`);
   const q = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile => ({ src, rows, cols, off, stride, valid: qv, rowOf: qr });
+  const score = [
+    g.ownedTile(0, 'K', 'j0k + r < p.s', kRow('r', 'j0k')), g.ownedTile(1, 'V', 'j0k + r < p.s', kRow('r', 'j0k')),
+    q('Q', sOff, bs, dc, g.dcp), q('G', sOff + bs * g.dcp, bs, dc, g.dcp),
+  ];
+  const acc = [q('G', 0, vc, g.d4p, g.d4p), q('Q', vc * g.d4p, vc, g.d4p, g.d4p)];
   const pl = g.pf ? g.pipeline({
-    score: [
-      { src: 'K', rows: bo, cols: dc, off: 0, stride: dc, valid: () => 'j0k + r < p.s', rowOf: () => kRow('r', 'j0k') },
-      { src: 'V', rows: bo, cols: dc, off: bo * dc, stride: dc, valid: () => 'j0k + r < p.s', rowOf: () => kRow('r', 'j0k') },
-      q('Q', sOff, bs, dc, g.dcp), q('G', sOff + bs * g.dcp, bs, dc, g.dcp),
-    ],
-    acc: [q('G', 0, vc, g.d4p, g.d4p), q('Q', vc * g.d4p, vc, g.d4p, g.d4p)],
-    blk: 'q0', first: 'qFirst', next: 'qNext', oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp],
+    score, acc, blk: 'q0', first: 'qFirst', next: 'qNext', oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp],
     accArgs: [['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p]],
   }) : null;
   return `${g.header(sh, `var<workgroup> Wt: array<vec4<f32>, ${2 * bs * ty * g.rq}>;`, 2)}
@@ -486,7 +483,7 @@ function dkvCode(g: Gen): string {
   var qStart = 0u;
   if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
 ${g.accs('dk')}
-${g.accs('dv')}${ok.once}${ov.once}${pl ? `\n${pl.prologue}` : ''}
+${g.accs('dv')}${g.onceLoads(score)}${pl ? `\n${pl.prologue}` : ''}
 ${pl ? `  // One loop over (head of the group, query block), so the block read ahead may be the next head's.
   let nq = (p.l - qStart + ${bs - 1}u) / ${bs}u;
   for (var it = 0u; it < group * nq; it++) {
@@ -497,14 +494,14 @@ ${pl ? `  // One loop over (head of the group, query block), so the block read a
       let qNext = qStart + ((it + 1u) % nq) * ${bs}u;
       let hNext = hk * group + (it + 1u) / nq;${pl.scores}` : `  for (var gi = 0u; gi < group; gi++) {
     let h = hk * group + gi;
-    for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(loads, [0, bo * dc], [sOff, sOff + bs * g.dcp])}`}
+    for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(g.stepLoads(score, 'q0', 'c0'), [0, bo * dc], [sOff, sOff + bs * g.dcp])}`}
 ${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
       let lq${c} = LSE[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];
       let dq${c} = DS[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];`).join('\n')}
 ${g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
       let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
 ${g.pack('e', 0)}
-${g.pack('w', bs * ty * g.rq)}${pl ? pl.acc : g.accumulate(loadGQ, ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
+${g.pack('w', bs * ty * g.rq)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'q0 + j0', '0u'), ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
     }
   }
 ${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * p.scale')}
