@@ -14,6 +14,7 @@ import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import { initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
 import { type AttnCase, attnInputs, runAttention } from '../../test/attention-run.ts';
+import { timeWebGPU } from '../matmul.ts';
 
 const TOL = 1e-4; // relative max-abs error, same as the parity test
 const rng = new Rng(7);
@@ -74,22 +75,9 @@ const variants: Record<AttnPass, AttnTile[]> = vArg.startsWith('{') ? listed(vAr
   dkv: [T(16, 16, 4, 2, 16), T(16, 16, 2, 2, 8, ro8)],
 };
 
-// Best over `reps` batches of the mean time of one call; a batch runs at least ~40 ms of calls, so a
-// short kernel is not charged the submit-and-wait round trip.
-async function timeMs(fn: () => void, reps: number): Promise<number> {
-  let t = performance.now();
-  fn();
-  await syncWebGPU();
-  const n = Math.max(1, Math.min(64, Math.ceil(40 / Math.max(performance.now() - t, 0.01))));
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
-    t = performance.now();
-    for (let i = 0; i < n; i++) fn();
-    await syncWebGPU();
-    best = Math.min(best, (performance.now() - t) / n);
-  }
-  return best;
-}
+// Milliseconds per call as bench/matmul.ts's timeWebGPU measures them (batch differences, so a short
+// kernel is not charged the submit-and-wait round trip), with batches of at least ~40 ms.
+const timeMs = async (fn: () => void, maxReps: number): Promise<number> => (await timeWebGPU(fn, maxReps, 80)).ms;
 
 const rows: Record<string, unknown>[] = [];
 const json = arg('json', '');
@@ -107,17 +95,16 @@ if (spec) {
     const [o, dq, dk, dv] = [zero(), zero(), zero(), zero()];
     const lse = gpu.upload(new Float32Array(H * L)) as GpuBuf;
     const read = async (b: GpuBuf) => (await gpu.read(b)).slice() as Float32Array;
-    // Long shapes get fewer repetitions (the best of them is kept).
-    const reps = L * L * D > 2 ** 33 ? 2 : 4;
+    // Calls per timed batch at most.
+    const reps = 64;
     // The row-per-thread kernels: reference outputs and times.
     const fwdOld = () => attentionForwardRowwise(rt, q, k, v, o, lse, p);
     const bwdOld = () => attentionBackwardRowwise(rt, q, k, v, o, g, lse, dq, dk, dv, p);
-    const oldReps = reps > 2 ? reps : 1;
     // The GPU's first kernels after idling run at low clocks: a second of work before any timing.
     if (!rows.length) for (const w0 = performance.now(); performance.now() - w0 < 1000;) { fwdOld(); await syncWebGPU(); }
-    const oldFwdMs = await timeMs(fwdOld, oldReps);
+    const oldFwdMs = await timeMs(fwdOld, reps);
     const refO = await read(o), refL = await read(lse);
-    const oldBwdMs = await timeMs(bwdOld, oldReps);
+    const oldBwdMs = await timeMs(bwdOld, reps);
     const refDq = await read(dq), refDk = await read(dk), refDv = await read(dv);
     const row: Record<string, unknown> = { L, D, H, old_fwd_ms: +oldFwdMs.toFixed(3), old_bwd_ms: +oldBwdMs.toFixed(3) };
     console.error(`L=${L} D=${D}: row-per-thread fwd ${oldFwdMs.toFixed(2)} ms, bwd ${oldBwdMs.toFixed(2)} ms`);

@@ -4,7 +4,7 @@
 // float64 sums; PyTorch fp32 (TF32 off) and bf16 on the same shapes in the same run. One JSON line
 // per result; --out FILE also writes them all as one JSON document.
 // Usage: node --import tsx bench/probes/webgpu-matmul-probe.ts [--check-only] [--variants a,b]
-//   [--shapes MxNxK:nn,...] [--reps 10] [--budget-ms 120] [--no-peer] [--dawn TOGGLE] [--out FILE]
+//   [--shapes MxNxK:nn,...] [--reps 4000] [--budget-ms 120] [--no-peer] [--dawn TOGGLE] [--out FILE]
 // A shape's suffix gives the transposes (nn, nt, tn, tt: op(A), op(B)). The variants are in
 // bench/probes/webgpu-matmul-variants.ts; 'prod' is the library's choice for each shape.
 import { writeFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { destroyWebGPU, initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime
 import type { MatmulParams } from '../../src/backend/webgpu/kernels/matmul.ts';
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import { Uniform } from '../../src/backend/webgpu/runtime.ts';
-import { torchGpuPeer } from '../matmul.ts';
+import { timeWebGPU, torchGpuPeer } from '../matmul.ts';
 import { MATMUL_VARIANTS, matmulVariant, matmulVariantSharedBytes } from './webgpu-matmul-variants.ts';
 
 const TOL = 1e-5; // relative max-abs error on small shapes (k <= 256), as in the parity test
@@ -21,7 +21,7 @@ const BIG_TOL = 1e-4; // sampled entries at k = 4096: fp32 rounding grows with s
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : def; };
 const checkOnly = process.argv.includes('--check-only');
 const variants = arg('--variants', MATMUL_VARIANTS.join(',')).split(',');
-const reps = Number(arg('--reps', '10'));
+const reps = Number(arg('--reps', '4000'));
 const budgetMs = Number(arg('--budget-ms', '120'));
 const outFile = arg('--out', '');
 const dawn = arg('--dawn', '');
@@ -151,24 +151,8 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }` }, [c, idx, out], new Uniform().u(n), [Math.ceil(n / 64)]);
 }
 
-/** Best mean ms per call over three runs of calls sized to budgetMs in all (after a warm-up call). */
-async function timeBest(fn: () => void): Promise<{ ms: number; reps: number }> {
-  fn();
-  await syncWebGPU();
-  let t = performance.now();
-  fn();
-  await syncWebGPU();
-  const once = performance.now() - t;
-  const per = Math.max(1, Math.min(reps, Math.floor(budgetMs / 3 / Math.max(once, 1e-3))));
-  let best = once;
-  for (let r = 0; r < 3; r++) {
-    t = performance.now();
-    for (let i = 0; i < per; i++) fn();
-    await syncWebGPU();
-    best = Math.min(best, (performance.now() - t) / per);
-  }
-  return { ms: best, reps: 3 * per + 1 };
-}
+/** Milliseconds per call by bench/matmul.ts's batch differences, batches of up to `reps` calls and about budgetMs. */
+const timeBest = (fn: () => void): Promise<{ ms: number; reps: number }> => timeWebGPU(fn, reps, budgetMs);
 
 const SEED_A = 11, SEED_B = 23;
 // The GPU's clocks rise under load: about 1 s of products before the first timing (a first H200 run

@@ -6,7 +6,7 @@
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import type { Runtime } from '../../src/backend/webgpu/runtime.ts';
 import {
-  BIG, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadGeom, quadMatmul, quadSharedBytes, tiledSpec,
+  BIG, flippedParams, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadGeom, quadMatmul, quadSharedBytes, tiledSpec, vecOperands,
 } from '../../src/backend/webgpu/kernels/matmul.ts';
 
 /**
@@ -37,8 +37,13 @@ ${B.store('(cur ^ 1u)')}
   }`,
 };
 
-/** split: 'auto' picks splits so the grid reaches about `wave` workgroups, each k range >= 512 long. */
-interface Variant { quad: Quad; schedule?: QuadSchedule; split?: 'auto' }
+/**
+ * split: 'auto' picks splits so the grid reaches about `wave` workgroups (WAVE unless given), each k
+ * range >= 512 long.
+ * flip: operands first copied into the other storage order so the kernel reads them contiguous along
+ * m or n ('B': a transposed B; 'AB': that and a plain A, so every product runs as A-transposed).
+ */
+interface Variant { quad: Quad; schedule?: QuadSchedule; split?: 'auto'; flip?: 'B' | 'AB'; wave?: number }
 const QUADS: Record<string, Variant> = {
   quad16: { quad: { qm: 2, qn: 2, bk: 16 } },
   quad16p: { quad: { qm: 2, qn: 2, bk: 16, pad: 1 } },
@@ -57,6 +62,15 @@ const QUADS: Record<string, Variant> = {
   split16w: { quad: { qm: 2, qn: 4, bk: 16, gy: 16, gx: 8 }, split: 'auto' },
   split128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto' },
   split32: { quad: { qm: 2, qn: 2, bk: 32 }, split: 'auto' },
+  fb128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, flip: 'B' },
+  fab128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, flip: 'AB' },
+  fbsplit128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, flip: 'B', split: 'auto' },
+  fabsplit128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, flip: 'AB', split: 'auto' },
+  fbsplit16: { quad: { qm: 2, qn: 2, bk: 16 }, flip: 'B', split: 'auto' },
+  split16h: { quad: { qm: 2, qn: 2, bk: 16 }, split: 'auto', wave: 264 },
+  split16d: { quad: { qm: 2, qn: 2, bk: 16 }, split: 'auto', wave: 1056 },
+  split128yh: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 396 },
+  split128yd: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 1056 },
 };
 
 /** 'base' (the strided 8 x 8 kernel at every large shape), 'prod' (the library's choice) and the quadrant variants. */
@@ -77,10 +91,10 @@ export function matmulVariantSharedBytes(name: string): number {
 const WAVE = 528;
 
 /** Splits of the k axis for a split variant: enough workgroups for WAVE, each k range at least 512. */
-export function autoSplits(quad: Quad, q: MatmulParams): number {
+export function autoSplits(quad: Quad, q: MatmulParams, wave = WAVE): number {
   const { tm, tn } = quadGeom(quad);
   const tiles = Math.ceil(q.m / tm) * Math.ceil(q.n / tn) * q.batch;
-  return Math.max(1, Math.min(Math.ceil(WAVE / tiles), Math.floor(q.k / 512)));
+  return Math.max(1, Math.min(Math.ceil(wave / tiles), Math.floor(q.k / 512)));
 }
 
 /** C = alpha * op(A) op(B) + beta * C with the named variant where it applies (see the file comment). */
@@ -95,9 +109,11 @@ export function matmulVariant(rt: Runtime, name: string, a: GpuBuf, b: GpuBuf, c
       [Math.ceil(n / BIG.tn), Math.ceil(m / BIG.tm), batch]);
     return;
   }
-  if (large && v && vecA && vecB && matmulVariantSharedBytes(name) <= rt.maxWorkgroupStorage) {
-    const splits = v.split ? autoSplits(v.quad, q) : 1;
-    quadMatmul(rt, { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits }, a, b, c, q);
+  const flips = { flipA: v?.flip === 'AB' && !q.transA, flipB: v?.flip !== undefined && q.transB };
+  const vecRead = v?.flip ? vecOperands(flippedParams({ ...flips, quad: v.quad, name, splits: 1 }, q)) : vecA && vecB;
+  if (large && v && vecRead && matmulVariantSharedBytes(name) <= rt.maxWorkgroupStorage) {
+    const splits = v.split ? autoSplits(v.quad, q, v.wave) : 1;
+    quadMatmul(rt, { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits, ...flips }, a, b, c, q);
     return;
   }
   matmul(rt, a, b, c, q);

@@ -122,7 +122,7 @@ if (gpu) {
     await parity('matmul alpha beta', (k, a, b, c) => k.matmul(a!, b!, c!, p), [randn(128), randn(192), out(96, 'f32', randn(96))], 1e-5);
   });
 
-  test('matmul: long k over few output tiles (split-k with a reduction pass), wide tiles', async () => {
+  test('matmul: long k over few output tiles (split-k with a reduction pass), wide tiles, B copied transposed', async () => {
     // Grids of 9 to 12 workgroups over k >= 1024: the kernel splits k (ranges of whole slices, a
     // ragged last one), then sums the partial products with alpha and beta.
     const cases = [
@@ -132,6 +132,11 @@ if (gpu) {
       // not split: B transposed with n >= 2048 takes the 128 x 256 tile (ragged n: scalar stores)
       { batch: 1, m: 36, n: 2050, k: 20, transA: false, transB: true, alpha: 1, beta: 0, bcast: false },
       { batch: 1, m: 40, n: 2048, k: 24, transA: true, transB: true, alpha: 1, beta: 0, bcast: false },
+      // B transposed over >= 4096 rows: B is first copied transposed (ragged 32 x 32 transpose tiles,
+      // per batch item or once when broadcast), then the plain or A-transposed kernel runs
+      { batch: 2, m: 4100, n: 20, k: 40, transA: false, transB: true, alpha: 1, beta: 0, bcast: false },
+      { batch: 2, m: 4096, n: 36, k: 12, transA: false, transB: true, alpha: 0.5, beta: 2, bcast: true },
+      { batch: 1, m: 4104, n: 24, k: 33, transA: true, transB: true, alpha: 1, beta: 0, bcast: false },
     ];
     for (const { batch, m, n, k: kk, transA, transB, alpha, beta, bcast } of cases) {
       const p = { batch, m, n, k: kk, transA, transB, strideA: m * kk, strideB: bcast ? 0 : n * kk, strideC: m * n, alpha, beta };

@@ -282,14 +282,65 @@ ${schedule.loop(A, B, compute, bk)}
 }`;
 }
 
-/** How a product runs on the quadrant kernel: its shape, schedule and name, and its k splits (1: none). */
-export interface QuadPlan { quad: Quad; schedule?: QuadSchedule; name: string; splits: number }
+/**
+ * How a product runs on the quadrant kernel: its shape, schedule and name, its k splits (1: none), and
+ * which operands are first copied into the other storage order (`flipA`, `flipB`: the kernel then runs
+ * the other transpose case, e.g. a B-transposed product as a plain one).
+ */
+export interface QuadPlan { quad: Quad; schedule?: QuadSchedule; name: string; splits: number; flipA?: boolean; flipB?: boolean }
+
+/** A copy of `items` row-major [rows x cols] matrices (batch stride `stride`) stored as [cols x rows]. */
+function transposeCopy(rt: Runtime, src: GpuBuf, items: number, rows: number, cols: number, stride: number): GpuBuf {
+  const dst = rt.temp(items * rows * cols, 'f32');
+  rt.dispatch({ key: 'matmul:transpose', bindings: [['S', 'f32', 'r'], ['D', 'f32', 'w']], uniform: 'rows: u32, cols: u32, ss: u32', code: () => `
+var<workgroup> T: array<f32, ${32 * 33}>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let r0 = wid.y * 32u;
+  let c0 = wid.x * 32u;
+  let sBase = wid.z * p.ss;
+  let dBase = wid.z * p.rows * p.cols;
+  let tx = tid % 32u;
+  let ty = tid / 32u;
+  for (var i = 0u; i < 32u; i += 8u) {
+    let r = r0 + ty + i;
+    let c = c0 + tx;
+    if (r < p.rows && c < p.cols) { T[(ty + i) * 33u + tx] = S[sBase + r * p.cols + c]; }
+  }
+  workgroupBarrier();
+  for (var i = 0u; i < 32u; i += 8u) {
+    let c = c0 + ty + i;
+    let r = r0 + tx;
+    if (r < p.rows && c < p.cols) { D[dBase + c * p.rows + r] = T[tx * 33u + ty + i]; }
+  }
+}` }, [src, dst], new Uniform().u(rows, cols, stride), [Math.ceil(cols / 32), Math.ceil(rows / 32), items]);
+  return dst;
+}
+
+/** The product's parameters once the plan's flipped operands are stored the other way (see QuadPlan). */
+export function flippedParams(plan: QuadPlan, q: MatmulParams): MatmulParams {
+  const r = { ...q };
+  if (plan.flipA) { r.transA = !q.transA; r.strideA = q.strideA === 0 ? 0 : q.m * q.k; }
+  if (plan.flipB) { r.transB = !q.transB; r.strideB = q.strideB === 0 ? 0 : q.n * q.k; }
+  return r;
+}
+
+/** Whether both operands of a product allow vec4 loads along their contiguous axes. */
+export function vecOperands(q: MatmulParams): boolean {
+  return (q.transA ? q.m % 4 === 0 : q.k % 4 === 0) && q.strideA % 4 === 0
+    && (q.transB ? q.k % 4 === 0 : q.n % 4 === 0) && q.strideB % 4 === 0;
+}
 
 /**
- * Runs a product on the quadrant kernel (operands must allow vec4 loads). With splits > 1 each split's
- * k range is a whole number of slices; the partial products go to a scratch buffer summed by splitReduce.
+ * Runs a product on the quadrant kernel (operands, after the plan's flips, must allow vec4 loads). With
+ * splits > 1 each split's k range is a whole number of slices; the partial products go to a scratch
+ * buffer summed by splitReduce.
  */
-export function quadMatmul(rt: Runtime, plan: QuadPlan, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
+export function quadMatmul(rt: Runtime, plan: QuadPlan, a: GpuBuf, b: GpuBuf, c: GpuBuf, q0: MatmulParams): void {
+  const q = flippedParams(plan, q0);
+  if (plan.flipA) a = transposeCopy(rt, a, q0.strideA === 0 ? 1 : q0.batch, q0.transA ? q0.k : q0.m, q0.transA ? q0.m : q0.k, q0.strideA);
+  if (plan.flipB) b = transposeCopy(rt, b, q0.strideB === 0 ? 1 : q0.batch, q0.transB ? q0.n : q0.k, q0.transB ? q0.k : q0.n, q0.strideB);
   const { batch, m, n, k } = q;
   const { tm, tn } = quadGeom(plan.quad);
   const bk = plan.quad.bk;
@@ -328,20 +379,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /** Workgroups that fill an H200 about twice over (132 SMs, two resident 256-thread groups each). */
 const FULL_GRID = 528;
+/** Grids of fewer 128 x 128 tiles than the H200's 132 SMs split k (2048², 256 tiles, runs faster unsplit). */
+const SPLIT_BELOW = 132;
 
-/** k splits for a grid of `tiles` workgroups: none unless the grid is under half of FULL_GRID; each k range >= 512. */
+/** k splits for a grid of `tiles` workgroups: none unless the grid is under SPLIT_BELOW; about FULL_GRID groups, each k range >= 512. */
 export function splitsFor(tiles: number, k: number): number {
-  if (tiles * 2 >= FULL_GRID) return 1;
+  if (tiles >= SPLIT_BELOW) return 1;
   return Math.max(1, Math.min(Math.ceil(FULL_GRID / tiles), Math.floor(k / 512)));
 }
 
+/** A B-transposed product with at least this many rows copies B transposed first and runs as a plain one. */
+const FLIP_B_ROWS = 4096;
+
 /**
- * The quadrant kernel shape and k splits for a product, from the probe on an H200 (bench/NOTES.md,
- * 2026-12-02): B transposed (a linear layer's forward) runs the 128 x 256 tile when n >= 2048, else the
- * 64 x 64 one; the others run the 128-thread 128 x 128 tile, or, when their 128 x 128 grid would not
- * fill the GPU (weight gradients over the tokens), the 256-thread one with k split.
+ * The quadrant kernel shape and k splits for a product, from the probes on an H200 (bench/NOTES.md,
+ * 2026-12-02 and 12-04): B transposed (a linear layer's forward) over many rows copies B transposed
+ * (n x k floats, under 1% of the product's time at 4096 rows) and runs as a plain product, 10-17% faster
+ * on the 125M model's forward products; over few rows it runs the 128 x 256 tile when n >= 2048, else
+ * the 64 x 64 one. The others run the 128-thread 128 x 128 tile, or, when their 128 x 128 grid is under
+ * one group per SM (weight gradients over the tokens), the 256-thread one with k split.
  */
 export function quadPlan(q: MatmulParams): QuadPlan {
+  if (q.transB && q.m >= FLIP_B_ROWS && q.n % 4 === 0) return { ...quadPlan({ ...q, transB: false }), flipB: true };
   if (q.transB) return q.n >= 2048 ? { quad: WIDE, name: 'wide16', splits: 1 } : { quad: SMALL64, name: 'small64', splits: 1 };
   const tiles = Math.ceil(q.m / 128) * Math.ceil(q.n / 128) * q.batch;
   const splits = splitsFor(tiles, q.k);
@@ -360,10 +419,10 @@ export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulPa
   // vec4 loads along the contiguous axis need that axis, the batch stride and the row pitch in multiples of 4.
   const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
   const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
-  // The quadrant kernel stages whole vec4s only, so it needs vec4 loads of both operands.
-  if (tile === BIG && vecA && vecB) {
+  // The quadrant kernel stages whole vec4s only, so it needs vec4 loads of both operands (as it reads them).
+  if (tile === BIG) {
     const plan = quadPlan(q);
-    if (quadSharedBytes(plan.quad, plan.schedule) <= rt.maxWorkgroupStorage) {
+    if (vecOperands(flippedParams(plan, q)) && quadSharedBytes(plan.quad, plan.schedule) <= rt.maxWorkgroupStorage) {
       quadMatmul(rt, plan, a, b, c, q);
       return;
     }
