@@ -88,9 +88,10 @@ export async function finishWebGPU(args: Record<string, string | boolean>): Prom
  * targetMs / 2 (or reaches maxReps calls). With N >= 8 calls per batch, the figure is the median over
  * three pairs of (time of 2N calls - time of N calls) / N, so the fixed cost of the sync that ends each
  * batch (a round trip through Dawn's event loop) cancels instead of inflating short kernels; with
- * fewer calls (long kernels, where that cost is small) it is the mean over the last batch.
+ * fewer calls (long kernels, where that cost is small) it is the mean over the last batch. `unsteady`:
+ * the pairs disagreed and the figure is the plain mean of a batch of 2N calls.
  */
-export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: number): Promise<{ ms: number; reps: number; sync_overhead_ms?: number }> {
+export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: number): Promise<{ ms: number; reps: number; sync_overhead_ms?: number; unsteady?: boolean }> {
   const batch = async (n: number) => {
     const t = performance.now();
     for (let i = 0; i < n; i++) fn();
@@ -104,17 +105,24 @@ export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: numb
     t1 = await batch(reps);
   }
   if (reps < 8) return { ms: t1 / reps, reps };
-  const est: number[] = [], fixed: number[] = [];
+  // One batch of the pairs' longer size first: scratch buffers a call takes from the pool are then all
+  // allocated (and cleared on first use) before any timed batch.
+  const warm = await batch(2 * reps);
+  const est: number[] = [], fixed: number[] = [], shorter: number[] = [];
   for (let r = 0; r < 3; r++) {
     const a = await batch(reps), b = await batch(2 * reps);
     est.push((b - a) / reps);
     fixed.push(a - (b - a));
+    shorter.push(a);
   }
   est.sort((x, y) => x - y);
   fixed.sort((x, y) => x - y);
+  shorter.sort((x, y) => x - y);
   const ms = est[1];
-  // A pair in which the longer batch was not slower says the timings are noise: the plain mean instead.
-  if (!(ms > 0)) return { ms: t1 / reps, reps };
+  // A pair in which the longer batch was not slower, or a fixed cost above a quarter of the shorter
+  // batch (a sync costs well under a millisecond), says the batches did not run at one speed: the plain
+  // mean of the warm long batch instead, which can only overstate the time.
+  if (!(ms > 0) || fixed[1] > shorter[1] / 4) return { ms: warm / (2 * reps), reps: 2 * reps, unsteady: true };
   return { ms, reps: 9 * reps, sync_overhead_ms: Math.max(0, fixed[1]) };
 }
 
@@ -199,7 +207,7 @@ async function timeShape(sh: ShapeSpec, maxReps: number, targetMs: number): Prom
   const { m, n, k, transA, transB } = sh;
   const A = randomArray(m * k, 1), B = randomArray(k * n, 2);
   const a = fromArray(A, transA ? [k, m] : [m, k], 'webgpu'), b = fromArray(B, transB ? [n, k] : [k, n], 'webgpu');
-  const { ms, reps } = await timeWebGPU(() => noGrad(() => matmul(a, b, { transA, transB }).dispose()), maxReps, targetMs);
+  const { ms, reps, unsteady } = await timeWebGPU(() => noGrad(() => matmul(a, b, { transA, transB }).dispose()), maxReps, targetMs);
   const c = noGrad(() => matmul(a, b, { transA, transB }));
   const C = (await c.data()) as Float32Array;
   let maxAbs = 0, maxErr = 0;
@@ -212,7 +220,7 @@ async function timeShape(sh: ShapeSpec, maxReps: number, targetMs: number): Prom
   }
   for (const t of [a, b, c]) t.dispose();
   await releasePool();
-  return { m, n, k, transA, transB, reps, ms, tflops: (2 * m * n * k) / (ms * 1e9), spot_check_rel_err: maxErr / (maxAbs || 1) };
+  return { m, n, k, transA, transB, reps, ms, tflops: (2 * m * n * k) / (ms * 1e9), spot_check_rel_err: maxErr / (maxAbs || 1), unsteady };
 }
 
 /** About one second of n x n products before anything is timed: an idle GPU runs its first ones at low clocks. */
@@ -243,7 +251,7 @@ async function runWebGPU(args: Record<string, string | boolean>): Promise<Record
     const c = noGrad(() => matmul(a, b));
     const err = spotCheck(A, B, (await c.data()) as Float32Array, n);
     for (const t of [a, b, c]) t.dispose();
-    rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err, sync_overhead_ms: timed.sync_overhead_ms });
+    rows.push({ n, reps, ms, tflops: (2 * n ** 3) / (ms * 1e9), spot_check_rel_err: err, sync_overhead_ms: timed.sync_overhead_ms, unsteady: timed.unsteady });
   }
   // --budget-s bounds the shape rows (ours; the peer has its own): rows past it are marked skipped.
   const budgetS = args['budget-s'] === undefined ? Infinity : Number(args['budget-s']);

@@ -56,6 +56,8 @@ const QUADS: Record<string, Variant> = {
   w128x: { quad: { qm: 2, qn: 4, bk: 16, gy: 16, gx: 8 } },
   w128y: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 } },
   w128x8: { quad: { qm: 2, qn: 4, bk: 8, gy: 16, gx: 8 } },
+  w128y8: { quad: { qm: 4, qn: 2, bk: 8, gy: 8, gx: 16 } },
+  w128y32: { quad: { qm: 4, qn: 2, bk: 32, gy: 8, gx: 16 } },
   // 64 x 64 tile, 64 threads, 8 x 8 each: more workgroups for small grids
   small64: { quad: { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 } },
   split16: { quad: { qm: 2, qn: 2, bk: 16 }, split: 'auto' },

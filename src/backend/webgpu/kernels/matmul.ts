@@ -128,8 +128,6 @@ ${fmas}
 // The shapes and k-loop schedules are compared in bench/probes/webgpu-matmul-variants.ts; the ones
 // chosen below were the fastest on an H200 (bench/NOTES.md).
 export interface Quad { qm: number; qn: number; bk: number; gy?: number; gx?: number; pad?: number }
-/** 256 threads of 8 x 8: a 128 x 128 tile (with split-k for small grids). */
-const QUAD: Quad = { qm: 2, qn: 2, bk: 16 };
 /** 128 threads of 16 x 8 (8 x 16 grid): a 128 x 128 tile, the plain and A-transposed products. */
 const TALL128: Quad = { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 };
 /** 256 threads of 8 x 16: a 128 x 256 tile, B-transposed products with n >= 2048. */
@@ -377,15 +375,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }` }, [part, c], new Uniform().u(batch * per, per, stride, splits).f(alpha, beta), rt.grid(Math.ceil((batch * per) / 256)));
 }
 
-/** Workgroups that fill an H200 about twice over (132 SMs, two resident 256-thread groups each). */
-const FULL_GRID = 528;
+/**
+ * Workgroups a split product aims at: eight 128-thread groups per SM of an H200 (132 SMs). On the
+ * 125M model's weight gradients this ran faster than 396 or 528 (bench/NOTES.md, 2026-12-03).
+ */
+const SPLIT_GRID = 1056;
 /** Grids of fewer 128 x 128 tiles than the H200's 132 SMs split k (2048², 256 tiles, runs faster unsplit). */
 const SPLIT_BELOW = 132;
 
-/** k splits for a grid of `tiles` workgroups: none unless the grid is under SPLIT_BELOW; about FULL_GRID groups, each k range >= 512. */
+/** k splits for a grid of `tiles` workgroups: none unless the grid is under SPLIT_BELOW; about SPLIT_GRID groups, each k range >= 512. */
 export function splitsFor(tiles: number, k: number): number {
   if (tiles >= SPLIT_BELOW) return 1;
-  return Math.max(1, Math.min(Math.ceil(FULL_GRID / tiles), Math.floor(k / 512)));
+  return Math.max(1, Math.min(Math.ceil(SPLIT_GRID / tiles), Math.floor(k / 512)));
 }
 
 /** A B-transposed product with at least this many rows copies B transposed first and runs as a plain one. */
@@ -396,15 +397,15 @@ const FLIP_B_ROWS = 4096;
  * 2026-12-02 and 12-04): B transposed (a linear layer's forward) over many rows copies B transposed
  * (n x k floats, under 1% of the product's time at 4096 rows) and runs as a plain product, 10-17% faster
  * on the 125M model's forward products; over few rows it runs the 128 x 256 tile when n >= 2048, else
- * the 64 x 64 one. The others run the 128-thread 128 x 128 tile, or, when their 128 x 128 grid is under
- * one group per SM (weight gradients over the tokens), the 256-thread one with k split.
+ * the 64 x 64 one. The others run the 128-thread 128 x 128 tile, with k split when its grid is under
+ * one group per SM (weight gradients over the tokens).
  */
 export function quadPlan(q: MatmulParams): QuadPlan {
   if (q.transB && q.m >= FLIP_B_ROWS && q.n % 4 === 0) return { ...quadPlan({ ...q, transB: false }), flipB: true };
   if (q.transB) return q.n >= 2048 ? { quad: WIDE, name: 'wide16', splits: 1 } : { quad: SMALL64, name: 'small64', splits: 1 };
   const tiles = Math.ceil(q.m / 128) * Math.ceil(q.n / 128) * q.batch;
   const splits = splitsFor(tiles, q.k);
-  return splits > 1 ? { quad: QUAD, name: 'quad16', splits } : { quad: TALL128, name: 'tall128', splits: 1 };
+  return { quad: TALL128, name: 'tall128', splits };
 }
 
 export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
