@@ -84,7 +84,7 @@ export async function finishWebGPU(args: Record<string, string | boolean>): Prom
 
 /**
  * Milliseconds per call of fn once the queue is full, the quantity CUDA events around N calls give the
- * PyTorch peer. One warm-up call (pipeline compilation), then batches doubling until one takes at least
+ * PyTorch peer. One warm-up call (pipeline compilation) and ~200 ms of calls (clocks), then batches doubling until one takes at least
  * targetMs / 2 (or reaches maxReps calls). With N >= 8 calls per batch, the figure is the median over
  * three pairs of (time of 2N calls - time of N calls) / N, so the fixed cost of the sync that ends each
  * batch (a round trip through Dawn's event loop) cancels instead of inflating short kernels; with
@@ -99,6 +99,9 @@ export async function timeWebGPU(fn: () => void, maxReps: number, targetMs: numb
     return performance.now() - t;
   };
   await batch(1);
+  // The GPU's clocks drop while it idles (operands prepared on the host before a shape): about 200 ms
+  // of calls before anything is timed.
+  for (let w = 0, n = 1; w < 200; n = Math.min(2 * n, maxReps)) w += await batch(n);
   let reps = 1, t1 = await batch(1);
   while (t1 < targetMs / 2 && reps < maxReps) {
     reps = Math.min(maxReps, Math.max(reps * 2, Math.ceil((reps * targetMs) / 2 / Math.max(t1, 1e-3))));

@@ -1,6 +1,6 @@
 // Step capture and replay (the "compile once, replay" analogue): run a step once while recording
 // every command it encodes (pipelines, bind groups, dispatch sizes, copies), then resubmit that
-// sequence as one command buffer per step without running the host-side op code again.
+// sequence per step (in command buffers of 128 commands) without running the host-side op code again.
 // Buffers must stay where they were recorded: write new inputs into the captured input tensors in
 // place (writeBuffer) and keep the step's outputs, parameters and optimizer state alive. Buffers the
 // step frees while capturing are kept by the capture (not reused) until dispose().
@@ -54,7 +54,7 @@ export class CapturedStep {
     return out;
   }
 
-  /** Resubmits the recorded commands as one command buffer. */
+  /** Resubmits the recorded commands (in command buffers of 128 commands, see Runtime.submitCommands). */
   replay(over: ReplayOverrides = {}): void {
     if (this.disposed) throw new Error('replay(): this captured step was disposed');
     for (const c of this.rec.commands) {

@@ -67,6 +67,8 @@ export interface Recorder {
 
 const UNIFORM_BYTES = 256;
 const MAX_PENDING = 512;
+/** Commands per command buffer when a recorded step is replayed (submitCommands). */
+const REPLAY_CHUNK = 128;
 
 /** Packs uniform fields as 32-bit words in declaration order (the WGSL struct must match). */
 export class Uniform {
@@ -271,25 +273,29 @@ export class Runtime {
     this.tempsInFlight = [];
   }
 
-  /** Re-encodes recorded commands into one command buffer and submits it. */
+  /** Re-encodes recorded commands and submits them, REPLAY_CHUNK commands per command buffer. */
   submitCommands(cmds: Command[]): void {
     this.flush();
-    const enc = this.device.createCommandEncoder();
-    let pass: GPUComputePassEncoder | null = null;
-    for (const c of cmds) {
-      if (c.kind === 'dispatch') {
-        if (!pass) pass = enc.beginComputePass();
-        pass.setPipeline(c.pipeline);
-        pass.setBindGroup(0, c.group);
-        pass.dispatchWorkgroups(c.wg[0], c.wg[1], c.wg[2]);
-        continue;
+    // Submitted in command buffers of REPLAY_CHUNK commands: the GPU runs the first ones while the
+    // rest are encoded, instead of idling until the whole step is.
+    for (let i0 = 0; i0 < cmds.length; i0 += REPLAY_CHUNK) {
+      const enc = this.device.createCommandEncoder();
+      let pass: GPUComputePassEncoder | null = null;
+      for (const c of cmds.slice(i0, i0 + REPLAY_CHUNK)) {
+        if (c.kind === 'dispatch') {
+          if (!pass) pass = enc.beginComputePass();
+          pass.setPipeline(c.pipeline);
+          pass.setBindGroup(0, c.group);
+          pass.dispatchWorkgroups(c.wg[0], c.wg[1], c.wg[2]);
+          continue;
+        }
+        if (pass) { pass.end(); pass = null; }
+        if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+        else enc.clearBuffer(c.buf, 0, c.bytes);
       }
-      if (pass) { pass.end(); pass = null; }
-      if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
-      else enc.clearBuffer(c.buf, 0, c.bytes);
+      if (pass) pass.end();
+      this.device.queue.submit([enc.finish()]);
     }
-    if (pass) pass.end();
-    this.device.queue.submit([enc.finish()]);
   }
 
   write(b: GpuBuf, data: ArrayBufferView, dstOffsetBytes = 0): void {
