@@ -77,6 +77,12 @@ if (gpu) {
       await parity(`${op} scalar`, (k, x, y, o) => k.binary(op, x!, view([3, 4], [4, 1]), y!, view([3, 4], [0, 0], 2), o!), [a, b, out(12)], 1e-5);
       await parity(`${op} scalar first`, (k, x, y, o) => k.binary(op, y!, view([3, 4], [0, 0], 1), x!, view([3, 4], [4, 1]), o!), [a, op === 'pow' ? Float32Array.from(b, (x) => Math.abs(x) + 0.5) : b, out(12)], 1e-5);
     }
+    // Flat paths over more elements than a workgroup's 4 x 256 (each thread takes 4, one grid apart; ragged end).
+    const n = 2601, pos = (x: Float32Array) => Float32Array.from(x, (v) => Math.abs(v) + 0.5);
+    for (const op of ['add', 'mul', 'pow', 'gt'] as const) {
+      await parity(`${op} same shape, ${n}`, (k, x, y, o) => k.binary(op, x!, view([n], [1]), y!, view([n], [1], 5), o!), [pos(randn(n)), randn(n + 5), out(n)], 1e-5);
+      await parity(`${op} scalar, ${n}`, (k, x, y, o) => k.binary(op, x!, view([n], [1], 3), y!, view([n], [0], 1), o!), [pos(randn(n + 3)), randn(2), out(n)], 1e-5);
+    }
   });
 
   test('unary ops and derivatives', async () => {
