@@ -394,9 +394,9 @@ const FLIP_B_ROWS = 4096;
 
 /**
  * The quadrant kernel shape and k splits for a product, from the probes on an H200 (bench/NOTES.md,
- * 2026-12-02 and 12-04): B transposed (a linear layer's forward) over many rows copies B transposed
- * (n x k floats, under 1% of the product's time at 4096 rows) and runs as a plain product, 10-17% faster
- * on the 125M model's forward products; over few rows it runs the 128 x 256 tile when n >= 2048, else
+ * 2026-12-02 and 12-03): B transposed (a linear layer's forward) over many rows copies B transposed
+ * (n x k floats, about 1% of the product's time at 4096 rows) and runs as a plain product, up to 16%
+ * faster on the 125M model's forward products; over few rows it runs the 128 x 256 tile when n >= 2048, else
  * the 64 x 64 one. The others run the 128-thread 128 x 128 tile, with k split when its grid is under
  * one group per SM (weight gradients over the tokens).
  */
