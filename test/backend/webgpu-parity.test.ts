@@ -143,6 +143,8 @@ if (gpu) {
       { batch: 2, m: 4100, n: 20, k: 40, transA: false, transB: true, alpha: 1, beta: 0, bcast: false },
       { batch: 2, m: 4096, n: 36, k: 12, transA: false, transB: true, alpha: 0.5, beta: 2, bcast: true },
       { batch: 1, m: 4104, n: 24, k: 33, transA: true, transB: true, alpha: 1, beta: 0, bcast: false },
+      // copied transposed and then split (64 tiles over k = 1100)
+      { batch: 2, m: 4096, n: 8, k: 1100, transA: false, transB: true, alpha: 0.5, beta: 2, bcast: false },
     ];
     for (const { batch, m, n, k: kk, transA, transB, alpha, beta, bcast } of cases) {
       const p = { batch, m, n, k: kk, transA, transB, strideA: m * kk, strideB: bcast ? 0 : n * kk, strideC: m * n, alpha, beta };
