@@ -6,7 +6,7 @@
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import type { Runtime } from '../../src/backend/webgpu/runtime.ts';
 import {
-  BIG, flippedParams, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadGeom, quadMatmul, quadSharedBytes, tiledSpec, vecOperands,
+  BIG, flippedParams, matmul, type MatmulParams, matmulUniform, type Quad, type QuadSchedule, quadGeom, quadMatmul, quadSharedBytes, tiledSpec, vecLoads, vecOperands,
 } from '../../src/backend/webgpu/kernels/matmul.ts';
 
 /**
@@ -103,20 +103,18 @@ export function autoSplits(quad: Quad, q: MatmulParams, wave = WAVE): number {
 export function matmulVariant(rt: Runtime, name: string, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
   const v = variant(name);
   const { batch, m, n, k } = q;
-  const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
-  const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
   const large = batch > 0 && m * n * batch >= 256 * 256 && k > 0 && q.alpha !== 0;
   if (large && name === 'base') {
-    rt.dispatch(tiledSpec(BIG, q.transA, q.transB, vecA, vecB), [a, b, c], matmulUniform(q),
+    const vec = vecLoads(q);
+    rt.dispatch(tiledSpec(BIG, q.transA, q.transB, vec.a, vec.b), [a, b, c], matmulUniform(q),
       [Math.ceil(n / BIG.tn), Math.ceil(m / BIG.tm), batch]);
     return;
   }
   const flips = { flipA: v?.flip === 'AB' && !q.transA, flipB: v?.flip !== undefined && q.transB };
-  const vecRead = v?.flip ? vecOperands(flippedParams({ ...flips, quad: v.quad, name, splits: 1 }, q)) : vecA && vecB;
-  if (large && v && vecRead && matmulVariantSharedBytes(name) <= rt.maxWorkgroupStorage) {
-    const splits = v.split ? autoSplits(v.quad, q, v.wave) : 1;
-    quadMatmul(rt, { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits, ...flips }, a, b, c, q);
-    return;
+  if (large && v && matmulVariantSharedBytes(name) <= rt.maxWorkgroupStorage) {
+    const plan = { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits: v.split ? autoSplits(v.quad, q, v.wave) : 1, ...flips };
+    // The kernel reads the operands as stored after the flips: both must allow vec4 loads then.
+    if (vecOperands(flippedParams(plan, q))) { quadMatmul(rt, plan, a, b, c, q); return; }
   }
   matmul(rt, a, b, c, q);
 }

@@ -324,10 +324,21 @@ export function flippedParams(plan: QuadPlan, q: MatmulParams): MatmulParams {
   return r;
 }
 
+/**
+ * Which operands allow vec4 loads: the contiguous axis, the batch stride and the row pitch must be
+ * multiples of 4.
+ */
+export function vecLoads(q: MatmulParams): { a: boolean; b: boolean } {
+  return {
+    a: (q.transA ? q.m % 4 === 0 : q.k % 4 === 0) && q.strideA % 4 === 0,
+    b: (q.transB ? q.k % 4 === 0 : q.n % 4 === 0) && q.strideB % 4 === 0,
+  };
+}
+
 /** Whether both operands of a product allow vec4 loads along their contiguous axes. */
 export function vecOperands(q: MatmulParams): boolean {
-  return (q.transA ? q.m % 4 === 0 : q.k % 4 === 0) && q.strideA % 4 === 0
-    && (q.transB ? q.k % 4 === 0 : q.n % 4 === 0) && q.strideB % 4 === 0;
+  const v = vecLoads(q);
+  return v.a && v.b;
 }
 
 /**
@@ -417,9 +428,6 @@ export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulPa
     return;
   }
   const tile = m * n * batch >= 256 * 256 ? BIG : SMALL;
-  // vec4 loads along the contiguous axis need that axis, the batch stride and the row pitch in multiples of 4.
-  const vecA = (q.transA ? m % 4 === 0 : k % 4 === 0) && q.strideA % 4 === 0;
-  const vecB = (q.transB ? k % 4 === 0 : n % 4 === 0) && q.strideB % 4 === 0;
   // The quadrant kernel stages whole vec4s only, so it needs vec4 loads of both operands (as it reads them).
   if (tile === BIG) {
     const plan = quadPlan(q);
@@ -428,7 +436,8 @@ export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulPa
       return;
     }
   }
-  rt.dispatch(tiledSpec(tile, q.transA, q.transB, vecA, vecB), [a, b, c], matmulUniform(q),
+  const vec = vecLoads(q);
+  rt.dispatch(tiledSpec(tile, q.transA, q.transB, vec.a, vec.b), [a, b, c], matmulUniform(q),
     [Math.ceil(n / tile.tn), Math.ceil(m / tile.tm), batch]);
 }
 
