@@ -58,11 +58,12 @@ const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Par
 const ro8 = { ro: 8 };
 // The default set: the 64-row and 128-row production tiles of each pass; `--variants all` adds the
 // narrower grids and resident rows timed before (bench/NOTES.md); `--variants JSON` times the given
-// tiles, {"fwd": [[ty, tx, ct, dc, vc, ro?, res?, pf?], ...], "dq": [...], "dkv": [...]}.
+// tiles, {"fwd": [[ty, tx, ct, dc, vc, ro?, res?, pf?, am?], ...], "dq": [...], "dkv": [...]}.
 const vArg = arg('variants', '');
 const listed = (v: string): Record<AttnPass, AttnTile[]> => {
   const j = JSON.parse(v) as Partial<Record<AttnPass, number[][]>>;
-  const tiles = (a: number[][] = []) => a.map(([ty, tx, ct, dc, vc, ro = 4, res = 0, pf = 0]) => T(ty, tx, ct, dc, vc, { ro, ...(res ? { res: true } : {}), ...(pf ? { pf: true } : {}) }));
+  const tiles = (a: number[][] = []) => a.map(([ty, tx, ct, dc, vc, ro = 4, res = 0, pf = 0, am = 0]) =>
+    T(ty, tx, ct, dc, vc, { ro, ...(res ? { res: true } : {}), ...(pf ? { pf: true } : {}), ...(am ? { am: true } : {}) }));
   return { fwd: tiles(j.fwd), dq: tiles(j.dq), dkv: tiles(j.dkv) };
 };
 const variants: Record<AttnPass, AttnTile[]> = vArg.startsWith('{') ? listed(vArg) : vArg === 'all' ? {

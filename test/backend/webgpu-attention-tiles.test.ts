@@ -33,6 +33,9 @@ const sets: Record<string, Record<AttnPass, AttnTile>> = {
   // (8 owned rows with prefetch in dK/dV are not a default: SwiftShader's compiler takes minutes and
   // gigabytes on them.)
   'prefetch ro8': { fwd: T(4, 8, 4, 1, 16, { ro: 8, pf: true }), dq: T(4, 8, 4, 4, 8, { ro: 8, pf: true }), dkv: T(8, 8, 2, 2, 16) },
+  // Every block masked element by element with natural exp (`am`), the form the edge-only masks and
+  // exp2 replaced; kept for timing beside them.
+  'all masked': { fwd: T(4, 8, 2, 2, 4, { am: true }), dq: T(2, 16, 4, 2, 8, { am: true }), dkv: T(8, 4, 4, 1, 8, { am: true }) },
 };
 // Shapes: several blocks with a ragged last one, GQA, a cache offset, D not a multiple of 4, non-causal.
 const cases: AttnCase[] = [

@@ -17,7 +17,10 @@
 //    query block and streams key blocks. dk/dv: a workgroup owns a key block of one kv head and
 //    streams the query blocks of every query head of its group, so no two workgroups write a row.
 //  - Causal: key (query) blocks wholly masked for the owned block are skipped; the mask is applied per
-//    element (it only removes something in the diagonal block).
+//    element only in blocks that cross the diagonal or the ragged end of the streamed side (a
+//    workgroup-uniform test per block).
+//  - Softmax in base 2: the scale times log2(e) is folded into one fma before exp2; the saved
+//    log-sum-exp stays in natural units.
 // Tiles hold vec4 columns zero-padded past D, so one code path serves any D in 1..256: global
 // accesses are vec4 when D % 4 == 0 and per-component otherwise.
 import type { GpuBuf } from '../pool.ts';
@@ -30,12 +33,17 @@ export interface AttnParams { b: number; l: number; s: number; h: number; hkv: n
  * Tile shape of one pass: TY x TX threads, CT streamed rows per thread, DC / VC staging depths; with
  * `res` the owned rows are loaded into workgroup memory once, whole, instead of DC columns per step;
  * with `pf` (without `res`) each staged tile is read into registers one step ahead, so its
- * global reads overlap the previous step's arithmetic.
+ * global reads overlap the previous step's arithmetic. `am` (for timing the alternative) masks every
+ * block's scores element by element and takes exp of scaled scores, as the kernels first did; without
+ * it the mask is applied only in blocks that cross the causal diagonal or the ragged end, and the
+ * scale is folded into one fma before exp2 (log2-domain softmax).
  */
-export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number; pf?: boolean }
+export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number; pf?: boolean; am?: boolean }
 export type AttnPass = 'fwd' | 'dq' | 'dkv';
 
 const range = (n: number): number[] => [...Array(n).keys()];
+const LOG2E = '1.4426950408889634';
+const LN2 = '0.6931471805599453';
 const R = range(4); // vec4 components
 
 /**
@@ -89,6 +97,7 @@ export function attentionTile(rt: Runtime, pass: AttnPass, d: number, rows: numb
   }
   if (t.ro === 4) delete t.ro;
   if (!t.pf) delete t.pf;
+  if (!t.am) delete t.am;
   t.dc = Math.min(t.dc, 2 ** Math.ceil(Math.log2(d4)));
   t.vc = Math.min(t.vc, t.tx * t.ct);
   // Resident owned rows are read at column c0 + step: the steps must tile D4 exactly.
@@ -140,6 +149,8 @@ class Gen {
   readonly res: boolean;
   /** Register prefetch (`pf`, which resident owned rows exclude). */
   readonly pf: boolean;
+  /** Every block masked element by element, natural exp (`am`). */
+  readonly am: boolean;
   /** Owned rows per thread and their vec4 count. */
   readonly ro: number;
   readonly rq: number;
@@ -147,6 +158,7 @@ class Gen {
   constructor(readonly d: number, readonly t: AttnTile) {
     this.res = !!t.res;
     this.pf = !!t.pf && !this.res;
+    this.am = !!t.am;
     this.ro = t.ro ?? 4;
     this.rq = this.ro / 4;
     this.rs = range(this.ro);
@@ -173,7 +185,15 @@ ${dot4}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let ty = lid / ${this.t.tx}u;
   let tx = lid % ${this.t.tx}u;
-  let shift = p.s - p.l;`;
+  let shift = p.s - p.l;
+  let sc2 = p.scale * ${LOG2E};`;
+  }
+  /**
+   * Applies `mask` (statements) only where `full` (a workgroup-uniform condition: no element of the
+   * block is masked) fails, or everywhere with `am`.
+   */
+  edge(full: string, mask: string): string {
+    return this.am ? mask : `    if (!(${full})) {\n${mask}\n    }`;
   }
   /** Statements setting vec4 `v` to vec4 column `col` of global row `gr` of `src` (components past D stay). */
   read(src: string): string {
@@ -348,6 +368,9 @@ function forwardCode(g: Gen): string {
     score, acc, blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0], sOff: [so], accArgs: [['o'], [0], [0]],
   }) : null;
   const rowMax = (r: number) => g.cs.slice(1).reduce((e, c) => `max(${e}, s0_${r}_${c})`, `s0_${r}_0`);
+  // Running maxima m are in the exponent's units: scaled scores (am), or scaled by log2(e) (exp2).
+  const am = g.am, ex = am ? 'exp' : 'exp2';
+  const keyOk = (r: number, c: number) => `k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift)`;
   // Component r of the per-row vec4 values (m, l, corr, ...) of owned row r.
   const of = (name: string, r: number) => `${name}${r >> 2}[${r & 3}]`;
   const rows4 = (q: number) => R.map((k) => 4 * q + k);
@@ -372,13 +395,14 @@ ${Q.map((q) => `  var m${q} = vec4<f32>(${NEG_INF});\n  var l${q} = vec4<f32>(0.
 ${g.accs('o')}${g.onceLoads(score)}
 ${pl ? pl.prologue : ''}
   for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(g.stepLoads(score, 'k0', 'c0'), [0], [so])}
-${g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
+${am ? g.rs.flatMap((r) => g.cs.map((c) => `    s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c} * p.scale, ${keyOk(r, c)});`)).join('\n')
+    : g.edge(`k0 + ${bs}u <= kEnd && (p.causal == 0u || k0 + ${bs}u <= i0 + shift + 1u)`, g.rs.flatMap((r) => g.cs.map((c) => `      s0_${r}_${c} = select(${NEG_INF}, s0_${r}_${c}, ${keyOk(r, c)});`)).join('\n'))}
 ${Q.map((q) => `    let rm${q} = vec4<f32>(${rows4(q).map(rowMax).join(', ')});`).join('\n')}${reduce('rm', 'mt', (a, b) => `max(${a}, ${b})`).replaceAll('\n  ', '\n    ')}
-${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q});
+${Q.map((q) => `    let mNew${q} = max(m${q}, mt${q}${am ? '' : ' * sc2'});
     let mUse${q} = select(mNew${q}, vec4<f32>(0.0), mNew${q} == vec4<f32>(${NEG_INF}));
-    let corr${q} = exp(m${q} - mUse${q});
+    let corr${q} = ${ex}(m${q} - mUse${q});
     m${q} = mNew${q};`).join('\n')}
-${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = exp(s0_${r}_${c} - ${of('mUse', r)});`)).join('\n')}
+${g.rs.flatMap((r) => g.cs.map((c) => `    let e${r}_${c} = ${am ? `exp(s0_${r}_${c} - ${of('mUse', r)})` : `exp2(fma(s0_${r}_${c}, sc2, -${of('mUse', r)}))`};`)).join('\n')}
 ${Q.map((q) => `    l${q} = l${q} * corr${q} + vec4<f32>(${rows4(q).map((r) => g.cs.map((c) => `e${r}_${c}`).join(' + ')).join(', ')});`).join('\n')}
 ${g.rs.flatMap((r) => g.us.map((u) => `    o${r}_${u} *= ${of('corr', r)};`)).join('\n')}
 ${g.pack('e', 0)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'k0 + j0', '0u'), ['o'], [0], [0])}
@@ -387,7 +411,7 @@ ${g.pack('e', 0)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'k0 + j0', '0u'),
 ${Q.map((q) => `  let inv${q} = 1.0 / lt${q};`).join('\n')}
 ${g.store('O', 'o', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), (r) => ` * ${of('inv', r)}`)}
   if (tx == 0u) {
-${g.rs.map((r) => `    if (ib + ${r}u < p.l) { LSE[(b * p.h + h) * p.l + ib + ${r}u] = ${of('m', r)} + log(${of('lt', r)}); }`).join('\n')}
+${g.rs.map((r) => `    if (ib + ${r}u < p.l) { LSE[(b * p.h + h) * p.l + ib + ${r}u] = ${of('m', r)}${am ? '' : ` * ${LN2}`} + log(${of('lt', r)}); }`).join('\n')}
   }
 }`;
 }
@@ -433,6 +457,7 @@ function dqCode(g: Gen): string {
     kvTile('K', sOff, bs, dc, g.dcp), kvTile('V', sOff + bs * g.dcp, bs, dc, g.dcp),
   ];
   const acc = [kvTile('K', 0, vc, g.d4p, g.d4p)];
+  const keyOk = (r: number, c: number) => `k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift)`;
   const pl = g.pf ? g.pipeline({
     score, acc, blk: 'k0', first: '0u', next: `(k0 + ${bs}u)`, oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp], accArgs: [['acc'], [0], [0]],
   }) : null;
@@ -445,10 +470,13 @@ function dqCode(g: Gen): string {
   if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
   let ib = i0 + ty * ${g.ro}u;
 ${g.rs.map((r) => `  let li${r} = LSE[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
-  let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];`).join('\n')}
+  let di${r} = DS[(b * p.h + h) * p.l + min(ib + ${r}u, p.l - 1u)];
+  let li2${r} = li${r} * ${LOG2E};`).join('\n')}
 ${g.accs('acc')}${g.onceLoads(score)}${pl ? `\n${pl.prologue}` : ''}
   for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {${pl ? pl.scores : g.scores(g.stepLoads(score, 'k0', 'c0'), [0, bo * dc], [sOff, sOff + bs * g.dcp])}
-${g.rs.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift));`)).join('\n')}
+${g.am ? g.rs.flatMap((r) => g.cs.map((c) => `    let w${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - li${r}) * (s1_${r}_${c} - di${r}), ${keyOk(r, c)});`)).join('\n')
+    : `${g.rs.flatMap((r) => g.cs.map((c) => `    var w${r}_${c} = exp2(fma(s0_${r}_${c}, sc2, -li2${r})) * (s1_${r}_${c} - di${r});`)).join('\n')}
+${g.edge(`k0 + ${bs}u <= kEnd && (p.causal == 0u || k0 + ${bs}u <= i0 + shift + 1u)`, g.rs.flatMap((r) => g.cs.map((c) => `      w${r}_${c} = select(0.0, w${r}_${c}, ${keyOk(r, c)});`)).join('\n'))}`}
 ${g.pack('w', 0)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'k0 + j0', '0u'), ['acc'], [0], [0])}
   }
 ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
@@ -469,6 +497,7 @@ function dkvCode(g: Gen): string {
     q('Q', sOff, bs, dc, g.dcp), q('G', sOff + bs * g.dcp, bs, dc, g.dcp),
   ];
   const acc = [q('G', 0, vc, g.d4p, g.d4p), q('Q', vc * g.d4p, vc, g.d4p, g.d4p)];
+  const pairOk = (r: number, c: number) => `qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift)`;
   const pl = g.pf ? g.pipeline({
     score, acc, blk: 'q0', first: 'qFirst', next: 'qNext', oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp],
     accArgs: [['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p]],
@@ -498,8 +527,10 @@ ${pl ? `  // One loop over (head of the group, query block), so the block read a
 ${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
       let lq${c} = LSE[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];
       let dq${c} = DS[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];`).join('\n')}
-${g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift));
-      let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
+${g.am ? g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), ${pairOk(r, c)});`)).join('\n')
+    : `${g.rs.flatMap((r) => g.cs.map((c) => `      var e${r}_${c} = exp2(fma(s0_${r}_${c}, sc2, -lq${c} * ${LOG2E}));`)).join('\n')}
+${g.edge(`q0 + ${bs}u <= p.l && j0k + ${bo}u <= p.s && (p.causal == 0u || j0k + ${bo}u <= q0 + shift + 1u)`, g.rs.flatMap((r) => g.cs.map((c) => `      e${r}_${c} = select(0.0, e${r}_${c}, ${pairOk(r, c)});`)).join('\n'))}`}
+${g.rs.flatMap((r) => g.cs.map((c) => `      let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
 ${g.pack('e', 0)}
 ${g.pack('w', bs * ty * g.rq)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'q0 + j0', '0u'), ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
     }
