@@ -10,8 +10,10 @@ import {
 } from '../../src/backend/webgpu/kernels/matmul.ts';
 
 /**
- * Register prefetch: the next slice is loaded from global memory into registers while the current
- * one is multiplied, into a second workgroup buffer, so each slice needs one barrier.
+ * Register prefetch into two workgroup buffers (timed against the library's single buffer: slower at
+ * every shape on the H200, bench/NOTES.md): the next slice's global reads are issued before the
+ * current slice is multiplied and stored into the other buffer after it, so each slice takes one
+ * barrier and the global-memory latency hides behind the arithmetic.
  */
 const prefetch: QuadSchedule = {
   buffers: 2,
@@ -38,12 +40,33 @@ ${B.store('(cur ^ 1u)')}
 };
 
 /**
+ * Register prefetch into one workgroup buffer: as prefetch, but the registers are stored after
+ * a second barrier, so the workgroup memory stays that of singleBuffer.
+ */
+const prefetchSingle: QuadSchedule = {
+  buffers: 1,
+  loop: (A, B, compute, bk) => `${A.load('kBeg')}
+${B.load('kBeg')}
+  for (var k0 = kBeg; k0 < kEnd; k0 += ${bk}u) {
+${A.store('0u')}
+${B.store('0u')}
+    workgroupBarrier();
+    if (k0 + ${bk}u < kEnd) {
+${A.load(`(k0 + ${bk}u)`)}
+${B.load(`(k0 + ${bk}u)`)}
+    }
+${compute('0u')}
+    workgroupBarrier();
+  }`,
+};
+
+/**
  * split: 'auto' picks splits so the grid reaches about `wave` workgroups (WAVE unless given), each k
- * range >= 512 long.
+ * range >= `minK` long (512 unless given).
  * flip: operands first copied into the other storage order so the kernel reads them contiguous along
  * m or n ('B': a transposed B; 'AB': that and a plain A, so every product runs as A-transposed).
  */
-interface Variant { quad: Quad; schedule?: QuadSchedule; split?: 'auto'; flip?: 'B' | 'AB'; wave?: number }
+interface Variant { quad: Quad; schedule?: QuadSchedule; split?: 'auto'; flip?: 'B' | 'AB'; wave?: number; minK?: number }
 const QUADS: Record<string, Variant> = {
   quad16: { quad: { qm: 2, qn: 2, bk: 16 } },
   quad16p: { quad: { qm: 2, qn: 2, bk: 16, pad: 1 } },
@@ -73,6 +96,20 @@ const QUADS: Record<string, Variant> = {
   split16d: { quad: { qm: 2, qn: 2, bk: 16 }, split: 'auto', wave: 1056 },
   split128yh: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 396 },
   split128yd: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 1056 },
+  // The 128-thread tile with register prefetch: two buffers (pf) or one (pf1)
+  w128ypf: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, schedule: prefetch },
+  w128ypf1: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, schedule: prefetchSingle },
+  fb128ypf: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, schedule: prefetch, flip: 'B' },
+  fb128ypf1: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, schedule: prefetchSingle, flip: 'B' },
+  split128ydpf: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, schedule: prefetch, split: 'auto', wave: 1056 },
+  split128ydpf1: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, schedule: prefetchSingle, split: 'auto', wave: 1056 },
+  w128y8pf: { quad: { qm: 4, qn: 2, bk: 8, gy: 8, gx: 16 }, schedule: prefetch },
+  // Split products with shorter k ranges, so small grids (768 x 768 over 8192) reach the target groups
+  split128yd256: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 1056, minK: 256 },
+  split128yd128: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 1056, minK: 128 },
+  split128yq256: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 2112, minK: 256 },
+  split128yt256: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 792, minK: 256 },
+  split64d256: { quad: { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 }, split: 'auto', wave: 2112, minK: 256 },
 };
 
 /** 'base' (the strided 8 x 8 kernel at every large shape), 'prod' (the library's choice) and the quadrant variants. */
@@ -92,11 +129,11 @@ export function matmulVariantSharedBytes(name: string): number {
 /** Workgroups that fill the GPU about twice (132 SMs x 2 resident 256-thread groups on an H200). */
 const WAVE = 528;
 
-/** Splits of the k axis for a split variant: enough workgroups for WAVE, each k range at least 512. */
-export function autoSplits(quad: Quad, q: MatmulParams, wave = WAVE): number {
+/** Splits of the k axis for a split variant: enough workgroups for `wave`, each k range at least `minK`. */
+export function autoSplits(quad: Quad, q: MatmulParams, wave = WAVE, minK = 512): number {
   const { tm, tn } = quadGeom(quad);
   const tiles = Math.ceil(q.m / tm) * Math.ceil(q.n / tn) * q.batch;
-  return Math.max(1, Math.min(Math.ceil(wave / tiles), Math.floor(q.k / 512)));
+  return Math.max(1, Math.min(Math.ceil(wave / tiles), Math.floor(q.k / minK)));
 }
 
 /** C = alpha * op(A) op(B) + beta * C with the named variant where it applies (see the file comment). */
@@ -112,7 +149,7 @@ export function matmulVariant(rt: Runtime, name: string, a: GpuBuf, b: GpuBuf, c
   }
   const flips = { flipA: v?.flip === 'AB' && !q.transA, flipB: v?.flip !== undefined && q.transB };
   if (large && v && matmulVariantSharedBytes(name) <= rt.maxWorkgroupStorage) {
-    const plan = { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits: v.split ? autoSplits(v.quad, q, v.wave) : 1, ...flips };
+    const plan = { quad: v.quad, schedule: v.schedule, name: `v-${name}`, splits: v.split ? autoSplits(v.quad, q, v.wave, v.minK) : 1, ...flips };
     // The kernel reads the operands as stored after the flips: both must allow vec4 loads then.
     if (vecOperands(flippedParams(plan, q))) { quadMatmul(rt, plan, a, b, c, q); return; }
   }
