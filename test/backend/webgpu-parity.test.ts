@@ -129,8 +129,8 @@ if (gpu) {
   });
 
   test('matmul: long k over few output tiles (split-k with a reduction pass), wide tiles, B copied transposed', async () => {
-    // Grids of 9 to 12 workgroups over k >= 1024: the kernel splits k (ranges of whole slices, a
-    // ragged last one), then sums the partial products with alpha and beta.
+    // Grids of 9 to 64 workgroups of 128 x 128 over k >= 1024: the 64 x 64 kernel splits k (ranges of
+    // whole slices, a ragged last one), then sums the partial products with alpha and beta.
     const cases = [
       { batch: 1, m: 264, n: 260, k: 1100, transA: true, transB: false, alpha: 1, beta: 0, bcast: false },
       { batch: 1, m: 264, n: 260, k: 1100, transA: false, transB: false, alpha: 1, beta: 0, bcast: false },

@@ -132,7 +132,7 @@ export interface Quad { qm: number; qn: number; bk: number; gy?: number; gx?: nu
 const TALL128: Quad = { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 };
 /** 256 threads of 8 x 16: a 128 x 256 tile, B-transposed products with n >= 2048. */
 const WIDE: Quad = { qm: 2, qn: 4, bk: 16 };
-/** 64 threads of 8 x 8: a 64 x 64 tile, B-transposed products with small n. */
+/** 64 threads of 8 x 8: a 64 x 64 tile, B-transposed products with small n and the split products. */
 const SMALL64: Quad = { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 };
 
 /** Thread grid, tile and workgroup size of a quadrant kernel. */
@@ -387,17 +387,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 /**
- * Workgroups a split product aims at: eight 128-thread groups per SM of an H200 (132 SMs). On the
- * 125M model's weight gradients this ran faster than 396 or 528 (bench/NOTES.md, 2026-12-03).
+ * A split product runs the 64-thread 64 x 64 tile, aiming at 2112 such groups (16 per SM of an H200,
+ * 132 SMs), each k range at least 256 long: on the 125M model's weight gradients this took 8-15% off
+ * the 128-thread 128 x 128 tile split to 1056 groups over ranges of >= 512 (bench/NOTES.md, 2026-12-04).
  */
-const SPLIT_GRID = 1056;
+const SPLIT_GRID = 2112;
+const SPLIT_MIN_K = 256;
 /** Grids of fewer 128 x 128 tiles than the H200's 132 SMs split k (2048², 256 tiles, runs faster unsplit). */
 const SPLIT_BELOW = 132;
 
-/** k splits for a grid of `tiles` workgroups: none unless the grid is under SPLIT_BELOW; about SPLIT_GRID groups, each k range >= 512. */
-export function splitsFor(tiles: number, k: number): number {
+/**
+ * k splits of the 64 x 64 tile for a product whose 128 x 128 grid has `tiles` workgroups (`tiles64` of
+ * 64 x 64): none unless the grid is under SPLIT_BELOW; about SPLIT_GRID groups, each k range >= SPLIT_MIN_K.
+ */
+export function splitsFor(tiles: number, tiles64: number, k: number): number {
   if (tiles >= SPLIT_BELOW) return 1;
-  return Math.max(1, Math.min(Math.ceil(SPLIT_GRID / tiles), Math.floor(k / 512)));
+  return Math.max(1, Math.min(Math.ceil(SPLIT_GRID / tiles64), Math.floor(k / SPLIT_MIN_K)));
 }
 
 /** A B-transposed product with at least this many rows copies B transposed first and runs as a plain one. */
@@ -408,15 +413,15 @@ const FLIP_B_ROWS = 4096;
  * 2026-12-02 and 12-03): B transposed (a linear layer's forward) over many rows copies B transposed
  * (n x k floats, about 1% of the product's time at 4096 rows) and runs as a plain product, up to 16%
  * faster on the 125M model's forward products; over few rows it runs the 128 x 256 tile when n >= 2048, else
- * the 64 x 64 one. The others run the 128-thread 128 x 128 tile, with k split when its grid is under
- * one group per SM (weight gradients over the tokens).
+ * the 64 x 64 one. The others run the 128-thread 128 x 128 tile, or the 64 x 64 one with k split when
+ * the 128 x 128 grid is under one group per SM (weight gradients over the tokens).
  */
 export function quadPlan(q: MatmulParams): QuadPlan {
   if (q.transB && q.m >= FLIP_B_ROWS && q.n % 4 === 0) return { ...quadPlan({ ...q, transB: false }), flipB: true };
   if (q.transB) return q.n >= 2048 ? { quad: WIDE, name: 'wide16', splits: 1 } : { quad: SMALL64, name: 'small64', splits: 1 };
   const tiles = Math.ceil(q.m / 128) * Math.ceil(q.n / 128) * q.batch;
-  const splits = splitsFor(tiles, q.k);
-  return { quad: TALL128, name: 'tall128', splits };
+  const splits = splitsFor(tiles, Math.ceil(q.m / 64) * Math.ceil(q.n / 64) * q.batch, q.k);
+  return splits > 1 ? { quad: SMALL64, name: 'small64', splits } : { quad: TALL128, name: 'tall128', splits: 1 };
 }
 
 export function matmul(rt: Runtime, a: GpuBuf, b: GpuBuf, c: GpuBuf, q: MatmulParams): void {
