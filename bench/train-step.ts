@@ -35,7 +35,7 @@ export function torchPeer(script: string, args: object): Record<string, unknown>
 
 /** The --key options run() reads (`frugal bench train-step` rejects any other). */
 export const options: readonly string[] = ['device', 'preset', 'family', 'model-preset', 'profile', 'profile-reps', 'steps', 'budget-s', 'no-peer', 'no-replay',
-  'peer-budget-s', 'cpu-smoke', 'keep-device', ...Object.keys(REFERENCE)];
+  'sync-every', 'peer-budget-s', 'cpu-smoke', 'keep-device', ...Object.keys(REFERENCE)];
 export async function run(args: Record<string, string | boolean> = {}): Promise<Record<string, unknown>> {
   const c = modelShape(args);
   if (args.device === 'webgpu') return runWebGPU(c, args);
@@ -124,6 +124,10 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
   const t0 = performance.now();
   const budgetMs = Number(args['budget-s'] ?? 300) * 1000;
   const steps = Number(args.steps ?? 5), warmup = 2;
+  // 0: the timed steps run back to back with one wait at the end, as the PyTorch peer's CUDA events
+  // time them; N > 0 waits for the GPU after every N steps (the figures before 2026-12-04 used 2).
+  const syncEvery = Number(args['sync-every'] ?? 0);
+  if (!(Number.isInteger(syncEvery) && syncEvery >= 0)) throw new Error(`--sync-every: '${args['sync-every']}' is not a whole number >= 0`);
   const { family, preset, config } = modelConfig(c, args);
   const adapter = await startWebGPU();
   const device = 'webgpu' as const;
@@ -175,7 +179,7 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     if (last) { last.loss.dispose(); last.clip.dispose(); }
     last = step();
     done++;
-    if (done % 2 === 0) await syncWebGPU();
+    if (syncEvery > 0 && done % syncEvery === 0) await syncWebGPU();
     if (performance.now() - tb > budgetMs * 0.5) break;
   }
   await syncWebGPU();
@@ -185,7 +189,7 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
     last.loss.dispose();
     last.clip.dispose();
   }
-  Object.assign(res, { steps: done, step_ms: eagerMs, tokens_per_s: (tokens * 1000) / eagerMs });
+  Object.assign(res, { steps: done, sync_every: syncEvery, step_ms: eagerMs, tokens_per_s: (tokens * 1000) / eagerMs });
   log(`eager ${eagerMs.toFixed(1)} ms/step`);
   if (family === 'dense') {
     // Model FLOPs per token ~ 6 x non-embedding parameters + causal attention (6 * layers * ctx * dim).
@@ -206,7 +210,7 @@ async function runWebGPU(c: typeof REFERENCE, args: Record<string, string | bool
       while (n < steps) {
         cap.step.replay({ adam: { step: base + 2 + n } });
         n++;
-        if (n % 2 === 0) await syncWebGPU();
+        if (syncEvery > 0 && n % syncEvery === 0) await syncWebGPU();
         if (performance.now() - tb > budgetMs * 0.8) break;
       }
       await syncWebGPU();

@@ -1,12 +1,14 @@
 // Memory-bound WebGPU kernels on large tensors: GB/s of the library's flat elementwise product (a
 // tensor times a scalar, as the loss scale multiplies the logits' gradient), its same-shape add, and its
 // fused cross-entropy with gradient, beside a buffer copy and formulations of the scalar product (2, 4
-// or 8 elements per thread one grid apart; a fixed 1-D grid of 4224 groups looping over the tensor).
+// or 8 elements per thread one grid apart; a fixed 1-D grid of 4224 groups looping over the tensor), and
+// the fused SwiGLU forward (2 reads, 1 write) and backward (3 reads, 2 writes).
 // The library's flat kernel has taken 4 per thread since the NOTES figures (which show its old 1 per thread).
-// Sizes: the 125M training step's activations (8192 x 768) and logits (8192 x 32000) and one between.
+// Sizes: the 125M training step's activations (8192 x 768) and logits (8192 x 32000) and one between
+// (8192 x 2048, the FFN's hidden activations, is 16777216).
 // Every variant's output is compared with the library's.
 // Usage: node --import tsx bench/probes/webgpu-bandwidth-probe.ts [--sizes 6291456,67108864,262144000] [--target-ms 150]
-import { binary } from '../../src/backend/webgpu/kernels/elementwise.ts';
+import { binary, swiglu, swigluBackward } from '../../src/backend/webgpu/kernels/elementwise.ts';
 import { crossEntropy } from '../../src/backend/webgpu/kernels/rows.ts';
 import { destroyWebGPU, initWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
@@ -68,6 +70,8 @@ for (const n of sizes) {
   binary(rt, 'mul', a, flat(n), s, scalarView(n), o1);
   for (const per of [2, 4, 8]) await time(`mul by scalar, ${per} per thread`, 8 * n, () => mulVariant(a, s, o2, n, per), () => maxDiff(o1, o2));
   await time('mul by scalar, 4224 groups looping', 8 * n, () => mulVariant(a, s, o2, n, 1, 4224), () => maxDiff(o1, o2));
+  await time('library swiglu', 12 * n, () => swiglu(rt, a, b, n, o1));
+  await time('library swigluBackward', 20 * n, () => swigluBackward(rt, a, b, b, n, o1, o2));
   if (n % VOCAB === 0 || n % 768 === 0) {
     const width = n % VOCAB === 0 ? VOCAB : 768, r = n / width;
     const tgt = gpu.upload(Int32Array.from({ length: r }, (_, i) => (i * 7919) % width)) as GpuBuf;

@@ -110,6 +110,10 @@ const QUADS: Record<string, Variant> = {
   split128yq256: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 2112, minK: 256 },
   split128yt256: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 792, minK: 256 },
   split64d256: { quad: { qm: 2, qn: 2, bk: 16, gy: 8, gx: 8 }, split: 'auto', wave: 2112, minK: 256 },
+  // Grids of 133-264 tiles of 128 x 128 (8192 x 768 outputs: 384) fill 2 groups per SM for one wave and
+  // then part of a second: two k halves make about 3 full waves instead.
+  split128y2: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, split: 'auto', wave: 396, minK: 256 },
+  fbsplit128y2: { quad: { qm: 4, qn: 2, bk: 16, gy: 8, gx: 16 }, flip: 'B', split: 'auto', wave: 396, minK: 256 },
 };
 
 /** 'base' (the strided 8 x 8 kernel at every large shape), 'prod' (the library's choice) and the quadrant variants. */

@@ -191,6 +191,12 @@ if (gpu) {
     }
     await parity('gather', (k, t, i, o) => k.gather(t!, i!, 4, 6, o!), [randn(30), ints([4, 0, 2, 4]), out(24)], 0, true);
     await parity('scatterAdd duplicates', (k, s, i, t) => k.scatterAdd(s!, i!, 4, 6, t!), [randn(24), ints([1, 3, 1, 0]), out(30, 'f32', randn(30))], 1e-6);
+    // Many duplicates: each index's rows are added in row order, so the sums equal the CPU's serial loop
+    // to the bit (the chained kernel up to 32768 rows, the per-column walk above).
+    for (const [n, w, distinct] of [[600, 37, 23], [33000, 3, 50]]) {
+      const idx = Int32Array.from({ length: n }, (_, r) => (r * 7 + (r >> 3)) % distinct);
+      await parity(`scatterAdd ${n} rows`, (k, s, i, t) => k.scatterAdd(s!, i!, n, w, t!), [randn(n * w, 3), idx, out(distinct * w, 'f32', randn(distinct * w))], 0, true);
+    }
   });
 
   test('causal conv1d forward and backward', async () => {

@@ -259,17 +259,53 @@ ${flatMain(`  if (i >= p.n) { return; }
 ${flatMain('  if (i == 0u && atomicLoad(&F[0]) > 0) { atomicStore(&F[2], I[atomicLoad(&F[1])]); }')}` }, [idx, found], u, [1]);
 }
 
-/** One thread per column walks the indices in order, so duplicates add up deterministically. */
+/** Above this many rows the O(n^2) link pass of scatterAdd costs more than walking the rows per column. */
+const SCATTER_LINK_MAX = 32768;
+
+/**
+ * table[idx[r], :] += src[r, :] with duplicates added in row order, so the result is the serial loop's
+ * to the bit. A link pass gives each row the next row with the same index (-1: none) and whether an
+ * earlier row has it; then one thread per (first row of an index, column) walks that chain, adding in
+ * order. Up to SCATTER_LINK_MAX rows; above, one thread per column walks all the rows.
+ */
 export function scatterAdd(rt: Runtime, src: GpuBuf, idx: GpuBuf, n: number, width: number, table: GpuBuf): void {
-  const spec: KernelSpec = { key: 'scatterAdd',
-    bindings: [['S', 'f32', 'r'], ['I', 'i32', 'r'], ['T', 'f32', 'w']],
-    uniform: 'n: u32, width: u32', code: () => `
+  if (n > SCATTER_LINK_MAX) {
+    const spec: KernelSpec = { key: 'scatterAdd:serial',
+      bindings: [['S', 'f32', 'r'], ['I', 'i32', 'r'], ['T', 'f32', 'w']],
+      uniform: 'n: u32, width: u32', code: () => `
 ${flatMain(`  if (i >= p.width) { return; }
   for (var r = 0u; r < p.n; r++) {
     let dst = u32(I[r]) * p.width + i;
     T[dst] = T[dst] + S[r * p.width + i];
   }`)}` };
-  rt.dispatch(spec, [src, idx, table], new Uniform().u(n, width), groups(rt, width));
+    rt.dispatch(spec, [src, idx, table], new Uniform().u(n, width), groups(rt, width));
+    return;
+  }
+  const links = rt.temp(2 * n, 'i32');
+  rt.dispatch({ key: 'scatterAdd:links', bindings: [['I', 'i32', 'r'], ['L', 'i32', 'w']], uniform: 'n: u32', code: () => `
+${flatMain(`  if (i >= p.n) { return; }
+  let v = I[i];
+  var next = -1;
+  for (var j = i + 1u; j < p.n; j++) { if (I[j] == v) { next = i32(j); break; } }
+  var first = 1;
+  for (var j = i; j > 0u; j--) { if (I[j - 1u] == v) { first = 0; break; } }
+  L[i] = next;
+  L[p.n + i] = first;`)}` }, [idx, links], new Uniform().u(n), groups(rt, n));
+  rt.dispatch({ key: 'scatterAdd', bindings: [['S', 'f32', 'r'], ['I', 'i32', 'r'], ['L', 'i32', 'r'], ['T', 'f32', 'w']],
+    uniform: 'n: u32, width: u32', code: () => `
+${flatMain(`  if (i >= p.n * p.width) { return; }
+  let r = i / p.width;
+  let c = i % p.width;
+  if (L[p.n + r] == 0) { return; }
+  let dst = u32(I[r]) * p.width + c;
+  var acc = T[dst];
+  var j = i32(r);
+  loop {
+    acc = acc + S[u32(j) * p.width + c];
+    j = L[u32(j)];
+    if (j < 0) { break; }
+  }
+  T[dst] = acc;`)}` }, [src, idx, links, table], new Uniform().u(n, width), groups(rt, n * width));
 }
 
 export function rope(rt: Runtime, x: GpuBuf, pos: GpuBuf, b: number, l: number, h: number, d: number, theta: number,
