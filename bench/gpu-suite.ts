@@ -36,7 +36,7 @@ const SUITE: Entry[] = [
   },
   {
     name: 'train-step', load: () => import('./train-step.ts'),
-    full: { preset: 'dense-125m', batch: '8', steps: '5', 'budget-s': '35', 'peer-budget-s': '30' },
+    full: { preset: 'dense-125m', batch: '8', steps: '10', 'budget-s': '35', 'peer-budget-s': '30' },
     tiny: { vocab: '64', dim: '32', layers: '2', heads: '2', ffn: '64', ctx: '16', batch: '2', steps: '2' },
   },
   // The ~125M FBI, TTT-Linear and PEER variants (train-step.ts FAMILIES) beside their PyTorch twins.
@@ -44,7 +44,7 @@ const SUITE: Entry[] = [
   // its PyTorch twin's budget includes the twin's own build.
   ...(['fbi', 'ttt', 'peer'] as const).map((family): Entry => ({
     name: `train-step-${family}`, load: () => import('./train-step.ts'),
-    full: { family, ctx: '1024', batch: '8', steps: '3', 'budget-s': '20', 'peer-budget-s': family === 'peer' ? '60' : '20' },
+    full: { family, ctx: '1024', batch: '8', steps: '6', 'budget-s': '30', 'peer-budget-s': family === 'peer' ? '60' : '20' },
     tiny: { family, 'model-preset': { fbi: 'fbi-tiny', ttt: 'ttt-linear-tiny', peer: 'peer-tiny' }[family], ctx: '16', batch: '2', steps: '1' },
   })),
   {

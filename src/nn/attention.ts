@@ -2,7 +2,8 @@
 // a preallocated KV cache for decoding.
 import * as op from '../ops/index.ts';
 import { fromArray, Tensor, zeros } from '../tensor/tensor.ts';
-import { type LinearLike, RMSNorm } from './layers.ts';
+import { isGradEnabled } from '../tensor/autograd.ts';
+import { Linear, type LinearLike, RMSNorm } from './layers.ts';
 import { Module } from './module.ts';
 
 export interface AttentionConfig {
@@ -83,13 +84,16 @@ export class SelfAttention extends Module {
     const start = cache?.length ?? 0;
     const pos = cache?.positions && l === 1 ? cache.positions : fromArray(Int32Array.from({ length: l }, (_, i) => start + i), [l], x.device);
     const rope = { theta: ropeTheta, style: ropeStyle } as const;
-    let q = op.reshape(this.q.forward(x), [b, l, h, d]);
-    let k = op.reshape(this.k.forward(x), [b, l, hkv, d]);
+    // Training: q, k and v as one batched product when they are plain Linears of one shape (the
+    // 125M model's three 768 x 768 products and their gradients become one GEMM each way).
+    const qkv = isGradEnabled() ? Linear.stacked(x, [this.q, this.k, this.v]) : null;
+    let q = op.reshape(qkv ? qkv[0] : this.q.forward(x), [b, l, h, d]);
+    let k = op.reshape(qkv ? qkv[1] : this.k.forward(x), [b, l, hkv, d]);
     if (this.qNorm) q = this.qNorm.forward(q);
     if (this.kNorm) k = this.kNorm.forward(k);
     q = op.rope(q, pos, rope);
     k = op.rope(k, pos, rope);
-    let v = op.reshape(this.v.forward(x), [b, l, hkv, d]);
+    let v = op.reshape(qkv ? qkv[2] : this.v.forward(x), [b, l, hkv, d]);
     if (cache) ({ k, v } = cache.append(k, v));
     const a = op.attention(q, k, v, { causal: true });
     return this.o.forward(op.reshape(a, [b, l, h * d]));

@@ -37,6 +37,24 @@ export class Linear extends Module implements LinearLike {
     const b = this.getOptional('bias');
     return b ? op.add(y, b) : y;
   }
+
+  /**
+   * The outputs of several bias-free Linears of one shape on the same input, as one batched product
+   * (their weights stacked, x shared): one GEMM per direction instead of one per layer, and the input
+   * gradient summed by one reduction. Each output equals ls[i].forward(x). null when the layers are
+   * not all plain bias-free Linears of equal shape.
+   */
+  static stacked(x: Tensor, ls: LinearLike[]): Tensor[] | null {
+    const lin = ls.filter((l): l is Linear => l.constructor === Linear);
+    const { inFeatures: inF, outFeatures: outF } = ls[0];
+    if (ls.length < 2 || lin.length !== ls.length
+      || !lin.every((l) => !l.getOptional('bias') && l.inFeatures === inF && l.outFeatures === outF)) return null;
+    if (x.shape.at(-1) !== inF) throw new Error(`linear: input [${x.shape}] does not end in ${inF} features`);
+    const lead = x.shape.slice(0, -1);
+    const w = op.reshape(op.concat(lin.map((l) => l.get('weight')), 0), [ls.length, outF, inF]);
+    const y = op.matmul(op.reshape(x, [-1, inF]), w, { transB: true });
+    return ls.map((_, i) => op.reshape(op.slice(y, 0, i, i + 1), [...lead, outF]));
+  }
 }
 
 export class Embedding extends Module {

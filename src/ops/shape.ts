@@ -1,6 +1,6 @@
 // Shape ops. reshape shares storage (no copy); permute, slice, concat, expand and gather copy.
 import { record } from '../tensor/autograd.ts';
-import { numel, type Shape, Tensor, zeros } from '../tensor/tensor.ts';
+import { numel, type Shape, SlicePiece, Tensor, zeros } from '../tensor/tensor.ts';
 import { axisOf, contiguousView, expectDtype, fmt, kernelsOf, like, likeOut, sameDevice, splitAt } from './util.ts';
 import { contiguousStrides } from '../tensor/autograd.ts';
 
@@ -51,19 +51,46 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const st = contiguousStrides(x.shape);
   const out = likeOut(x, shape);
   kernelsOf(x).copyStrided(x.buf, { shape, strides: st, offset: start * st[ax] }, out.buf);
-  return record(out, 'slice', [x], (g) => {
-    const parts: Tensor[] = [];
-    if (start > 0) parts.push(zerosAlong(x, ax, start));
-    parts.push(g);
-    if (end < n) parts.push(zerosAlong(x, ax, n - end));
-    return [parts.length === 1 ? g : concat(parts, ax)];
-  });
+  // The gradient is a piece of x's: backward() assembles all slices of x at once (assembleSlices).
+  return record(out, 'slice', [x], (g) => [start === 0 && end === n ? g : new SlicePiece(g, ax, start, end)]);
 }
 
-function zerosAlong(x: Tensor, ax: number, len: number): Tensor {
-  const s = [...x.shape];
+/**
+ * The dense gradient of a tensor of `shape` from its slices' gradients: one concat of the pieces and
+ * zeros for the ranges no slice covered. Pieces along different axes or overlapping ranges are padded
+ * with zeros one by one and summed.
+ */
+function assembleSlices(pieces: SlicePiece[], shape: readonly number[]): Tensor {
+  const ax = pieces[0].axis;
+  const sorted = [...pieces].sort((a, b) => a.start - b.start);
+  const disjoint = sorted.every((p, i) => p.axis === ax && (i === 0 || p.start >= sorted[i - 1].end));
+  const padded = (ps: SlicePiece[]) => {
+    const parts: Tensor[] = [];
+    let at = 0;
+    for (const p of ps) {
+      if (p.start > at) parts.push(zerosAlong(p.g, shape, p.axis, p.start - at));
+      parts.push(p.g);
+      at = p.end;
+    }
+    if (at < shape[ps[0].axis]) parts.push(zerosAlong(ps[0].g, shape, ps[0].axis, shape[ps[0].axis] - at));
+    return parts.length === 1 ? parts[0] : concat(parts, ps[0].axis);
+  };
+  if (disjoint) return padded(sorted);
+  return pieces.map((p) => padded([p])).reduce((acc, t) => add2(acc, t));
+}
+SlicePiece.assemble = assembleSlices;
+
+function add2(a: Tensor, b: Tensor): Tensor {
+  const out = likeOut(a);
+  const v = contiguousView(a.shape);
+  kernelsOf(a).binary('add', a.buf, v, b.buf, v, out.buf);
+  return out;
+}
+
+function zerosAlong(g: Tensor, shape: readonly number[], ax: number, len: number): Tensor {
+  const s = [...shape];
   s[ax] = len;
-  return zeros(s, { device: x.device });
+  return zeros(s, { device: g.device });
 }
 
 export function concat(xs: Tensor[], axis: number): Tensor {

@@ -2,7 +2,7 @@
 // in reverse topological order and accumulates gradients on leaves (dense, or row-sparse lists for
 // parameters that allow it).
 import { keep } from './scope.ts';
-import { RowSparse, Tensor, type Grad, type Node, emptyUninit, full } from './tensor.ts';
+import { RowSparse, SlicePiece, Tensor, type Grad, type Node, emptyUninit, full } from './tensor.ts';
 
 let gradEnabled = true;
 
@@ -82,10 +82,17 @@ export function backward(root: Tensor, seed?: Tensor): void {
     }
   }
   const grads = new Map<number, Tensor>();
+  const pieces = new Map<number, SlicePiece[]>();
   grads.set(root.id, seed ?? full(root.shape, 1, { device: root.device }));
   noGrad(() => {
     for (let oi = order.length - 1; oi >= 0; oi--) {
       const t = order[oi];
+      // Every consumer of t comes before it in this order: its slices' pieces are all in.
+      const ps = pieces.get(t.id);
+      if (ps) {
+        pieces.delete(t.id);
+        push(grads, t, SlicePiece.assemble!(ps, t.shape));
+      }
       const g = grads.get(t.id);
       if (!g) continue;
       grads.delete(t.id);
@@ -97,6 +104,12 @@ export function backward(root: Tensor, seed?: Tensor): void {
       t.node.inputs.forEach((inp, j) => {
         const gi = ins[j];
         if (!gi || !inp.requiresGrad) return;
+        if (gi instanceof SlicePiece) {
+          const list = pieces.get(inp.id);
+          if (list) list.push(gi);
+          else pieces.set(inp.id, [gi]);
+          return;
+        }
         if (gi instanceof RowSparse) {
           // A sparse leaf keeps the gradient as given (rows, or the factored terms).
           if (!inp.node && inp.sparseGrad) { gi.tensors().forEach(keep); inp.sparseGrads.push(gi); return; }

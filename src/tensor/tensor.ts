@@ -83,7 +83,18 @@ export class RowSparse {
   }
 }
 
-export type Grad = Tensor | RowSparse | null;
+/**
+ * A slice's gradient: g fills [start, end) of `axis` of the slice's input, zeros elsewhere. backward()
+ * collects an input's pieces and assembles them once (SlicePiece.assemble, set by the slice op), so n
+ * slices of one tensor cost one concat instead of n zero-padded copies summed.
+ */
+export class SlicePiece {
+  /** Builds the input's dense gradient from its pieces (registered by ops/shape.ts). */
+  static assemble: ((pieces: SlicePiece[], shape: readonly number[]) => Tensor) | null = null;
+  constructor(readonly g: Tensor, readonly axis: number, readonly start: number, readonly end: number) {}
+}
+
+export type Grad = Tensor | RowSparse | SlicePiece | null;
 
 export interface Node {
   readonly op: string;

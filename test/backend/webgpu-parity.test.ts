@@ -63,6 +63,11 @@ if (gpu) {
     await parity('copyStrided permute', (k, s, o) => k.copyStrided(s!, view([4, 2, 3], [1, 12, 4], 0), o!), [randn(24), out(24)], 0, true);
     await parity('copyStrided expand+offset', (k, s, o) => k.copyStrided(s!, view([3, 5], [0, 1], 2), o!), [randn(10), out(15)], 0, true);
     await parity('copyStrided i32', (k, s, o) => k.copyStrided(s!, view([3, 2], [1, 3]), o!), [ints([1, 2, 3, 4, 5, 6]), out(6, 'i32')], 0, true);
+    // Large vec4-aligned copies run as a shader (a contiguous strided view, e.g. a leading-axis slice, too).
+    const big = randn(3 * 70000);
+    await parity('copy large', (k, s, o) => k.copy(s!, 4, o!, 8, 140000), [big, out(140012)], 0, true);
+    await parity('copyStrided contiguous range', (k, s, o) => k.copyStrided(s!, view([2, 350, 100], [35000, 100, 1], 70000), o!), [big, out(70000)], 0, true);
+    await parity('copy large i32', (k, s, o) => k.copy(s!, 0, o!, 0, 65536), [Int32Array.from({ length: 65540 }, (_, i) => i * 3 - 7), out(65536, 'i32')], 0, true);
   });
 
   test('binary ops with broadcasting', async () => {

@@ -68,6 +68,15 @@ test('grad shape ops', async () => {
   await gradcheck((x) => op.permute(x, [2, 0, 1]), [r(2, 3, 4)]);
   await gradcheck((x) => op.transpose(x), [r(2, 3, 4)]);
   await gradcheck((x) => op.slice(x, 1, 1, 3), [r(2, 4, 3)]);
+  // Several slices of one tensor: their gradients are assembled once (disjoint, with gaps, overlapping,
+  // along two axes, the same range twice, and beside an ordinary gradient of the same tensor).
+  const sl = op.slice;
+  await gradcheck((x) => op.add(op.mul(sl(x, 0, 0, 2), sl(x, 0, 2, 4)), sl(x, 0, 4, 6)), [r(6, 3)]);
+  await gradcheck((x) => op.mul(sl(x, 1, 0, 2), sl(x, 1, 4, 6)), [r(3, 7)]);
+  await gradcheck((x) => op.mul(sl(x, 0, 0, 3), sl(x, 0, 1, 4)), [r(5, 2)]);
+  await gradcheck((x) => op.mul(sl(x, 0, 0, 2), op.transpose(sl(x, 1, 1, 3))), [r(4, 4)]);
+  await gradcheck((x) => op.add(op.mul(sl(x, 0, 1, 3), sl(x, 0, 1, 3)), sl(x, 0, 1, 3)), [r(4, 3)]);
+  await gradcheck((x) => op.add(op.mul(sl(x, 0, 0, 3), sl(x, 0, 3, 6)), sl(op.exp(x), 0, 1, 4)), [r(6, 2)], { eps: 1e-3 });
   await gradcheck((a, b) => op.concat([a, b], 1), [r(2, 2, 3), r(2, 3, 3)]);
   await gradcheck((x) => op.expand(x, [2, 3, 4]), [r(3, 1)]);
   await gradcheck((x) => op.indexSelect(x, ids([2, 0, 2, 1])), [r(3, 4)]);

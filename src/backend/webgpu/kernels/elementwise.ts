@@ -99,7 +99,22 @@ ${flatMain('  if (i < p.n) { o[i] = p.bits; }')}` };
   rt.dispatch(spec, [out], new Uniform().u(out.length, bits), groups(rt, out.length));
 }
 
+/** Copies of at least this many elements (vec4-aligned, one buffer each) run as a shader, not copyBufferToBuffer. */
+const COPY_SHADER_MIN = 1 << 16;
+
 export function copy(rt: Runtime, src: GpuBuf, so: number, dst: GpuBuf, d0: number, n: number): void {
+  if (src.buffer !== dst.buffer && !src.parts && !dst.parts && n >= COPY_SHADER_MIN && so % 4 === 0 && d0 % 4 === 0 && n % 4 === 0) {
+    // copyBufferToBuffer moved 0.84-0.93 TB/s on the H200 (bench/NOTES.md); a flat shader with FLAT_PER
+    // vec4s per thread reads and writes like the flat binary kernel.
+    const K = [...Array(FLAT_PER).keys()], nv = n / 4;
+    rt.dispatch({ key: 'copyVec4', bindings: [['S', 'vec4<u32>', 'r'], ['D', 'vec4<u32>', 'w']], uniform: 'so: u32, d0: u32, n: u32', code: () => `
+${flatMain(`  let T = nwg.x * nwg.y * ${WG}u;
+${K.map((k) => `  let e${k} = i + ${k}u * T;
+  var v${k} = vec4<u32>(0u);
+  if (e${k} < p.n) { v${k} = S[p.so + e${k}]; }`).join('\n')}
+${K.map((k) => `  if (e${k} < p.n) { D[p.d0 + e${k}] = v${k}; }`).join('\n')}`)}` }, [src, dst], new Uniform().u(so / 4, d0 / 4, nv), groups(rt, Math.ceil(nv / FLAT_PER)));
+    return;
+  }
   if (src.buffer !== dst.buffer) { rt.copyBytes(src.buffer, so * 4, dst.buffer, d0 * 4, n * 4); return; }
   // Same buffer (possibly overlapping ranges): go through a scratch copy, like memmove.
   const t = rt.temp(n, src.dtype);
@@ -124,6 +139,8 @@ export function copyStrided(rt: Runtime, src: GpuBuf, view: Strided, dst: GpuBuf
   checkDims(view);
   const n = view.shape.reduce((p, s) => p * s, 1);
   if (n === 0) return;
+  // A contiguous range (a slice along the leading axis, a reshape): a flat copy.
+  if (flatKind(view) === 'c') { copy(rt, src, view.offset, dst, 0, n); return; }
   const spec: KernelSpec = { key: 'copyStrided',
     bindings: [['s', 'u32', 'r'], ['o', 'u32', 'w']],
     uniform: 'shape: array<vec4<u32>, 2>, strides: array<vec4<i32>, 2>, offset: i32, nd: u32, n: u32', code: () => `
