@@ -8,7 +8,7 @@
 //          [--budget-s 80] [--variants all|JSON] [--json out.json]   (exits 1 on a mismatch)
 import { writeFileSync } from 'node:fs';
 import { cpuBackend } from '../../src/backend/cpu/index.ts';
-import { attentionBackward, attentionForward, type AttnParams, type AttnPass, type AttnTile, attentionTile, setAttentionTiles } from '../../src/backend/webgpu/kernels/attention.ts';
+import { attentionBackward, attentionChunkRows, attentionForward, type AttnParams, type AttnPass, type AttnTile, attentionTile, setAttentionChunkRows, setAttentionTiles } from '../../src/backend/webgpu/kernels/attention.ts';
 import { attentionBackwardRowwise, attentionForwardRowwise } from '../../src/backend/webgpu/kernels/attention-rowwise.ts';
 import type { GpuBuf } from '../../src/backend/webgpu/pool.ts';
 import { initWebGPU, syncWebGPU, webgpuAdapterName, webgpuRuntime } from '../../src/backend/webgpu/index.ts';
@@ -58,22 +58,26 @@ const T = (ty: number, tx: number, ct: number, dc: number, vc: number, more: Par
 const ro8 = { ro: 8 };
 // The default set: the 64-row and 128-row production tiles of each pass; `--variants all` adds the
 // narrower grids and resident rows timed before (bench/NOTES.md); `--variants JSON` times the given
-// tiles, {"fwd": [[ty, tx, ct, dc, vc, ro?, res?, pf?, am?], ...], "dq": [...], "dkv": [...]}.
+// tiles, {"fwd": [[ty, tx, ct, dc, vc, ro?, res?, pf?, am?], ...], "dq": [...], "dkv": [...], "dqs": [...]}.
+// dq variants time the backward that recomputes the scores in the dQ pass; dkv and dqs variants the one
+// that stores dS (the default where the scratch allows).
 const vArg = arg('variants', '');
 const listed = (v: string): Record<AttnPass, AttnTile[]> => {
   const j = JSON.parse(v) as Partial<Record<AttnPass, number[][]>>;
   const tiles = (a: number[][] = []) => a.map(([ty, tx, ct, dc, vc, ro = 4, res = 0, pf = 0, am = 0]) =>
     T(ty, tx, ct, dc, vc, { ro, ...(res ? { res: true } : {}), ...(pf ? { pf: true } : {}), ...(am ? { am: true } : {}) }));
-  return { fwd: tiles(j.fwd), dq: tiles(j.dq), dkv: tiles(j.dkv) };
+  return { fwd: tiles(j.fwd), dq: tiles(j.dq), dkv: tiles(j.dkv), dqs: tiles(j.dqs) };
 };
 const variants: Record<AttnPass, AttnTile[]> = vArg.startsWith('{') ? listed(vArg) : vArg === 'all' ? {
   fwd: [T(16, 16, 4, 8, 32), T(8, 16, 4, 8, 32, ro8), T(16, 16, 2, 8, 32, ro8), T(16, 8, 4, 8, 32, ro8), T(8, 16, 4, 8, 32, { ro: 8, res: true })],
   dq: [T(16, 16, 4, 4, 16), T(8, 16, 4, 4, 16, ro8), T(16, 16, 2, 4, 16, ro8), T(16, 8, 4, 4, 16, ro8)],
   dkv: [T(16, 16, 4, 2, 16), T(8, 16, 4, 2, 16, ro8), T(16, 16, 2, 2, 8, ro8), T(8, 16, 2, 4, 16, ro8), T(8, 16, 2, 2, 16, ro8)],
+  dqs: [T(16, 16, 4, 1, 16, ro8), T(16, 16, 4, 1, 16), T(16, 16, 2, 1, 16, ro8), T(8, 16, 4, 1, 16, ro8)],
 } : {
   fwd: [T(16, 16, 4, 8, 32), T(16, 16, 2, 8, 32, ro8)],
-  dq: [T(16, 16, 4, 4, 16)],
-  dkv: [T(16, 16, 4, 2, 16), T(16, 16, 2, 2, 8, ro8)],
+  dq: [attentionTile(rt, 'dq', 64, 1 << 20)],
+  dkv: [T(16, 16, 4, 2, 16, { pf: true }), T(16, 16, 2, 2, 16, { pf: true })],
+  dqs: [T(16, 16, 4, 1, 16, ro8), T(16, 16, 4, 1, 16)],
 };
 
 // Milliseconds per call as bench/matmul.ts's timeWebGPU measures them (batch differences, so a short
@@ -110,10 +114,11 @@ if (spec) {
     const row: Record<string, unknown> = { L, D, H, old_fwd_ms: +oldFwdMs.toFixed(3), old_bwd_ms: +oldBwdMs.toFixed(3) };
     console.error(`L=${L} D=${D}: row-per-thread fwd ${oldFwdMs.toFixed(2)} ms, bwd ${oldBwdMs.toFixed(2)} ms`);
     const timed: Record<string, unknown>[] = [];
-    for (const pass of ['fwd', 'dq', 'dkv'] as AttnPass[]) {
+    for (const pass of ['fwd', 'dq', 'dkv', 'dqs'] as AttnPass[]) {
       for (const tile of variants[pass]) {
         if (performance.now() - t0 > budgetMs) { timed.push({ pass, tile, skipped: 'time budget' }); continue; }
         setAttentionTiles({ [pass]: tile });
+        setAttentionChunkRows(pass === 'dq' ? 0 : null);
         const used = attentionTile(rt, pass, D, H * L);
         let ms: number, errs: Record<string, number>;
         if (pass === 'fwd') {
@@ -127,11 +132,14 @@ if (spec) {
         }
         const ok = Object.values(errs).every((e) => e <= TOL);
         if (!ok) bad++;
-        timed.push({ pass, tile: used, ms: +ms.toFixed(3), ok, ...errs });
-        console.error(`  ${pass} ${JSON.stringify(used)}: ${ms.toFixed(2)} ms ${ok ? 'ok' : 'MISMATCH'} ${JSON.stringify(errs)}`);
+        const dqs = pass === 'dqs' ? used : attentionTile(rt, 'dqs', D, H * L);
+        const chunk = pass === 'fwd' ? undefined : attentionChunkRows(rt, p, (dqs.ro ?? 4) * dqs.ty);
+        timed.push({ pass, tile: used, ...(chunk === undefined ? {} : { chunk_rows: chunk }), ms: +ms.toFixed(3), ok, ...errs });
+        console.error(`  ${pass} ${JSON.stringify(used)}${chunk === undefined ? '' : ` chunk ${chunk}`}: ${ms.toFixed(2)} ms ${ok ? 'ok' : 'MISMATCH'} ${JSON.stringify(errs)}`);
       }
     }
     setAttentionTiles(null);
+    setAttentionChunkRows(null);
     row.variants = timed;
     rows.push(row);
     if (json) writeFileSync(json, JSON.stringify(result(), null, 1)); // partial results survive a time limit

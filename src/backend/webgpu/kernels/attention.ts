@@ -39,7 +39,7 @@ export interface AttnParams { b: number; l: number; s: number; h: number; hkv: n
  * scale is folded into one fma before exp2 (log2-domain softmax).
  */
 export interface AttnTile { ty: number; tx: number; ct: number; dc: number; vc: number; res?: boolean; ro?: number; pf?: boolean; am?: boolean }
-export type AttnPass = 'fwd' | 'dq' | 'dkv';
+export type AttnPass = 'fwd' | 'dq' | 'dkv' | 'dqs';
 
 const range = (n: number): number[] => [...Array(n).keys()];
 const LOG2E = '1.4426950408889634';
@@ -60,6 +60,8 @@ function defaultTile(pass: AttnPass, d4: number, rows: number): AttnTile {
   const pf = rows >= 16384;
   if (pass === 'fwd') return wide ? { ty: 16, tx: 16, ct: 2, dc: 8, vc: 32, ro: 8, pf } : { ty: 16, tx: 16, ct: 4, dc: 8, vc: 32, pf };
   if (pass === 'dq') return { ty: 16, tx: 16, ct: 4, dc: 4, vc: 16, pf };
+  // dQ from stored dS: one product (no scores), no prefetch; 4 owned rows timed level with or ahead of 8.
+  if (pass === 'dqs') return { ty: 16, tx: 16, ct: 4, dc: 1, vc: 16 };
   // dK/dV holds two accumulator sets (dK and dV), so prefetch registers need a smaller score tile at
   // D = 128: 2 streamed rows per thread there (measured on wide grids only; narrower D = 128 grids keep
   // the tile without prefetch). 4 owned rows with prefetch beat 8 without, and 8 rows with prefetch take
@@ -79,7 +81,7 @@ const pow2 = (n: number) => Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0
 /** Workgroup bytes of a pass with tile `t` at D4 vec4 columns. */
 function tileBytes(pass: AttnPass, t: AttnTile, d4: number): number {
   const rq = (t.ro ?? 4) / 4, bo = 4 * rq * t.ty, bs = t.tx * t.ct, dcp = t.dc % 2 ? t.dc : t.dc + 1, d4p = Math.ceil(d4 / t.tx) * t.tx;
-  const pairs = pass === 'fwd' ? 1 : 2, mats = pass === 'dkv' ? 2 : 1, weights = pass === 'dkv' ? 2 : 1;
+  const pairs = pass === 'fwd' ? 1 : pass === 'dqs' ? 0 : 2, mats = pass === 'dkv' ? 2 : 1, weights = pass === 'dkv' ? 2 : 1;
   const sh = Math.max(pairs * ((t.res ? 0 : bo * t.dc) + bs * dcp), mats * t.vc * d4p);
   return 16 * (sh + (t.res ? pairs * bo * d4 : 0) + weights * bs * t.ty * rq + (pass === 'fwd' ? t.tx * t.ty * rq : 0));
 }
@@ -122,6 +124,14 @@ function check(p: AttnParams): void {
 
 const uniform = 'b: u32, l: u32, s: u32, h: u32, hkv: u32, scale: f32, causal: u32';
 const uniformOf = (p: AttnParams) => new Uniform().u(p.b, p.l, p.s, p.h, p.hkv).f(p.scale).u(p.causal ? 1 : 0);
+/**
+ * The dK/dV and stored-dS dQ passes run over a chunk of query rows [qa, qe): dS rows of the chunk are
+ * stored at row i - qa of a qc-row scratch with row stride sp (keys rounded up to 4); `acc` adds the
+ * chunk to the dK/dV partial sums already in DK/DV, `fin` (the last chunk) scales dK.
+ */
+const uniformChunk = `${uniform}, qa: u32, qe: u32, qc: u32, sp: u32, acc: u32, fin: u32`;
+interface Chunk { qa: number; qe: number; qc: number; sp: number }
+const uniformChunkOf = (p: AttnParams, c: Chunk) => uniformOf(p).u(c.qa, c.qe, c.qc, c.sp, c.qa > 0 ? 1 : 0, c.qe === p.l ? 1 : 0);
 const dot4 = 'fn dot4(a: vec4<f32>, b: vec4<f32>, s: f32) -> f32 { return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, s)))); }';
 
 /**
@@ -345,6 +355,13 @@ ${body}
   accs(prefix: string): string {
     return this.rs.flatMap((r) => this.us.map((u) => `  var ${prefix}${r}_${u} = vec4<f32>(0.0);`)).join('\n');
   }
+  /** Sets acc_r_u to rows rowOf(r) of `buf` where valid(r), columns tx + TX u below D4 (the inverse of store). */
+  loadAcc(buf: string, acc: string, valid: (r: number) => string, rowOf: (r: number) => string): string {
+    return this.rs.map((r) => `  if (${valid(r)}) {
+    let gr = ${rowOf(r)};
+${this.us.map((u) => `    if (tx + ${this.t.tx * u}u < ${this.d4}u) { let col = tx + ${this.t.tx * u}u; var v = vec4<f32>(0.0); ${this.read(buf)} ${acc}${r}_${u} = v; }`).join('\n')}
+  }`).join('\n');
+  }
   /** Writes acc_r_u (times `mul`) to rows rowOf(r) where valid(r), columns tx + TX u below D4. */
   store(buf: string, acc: string, valid: (r: number) => string, rowOf: (r: number) => string, mul: (r: number) => string): string {
     return this.rs.map((r) => `  if (${valid(r)}) {
@@ -483,21 +500,26 @@ ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.l`, (r) => qRow(`${r}u`, 'ib'), ()
 }`;
 }
 
-function dkvCode(g: Gen): string {
+function dkvCode(g: Gen, stored: boolean): string {
   const { dc, tx, ty, vc } = g.t;
   const bo = g.bo, bs = g.bs;
   const sOff = g.res ? 0 : 2 * bo * dc;
   const sh = Math.max(sOff + 2 * bs * g.dcp, 2 * vc * g.d4p);
   // With prefetch the next block read in the last stage may be the next head's first (qNext, hNext below).
   const qr = (qb: string) => (qb === 'qNext' ? '(b * p.l + qNext + r) * p.h + hNext' : qb === 'qFirst' ? '(b * p.l + qStart + r) * p.h + hk * group' : qRow('r', qb));
-  const qv = (qb: string) => (qb === 'qNext' ? 'vNext && qNext + r < p.l' : qb === 'qFirst' ? 'qStart + r < p.l' : `${qb} + r < p.l`);
+  const qv = (qb: string) => (qb === 'qNext' ? 'vNext && qNext + r < p.qe' : qb === 'qFirst' ? 'qStart + r < p.qe' : `${qb} + r < p.qe`);
   const q = (src: string, off: number, rows: number, cols: number, stride: number): StagedTile => ({ src, rows, cols, off, stride, valid: qv, rowOf: qr });
   const score = [
     g.ownedTile(0, 'K', 'j0k + r < p.s', kRow('r', 'j0k')), g.ownedTile(1, 'V', 'j0k + r < p.s', kRow('r', 'j0k')),
     q('Q', sOff, bs, dc, g.dcp), q('G', sOff + bs * g.dcp, bs, dc, g.dcp),
   ];
   const acc = [q('G', 0, vc, g.d4p, g.d4p), q('Q', vc * g.d4p, vc, g.d4p, g.d4p)];
-  const pairOk = (r: number, c: number) => `qi${c} < p.l && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift)`;
+  const pairOk = (r: number, c: number) => `qi${c} < p.qe && kb + ${r}u < p.s && (p.causal == 0u || kb + ${r}u <= qi${c} + shift)`;
+  // dS of (key kb + r, query qi_c) to the chunk's scratch row qi_c - qa: one vec4 per 4 owned keys.
+  const storeDs = g.cs.map((c) => `      if (qi${c} < p.qe) {
+        let dr = ((b * p.h + h) * p.qc + qi${c} - p.qa) * (p.sp / 4u) + kb / 4u;
+${range(g.rq).map((q) => `        if (kb + ${4 * q}u < p.s) { DSM[dr + ${q}u] = vec4<f32>(${R.map((k) => `w${4 * q + k}_${c}`).join(', ')}); }`).join('\n')}
+      }`).join('\n');
   const pl = g.pf ? g.pipeline({
     score, acc, blk: 'q0', first: 'qFirst', next: 'qNext', oOff: [0, bo * dc], sOff: [sOff, sOff + bs * g.dcp],
     accArgs: [['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p]],
@@ -509,12 +531,16 @@ function dkvCode(g: Gen): string {
   // Heaviest blocks (first keys under the causal mask) first.
   let j0k = wid.x * ${bo}u;
   let kb = j0k + ty * ${g.ro}u;
-  var qStart = 0u;
-  if (p.causal == 1u && j0k > shift) { qStart = j0k - shift; }
+  var qStart = p.qa;
+  if (p.causal == 1u && j0k > shift) { qStart = max(qStart, j0k - shift); }
 ${g.accs('dk')}
-${g.accs('dv')}${g.onceLoads(score)}${pl ? `\n${pl.prologue}` : ''}
+${g.accs('dv')}
+  if (p.acc == 1u) {
+${g.loadAcc('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'))}
+${g.loadAcc('DV', 'dv', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'))}
+  }${g.onceLoads(score)}${pl ? `\n${pl.prologue}` : ''}
 ${pl ? `  // One loop over (head of the group, query block), so the block read ahead may be the next head's.
-  let nq = (p.l - qStart + ${bs - 1}u) / ${bs}u;
+  let nq = select(0u, (p.qe - qStart + ${bs - 1}u) / ${bs}u, qStart < p.qe);
   for (var it = 0u; it < group * nq; it++) {
     let h = hk * group + it / nq;
     let q0 = qStart + (it % nq) * ${bs}u;
@@ -523,21 +549,90 @@ ${pl ? `  // One loop over (head of the group, query block), so the block read a
       let qNext = qStart + ((it + 1u) % nq) * ${bs}u;
       let hNext = hk * group + (it + 1u) / nq;${pl.scores}` : `  for (var gi = 0u; gi < group; gi++) {
     let h = hk * group + gi;
-    for (var q0 = qStart; q0 < p.l; q0 += ${bs}u) {${g.scores(g.stepLoads(score, 'q0', 'c0'), [0, bo * dc], [sOff, sOff + bs * g.dcp])}`}
+    for (var q0 = qStart; q0 < p.qe; q0 += ${bs}u) {${g.scores(g.stepLoads(score, 'q0', 'c0'), [0, bo * dc], [sOff, sOff + bs * g.dcp])}`}
 ${g.cs.map((c) => `      let qi${c} = q0 + tx + ${tx * c}u;
       let lq${c} = LSE[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];
       let dq${c} = DS[(b * p.h + h) * p.l + min(qi${c}, p.l - 1u)];`).join('\n')}
 ${g.am ? g.rs.flatMap((r) => g.cs.map((c) => `      let e${r}_${c} = select(0.0, exp(s0_${r}_${c} * p.scale - lq${c}), ${pairOk(r, c)});`)).join('\n')
     : `${g.rs.flatMap((r) => g.cs.map((c) => `      var e${r}_${c} = exp2(fma(s0_${r}_${c}, sc2, -lq${c} * ${LOG2E}));`)).join('\n')}
-${g.edge(`q0 + ${bs}u <= p.l && j0k + ${bo}u <= p.s && (p.causal == 0u || j0k + ${bo}u <= q0 + shift + 1u)`, g.rs.flatMap((r) => g.cs.map((c) => `      e${r}_${c} = select(0.0, e${r}_${c}, ${pairOk(r, c)});`)).join('\n'))}`}
-${g.rs.flatMap((r) => g.cs.map((c) => `      let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}
+${g.edge(`q0 + ${bs}u <= p.qe && j0k + ${bo}u <= p.s && (p.causal == 0u || j0k + ${bo}u <= q0 + shift + 1u)`, g.rs.flatMap((r) => g.cs.map((c) => `      e${r}_${c} = select(0.0, e${r}_${c}, ${pairOk(r, c)});`)).join('\n'))}`}
+${g.rs.flatMap((r) => g.cs.map((c) => `      let w${r}_${c} = e${r}_${c} * (s1_${r}_${c} - dq${c});`)).join('\n')}${stored ? `\n${storeDs}` : ''}
 ${g.pack('e', 0)}
 ${g.pack('w', bs * ty * g.rq)}${pl ? pl.acc : g.accumulate(g.stepLoads(acc, 'q0 + j0', '0u'), ['dv', 'dk'], [0, bs * ty * g.rq], [0, vc * g.d4p])}
     }
   }
-${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * p.scale')}
+  let dkMul = select(1.0, p.scale, p.fin == 1u);
+${g.store('DK', 'dk', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => ' * dkMul')}
 ${g.store('DV', 'dv', (r) => `kb + ${r}u < p.s`, (r) => kRow(`${r}u`, 'kb'), () => '')}
 }`;
+}
+
+/**
+ * dQ of a chunk of query rows from the dS the dK/dV pass stored: dQ_i = scale sum_j dS_ij K_j, one
+ * product, with no scores recomputed. Keys outside a row's causal range are never read (the dK/dV pass
+ * skips whole blocks there, so those scratch entries are not written).
+ */
+function dqsCode(g: Gen): string {
+  const { tx, ty, vc } = g.t;
+  const bo = g.bo, bs = g.bs;
+  const acc = [kvTile('K', 0, vc, g.d4p, g.d4p)];
+  const keyOk = (r: number, c: number) => `k0 + tx + ${tx * c}u < kEnd && (p.causal == 0u || k0 + tx + ${tx * c}u <= ib + ${r}u + shift)`;
+  const read = (r: number, c: number) => `DSM[dr${r} + k0 + tx + ${tx * c}u]`;
+  return `${g.header(vc * g.d4p, `var<workgroup> Wt: array<vec4<f32>, ${bs * ty * g.rq}>;`)}
+  let h = wid.y;
+  let b = wid.z;
+  let hk = h / (p.h / p.hkv);
+  // Heaviest blocks (last queries of the chunk under the causal mask) first.
+  let i0 = p.qa + (nwg.x - 1u - wid.x) * ${bo}u;
+  var kEnd = p.s;
+  if (p.causal == 1u) { kEnd = min(p.s, i0 + ${bo}u + shift); }
+  let ib = i0 + ty * ${g.ro}u;
+${g.rs.map((r) => `  let dr${r} = ((b * p.h + h) * p.qc + min(ib + ${r}u, p.qe - 1u) - p.qa) * p.sp;`).join('\n')}
+${g.accs('acc')}
+  for (var k0 = 0u; k0 < kEnd; k0 += ${bs}u) {
+${g.rs.flatMap((r) => g.cs.map((c) => `    var w${r}_${c} = 0.0;`)).join('\n')}
+    if (k0 + ${bs}u <= kEnd && (p.causal == 0u || k0 + ${bs}u <= i0 + shift + 1u)) {
+${g.rs.flatMap((r) => g.cs.map((c) => `      w${r}_${c} = ${read(r, c)};`)).join('\n')}
+    } else {
+${g.rs.flatMap((r) => g.cs.map((c) => `      if (${keyOk(r, c)}) { w${r}_${c} = ${read(r, c)}; }`)).join('\n')}
+    }
+    workgroupBarrier();
+${g.pack('w', 0)}${g.accumulate(g.stepLoads(acc, 'k0 + j0', '0u'), ['acc'], [0], [0])}
+  }
+${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.qe`, (r) => qRow(`${r}u`, 'ib'), () => ' * p.scale')}
+}`;
+}
+
+/** Scratch for stored dS: `FRUGAL_WEBGPU_ATTN_DS_MB` (Node; 0 = always recompute), else 1024 MiB. */
+function storedBytes(): number {
+  const env = typeof process !== 'undefined' ? process.env?.FRUGAL_WEBGPU_ATTN_DS_MB : undefined;
+  if (env === undefined || env === '') return 1024 * 2 ** 20;
+  const v = Number(env);
+  if (!(Number.isFinite(v) && v >= 0)) throw new Error(`FRUGAL_WEBGPU_ATTN_DS_MB must be a number of MiB >= 0, got ${JSON.stringify(env)}`);
+  return v * 2 ** 20;
+}
+let chunkOverride: number | null = null;
+/**
+ * Query rows per chunk of the stored-dS backward (rounded down to the dQ pass's block), 0 for the
+ * recomputing backward, `null` for the default (as many rows as the scratch allows).
+ */
+export function setAttentionChunkRows(rows: number | null): void { chunkOverride = rows; }
+
+/**
+ * Query rows per chunk of the backward that stores dS (0: the backward that recomputes the scores in
+ * the dQ pass). Whole query rows of every head and batch go in one chunk; a chunk is a multiple of the
+ * dQ pass's block unless it is the whole length. Stored dS needs the chunk's rows x keys (times batch
+ * and heads) in one binding; below 256 rows the default falls back to recomputing.
+ */
+export function attentionChunkRows(rt: Runtime, p: AttnParams, bo: number): number {
+  const perRow = p.b * p.h * Math.ceil(p.s / 4) * 4 * 4;
+  const cap = Math.min(rt.maxBindingBytes, storedBytes());
+  let rows = chunkOverride ?? Math.floor(cap / perRow);
+  if (rows <= 0) return 0;
+  if (rows >= p.l && p.l * perRow <= rt.maxBindingBytes) return p.l;
+  rows = Math.floor(Math.min(rows, rt.maxBindingBytes / perRow) / bo) * bo;
+  if (rows <= 0 || (chunkOverride === null && rows < 256)) return 0;
+  return Math.min(rows, p.l);
 }
 
 export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, o: GpuBuf, dO: GpuBuf, lse: GpuBuf,
@@ -549,17 +644,37 @@ export function attentionBackward(rt: Runtime, q: GpuBuf, k: GpuBuf, v: GpuBuf, 
   rt.dispatch({ key: `attnDsum:${p.d}`, bindings: [...gs.io('r', 'O', 'G'), ['DS', 'f32', 'w']], uniform, code: () => dsumCode(gs) },
     [o, dO, dsum], uniformOf(p), [Math.ceil(p.l / 64), p.h, p.b]);
 
+  const tk = attentionTile(rt, 'dkv', p.d, p.b * p.hkv * p.s), gk = new Gen(p.d, tk);
+  const dkv = (stored: boolean, c: Chunk, dsm: GpuBuf[]) => rt.dispatch({
+    key: `attnDkv:${p.d}:${stored ? 'ds:' : ''}${JSON.stringify(tk)}`,
+    bindings: [...gk.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gk.io('w', 'DK', 'DV'), ...(stored ? [['DSM', 'vec4<f32>', 'w'] as Binding] : [])],
+    uniform: uniformChunk, code: () => dkvCode(gk, stored),
+  },
+    [q, k, v, dO, lse, dsum, dk, dv, ...dsm], uniformChunkOf(p, c), [Math.ceil(p.s / gk.bo), p.hkv, p.b]);
+
+  // Stored dS: per chunk of query rows, the dK/dV pass also writes dS, and dQ is one product over it.
+  const ts = attentionTile(rt, 'dqs', p.d, p.b * p.h * p.l), gs2 = new Gen(p.d, ts);
+  const qc = attentionChunkRows(rt, p, gs2.bo);
+  if (qc > 0) {
+    const sp = Math.ceil(p.s / 4) * 4;
+    const dsm = rt.temp(p.b * p.h * qc * sp, 'f32');
+    for (let qa = 0; qa < p.l; qa += qc) {
+      const c = { qa, qe: Math.min(p.l, qa + qc), qc, sp };
+      dkv(true, c, [dsm]);
+      rt.dispatch({
+        key: `attnDqs:${p.d}:${JSON.stringify(ts)}`, bindings: [...gs2.io('r', 'K'), ['DSM', 'f32', 'r'], ...gs2.io('w', 'DQ')],
+        uniform: uniformChunk, code: () => dqsCode(gs2),
+      },
+        [k, dsm, dq], uniformChunkOf(p, c), [Math.ceil((c.qe - qa) / gs2.bo), p.h, p.b]);
+    }
+    return;
+  }
+
   const tq = attentionTile(rt, 'dq', p.d, p.b * p.h * p.l), gq = new Gen(p.d, tq);
   rt.dispatch({
     key: `attnDq:${p.d}:${JSON.stringify(tq)}`, bindings: [...gq.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gq.io('w', 'DQ')],
     uniform, code: () => dqCode(gq),
   },
     [q, k, v, dO, lse, dsum, dq], uniformOf(p), [Math.ceil(p.l / gq.bo), p.h, p.b]);
-
-  const tk = attentionTile(rt, 'dkv', p.d, p.b * p.hkv * p.s), gk = new Gen(p.d, tk);
-  rt.dispatch({
-    key: `attnDkv:${p.d}:${JSON.stringify(tk)}`, bindings: [...gk.io('r', 'Q', 'K', 'V', 'G'), ['LSE', 'f32', 'r'], ['DS', 'f32', 'r'], ...gk.io('w', 'DK', 'DV')],
-    uniform, code: () => dkvCode(gk),
-  },
-    [q, k, v, dO, lse, dsum, dk, dv], uniformOf(p), [Math.ceil(p.s / gk.bo), p.hkv, p.b]);
+  dkv(false, { qa: 0, qe: p.l, qc: 0, sp: 0 }, []);
 }
