@@ -603,8 +603,10 @@ ${g.store('DQ', 'acc', (r) => `ib + ${r}u < p.qe`, (r) => qRow(`${r}u`, 'ib'), (
 }`;
 }
 
-/** Scratch for stored dS: `FRUGAL_WEBGPU_ATTN_DS_MB` (Node; 0 = always recompute), else 1024 MiB. */
-function storedBytes(): number {
+/** Scratch for stored dS: `FRUGAL_WEBGPU_ATTN_DS_MB` (Node; 0 = always recompute), else 1024 MiB; read once. */
+let storedCap: number | undefined;
+const storedBytes = (): number => (storedCap ??= parseStoredBytes());
+function parseStoredBytes(): number {
   const env = typeof process !== 'undefined' ? process.env?.FRUGAL_WEBGPU_ATTN_DS_MB : undefined;
   if (env === undefined || env === '') return 1024 * 2 ** 20;
   const v = Number(env);
