@@ -5,8 +5,10 @@
 //                blocks reads 4 separate streams (masked byte move + vpdpbusd per 64 weights)
 //   tile-major   words of 4 blocks interleaved per input group, a pass reads one sequential stream
 //                (same instructions)
-//   tile-gfni    native/fbi_int8.cc now: tile-major with each word's bits 8 x 8-transposed, so one
-//                gf2p8affine of the broadcast word expands it to bytes (no mask register moves)
+//   tile-gfni    tile-major with each word's bits 8 x 8-transposed, so one gf2p8affine of the
+//                broadcast word expands it to bytes (no mask register moves)
+//   *-pf         the same kernel with a software prefetch 2 KB ahead, one per cache line
+//                (native/fbi_int8.cc now runs tile-gfni-pf)
 //   *-in-L2      the same kernels over one 128 KB slice again and again: the instruction-bound rate
 //   read-only    plain 64-byte loads over the same bytes: the memory ceiling
 //   lut-vpermb   lookup tables over bit groups: per 16 inputs, the 16 subset sums of each 4-input
@@ -38,7 +40,7 @@ constexpr int kCopies = 100;
 // kGfni: tile-major words with bit 8 j + l holding sign 8 l + j, expanded by gf2p8affine (quadword l of
 // the matrix picks bit l of each byte: the output bit i is the parity of matrix byte 7 - i AND the
 // input byte); otherwise a mask-register move and a masked byte move.
-template <bool kTileMajor, bool kGfni = false>
+template <bool kTileMajor, bool kGfni = false, bool kPrefetch = false>
 TGT void dot_kernel(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, int64_t b1) {
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i pick = _mm512_set_epi64(1LL << 63, 1LL << 62, 1LL << 61, 1LL << 60, 1LL << 59, 1LL << 58, 1LL << 57, 1LL << 56);
@@ -48,6 +50,7 @@ TGT void dot_kernel(const uint64_t* w, const int8_t* q, int32_t* p, int64_t b0, 
     for (auto& a : acc) a = _mm512_setzero_si512();
     for (int64_t g = 0; g < G; g++) {
       const __m512i x = _mm512_set1_epi32(q32[g]);
+      if (kPrefetch && (g & 1) == 0) __builtin_prefetch(w + b * G + 4 * g + 256, 0, 3);
       for (int r = 0; r < 4; r++) {
         const uint64_t word = kTileMajor ? w[b * G + 4 * g + r] : w[(b + r) * G + g];
         const __m512i v = kGfni ? _mm512_gf2p8affine_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(word)), pick, 0)
@@ -165,10 +168,11 @@ int main(int argc, char** argv) {
     std::memcpy(&TM[m * kWords], tm.data(), kWords * 8);
     std::memcpy(&LUT[m * kWords * 8], lut.data(), kWords * 8);
   }
-  const char* names[] = {"block-major", "tile-major", "tile-gfni", "lut-vpermb", "tile-in-L2", "gfni-in-L2", "read-only"};
+  const char* names[] = {"block-major", "tile-major", "tile-gfni", "lut-vpermb", "tile-in-L2", "gfni-in-L2", "read-only",
+                         "tile-pf", "tile-gfni-pf"};
   constexpr int64_t kSlice = 32;  // blocks of the in-L2 runs: 32 x 512 words of 8 bytes per thread
   volatile int64_t sink = 0;
-  for (int kind = 0; kind < 7; kind++) {
+  for (int kind = 0; kind < 9; kind++) {
     std::vector<int32_t> p(N);
     const bool in_l2 = kind == 4 || kind == 5;
     auto body = [&](int t) {
@@ -182,6 +186,8 @@ int main(int argc, char** argv) {
         if (kind == 4) dot_kernel<true>(&TM[0], q.data(), p.data(), b0, b0 + kSlice);
         if (kind == 5) dot_kernel<true, true>(&GT[0], q.data(), p.data(), b0, b0 + kSlice);
         if (kind == 6) sink = sink + read_only(&TM[m * kWords], b0, b1);
+        if (kind == 7) dot_kernel<true, false, true>(&TM[m * kWords], q.data(), p.data(), b0, b1);
+        if (kind == 8) dot_kernel<true, true, true>(&GT[m * kWords], q.data(), p.data(), b0, b1);
       }
     };
     double best = 1e30;
