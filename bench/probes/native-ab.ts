@@ -1,4 +1,4 @@
-// Two builds of the native addon side by side in one process: the same packed FBI products and SGEMM,
+// Two builds of the native addon side by side in one process: the same packed FBI products, the f16 head and SGEMM,
 // called alternately on each build, one kernel thread, timed as CPU time (process.cpuUsage) so other
 // load on a shared machine disturbs the comparison less than wall time. For checking that a change to
 // native/ does not slow a kernel down: build the old tree's addon somewhere, then
@@ -35,6 +35,13 @@ for (const M of [1, 16]) {
     if (builds.new.fbiInt8IsaAvailable(code)) kernels.push([`fbiInt8Matmul ${isa} M=${M}`, (a) => a.fbiInt8Matmul(x, il, alpha, beta, 0, M, K, N, y, code)]);
   }
   kernels.push([`fbiPackedMatmul auto M=${M}`, (a) => a.fbiPackedMatmul(x, bits, alpha, beta, 0, M, K, N, y, 0)]);
+}
+// The 1.3B LM head at batch 1 (f16, 32000 x 2048: 131 MB, streamed from memory every call).
+{
+  const HK = 2048, HN = 32000;
+  const hw = new Uint16Array(HN * HK).map((_, i) => 0x3c00 ^ (i & 0x83ff));
+  const hx = Float32Array.from({ length: HK }, (_, i) => Math.sin(i)), hy = new Float32Array(HN);
+  kernels.push(['f16Matmul M=1 32000x2048', (a) => a.f16Matmul(hx, hw, 1, HK, HN, hy, 0)]);
 }
 kernels.push(['sgemm 1024', (a) => a.sgemmBatched(1, false, false, 1024, 1024, 1024, 1, A, 0, 1024, 0, A, 0, 1024, 0, 0, C, 0, 1024, 0)]);
 
